@@ -1,0 +1,92 @@
+"""Input validation shared by every module: one place that words the error messages.
+
+Each helper raises a typed error from :mod:`fenchel_cvx.errors` whose message names the argument, what was
+expected and what came. The helpers accept numpy arrays and torch tensors alike.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .errors import DomainError, ShapeError, ValueRangeError
+
+
+def is_torch(x: Any) -> bool:
+    """True when ``x`` is a torch tensor."""
+    return isinstance(x, torch.Tensor)
+
+
+def as_array(x: Any, name: str) -> np.ndarray | torch.Tensor:
+    """Return ``x`` as a float numpy array, or unchanged when it is already a torch tensor."""
+    if is_torch(x):
+        return x
+    try:
+        arr = np.asarray(x, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise DomainError(f"{name}: expected a numeric array, got {type(x).__name__} ({exc})") from None
+    return arr
+
+
+def check_finite(x: Any, name: str) -> None:
+    """Raise :class:`DomainError` when ``x`` holds NaN or inf, saying how many and where the first is."""
+    if is_torch(x):
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            idx = tuple(int(i) for i in torch.nonzero(bad)[0])
+            raise DomainError(f"{name}: expected finite values, got {int(bad.sum())} NaN/inf entries "
+                              f"(first at index {idx}: {x[idx].item()})")
+        return
+    arr = np.asarray(x)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DomainError(f"{name}: expected finite values, got {int(bad.sum())} NaN/inf entries "
+                          f"(first at index {idx}: {arr[idx]})")
+
+
+def check_ndim(x: Any, name: str, ndim: int | Sequence[int], layout: str = "") -> None:
+    """Raise :class:`ShapeError` unless ``x.ndim`` is ``ndim`` (or one of them)."""
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if x.ndim not in allowed:
+        want = " or ".join(f"{d}-D" for d in allowed)
+        hint = f" {layout}" if layout else ""
+        raise ShapeError(f"{name}: expected a {want} array{hint}, got shape {tuple(x.shape)}")
+
+
+def check_shape(x: Any, name: str, shape: Sequence[int | None], layout: str = "") -> None:
+    """Raise :class:`ShapeError` unless ``x.shape`` matches ``shape`` (``None`` matches any size)."""
+    got = tuple(x.shape)
+    if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
+        want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+        hint = f" {layout}" if layout else ""
+        raise ShapeError(f"{name}: expected shape {want}{hint}, got {got}")
+
+
+def check_scalar(value: Any, name: str, *, positive: bool = False, nonneg: bool = False) -> float:
+    """Return ``value`` as a float after checking it is finite and (optionally) > 0 or >= 0."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueRangeError(f"{name}: expected a real number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueRangeError(f"{name}: expected a finite number, got {v}")
+    if positive and not v > 0:
+        raise ValueRangeError(f"{name}: expected > 0, got {v}; a Lagrange multiplier of zero drops the "
+                              "penalty and the subproblem is no longer well posed")
+    if nonneg and v < 0:
+        raise ValueRangeError(f"{name}: expected >= 0, got {v}")
+    return v
+
+
+def per_layer(value: Any, n: int, name: str, *, positive: bool = False, nonneg: bool = False) -> list[float]:
+    """Broadcast a scalar, or check a length-``n`` sequence, of per-layer hyperparameters."""
+    if np.ndim(value) == 0 and not (is_torch(value) and value.ndim > 0):
+        return [check_scalar(value, name, positive=positive, nonneg=nonneg)] * n
+    seq = list(value.tolist() if hasattr(value, "tolist") else value)
+    if len(seq) != n:
+        raise ShapeError(f"{name}: expected a scalar or {n} per-layer values, got {len(seq)} values")
+    return [check_scalar(v, f"{name}[{i}]", positive=positive, nonneg=nonneg) for i, v in enumerate(seq)]
