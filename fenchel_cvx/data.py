@@ -1,0 +1,786 @@
+r"""Data sets: MNIST and CIFAR-10 readers, the shipped MNIST subset, and synthetic teacher data.
+
+Nothing here downloads. Real data sets are read from a ``data_dir`` the user names; the one exception is the
+small MNIST subset shipped inside the package (:func:`load_mnist_subset`), so the main job runs offline.
+
+========================  =====================================================================================
+entry point               what it gives
+========================  =====================================================================================
+:func:`load_dataset`      one door for ``"mnist-small"``, ``"mnist"``, ``"cifar10"`` and ``"synthetic"``
+:func:`read_mnist`        the four standard IDX files (``.gz`` or raw) from ``data_dir`` or ``data_dir/mnist``
+:func:`read_idx`          one IDX file, header and size checked
+:func:`read_cifar10`      ``cifar-10-batches-py`` pickles (restricted unpickler) or the ``cifar10_*.npz`` layout
+:func:`load_mnist_subset` the shipped class-balanced MNIST subset (10,000 train / 2,000 test)
+:func:`teacher`           Appendix B regression data ``Y = phi(X W*^T + b*)`` with the teacher's weights
+:func:`make_synthetic_    classification data labelled by the argmax of a random teacher network
+classification`
+========================  =====================================================================================
+
+Layout convention. Inside the math (network internals, subproblems) a data matrix is ``(features, samples)``
+as in the paper. Everything this module returns is **samples-first**, as PyTorch and scikit-learn expect:
+images are ``(m, 28, 28)`` (MNIST) or ``(m, 32, 32, 3)`` (CIFAR-10, height-width-channel) ``uint8`` arrays,
+labels ``(m,)`` ``int64``, and :meth:`Dataset.arrays` / :func:`to_float` give float matrices ``(m, d)``
+scaled to ``[0, 1]``. Transpose once, at the boundary, when you hand them to the math (``X.T``).
+
+Every failure to read a file raises :class:`~fenchel_cvx.errors.DataFileError` (a
+:class:`~fenchel_cvx.errors.FenchelError`) that names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import itertools
+import pickle
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from struct import error as struct_error
+from typing import Any
+
+import numpy as np
+
+from ._checks import check_scalar
+from .activations import Activation, get_activation
+from .errors import DataFileError, ShapeError, ValueRangeError
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "DATASETS",
+    "MNIST_CLASSES",
+    "Dataset",
+    "Teacher",
+    "load_dataset",
+    "load_mnist_subset",
+    "make_synthetic_classification",
+    "read_cifar10",
+    "read_idx",
+    "read_mnist",
+    "safe_unpickle",
+    "teacher",
+    "to_float",
+]
+
+MNIST_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
+CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer",
+                                    "dog", "frog", "horse", "ship", "truck")
+DATASETS: tuple[str, ...] = ("mnist-small", "mnist", "cifar10", "synthetic")
+
+_MNIST_FILES = {  # split -> (images stem, labels stem), the names LeCun's site and torchvision use
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+_IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+_SUBSET_FILE = "mnist_subset.npz"
+_NO_DOWNLOAD = ("fenchel_cvx never downloads: put the files there yourself, or use "
+                "load_dataset('mnist-small') for the MNIST subset shipped with the package")
+
+
+# -- the container every loader returns --------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/test split, samples-first.
+
+    Attributes
+    ----------
+    name : str
+        ``"mnist-small"``, ``"mnist"``, ``"cifar10"``, ``"synthetic"`` or a name of your own.
+    train_x : numpy.ndarray, shape (m_train, ...)
+        Samples-first inputs: ``uint8`` images ``(m, 28, 28)`` / ``(m, 32, 32, 3)`` or float features ``(m, n)``.
+    train_y : numpy.ndarray of int64, shape (m_train,)
+        Class labels in ``0 .. len(classes) - 1``.
+    test_x, test_y : numpy.ndarray
+        The same for the test split.
+    classes : tuple of str
+        Class names, index = label.
+    provenance : str
+        Where the arrays came from (files and checksums, selection rule, seed), empty when unknown.
+    """
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: tuple[str, ...]
+    provenance: str = field(default="", repr=False)
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, train_x={self.train_x.dtype}{self.train_x.shape}, "
+                f"test_x={self.test_x.dtype}{self.test_x.shape}, classes={self.n_classes})")
+
+    @property
+    def n_features(self) -> int:
+        """Length of one flattened input, ``d`` (784 for MNIST, 3072 for CIFAR-10)."""
+        return int(np.prod(self.train_x.shape[1:]))
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes ``p``."""
+        return len(self.classes)
+
+    def arrays(self, split: str = "train", dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
+        """Float inputs ``X`` of shape ``(m, d)`` (``uint8`` scaled to ``[0, 1]``) and labels ``y`` ``(m,)``.
+
+        Samples-first; the math wants ``X.T`` (``(d, m)``).
+        """
+        if split not in ("train", "test"):
+            raise ValueRangeError(f"split: expected 'train' or 'test', got {split!r}")
+        x, y = (self.train_x, self.train_y) if split == "train" else (self.test_x, self.test_y)
+        return to_float(x, dtype), y
+
+    def shuffled(self, seed: int = 0) -> Dataset:
+        """A copy with each split in a random order drawn from ``numpy.random.default_rng(seed)``.
+
+        Needed for the CIFAR-10 npz layout, whose samples are sorted by class.
+        """
+        rng = np.random.default_rng(seed)
+        p_train = rng.permutation(len(self.train_y))
+        p_test = rng.permutation(len(self.test_y))
+        return replace(self, train_x=self.train_x[p_train], train_y=self.train_y[p_train],
+                       test_x=self.test_x[p_test], test_y=self.test_y[p_test])
+
+    def subsample(self, n_train: int | None = None, n_test: int | None = None, *, seed: int = 0) -> Dataset:
+        """A copy keeping ``n_train`` / ``n_test`` samples drawn without replacement (``None`` keeps all).
+
+        The kept samples stay in their original relative order; the draw uses ``default_rng(seed)``.
+        """
+        rng = np.random.default_rng(seed)
+
+        def pick(n: int | None, total: int, arg: str) -> np.ndarray:
+            if n is None:
+                return np.arange(total)
+            if not (isinstance(n, (int, np.integer)) and 0 < n <= total):
+                raise ValueRangeError(f"{arg}: expected an integer in 1..{total}, got {n!r}")
+            return np.sort(rng.choice(total, size=int(n), replace=False))
+
+        i_train = pick(n_train, len(self.train_y), "n_train")
+        i_test = pick(n_test, len(self.test_y), "n_test")
+        return replace(self, train_x=self.train_x[i_train], train_y=self.train_y[i_train],
+                       test_x=self.test_x[i_test], test_y=self.test_y[i_test])
+
+
+def to_float(x: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+    """Flatten samples-first inputs ``(m, ...)`` to ``(m, d)`` floats; ``uint8`` pixels are divided by 255.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (m, ...)
+        Images (``uint8``) or features (any real dtype).
+    dtype : numpy dtype, default float64
+
+    Returns
+    -------
+    numpy.ndarray, shape (m, d)
+        Samples-first; pixels land in ``[0, 1]``.
+    """
+    x = np.asarray(x)
+    if x.ndim < 1:
+        raise ShapeError(f"x: expected an array with a leading sample axis (m, ...), got shape {x.shape}")
+    flat = x.reshape(len(x), -1)
+    if flat.dtype == np.uint8:
+        return flat.astype(dtype) / np.asarray(255, dtype=dtype)
+    return flat.astype(dtype, copy=False)
+
+
+# -- IDX (MNIST) ---------------------------------------------------------------------------------------------------
+def _read_bytes(path: Path) -> bytes:
+    """Whole file content, transparently gunzipped for ``*.gz``; any read failure becomes DataFileError."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: file not found. {_NO_DOWNLOAD}") from None
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot read ({exc}); check the path and its permissions") from None
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; a cut-off stream is EOFError
+        raise DataFileError(f"{path}: not a readable gzip file ({type(exc).__name__}: {exc}); the file is "
+                            "truncated or corrupt, copy it again (or gunzip it and pass the raw file)") from None
+
+
+def read_idx(path: str | Path, magic: int | None = None) -> np.ndarray:
+    """Read one IDX file of unsigned bytes (raw or ``.gz``), checking the header against the payload.
+
+    Format (big-endian): ``0x00 0x00 0x08 ndim``, then ``ndim`` uint32 sizes, then ``prod(sizes)`` bytes.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file; a ``.gz`` suffix means gzip-compressed.
+    magic : int, optional
+        Expected magic number (2051 for MNIST images, 2049 for labels).
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape given by the header
+        E.g. ``(60000, 28, 28)`` for ``train-images-idx3-ubyte``.
+
+    Raises
+    ------
+    DataFileError
+        Missing, unreadable, wrong magic number, non-``uint8`` data type, or a payload longer or shorter than
+        the header says (a truncated file).
+    """
+    path = Path(path)
+    buf = _read_bytes(path)
+    if len(buf) < 4:
+        raise DataFileError(f"{path}: expected an IDX header of at least 4 bytes, got {len(buf)} bytes; "
+                            "the file is truncated, copy it again")
+    got_magic = int.from_bytes(buf[:4], "big")
+    if buf[0] != 0 or buf[1] != 0 or buf[2] != 0x08 or (magic is not None and got_magic != magic):
+        want = f"magic number {magic}" if magic is not None else "an unsigned-byte IDX magic number (0x000008NN)"
+        raise DataFileError(f"{path}: expected {want}, got {got_magic} (bytes {buf[:4].hex()}); this is not "
+                            "the IDX file it is named after (images use 2051, labels 2049), or it is compressed "
+                            "without a .gz suffix")
+    ndim = buf[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(buf) < header:
+        raise DataFileError(f"{path}: expected a header of {header} bytes for {ndim} dimensions, got "
+                            f"{len(buf)} bytes; the file is truncated or malformed, copy it again")
+    shape = tuple(int(s) for s in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
+    expected = int(np.prod(shape, dtype=np.int64))
+    if len(buf) - header != expected:
+        kind = "truncated" if len(buf) - header < expected else "longer than its header says"
+        raise DataFileError(f"{path}: header shape {shape} needs {expected} data bytes, got {len(buf) - header};"
+                            f" the file is {kind}, copy it again")
+    # Copied so the array is writable (torch.from_numpy warns on the read-only view of ``bytes``).
+    return np.frombuffer(buf, dtype=np.uint8, offset=header).reshape(shape).copy()
+
+
+def _find_mnist_file(data_dir: Path, stem: str) -> Path:
+    """First existing candidate for one MNIST file: ``.gz`` or raw, in ``data_dir`` or its ``mnist/``."""
+    dirs = [data_dir, data_dir / "mnist", data_dir / "MNIST" / "raw"]  # the last is torchvision's layout
+    names = [stem + ".gz", stem, stem.replace("-idx", ".idx")]  # the dotted variant is common on Kaggle
+    for d in dirs:
+        for n in names:
+            if (d / n).is_file():
+                return d / n
+    raise DataFileError(f"MNIST file {stem}.gz (or {stem}) not found in {data_dir} or {data_dir / 'mnist'}. "
+                        f"Put the four standard IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                        f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, .gz or raw) there. {_NO_DOWNLOAD}")
+
+
+def _mnist_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    img_stem, lab_stem = _MNIST_FILES[split]
+    img_path, lab_path = _find_mnist_file(data_dir, img_stem), _find_mnist_file(data_dir, lab_stem)
+    x = read_idx(img_path, _IDX_IMAGES_MAGIC)
+    y = read_idx(lab_path, _IDX_LABELS_MAGIC)
+    if x.shape[1:] != (28, 28):
+        raise DataFileError(f"{img_path}: expected 28x28 images, got shape {x.shape}; is this MNIST?")
+    if len(x) != len(y):
+        raise DataFileError(f"{img_path} holds {len(x)} images but {lab_path} holds {len(y)} labels; the two "
+                            "files must come from the same split and release")
+    if y.size and int(y.max()) > 9:
+        raise DataFileError(f"{lab_path}: expected labels in 0..9, got a maximum of {int(y.max())}")
+    return x, y.astype(np.int64), [img_path, lab_path]
+
+
+def read_mnist(data_dir: str | Path, *, expected_counts: tuple[int, int] | None = None) -> Dataset:
+    """Read MNIST from the four standard IDX files in ``data_dir`` (or ``data_dir/mnist``).
+
+    Each file may be gzip-compressed (``train-images-idx3-ubyte.gz``) or raw (``train-images-idx3-ubyte``);
+    torchvision's ``data_dir/MNIST/raw`` is found too. Headers are checked (magic 2051 for images, 2049 for
+    labels, sizes against the payload), images must be 28x28 and agree in number with their labels, and labels
+    must lie in 0..9.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        Folder holding the files (or a ``mnist/`` folder holding them).
+    expected_counts : (int, int), optional
+        Require exactly this many (train, test) samples, e.g. ``(60000, 10000)`` for the full set.
+
+    Returns
+    -------
+    Dataset
+        ``train_x`` uint8 ``(m_train, 28, 28)``, ``train_y`` int64 ``(m_train,)``, ``test_x``, ``test_y``;
+        samples-first, canonical file order.
+
+    Raises
+    ------
+    DataFileError
+        A file is missing (the message names it), truncated, malformed, or the counts disagree.
+    """
+    data_dir = _existing_dir(data_dir, "mnist")
+    x_tr, y_tr, p_tr = _mnist_split(data_dir, "train")
+    x_te, y_te, p_te = _mnist_split(data_dir, "test")
+    if expected_counts is not None and (len(y_tr), len(y_te)) != tuple(expected_counts):
+        raise DataFileError(f"{data_dir}: expected {tuple(expected_counts)} (train, test) samples, got "
+                            f"{(len(y_tr), len(y_te))}; the files are from another release or were cut")
+    prov = "MNIST IDX files: " + ", ".join(str(p) for p in p_tr + p_te)
+    return Dataset("mnist", x_tr, y_tr, x_te, y_te, MNIST_CLASSES, prov)
+
+
+def _existing_dir(data_dir: str | Path | None, name: str) -> Path:
+    if data_dir is None:
+        raise DataFileError(f"data_dir: data set {name!r} is read from files, got data_dir=None; pass the folder "
+                            f"that holds them (the CLI's --data-dir). {_NO_DOWNLOAD}")
+    path = Path(data_dir).expanduser()
+    if not path.is_dir():
+        raise DataFileError(f"data_dir: expected an existing folder for {name!r}, got {str(path)!r} (not found "
+                            f"or not a folder). {_NO_DOWNLOAD}")
+    return path
+
+
+# -- restricted unpickling (CIFAR-10's official batches) ---------------------------------------------------------
+def _latin1_encode(obj: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """The one use of ``_codecs.encode`` in protocol-2 pickles: bytes written as latin-1 text."""
+    if not isinstance(obj, str) or encoding.replace("-", "").lower() != "latin1":
+        raise pickle.UnpicklingError(f"_codecs.encode is allowed only on str with latin-1, got "
+                                     f"{type(obj).__name__} with {encoding!r}")
+    return obj.encode("latin-1", errors)
+
+
+def _safe_dtype(*args: Any) -> np.dtype:
+    """``numpy.dtype`` that refuses object dtypes, whose payload would be arbitrary Python objects."""
+    dt = np.dtype(*args)
+    if dt.hasobject:
+        raise pickle.UnpicklingError(f"numpy.dtype: object dtypes are not allowed in data files, got {dt}")
+    return dt
+
+
+# The callables a pickled dict of numpy arrays needs, and nothing else; both the numpy 1 (numpy.core) and numpy 2
+# (numpy._core) module paths map to the functions numpy itself uses to pickle arrays, scalars and dtypes.
+_RECONSTRUCT = np.empty(0).__reduce__()[0]
+_SCALAR = np.float64(0).__reduce__()[0]
+_FROMBUFFER = np.empty(1).__reduce_ex__(5)[0]
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _safe_dtype,
+                                                ("_codecs", "encode"): _latin1_encode}
+for _core in ("numpy.core", "numpy._core"):
+    _ALLOWED_GLOBALS[(f"{_core}.multiarray", "_reconstruct")] = _RECONSTRUCT
+    _ALLOWED_GLOBALS[(f"{_core}.multiarray", "scalar")] = _SCALAR
+    _ALLOWED_GLOBALS[(f"{_core}.numeric", "_frombuffer")] = _FROMBUFFER
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Admits plain containers, strings, numbers, bytes and numpy arrays; any other global is refused.
+
+    A pickle runs code only through the callables its GLOBAL/STACK_GLOBAL opcodes name (``os.system`` via
+    ``__reduce__`` is the classic attack); resolving every name through a closed allow-list removes that route.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed") from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("persistent ids are not allowed")
+
+
+def safe_unpickle(data: bytes, source: str = "<bytes>") -> Any:
+    """Unpickle ``data`` admitting only plain containers, str, bytes, numbers and numpy arrays (no object dtype).
+
+    Python 2 pickles (the official CIFAR-10 batches) are read with ``encoding="bytes"``, so their ``str`` keys
+    come back as ``bytes`` (``b"data"``).
+
+    Raises
+    ------
+    DataFileError
+        When the pickle names any other callable (it is refused before anything runs), or is malformed.
+        ``source`` (usually the file path) is named in the message.
+    """
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except pickle.UnpicklingError as exc:
+        raise DataFileError(f"{source}: refused to unpickle ({exc}). Only plain containers, strings, numbers and "
+                            "numpy arrays are read from data files; this file is not a genuine CIFAR-10 batch "
+                            "(it may be malicious), replace it with the official one") from None
+    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError,
+            OverflowError, struct_error) as exc:
+        raise DataFileError(f"{source}: not a readable pickle ({type(exc).__name__}: {exc}); the file is truncated "
+                            "or corrupt, copy it again") from None
+
+
+# -- CIFAR-10 ------------------------------------------------------------------------------------------------------
+_CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+def _get(d: dict, key: str) -> Any:
+    """``d[key]`` for Python 3 pickles, ``d[b"key"]`` for Python 2 ones read with ``encoding="bytes"``."""
+    if key in d:
+        return d[key]
+    return d.get(key.encode())
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled batch -> (images uint8 (N, 32, 32, 3), labels int64 (N,)), with consistency checks."""
+    if not path.is_file():
+        raise DataFileError(f"CIFAR-10 batch {path.name} not found in {path.parent}. The official 'python version' "
+                            "folder cifar-10-batches-py holds data_batch_1..data_batch_5 and test_batch. "
+                            + _NO_DOWNLOAD)
+    batch = safe_unpickle(_read_bytes(path), str(path))
+    if not isinstance(batch, dict):
+        raise DataFileError(f"{path}: expected a pickled dict with 'data' and 'labels', got {type(batch).__name__}")
+    data, labels = _get(batch, "data"), _get(batch, "labels")
+    if not isinstance(data, np.ndarray) or labels is None:
+        raise DataFileError(f"{path}: expected keys 'data' (numpy array) and 'labels', got keys "
+                            f"{sorted(map(str, batch))}; is this a CIFAR-10 python batch?")
+    if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
+        raise DataFileError(f"{path}: expected 'data' uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
+    try:
+        y = np.asarray(labels, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise DataFileError(f"{path}: expected 'labels' to be a list of integers, got {type(labels).__name__}") \
+            from None
+    if y.shape != (len(data),):
+        raise DataFileError(f"{path}: 'data' has {len(data)} rows but 'labels' has shape {y.shape}")
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise DataFileError(f"{path}: expected labels in 0..9, got range [{y.min()}, {y.max()}]")
+    # Each row is 1024 red, then 1024 green, then 1024 blue values, each plane row-major 32x32.
+    x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(x), y
+
+
+def _cifar_classes_from_meta(folder: Path) -> tuple[str, ...]:
+    meta = folder / "batches.meta"
+    if not meta.is_file():
+        return CIFAR10_CLASSES
+    obj = safe_unpickle(_read_bytes(meta), str(meta))
+    names = _get(obj, "label_names") if isinstance(obj, dict) else None
+    if not isinstance(names, list) or len(names) != 10:
+        raise DataFileError(f"{meta}: expected 'label_names', a list of 10 names; remove or replace the file")
+    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+
+
+def _read_cifar_pickles(folder: Path) -> Dataset:
+    parts = [_read_cifar_batch(folder / b) for b in _CIFAR_TRAIN_BATCHES]
+    x_te, y_te = _read_cifar_batch(folder / "test_batch")
+    x_tr = np.concatenate([p[0] for p in parts])
+    y_tr = np.concatenate([p[1] for p in parts])
+    prov = f"CIFAR-10 python batches in {folder} (official batch order)"
+    return Dataset("cifar10", x_tr, y_tr, x_te, y_te, _cifar_classes_from_meta(folder), prov)
+
+
+def _npz_arrays(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    if not path.is_file():
+        raise DataFileError(f"CIFAR-10 file {path.name} not found in {path.parent}; the npz layout needs "
+                            f"cifar10_train.npz and cifar10_test.npz. {_NO_DOWNLOAD}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if f"{prefix}_x" not in z.files or f"{prefix}_y" not in z.files:
+                raise DataFileError(f"{path}: expected arrays {prefix}_x and {prefix}_y, got {z.files}")
+            x, y = z[f"{prefix}_x"], z[f"{prefix}_y"]
+            try:
+                classes = tuple(str(c) for c in z["classes"]) if "classes" in z.files else CIFAR10_CLASSES
+            except ValueError:  # stored with object dtype: we do not unpickle it, the standard names serve
+                classes = CIFAR10_CLASSES
+    except DataFileError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zlib.error) as exc:
+        raise DataFileError(f"{path}: not a readable npz file ({type(exc).__name__}: {exc}); the file is "
+                            "truncated or corrupt, copy it again") from None
+    if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
+        raise DataFileError(f"{path}: expected {prefix}_x uint8 of shape (N, 32, 32, 3), got {x.dtype} {x.shape}")
+    y = np.asarray(y)
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise DataFileError(f"{path}: expected {prefix}_y integers of shape ({len(x)},), got {y.dtype} {y.shape}")
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise DataFileError(f"{path}: expected labels in 0..9, got range [{y.min()}, {y.max()}]")
+    if len(classes) != 10:
+        classes = CIFAR10_CLASSES
+    return x, y.astype(np.int64), classes
+
+
+def _read_cifar_npz(folder: Path) -> Dataset:
+    x_tr, y_tr, classes = _npz_arrays(folder / "cifar10_train.npz", "train")
+    x_te, y_te, _ = _npz_arrays(folder / "cifar10_test.npz", "test")
+    prov = f"CIFAR-10 npz layout in {folder} (sorted by class and file name: shuffle before use)"
+    return Dataset("cifar10", x_tr, y_tr, x_te, y_te, classes, prov)
+
+
+def read_cifar10(data_dir: str | Path) -> Dataset:
+    """Read CIFAR-10 from ``data_dir`` in either of its two layouts.
+
+    1. The official "python version": ``data_batch_1`` .. ``data_batch_5`` and ``test_batch`` (pickled dicts
+       with ``data`` ``(N, 3072)`` uint8 and ``labels``) in ``data_dir``, ``data_dir/cifar-10-batches-py`` or
+       ``data_dir/cifar10/cifar-10-batches-py``. They are read with a restricted unpickler
+       (:func:`safe_unpickle`), so a crafted file cannot run code. Batch order is kept.
+    2. The npz layout: ``cifar10_train.npz`` (``train_x`` uint8 ``(N, 32, 32, 3)``, ``train_y``) and
+       ``cifar10_test.npz`` (``test_x``, ``test_y``) in ``data_dir`` or ``data_dir/cifar10``. **These are sorted
+       by class**: call :meth:`Dataset.shuffled` (``load_dataset("cifar10", ...)`` does) before training.
+
+    Counts are checked for consistency (rows of ``data`` == labels, 3072 columns, labels in 0..9), not against
+    50,000 / 10,000, so tiny files in the same format read too.
+
+    Returns
+    -------
+    Dataset
+        ``train_x`` uint8 ``(m, 32, 32, 3)`` (height, width, RGB), ``train_y`` int64 ``(m,)``, same for test.
+
+    Raises
+    ------
+    DataFileError
+        No layout found (the message lists the files looked for), a file is missing, malformed or refused.
+    """
+    kind, folder = _locate_cifar10(_existing_dir(data_dir, "cifar10"))
+    return _read_cifar_pickles(folder) if kind == "pickle" else _read_cifar_npz(folder)
+
+
+def _locate_cifar10(data_dir: Path) -> tuple[str, Path]:
+    """("pickle" or "npz", folder) of the first CIFAR-10 layout found under ``data_dir``."""
+    for folder in (data_dir, data_dir / "cifar-10-batches-py", data_dir / "cifar10" / "cifar-10-batches-py",
+                   data_dir / "cifar10"):
+        if (folder / "data_batch_1").is_file() or (folder / "test_batch").is_file():
+            return "pickle", folder
+        if (folder / "cifar10_train.npz").is_file() or (folder / "cifar10_test.npz").is_file():
+            return "npz", folder
+    raise DataFileError(f"CIFAR-10 not found in {data_dir}: looked for cifar-10-batches-py/data_batch_1 (official "
+                        "python batches: data_batch_1..5, test_batch) and cifar10_train.npz / cifar10_test.npz, in "
+                        f"{data_dir} and {data_dir / 'cifar10'}. {_NO_DOWNLOAD}")
+
+
+# -- the shipped MNIST subset --------------------------------------------------------------------------------------
+def load_mnist_subset() -> Dataset:
+    """The class-balanced MNIST subset shipped in the package: 10,000 train / 2,000 test images.
+
+    Provenance (also stored in the file, key ``provenance``; :attr:`Dataset.provenance` returns it):
+
+    * Source: the four standard MNIST IDX files (canonical order, 60,000 train / 10,000 test), SHA-256 of the
+      uncompressed files: train-images ``ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db``,
+      train-labels ``65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5``, t10k-images
+      ``0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7``, t10k-labels
+      ``ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2`` (the canonical values).
+    * Selection: ``rng = numpy.random.default_rng(0)``; for each class ``c = 0, ..., 9`` in turn,
+      ``rng.choice(np.flatnonzero(train_y == c), 1000, replace=False)``; the 10,000 chosen indices are sorted
+      ascending (so the subset keeps MNIST's class-interleaved order). Then the same for the test split with 200 per
+      class, continuing with the same generator. The chosen source indices are stored as ``train_index`` and
+      ``test_index`` (the file, not a re-run under another numpy, is the reference).
+    * Fingerprint: SHA-256 of the bytes of ``train_x, train_y, test_x, test_y`` (uint8, as stored, C order)
+      ``a37d6052617a61d971fe802663fd17e569b4bdf533e4adf10e9ce8e985af9331``; the npz is 1,973,878 bytes.
+    * Generated by ``python scripts/make_mnist_subset.py --data-dir DIR`` (``DIR`` holding the four files); the
+      script writes a byte-reproducible zip (fixed timestamps, deflate level 9).
+
+    Returns
+    -------
+    Dataset
+        ``name="mnist-small"``; ``train_x`` uint8 ``(10000, 28, 28)``, ``train_y`` int64 ``(10000,)`` with
+        exactly 1,000 per class; ``test_x`` uint8 ``(2000, 28, 28)``, ``test_y`` with 200 per class.
+        Samples-first; use :meth:`Dataset.arrays` for ``(m, 784)`` floats in ``[0, 1]``.
+    """
+    path = resources.files("fenchel_cvx").joinpath("_data", _SUBSET_FILE)
+    try:
+        with resources.as_file(path) as p, np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y", "provenance")}
+    except (OSError, KeyError, ValueError, zlib.error) as exc:
+        raise DataFileError(f"{path}: the shipped MNIST subset cannot be read ({type(exc).__name__}: {exc}); "
+                            "reinstall fenchel-cvx, or regenerate it with scripts/make_mnist_subset.py") from None
+    for split, m in (("train", 10_000), ("test", 2_000)):
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.shape != (m, 28, 28) or x.dtype != np.uint8 or y.shape != (m,):
+            raise DataFileError(f"{path}: expected {split}_x uint8 ({m}, 28, 28) and {split}_y ({m},), got "
+                                f"{x.dtype} {x.shape} and {y.shape}; regenerate it with "
+                                "scripts/make_mnist_subset.py")
+    return Dataset("mnist-small", arrays["train_x"], arrays["train_y"].astype(np.int64), arrays["test_x"],
+                   arrays["test_y"].astype(np.int64), MNIST_CLASSES, "\n".join(map(str, arrays["provenance"])))
+
+
+def _sha256_arrays(*arrays: np.ndarray) -> str:
+    """SHA-256 over the raw bytes of the given arrays in order (C order); used to fingerprint the subset."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+# -- synthetic data ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Teacher:
+    """Data generated by a teacher network, and the teacher itself.
+
+    Attributes
+    ----------
+    X : numpy.ndarray, shape (m, n)
+        Inputs, samples-first, i.i.d. standard normal.
+    Y : numpy.ndarray, shape (m, p)
+        Outputs, samples-first: ``Y = phi(X W*^T + b*)`` for one layer (Appendix B), or the same map applied
+        layer after layer when the teacher has hidden layers. With ``noise > 0`` the noise is added to the
+        pre-activations, so ``Y`` stays in the range of phi (where the penalty ``B`` is finite).
+    W : list of numpy.ndarray
+        The teacher's weights in the paper's layout, ``W[l]`` of shape ``(p_{l+1}, p_l)``; one entry without
+        hidden layers (``W[0] = W*``, ``(p, n)``).
+    b : list of numpy.ndarray
+        Biases, ``b[l]`` of shape ``(p_{l+1},)`` (zeros when ``bias=False``).
+    act : Activation
+        phi, applied after every layer, output layer included.
+    noise : float
+        Standard deviation of the pre-activation noise.
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    W: list[np.ndarray]
+    b: list[np.ndarray]
+    act: Activation
+    noise: float = 0.0
+
+    @property
+    def W_star(self) -> np.ndarray:
+        """``W*`` ``(p, n)`` of a one-layer teacher (Appendix B)."""
+        self._one_layer("W_star")
+        return self.W[0]
+
+    @property
+    def b_star(self) -> np.ndarray:
+        """``b*`` ``(p,)`` of a one-layer teacher."""
+        self._one_layer("b_star")
+        return self.b[0]
+
+    def _one_layer(self, attr: str) -> None:
+        if len(self.W) != 1:
+            raise ShapeError(f"{attr}: defined for a one-layer teacher, got {len(self.W)} layers; read .W and .b")
+
+
+def _widths(hidden: int | Sequence[int] | None) -> list[int]:
+    if hidden is None:
+        return []
+    widths = [hidden] if isinstance(hidden, (int, np.integer)) else list(hidden)
+    for i, h in enumerate(widths):
+        if not (isinstance(h, (int, np.integer)) and h >= 1):
+            raise ValueRangeError(f"hidden[{i}]: expected a positive integer width, got {h!r}")
+    return [int(h) for h in widths]
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
+        raise ValueRangeError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def teacher(n: int, p: int, m: int, *, act: str | Activation = "relu", seed: int = 0, noise: float = 0.0,
+            hidden: int | Sequence[int] | None = None, bias: bool = True) -> Teacher:
+    r"""Regression data from a random teacher network: the Appendix B setting ``Y = phi(W* X)``.
+
+    Samples-first: ``Y = phi(X W*^T + b*)``, i.e. ``Y^T = phi(W* X^T + b* 1^T)`` in the paper's layout, where
+    Appendix B shows ``W*`` is a global minimizer of the convex problem ``min_W B_phi(Y^T, W X^T)``.
+
+    Parameters
+    ----------
+    n, p, m : int
+        Input size, output size, number of samples.
+    act : str or Activation, default "relu"
+        phi, after every layer (so ``Y`` lies in phi's range).
+    seed : int, default 0
+        ``numpy.random.default_rng(seed)`` draws, in order, ``X`` ~ N(0, 1) ``(m, n)``, then for each layer
+        ``W_l`` ~ N(0, 1/p_l) (unit-scale pre-activations) and ``b_l`` ~ N(0, 0.1^2), then the noise.
+    noise : float, default 0
+        Standard deviation of Gaussian noise added to each pre-activation (keeps ``Y`` in phi's range).
+    hidden : int or sequence of int, optional
+        Widths of hidden layers; ``None`` gives the one-layer teacher of Appendix B.
+    bias : bool, default True
+        ``False`` gives ``b* = 0`` exactly, as in Appendix B.
+
+    Returns
+    -------
+    Teacher
+        ``X`` ``(m, n)``, ``Y`` ``(m, p)``, ``W`` (list, ``W[l]`` ``(p_{l+1}, p_l)``), ``b``, ``act``; for one
+        layer ``W_star`` ``(p, n)`` and ``b_star`` ``(p,)``.
+    """
+    n, p, m = _positive_int(n, "n"), _positive_int(p, "p"), _positive_int(m, "m")
+    noise = check_scalar(noise, "noise", nonneg=True)
+    phi = get_activation(act)
+    sizes = [n, *_widths(hidden), p]
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, n))
+    W = [rng.standard_normal((q, r)) / np.sqrt(r) for r, q in itertools.pairwise(sizes)]
+    b = [0.1 * rng.standard_normal(q) if bias else np.zeros(q) for q in sizes[1:]]
+    H = X
+    for W_l, b_l in zip(W, b):
+        U = H @ W_l.T + b_l
+        if noise > 0:
+            U = U + noise * rng.standard_normal(U.shape)
+        H = phi.forward(U)
+    return Teacher(X=X, Y=H, W=W, b=b, act=phi, noise=noise)
+
+
+def make_synthetic_classification(m: int, n: int, classes: int, seed: int = 0, *, hidden: int | None = 32,
+                                  act: str | Activation = "relu") -> tuple[np.ndarray, np.ndarray]:
+    """Classification data labelled by a random teacher network: ``y = argmax(phi(X W0^T + b0) W1^T + b1)``.
+
+    ``X`` ~ N(0, 1); the teacher is drawn as in :func:`teacher` (``hidden`` units, then a linear output). The
+    output bias ``b1`` is set to minus the mean logit over the drawn sample, so no class is starved.
+
+    Parameters
+    ----------
+    m, n, classes : int
+        Samples, features, classes (``classes >= 2``).
+    seed : int, default 0
+    hidden : int or None, default 32
+        Width of the teacher's hidden layer; ``None`` makes the teacher linear.
+    act : str or Activation, default "relu"
+
+    Returns
+    -------
+    X : numpy.ndarray of float64, shape (m, n)
+        Samples-first inputs.
+    y : numpy.ndarray of int64, shape (m,)
+        Labels in ``0 .. classes - 1``.
+    """
+    m, n, classes = _positive_int(m, "m"), _positive_int(n, "n"), _positive_int(classes, "classes")
+    if classes < 2:
+        raise ValueRangeError(f"classes: expected at least 2, got {classes}")
+    phi = get_activation(act)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, n))
+    H = X
+    if hidden is not None:
+        h = _positive_int(hidden, "hidden")
+        H = phi.forward(X @ (rng.standard_normal((h, n)) / np.sqrt(n)).T + 0.1 * rng.standard_normal(h))
+    logits = H @ (rng.standard_normal((classes, H.shape[1])) / np.sqrt(H.shape[1])).T
+    y = np.argmax(logits - logits.mean(axis=0), axis=1).astype(np.int64)
+    return X, y
+
+
+# -- one door ------------------------------------------------------------------------------------------------------
+def load_dataset(name: str, data_dir: str | Path | None = None, *, seed: int = 0, n_train: int = 1000,
+                 n_test: int = 200, n_features: int = 20, classes: int = 10) -> Dataset:
+    """Load a data set by name; samples-first arrays (see :class:`Dataset`).
+
+    Parameters
+    ----------
+    name : {"mnist-small", "mnist", "cifar10", "synthetic"}
+        ``"mnist-small"``: the shipped class-balanced MNIST subset (:func:`load_mnist_subset`), no files needed.
+        ``"mnist"``: the four IDX files in ``data_dir`` (:func:`read_mnist`).
+        ``"cifar10"``: either CIFAR-10 layout in ``data_dir`` (:func:`read_cifar10`); the npz layout, which is
+        sorted by class, is shuffled with ``seed``.
+        ``"synthetic"``: :func:`make_synthetic_classification` with ``n_train + n_test`` samples, split in order.
+    data_dir : str or Path, optional
+        Folder with the files, needed by ``"mnist"`` and ``"cifar10"``.
+    seed : int, default 0
+        Seed of the synthetic teacher and of the CIFAR-10 npz shuffle; other data sets keep their file order.
+    n_train, n_test, n_features, classes : int
+        Sizes of the synthetic data set (ignored by the others).
+
+    Raises
+    ------
+    DataFileError
+        ``data_dir`` missing or not a folder, a file missing or unreadable (the message names it).
+    ValueRangeError
+        Unknown ``name``.
+    """
+    key = str(name).lower().replace("_", "-")
+    if key == "mnist-small":
+        return load_mnist_subset()
+    if key == "mnist":
+        return read_mnist(data_dir)
+    if key == "cifar10":
+        kind, folder = _locate_cifar10(_existing_dir(data_dir, "cifar10"))
+        if kind == "pickle":
+            return _read_cifar_pickles(folder)
+        return _read_cifar_npz(folder).shuffled(seed)
+    if key == "synthetic":
+        n_train, n_test = _positive_int(n_train, "n_train"), _positive_int(n_test, "n_test")
+        X, y = make_synthetic_classification(n_train + n_test, n_features, classes, seed)
+        prov = (f"make_synthetic_classification(m={n_train + n_test}, n={n_features}, classes={classes}, "
+                f"seed={seed}); first {n_train} train, last {n_test} test")
+        return Dataset("synthetic", X[:n_train], y[:n_train], X[n_train:], y[n_train:],
+                       tuple(str(c) for c in range(classes)), prov)
+    raise ValueRangeError(f"name: expected one of {list(DATASETS)}, got {name!r}")

@@ -1,0 +1,398 @@
+"""Data readers, the shipped MNIST subset and the synthetic generators (fenchel_cvx.data).
+
+Every file read here is written by the test itself (tmp_path); nothing needs the full data sets.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fenchel_cvx import data
+from fenchel_cvx.activations import get_activation
+from fenchel_cvx.errors import DataFileError, FenchelError, ShapeError, ValueRangeError
+
+MNIST_STEMS = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+# -- helpers that write tiny files in the real formats ------------------------------------------------------------
+def idx_bytes(arr: np.ndarray) -> bytes:
+    arr = np.asarray(arr, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
+    return header + arr.tobytes()
+
+
+def write_mnist(folder: Path, rng: np.random.Generator, m_train: int = 7, m_test: int = 5,
+                compress: bool = True) -> dict[str, np.ndarray]:
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (m_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, m_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (m_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, m_test, dtype=np.uint8),
+    }
+    for stem, arr in arrays.items():
+        raw = idx_bytes(arr)
+        if compress:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(raw))
+        else:
+            (folder / stem).write_bytes(raw)
+    return arrays
+
+
+def cifar_batch(rng: np.random.Generator, n: int, *, py2_keys: bool = True) -> tuple[dict, np.ndarray, list]:
+    x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    labels = [int(v) for v in rng.integers(0, 10, n)]
+    k = (lambda s: s.encode()) if py2_keys else (lambda s: s)
+    batch = {k("batch_label"): b"fake batch", k("data"): x, k("labels"): labels,
+             k("filenames"): [f"img_{i}.png".encode() for i in range(n)]}
+    return batch, x, labels
+
+
+def write_cifar_pickles(folder: Path, rng: np.random.Generator, n: int = 4) -> dict[str, tuple]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch, x, labels = cifar_batch(rng, n)
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))  # the official files are protocol-2 pickles
+        written[name] = (x, labels)
+    return written
+
+
+# -- IDX / MNIST ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("compress", [True, False], ids=["gz", "raw"])
+@pytest.mark.parametrize("sub", ["", "mnist"], ids=["flat", "mnist-subdir"])
+def test_mnist_round_trip(tmp_path, compress, sub):
+    arrays = write_mnist(tmp_path / sub if sub else tmp_path, np.random.default_rng(1), compress=compress)
+    ds = data.read_mnist(tmp_path)
+    np.testing.assert_array_equal(ds.train_x, arrays["train-images-idx3-ubyte"])
+    np.testing.assert_array_equal(ds.train_y, arrays["train-labels-idx1-ubyte"])
+    np.testing.assert_array_equal(ds.test_x, arrays["t10k-images-idx3-ubyte"])
+    np.testing.assert_array_equal(ds.test_y, arrays["t10k-labels-idx1-ubyte"])
+    assert ds.train_y.dtype == np.int64 and ds.train_x.dtype == np.uint8
+    X, _y = ds.arrays("test", dtype=np.float32)
+    assert X.shape == (5, 784) and X.dtype == np.float32
+    np.testing.assert_allclose(X, arrays["t10k-images-idx3-ubyte"].reshape(5, -1) / 255.0, rtol=1e-6)
+
+
+def test_read_idx_header_shape_and_magic(tmp_path):
+    arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    (tmp_path / "a.idx").write_bytes(idx_bytes(arr))
+    out = data.read_idx(tmp_path / "a.idx", magic=2051)
+    np.testing.assert_array_equal(out, arr)
+    assert out.flags.writeable
+    with pytest.raises(DataFileError, match=r"a\.idx.*magic number 2049.*got 2051"):
+        data.read_idx(tmp_path / "a.idx", magic=2049)
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gz", "raw"])
+def test_truncated_idx_names_the_file(tmp_path, compress):
+    write_mnist(tmp_path, np.random.default_rng(2), compress=compress)
+    name = "train-images-idx3-ubyte" + (".gz" if compress else "")
+    path = tmp_path / name
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataFileError, match=re.escape(name)) as err:
+        data.read_mnist(tmp_path)
+    assert "truncated" in str(err.value)
+
+
+def test_idx_longer_than_header_is_rejected(tmp_path):
+    (tmp_path / "x").write_bytes(idx_bytes(np.zeros(3)) + b"\x00")
+    with pytest.raises(DataFileError, match="longer than its header"):
+        data.read_idx(tmp_path / "x")
+
+
+@pytest.mark.parametrize("missing", MNIST_STEMS)
+def test_missing_mnist_file_is_named(tmp_path, missing):
+    write_mnist(tmp_path, np.random.default_rng(3))
+    (tmp_path / f"{missing}.gz").unlink()
+    with pytest.raises(DataFileError, match=re.escape(missing)) as err:
+        data.read_mnist(tmp_path)
+    assert "never downloads" in str(err.value)
+    assert isinstance(err.value, FenchelError)
+
+
+def test_wrong_magic_labels_swapped(tmp_path):
+    write_mnist(tmp_path, np.random.default_rng(4), compress=False)
+    # A labels file put where the images belong: its magic is 2049, not 2051.
+    (tmp_path / "train-images-idx3-ubyte").write_bytes((tmp_path / "train-labels-idx1-ubyte").read_bytes())
+    with pytest.raises(DataFileError, match=r"train-images-idx3-ubyte.*2051.*got 2049"):
+        data.read_mnist(tmp_path)
+
+
+def test_mnist_inconsistent_counts_and_labels(tmp_path):
+    rng = np.random.default_rng(5)
+    write_mnist(tmp_path, rng, compress=False)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(4)))  # 5 images, 4 labels
+    with pytest.raises(DataFileError, match="5 images but .* 4 labels"):
+        data.read_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.full(5, 12)))
+    with pytest.raises(DataFileError, match="labels in 0..9"):
+        data.read_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(5)))
+    with pytest.raises(DataFileError, match=r"expected \(60000, 10000\)"):
+        data.read_mnist(tmp_path, expected_counts=(60000, 10000))
+
+
+def test_not_gzip_with_gz_suffix(tmp_path):
+    (tmp_path / "t.gz").write_bytes(b"definitely not gzip")
+    with pytest.raises(DataFileError, match=r"t\.gz.*gzip"):
+        data.read_idx(tmp_path / "t.gz")
+
+
+# -- CIFAR-10 ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sub", ["", "cifar-10-batches-py"])
+def test_cifar_pickle_round_trip(tmp_path, sub):
+    written = write_cifar_pickles(tmp_path / sub if sub else tmp_path, np.random.default_rng(6))
+    ds = data.read_cifar10(tmp_path)
+    assert ds.train_x.shape == (20, 32, 32, 3) and ds.test_x.shape == (4, 32, 32, 3)
+    x1, l1 = written["data_batch_1"]
+    # Row layout: 1024 red, 1024 green, 1024 blue, each plane row-major; check pixels one by one.
+    for i, (r, c) in enumerate([(0, 0), (5, 17), (31, 31)]):
+        for ch in range(3):
+            assert ds.train_x[i, r, c, ch] == x1[i, ch * 1024 + r * 32 + c]
+    np.testing.assert_array_equal(ds.train_y[:4], l1)
+    np.testing.assert_array_equal(ds.train_y[-4:], written["data_batch_5"][1])
+    np.testing.assert_array_equal(ds.test_y, written["test_batch"][1])
+    assert ds.classes == data.CIFAR10_CLASSES
+    # load_dataset keeps the official batch order.
+    np.testing.assert_array_equal(data.load_dataset("cifar10", tmp_path, seed=3).train_y, ds.train_y)
+
+
+def test_cifar_python3_pickle_and_meta(tmp_path):
+    rng = np.random.default_rng(7)
+    write_cifar_pickles(tmp_path, rng)
+    batch, _x, labels = cifar_batch(rng, 3, py2_keys=False)
+    (tmp_path / "test_batch").write_bytes(pickle.dumps(batch, protocol=5))
+    names = [f"c{i}".encode() for i in range(10)]
+    (tmp_path / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
+    ds = data.read_cifar10(tmp_path)
+    np.testing.assert_array_equal(ds.test_y, labels)
+    assert ds.classes == tuple(f"c{i}" for i in range(10))
+
+
+def test_cifar_inconsistent_batch(tmp_path):
+    rng = np.random.default_rng(8)
+    write_cifar_pickles(tmp_path, rng)
+    batch, _, _ = cifar_batch(rng, 4)
+    batch[b"labels"] = batch[b"labels"][:3]
+    (tmp_path / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataFileError, match=r"data_batch_3.*4 rows.*\(3,\)"):
+        data.read_cifar10(tmp_path)
+    batch, _, _ = cifar_batch(rng, 4)
+    batch[b"data"] = batch[b"data"][:, :3000]
+    (tmp_path / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataFileError, match=r"data_batch_3.*\(N, 3072\)"):
+        data.read_cifar10(tmp_path)
+    (tmp_path / "data_batch_3").unlink()
+    with pytest.raises(DataFileError, match="data_batch_3 not found"):
+        data.read_cifar10(tmp_path)
+
+
+def test_cifar_truncated_pickle(tmp_path):
+    write_cifar_pickles(tmp_path, np.random.default_rng(9))
+    raw = (tmp_path / "test_batch").read_bytes()
+    (tmp_path / "test_batch").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataFileError, match="test_batch"):
+        data.read_cifar10(tmp_path)
+
+
+class _Evil:
+    """Unpickling this runs ``os.system`` with the command it carries -- the classic attack."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+        return (os.system, (self.command,))
+
+
+class _EvilEval:
+    def __init__(self, code: str):
+        self.code = code
+
+    def __reduce__(self):
+        return (eval, (self.code,))
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_malicious_pickle_is_refused_and_not_run(tmp_path, protocol):
+    write_cifar_pickles(tmp_path, np.random.default_rng(10))
+    marker = tmp_path / "pwned"
+    batch, _, _ = cifar_batch(np.random.default_rng(11), 4)
+    batch[b"batch_label"] = _Evil(f"touch {marker}")
+    (tmp_path / "data_batch_2").write_bytes(pickle.dumps(batch, protocol=protocol))
+    with pytest.raises(FenchelError, match=r"data_batch_2.*(posix|os|nt)\.system is not allowed"):
+        data.read_cifar10(tmp_path)
+    assert not marker.exists()
+    # Sanity check of the test itself: the same bytes do run the command under the plain unpickler.
+    pickle.loads((tmp_path / "data_batch_2").read_bytes())
+    assert marker.exists()
+
+
+def test_safe_unpickle_refuses_builtins_and_object_arrays(tmp_path):
+    marker = tmp_path / "m"
+    payload = pickle.dumps(_EvilEval(f"open({str(marker)!r}, 'w')"), protocol=4)
+    with pytest.raises(DataFileError, match="builtins.eval is not allowed"):
+        data.safe_unpickle(payload, "payload")
+    assert not marker.exists()
+    with pytest.raises(DataFileError, match="object dtypes are not allowed"):
+        data.safe_unpickle(pickle.dumps(np.array([1, "a"], dtype=object), protocol=2))
+    # What the readers need does come through: arrays (numpy's own pickling paths), scalars, containers.
+    obj = {b"a": np.arange(6, dtype=np.uint8).reshape(2, 3), "s": np.int64(3), "l": [1.5, b"x", ("t",)]}
+    for protocol in (2, 4, 5):
+        out = data.safe_unpickle(pickle.dumps(obj, protocol=protocol))
+        np.testing.assert_array_equal(out[b"a"], obj[b"a"])
+        assert out["s"] == 3 and out["l"] == [1.5, b"x", ("t",)]
+
+
+def test_cifar_npz_layout(tmp_path):
+    rng = np.random.default_rng(12)
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    y_tr = np.repeat(np.arange(10, dtype=np.uint8), 3)  # sorted by class, as the shared npz files are
+    x_tr = rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
+    y_te = np.arange(10, dtype=np.uint8)
+    x_te = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    np.savez_compressed(folder / "cifar10_train.npz", train_x=x_tr, train_y=y_tr,
+                        classes=np.array(data.CIFAR10_CLASSES))
+    np.savez_compressed(folder / "cifar10_test.npz", test_x=x_te, test_y=y_te)
+    ds = data.read_cifar10(tmp_path)
+    np.testing.assert_array_equal(ds.train_x, x_tr)
+    np.testing.assert_array_equal(ds.train_y, y_tr)
+    assert ds.classes == data.CIFAR10_CLASSES
+    # load_dataset shuffles this layout with the seed: same pairs, new order, reproducible.
+    a = data.load_dataset("cifar10", tmp_path, seed=1)
+    b = data.load_dataset("cifar10", tmp_path, seed=1)
+    np.testing.assert_array_equal(a.train_y, b.train_y)
+    assert not np.array_equal(a.train_y, y_tr)
+    for i in range(len(a.train_y)):
+        j = int(np.flatnonzero((x_tr == a.train_x[i]).all(axis=(1, 2, 3)))[0])
+        assert y_tr[j] == a.train_y[i]
+    np.savez_compressed(folder / "cifar10_test.npz", test_x=x_te[:, :16], test_y=y_te)
+    with pytest.raises(DataFileError, match=r"cifar10_test\.npz.*\(N, 32, 32, 3\)"):
+        data.read_cifar10(tmp_path)
+    (folder / "cifar10_test.npz").unlink()
+    with pytest.raises(DataFileError, match=r"cifar10_test\.npz not found"):
+        data.read_cifar10(tmp_path)
+
+
+def test_cifar_nothing_there(tmp_path):
+    with pytest.raises(DataFileError, match="CIFAR-10 not found.*data_batch_1.*cifar10_train.npz"):
+        data.read_cifar10(tmp_path)
+
+
+# -- the shipped subset --------------------------------------------------------------------------------------------
+def test_shipped_subset():
+    ds = data.load_mnist_subset()
+    assert ds.name == "mnist-small"
+    assert ds.train_x.shape == (10000, 28, 28) and ds.test_x.shape == (2000, 28, 28)
+    assert ds.train_x.dtype == np.uint8 and ds.train_y.dtype == np.int64
+    np.testing.assert_array_equal(np.bincount(ds.train_y, minlength=10), np.full(10, 1000))
+    np.testing.assert_array_equal(np.bincount(ds.test_y, minlength=10), np.full(10, 200))
+    # Real digits, not noise or blanks: MNIST's mean pixel is about 0.13 and most pixels are background.
+    X, _ = ds.arrays()
+    assert X.shape == (10000, 784) and 0.10 < X.mean() < 0.16 and (X == 0).mean() > 0.7
+    assert len({row.tobytes() for row in ds.train_x}) == 10000  # no duplicated images
+    # Provenance: source checksums, rule, seed, and a fingerprint that matches the arrays.
+    prov = ds.provenance
+    assert "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db" in prov  # canonical train-images
+    assert "default_rng(0)" in prov and "seed: 0" in prov
+    stored = re.search(r"arrays sha256 .*: ([0-9a-f]{64})", prov).group(1)
+    u8 = [a.astype(np.uint8) for a in (ds.train_x, ds.train_y, ds.test_x, ds.test_y)]
+    assert data._sha256_arrays(*u8) == stored
+    assert stored in data.load_mnist_subset.__doc__
+    path = Path(data.__file__).parent / "_data" / "mnist_subset.npz"
+    assert path.stat().st_size <= 3_000_000
+    with np.load(path, allow_pickle=False) as z:
+        idx = z["train_index"].astype(int)
+    assert len(np.unique(idx)) == 10000 and np.all(np.diff(idx) > 0) and idx.max() < 60000
+    assert data.load_dataset("mnist-small").train_x.shape == (10000, 28, 28)
+
+
+# -- synthetic -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "sigmoid", "tanh"])
+def test_teacher_is_phi_of_affine(act):
+    t = data.teacher(6, 3, 50, act=act, seed=1)
+    phi = get_activation(act)
+    assert t.X.shape == (50, 6) and t.Y.shape == (50, 3)
+    assert t.W_star.shape == (3, 6) and t.b_star.shape == (3,)
+    np.testing.assert_allclose(t.Y, phi.forward(t.X @ t.W_star.T + t.b_star), rtol=0, atol=0)
+    # Paper layout (Appendix B): B(Y^T, W* X^T + b*) = 0, and a perturbed W gives a positive penalty.
+    assert phi.B_sum(t.Y.T, t.W_star @ t.X.T + t.b_star[:, None]) <= 1e-10
+    assert phi.B_sum(t.Y.T, (t.W_star + 0.1) @ t.X.T + t.b_star[:, None]) > 1e-3
+    # Seeded: the same seed gives the same data, another seed other data.
+    np.testing.assert_array_equal(data.teacher(6, 3, 50, act=act, seed=1).Y, t.Y)
+    assert not np.allclose(data.teacher(6, 3, 50, act=act, seed=2).Y, t.Y)
+
+
+def test_teacher_variants():
+    t = data.teacher(5, 2, 40, hidden=[4, 3], seed=0, bias=False)
+    assert [W.shape for W in t.W] == [(4, 5), (3, 4), (2, 3)]
+    assert all(not b.any() for b in t.b)
+    H = t.X
+    for W in t.W:
+        H = np.maximum(H @ W.T, 0)
+    np.testing.assert_allclose(t.Y, H)
+    with pytest.raises(ShapeError, match="W_star"):
+        _ = t.W_star
+    noisy = data.teacher(5, 2, 40, seed=0, noise=0.5)
+    clean_pre = noisy.X @ noisy.W_star.T + noisy.b_star
+    assert (noisy.Y >= 0).all() and not np.allclose(noisy.Y, np.maximum(clean_pre, 0))
+    with pytest.raises(ValueRangeError, match="noise"):
+        data.teacher(5, 2, 40, noise=-1.0)
+    with pytest.raises(ValueRangeError, match="m: expected a positive integer"):
+        data.teacher(5, 2, 0)
+
+
+def test_synthetic_classification():
+    X, y = data.make_synthetic_classification(600, 8, 4, seed=3)
+    assert X.shape == (600, 8) and y.shape == (600,) and y.dtype == np.int64
+    counts = np.bincount(y, minlength=4)
+    assert counts.min() > 0.05 * 600, counts  # the centred output bias keeps every class present
+    X2, y2 = data.make_synthetic_classification(600, 8, 4, seed=3)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+    ds = data.load_dataset("synthetic", seed=3, n_train=50, n_test=20, n_features=8, classes=4)
+    assert ds.train_x.shape == (50, 8) and ds.test_x.shape == (20, 8) and ds.n_classes == 4
+    assert ds.arrays()[0].dtype == np.float64 and ds.n_features == 8
+    with pytest.raises(ValueRangeError, match="classes: expected at least 2"):
+        data.make_synthetic_classification(10, 3, 1)
+
+
+# -- the one door and Dataset helpers ------------------------------------------------------------------------------
+def test_load_dataset_errors(tmp_path):
+    for name in ("mnist", "cifar10"):
+        with pytest.raises(DataFileError, match="data_dir.*got data_dir=None"):
+            data.load_dataset(name)
+        with pytest.raises(DataFileError, match="expected an existing folder"):
+            data.load_dataset(name, tmp_path / "nope")
+    with pytest.raises(DataFileError, match="train-images-idx3-ubyte"):
+        data.load_dataset("mnist", tmp_path)
+    with pytest.raises(ValueRangeError, match=r"name: expected one of .*'mnist-small'.*got 'imagenet'"):
+        data.load_dataset("imagenet")
+
+
+def test_dataset_shuffle_subsample():
+    ds = data.load_dataset("synthetic", seed=0, n_train=30, n_test=10, n_features=3, classes=3)
+    sh = ds.shuffled(4)
+    order = np.argsort(sh.train_x[:, 0])
+    np.testing.assert_array_equal(sh.train_y[order], ds.train_y[np.argsort(ds.train_x[:, 0])])
+    sub = ds.subsample(12, 5, seed=1)
+    assert sub.train_x.shape == (12, 3) and sub.test_x.shape == (5, 3)
+    rows = [int(np.flatnonzero((ds.train_x == r).all(axis=1))[0]) for r in sub.train_x]
+    assert rows == sorted(rows) and np.array_equal(ds.train_y[rows], sub.train_y)
+    with pytest.raises(ValueRangeError, match="n_train"):
+        ds.subsample(31)
+    with pytest.raises(ValueRangeError, match="split"):
+        ds.arrays("val")
+    with pytest.raises(ShapeError):
+        data.to_float(np.float64(1.0))
