@@ -35,8 +35,8 @@ import numpy as np
 import scipy.special as sps
 import torch
 
-from ._checks import check_scalar, is_torch
-from .errors import DomainError, FenchelError
+from ._checks import check_finite, check_scalar, is_torch
+from .errors import DomainError, FenchelError, ShapeError
 
 __all__ = ["Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "ACTIVATIONS", "get_activation"]
 
@@ -59,7 +59,9 @@ def _xlogx(x: Array) -> Array:
 
 def _softplus(x: Array) -> Array:
     """log(1 + e^x) without overflow."""
-    return torch.nn.functional.softplus(x, beta=1.0, threshold=20.0) if is_torch(x) else np.logaddexp(0.0, x)
+    # torch's default threshold (20) returns x for x > 20, an absolute error e^{-20} ~ 2e-9 that float64 can see;
+    # past 40 the error e^{-40} ~ 4e-18 is below round-off for every dtype.
+    return torch.nn.functional.softplus(x, beta=1.0, threshold=40.0) if is_torch(x) else np.logaddexp(0.0, x)
 
 
 def _sigmoid(x: Array) -> Array:
@@ -180,7 +182,8 @@ class Activation:
         if is_torch(v) != is_torch(u):
             raise FenchelError("B: v and u must both be numpy arrays or both be torch tensors, "
                                f"got {type(v).__name__} and {type(u).__name__}")
-        inside = self.in_domain(v)
+        # NaN is not "outside the domain": let it propagate instead of turning into a plausible +inf.
+        inside = self.in_domain(v) | (torch.isnan(v) if is_torch(v) else np.isnan(v))
         lo, hi = self.domain
         v_safe = v.clamp(lo, hi) if is_torch(v) else np.clip(v, lo, hi)
         val = _relu(self._B_inside(v_safe, u))  # B >= 0 exactly; clip round-off below zero
@@ -220,14 +223,20 @@ class Activation:
             raise FenchelError("cvx_B: expected exactly one of v, u to be a CVXPY expression and the other "
                                f"numeric, got v={type(v).__name__}, u={type(u).__name__}; B is only jointly "
                                "convex in each argument separately")
+        if tuple(np.shape(v)) != tuple(np.shape(u)):
+            # cp.multiply would broadcast while F(v) and F*(u) are summed over their own shapes: a wrong number.
+            raise ShapeError(f"cvx_B: expected v and u of the same shape, got v {tuple(np.shape(v))} and "
+                             f"u {tuple(np.shape(u))}")
         if v_num:
             v = np.asarray(v, dtype=float)
+            check_finite(v, "v")
             self.check_domain(v, "v")
             if not u.is_affine():
                 raise FenchelError("cvx_B: u must be affine in the variables for B to be DCP")
             expr = float(np.sum(self.F(v))) + self.cvx_F_conj(u) - cp.sum(cp.multiply(v, u))
             return expr, []
         u = np.asarray(u, dtype=float)
+        check_finite(u, "u")
         if not v.is_affine():
             raise FenchelError("cvx_B: v must be affine in the variables for B to be DCP")
         expr = self.cvx_F(v) + float(np.sum(self.F_conj(u))) - cp.sum(cp.multiply(u, v))

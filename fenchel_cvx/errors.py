@@ -18,6 +18,7 @@ __all__ = [
     "BoundViolationError",
     "NotConvergedWarning",
     "InaccurateSolutionWarning",
+    "TensorMismatchError",
 ]
 
 
@@ -27,6 +28,14 @@ class FenchelError(Exception):
 
 class ShapeError(FenchelError, ValueError):
     """An array has the wrong number of dimensions or a size that does not match its partners."""
+
+
+class TensorMismatchError(FenchelError, TypeError):
+    """Tensors that must be used together are not all torch tensors, or differ in dtype or device.
+
+    Raised by the torch face (:mod:`fenchel_cvx.torch`), which never moves or casts an input silently: device
+    and dtype follow the inputs, so they must agree.
+    """
 
 
 class DomainError(FenchelError, ValueError):

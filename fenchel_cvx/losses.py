@@ -101,10 +101,23 @@ class Loss:
         self._check_targets(T)
         if like is not None and is_torch(like):
             T = torch.as_tensor(T, dtype=like.dtype, device=like.device)
+        elif like is not None and is_torch(T):
+            T = T.detach().to("cpu", torch.float64).numpy()
         return T
 
     def _check_targets(self, T: Array) -> None:
         pass
+
+    def _scores_and_targets(self, Y: Array, Yhat: Array) -> tuple[Array, Array]:
+        """Validate ``Yhat`` as a ``(p, m)`` matrix and return it with the matching ``(p, m)`` targets."""
+        if not is_torch(Yhat):
+            Yhat = np.asarray(Yhat, dtype=float)
+        if Yhat.ndim != 2:
+            raise ShapeError(f"Yhat: expected a (p, m) matrix (outputs x samples), got shape {tuple(Yhat.shape)}")
+        T = self.targets(Y, Yhat.shape[0], like=Yhat)
+        if T.shape != Yhat.shape:
+            raise ShapeError(f"Yhat: expected shape {tuple(T.shape)} to match Y, got {tuple(Yhat.shape)}")
+        return T, Yhat
 
     # -- numeric ----------------------------------------------------------------------------------------------
     def h(self, Yhat: Array) -> float | Array:
@@ -123,9 +136,7 @@ class Loss:
         Yhat : array, shape (p, m)
             Network outputs (pre-softmax scores for cross-entropy).
         """
-        T = self.targets(Y, Yhat.shape[0], like=Yhat)
-        if T.shape != Yhat.shape:
-            raise ShapeError(f"Yhat: expected shape {tuple(T.shape)} to match Y, got {tuple(Yhat.shape)}")
+        T, Yhat = self._scores_and_targets(Y, Yhat)
         inner = (T * Yhat).sum()
         out = self.h(Yhat) - self.linear_weight * inner + self.kappa(T)
         return out if is_torch(Yhat) else float(out)
@@ -145,7 +156,11 @@ class Loss:
 
     def cvx(self, Y: Array, Yhat: cp.Expression) -> cp.Expression:
         """L(Y, Yhat) as a convex CVXPY expression, ``Y`` numeric ``(p, m)`` or labels ``(m,)``."""
+        if len(Yhat.shape) != 2:
+            raise ShapeError(f"Yhat: expected a (p, m) CVXPY expression, got shape {tuple(Yhat.shape)}")
         T = self.targets(np.asarray(Y), Yhat.shape[0])
+        if T.shape != Yhat.shape:
+            raise ShapeError(f"Yhat: expected shape {tuple(T.shape)} to match Y, got {tuple(Yhat.shape)}")
         return self.cvx_h(Yhat) - self.linear_weight * cp.sum(cp.multiply(T, Yhat)) + float(self.kappa(T))
 
     def __repr__(self) -> str:
@@ -170,12 +185,19 @@ class MSELoss(Loss):
     def kappa(self, Y):
         return (Y * Y).sum()
 
+    def value(self, Y, Yhat):
+        # The split form ||Yhat||^2 - 2<Y, Yhat> + ||Y||^2 cancels catastrophically near a fit (it can even go
+        # negative); the direct residual is exact to round-off. The CVXPY form keeps the split (DPP needs it).
+        T, Yhat = self._scores_and_targets(Y, Yhat)
+        out = ((T - Yhat) ** 2).sum()
+        return out if is_torch(Yhat) else float(out)
+
     def per_sample(self, Y, Yhat):
-        T = self.targets(Y, Yhat.shape[0], like=Yhat)
+        T, Yhat = self._scores_and_targets(Y, Yhat)
         return ((T - Yhat) ** 2).sum(0)
 
     def grad(self, Y, Yhat):
-        T = self.targets(Y, Yhat.shape[0], like=Yhat)
+        T, Yhat = self._scores_and_targets(Y, Yhat)
         return 2.0 * (Yhat - T)
 
     def cvx_h(self, Yhat):
@@ -194,8 +216,13 @@ class CrossEntropyLoss(Loss):
     def _check_targets(self, T):
         neg = bool((T < 0).any())
         sums = T.sum(0)
-        off = float((sums - 1.0).abs().max()) if is_torch(T) else float(np.max(np.abs(sums - 1.0), initial=0.0))
-        if neg or off > 1e-9:
+        if is_torch(T):
+            off = float((sums - 1.0).abs().max()) if T.numel() else 0.0
+        else:
+            off = float(np.max(np.abs(sums - 1.0), initial=0.0))
+        # float32 probability columns (a softmax) sum to 1 only within ~1e-7.
+        eps = torch.finfo(T.dtype).eps if is_torch(T) and T.is_floating_point() else np.finfo(float).eps
+        if neg or off > max(1e-9, 10 * eps * T.shape[0]):
             raise LabelError("Y: cross-entropy needs one-hot or probability columns (entries >= 0, each column "
                              f"summing to 1), got a column sum off by {off:.3g}" + (" and negative entries" if neg
                                                                                    else ""))
@@ -209,12 +236,12 @@ class CrossEntropyLoss(Loss):
         return 0.0
 
     def per_sample(self, Y, Yhat):
-        T = self.targets(Y, Yhat.shape[0], like=Yhat)
+        T, Yhat = self._scores_and_targets(Y, Yhat)
         lse = torch.logsumexp(Yhat, dim=0) if is_torch(Yhat) else sps.logsumexp(Yhat, axis=0)
         return lse - (T * Yhat).sum(0)
 
     def grad(self, Y, Yhat):
-        T = self.targets(Y, Yhat.shape[0], like=Yhat)
+        T, Yhat = self._scores_and_targets(Y, Yhat)
         S = torch.softmax(Yhat, dim=0) if is_torch(Yhat) else sps.softmax(Yhat, axis=0)
         return S - T
 
