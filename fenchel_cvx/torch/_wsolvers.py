@@ -1,0 +1,542 @@
+r"""Numerical cores of the torch W-updates (:mod:`fenchel_cvx.torch.w_updates`).
+
+Everything here works on *augmented* matrices: with a bias, ``X_a = [X_in; 1^T]`` of shape ``(p_a, m)``,
+``p_a = p_in + 1``, and a row ``z = [w; b]``. The regularization of a row is the separable quadratic
+
+.. math::  \tfrac12 \sum_i \mu_i z_i^2 - \ell^\top z + \text{const},\qquad
+           \mu_i = 2(\rho + \gamma) \text{ (weights)},\; 2\gamma \text{ (bias)},\qquad \ell = 2\gamma z^0,
+
+which is ``rho ||w||^2 + gamma ||z - z0||^2`` up to a constant. All arithmetic is float64 (the callers cast):
+the row Hessians reach condition numbers near 1e7, about 1/eps of float32.
+
+Solvers
+-------
+:func:`ssn_rows`
+    Batched generalized (semismooth) Newton for ``min_z lam sum_j [F*(x_j^T z) - v_j x_j^T z] + reg(z)``, one
+    problem per row, with an exact (safeguarded Newton) line search on the 1-D convex function along the step.
+:func:`ridge`
+    Closed form of ``min_W ||T - W X_a||_F^2 + reg(W)`` by a float64 Cholesky and one refinement step.
+:func:`ce_newton`
+    Ridge multinomial logistic regression ``min_W sum_j lse(W x_j) - <T, W X_a> + reg(W)`` by Newton with the
+    exact ``(K p_a) x (K p_a)`` Hessian, or by Newton-CG with a Boehning preconditioner for large ``K p_a``.
+
+Each returns the point, a relative gradient residual (see :func:`relative_residual`) and the strong-convexity
+gap bound ``sum_i g_i^2 / (2 mu_i)`` (``inf`` when some ``mu_i = 0``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ..activations import Activation, LeakyReLU, ReLU
+
+__all__ = ["SolveOutput", "ce_newton", "gap_bound", "piecewise_slopes", "relative_residual", "ridge", "ssn_rows"]
+
+_TINY = 1e-300
+_MiB = 1 << 20
+
+
+@dataclass
+class SolveOutput:
+    """What a core solver returns (all float64, on the inputs' device).
+
+    Attributes
+    ----------
+    Z : Tensor, shape (r, p_a)
+        The solution rows (``[W, b]`` side by side for ``w_last``).
+    residual : Tensor, shape (r,) or (1,)
+        Relative gradient residual per row (one entry for a joint problem).
+    gap : Tensor, same shape as ``residual``
+        Upper bound on ``f(Z) - f*`` from strong convexity (``inf`` where not strongly convex).
+    iterations : int
+        Newton steps taken (the most any row took).
+    row_iterations : Tensor of int64, same shape as ``residual``
+        Newton steps taken per row.
+    history : list of float
+        ``max(residual)`` before each step and at the end.
+    info : dict
+        Method-specific extras (CG iterations, regularizing shifts, ...).
+    """
+
+    Z: torch.Tensor
+    residual: torch.Tensor
+    gap: torch.Tensor
+    iterations: int
+    row_iterations: torch.Tensor
+    history: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+# -- certificates -------------------------------------------------------------------------------------------------
+def relative_residual(G: torch.Tensor, pieces: tuple[torch.Tensor, ...], floor: float = 0.0) -> torch.Tensor:
+    r"""``||G|| / max(sum_k ||P_k||, floor)`` along the last axis: the relative size of the gradient ``G``.
+
+    The gradient of every W-objective is a signed sum of pieces that cancel at the optimum -- the data term's
+    ``lam phi(U) X^T`` (or ``softmax(Yhat) X^T``), the constant ``lam V X^T`` (``c Y X^T``), the regularizer's
+    ``mu * z`` and ``2 gamma z0``. The ratio is 0 exactly at the minimizer, at most 1, unchanged when the whole
+    objective is scaled, and reaches about ``1e-15`` in float64. ``floor`` (a typical size of the constant
+    piece) keeps the ratio meaningful for a row whose pieces all vanish at the optimum; ``0/0`` counts as 0.
+    """
+    scale = sum(P.norm(dim=-1) for P in pieces)
+    return G.norm(dim=-1) / torch.clamp(scale, min=max(floor, _TINY))
+
+
+def gap_bound(G: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    r"""``sum_i G_i^2 / (2 mu_i)`` per row: ``f - f*`` is at most this when ``f - sum_i mu_i z_i^2/2`` is convex.
+
+    Completing the square in ``f(y) >= f(z) + g^T (y - z) + (y - z)^T diag(mu) (y - z) / 2``. Rows are ``inf``
+    when a coordinate has ``mu_i = 0`` (an unregularized bias, or ``rho = gamma = 0``).
+    """
+    if bool((mu > 0).all()):
+        return 0.5 * (G * G / mu).sum(dim=-1)
+    return torch.full(G.shape[:-1], math.inf, dtype=G.dtype, device=G.device)
+
+
+def piecewise_slopes(act: Activation) -> tuple[float, float] | None:
+    """The two values ``phi'`` takes for a piecewise-linear activation (ReLU, leaky ReLU), else ``None``."""
+    if isinstance(act, ReLU):
+        return (0.0, 1.0)
+    if isinstance(act, LeakyReLU):
+        return (float(act.alpha), 1.0)
+    return None
+
+
+def _chol_solve(L: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """``(L L^T)^{-1} B`` by two triangular solves (torch's batched ``cholesky_solve`` is ~10x slower on CPU)."""
+    y = torch.linalg.solve_triangular(L, B, upper=False)
+    return torch.linalg.solve_triangular(L.mT, y, upper=True)
+
+
+# -- (c) hidden W-update: batched semismooth Newton over rows ---------------------------------------------------
+class _RowHessians:
+    r"""Data parts ``H_r = X_a diag(d_r) X_a^T`` of the row Hessians, formed as cheaply as the structure allows.
+
+    For a piecewise-linear activation ``d_r`` takes two values, so ``H_r = c G + X_a diag(d_r - c) X_a^T`` with the
+    Gram matrix ``G = X_a X_a^T`` (formed once) and ``c`` the more frequent slope: the correction touches only the
+    minority samples (cost ``p_a^2 * min(#active, #inactive)``). Between Newton steps few samples change side,
+    so when memory allows each row's last ``(d_r, H_r)`` is kept and updated by the changed samples alone
+    (a rank-k update/downdate). Smooth activations (every ``d_r`` dense) use chunked GEMMs
+    ``(c p_a, m) @ (m, p_a)``. Results are written into caller buffers: fresh large allocations are slow.
+    """
+
+    def __init__(self, Xa: torch.Tensor, Xt: torch.Tensor, act: Activation, n_rows: int, *, cache_bytes: int):
+        self.Xa = Xa
+        self.Xt = Xt  # X_a^T, contiguous: gathering samples copies contiguous rows
+        self.slopes = piecewise_slopes(act)
+        self.pa, self.m = Xa.shape
+        esize = Xa.element_size()
+        self.use_cache = self.slopes is not None and n_rows * (self.pa ** 2 + self.m) * esize <= cache_bytes
+        self.cache_H: torch.Tensor | None = None
+        self.cache_d: torch.Tensor | None = None
+        self.n_rows = n_rows
+        self.cached: set[int] = set()
+        self._gram: torch.Tensor | None = None
+        self._gather: torch.Tensor | None = None
+        self.samples_touched = 0  # columns of X_a used to form Hessians: a cost counter for tests and benchmarks
+
+    def gram(self) -> torch.Tensor:
+        if self._gram is None:
+            self._gram = self.Xa @ self.Xt
+        return self._gram
+
+    def _add_correction(self, H: torch.Tensor, delta: torch.Tensor) -> None:
+        """``H += X_a diag(delta) X_a^T`` using only the samples where ``delta != 0``."""
+        idx = torch.nonzero(delta).squeeze(1)
+        k = int(idx.numel())
+        self.samples_touched += k
+        if k == 0:
+            return
+        if k > 0.75 * self.m:
+            H.addmm_(self.Xt.T, self.Xt * delta.unsqueeze(1))
+            return
+        if self._gather is None or self._gather.shape[1] < k:  # grown geometrically, reused: fresh pages are slow
+            size = min(self.m, max(k, 2 * (0 if self._gather is None else self._gather.shape[1])))
+            self._gather = torch.empty(2, size, self.pa, dtype=self.Xa.dtype, device=self.Xa.device)
+        Xs = torch.index_select(self.Xt, 0, idx, out=self._gather[0, :k])
+        Xw = torch.mul(Xs, delta.index_select(0, idx).unsqueeze(1), out=self._gather[1, :k])
+        H.addmm_(Xs.T, Xw)
+
+    def rows(self, rows: torch.Tensor, D: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Write the data Hessians of ``rows`` (global ids, (c,)) with ``phi'`` weights ``D`` (c, m) into ``out``."""
+        c_rows = D.shape[0]
+        out = out[:c_rows]
+        if self.slopes is None:
+            self.samples_touched += c_rows * self.m
+            Xs = self.Xa.unsqueeze(0) * D.unsqueeze(1)  # (c, p_a, m)
+            torch.mm(Xs.reshape(-1, self.m), self.Xt, out=out.view(-1, self.pa))
+            return out
+        if self.use_cache and self.cache_H is None:
+            n = self.n_rows
+            self.cache_H = torch.empty(n, self.pa, self.pa, dtype=self.Xa.dtype, device=self.Xa.device)
+            self.cache_d = torch.empty(n, self.m, dtype=self.Xa.dtype, device=self.Xa.device)
+        s_lo, s_hi = self.slopes
+        n_hi_all = (D == s_hi).sum(1).tolist()
+        for i, r in enumerate(rows.tolist()):
+            d, H = D[i], out[i]
+            n_hi = n_hi_all[i]
+            c = s_hi if n_hi >= self.m - n_hi else s_lo
+            k_const = min(n_hi, self.m - n_hi)
+            if self.use_cache and r in self.cached and int((d != self.cache_d[r]).sum()) < k_const:
+                H.copy_(self.cache_H[r])
+                self._add_correction(H, d - self.cache_d[r])
+            else:
+                if c == 0.0:
+                    H.zero_()
+                else:
+                    torch.mul(self.gram(), c, out=H)
+                self._add_correction(H, d - c)
+            if self.use_cache:
+                self.cache_H[r].copy_(H)
+                self.cache_d[r].copy_(d)
+                self.cached.add(r)
+        return out
+
+
+def _newton_directions(H: torch.Tensor, L: torch.Tensor, G: torch.Tensor, lam: float, mu: torch.Tensor,
+                       need_shift: bool) -> tuple[torch.Tensor, float]:
+    """Solve ``(lam H + diag(mu) + s I) D = -G`` by batched Cholesky (``H`` is overwritten, ``L`` a buffer).
+
+    ``s > 0`` only where some ``mu_i = 0``: a row with no strongly convex coordinate (an unregularized bias) can
+    have a singular Hessian. The tiny Levenberg-Marquardt shift changes the *step* only; the objective and the
+    certificate stay unregularized.
+    """
+    H.mul_(lam)
+    diag = H.diagonal(dim1=-2, dim2=-1)
+    diag.add_(mu)
+    n = H.shape[-1]
+    trace = diag.sum(-1) / n
+    base = torch.where(trace > 0, 1e-12 * trace, G.norm(dim=-1).clamp_min(1.0))
+    shift = base.clone() if need_shift else torch.zeros_like(trace)
+    diag.add_(shift.unsqueeze(-1))
+    for _ in range(8):
+        _, info = torch.linalg.cholesky_ex(H, out=(L, torch.empty(H.shape[:-2], dtype=torch.int32,
+                                                                   device=H.device)))
+        bad = info > 0
+        if not bool(bad.any()):
+            return -_chol_solve(L, G.unsqueeze(-1)).squeeze(-1), float(shift.max()) if n else 0.0
+        extra = torch.where(bad, torch.maximum(99.0 * shift, 100.0 * base), torch.zeros_like(shift))
+        diag.add_(extra.unsqueeze(-1))
+        shift = shift + extra
+    raise FloatingPointError("row Hessian not positive definite after regularization")  # pragma: no cover
+
+
+def _line_search(U: torch.Tensor, dU: torch.Tensor, V: torch.Tensor, act: Activation, lam: float,
+                 q0: torch.Tensor, q1: torch.Tensor, slope0: torch.Tensor, max_steps: int = 40) -> torch.Tensor:
+    r"""Exact line search, one step length per row, for ``phi_r(t) = f_r(z_r + t Delta_r)``.
+
+    ``phi_r'(t) = lam sum_j dU_j (phi(U_j + t dU_j) - V_j) + q0 + t q1`` is nondecreasing; its root is found by
+    Newton's method on ``phi_r'`` (exact on each linear piece when ``phi`` is piecewise linear) safeguarded by a
+    bracket ``[lo, hi]`` and bisection. Cost ``O(m)`` per row and evaluation.
+    """
+    n = U.shape[0]
+    t = torch.ones(n, dtype=U.dtype, device=U.device)
+    lo = torch.zeros_like(t)
+    hi = torch.full_like(t, math.inf)
+    todo = torch.arange(n, device=U.device)
+    for _ in range(max_steps):
+        if todo.numel() == 0:
+            break
+        tt, dd = t[todo], dU[todo]
+        Ut = U[todo] + tt.unsqueeze(1) * dd
+        terms = dd * (act.forward(Ut) - V[todo])
+        d1 = lam * terms.sum(1) + q0[todo] + tt * q1[todo]
+        d2 = lam * (dd * dd * act.derivative(Ut)).sum(1) + q1[todo]
+        noise = lam * terms.abs().sum(1) + q0[todo].abs() + (tt * q1[todo]).abs()
+        done = (d1.abs() <= 1e-9 * slope0[todo].abs()) | (d1.abs() <= 1e-13 * noise)
+        l, h = lo[todo], hi[todo]
+        l = torch.where(d1 < 0, tt, l)
+        h = torch.where(d1 > 0, tt, h)
+        t_new = torch.where(d2 > 0, tt - d1 / d2.clamp_min(_TINY), torch.full_like(tt, math.inf))
+        inside = (t_new > l) & (t_new < h)
+        fallback = torch.where(torch.isfinite(h), 0.5 * (l + h), 2.0 * torch.maximum(tt, l))
+        t_new = torch.where(inside, t_new, fallback)
+        done = done | ((h - l) <= 1e-14 * h.clamp_max(1e300))
+        lo[todo], hi[todo] = l, h
+        t[todo] = torch.where(done, tt, t_new)
+        todo = todo[~done]
+    if todo.numel():
+        # not settled: fall back to the largest step known to decrease phi (phi' < 0 on [0, lo])
+        t[todo] = torch.where(lo[todo] > 0, lo[todo], t[todo])
+    return t
+
+
+def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: torch.Tensor,
+             lin: torch.Tensor, Z: torch.Tensor, *, tol: float, max_iter: int,
+             cache_bytes: int = 2048 * _MiB, chunk_bytes: int = 256 * _MiB) -> SolveOutput:
+    r"""Batched generalized Newton for the rows of the hidden W-update.
+
+    Row ``r`` minimizes ``f_r(z) = lam sum_j [F*(x_j^T z) - V_rj x_j^T z] + sum_i mu_i z_i^2 / 2 - lin_r^T z``.
+
+    Parameters
+    ----------
+    Xa : Tensor, shape (p_a, m)
+        Augmented inputs.
+    V : Tensor, shape (r, m)
+        Targets ``X_next`` (inside the activation's domain).
+    act : Activation
+    lam : float
+    mu : Tensor, shape (p_a,)
+        Per-coordinate curvature of the regularizer.
+    lin : Tensor, shape (r, p_a)
+        Linear term of the regularizer (``2 gamma z0``).
+    Z : Tensor, shape (r, p_a)
+        Starting rows (modified in place and returned).
+    tol : float
+        Stop a row once its relative residual is ``<= tol``; it is then frozen.
+    max_iter : int
+        Newton steps at most.
+
+    Notes
+    -----
+    Per step: ``U = Z X_a`` and the gradient (``4 r p_a m`` flops), the data Hessians of the rows not yet
+    converged (see :class:`_RowHessians`), a batched float64 Cholesky (``r p_a^3 / 3``), ``Delta X_a`` and the
+    line search (``O(r m)`` per evaluation).
+    """
+    r, pa = Z.shape
+    m = Xa.shape[1]
+    Xt = Xa.T.contiguous()
+    VX = lam * (V @ Xt)
+    floor = float(VX.norm(dim=1).mean()) if r else 0.0  # a row's typical constant piece (see relative_residual)
+    need_shift = not bool((mu > 0).all())
+    hess = _RowHessians(Xa, Xt, act, r, cache_bytes=cache_bytes)
+    residual = torch.full((r,), math.inf, dtype=Z.dtype, device=Z.device)
+    gap = torch.full_like(residual, math.inf)
+    row_iters = torch.zeros(r, dtype=torch.int64, device=Z.device)
+    active = torch.arange(r, device=Z.device)
+    history: list[float] = []
+    max_shift = 0.0
+    per_row = 8 * pa * (2 * pa + (m if hess.slopes is None else 0))
+    chunk = max(1, min(r, chunk_bytes // max(1, per_row)))
+    Hbuf = Lbuf = None
+    for it in range(max_iter + 1):
+        Za = Z[active]
+        U = Za @ Xa
+        A = lam * (act.forward(U) @ Xt)
+        Rg = mu * Za - lin[active]
+        VXa = VX[active]
+        MZ = mu * Za
+        G = A - VXa + MZ - lin[active]
+        Rg = MZ - lin[active]
+        res = relative_residual(G, (A, VXa, MZ, lin[active]), floor)
+        residual[active] = res
+        gap[active] = gap_bound(G, mu)
+        history.append(float(residual.max()))
+        keep = ~(res <= tol)
+        if it == max_iter or not bool(keep.any()):
+            break
+        active, G, U, Za = active[keep], G[keep], U[keep], Za[keep]
+        row_iters[active] += 1
+        D = act.derivative(U)
+        if Hbuf is None:
+            Hbuf = torch.empty(min(chunk, active.numel()), pa, pa, dtype=Z.dtype, device=Z.device)
+            Lbuf = torch.empty_like(Hbuf)
+        d0 = D.reshape(-1)[0]
+        if bool((D == d0).all()):
+            # every row has the same Hessian d0 X_a X_a^T (the usual cold start from zero): factor it once
+            H1 = Hbuf[:1]
+            torch.mul(hess.gram(), float(d0), out=H1[0])
+            hess.samples_touched += m
+            L1 = Lbuf[:1]
+            _, sh = _newton_directions(H1, L1, G[:1], lam, mu, need_shift)
+            Delta = -_chol_solve(L1[0], G.T).T
+            max_shift = max(max_shift, sh)
+        else:
+            steps = []
+            for s in range(0, active.numel(), chunk):
+                sl = slice(s, s + chunk)
+                Hd = hess.rows(active[sl], D[sl], Hbuf)
+                step, sh = _newton_directions(Hd, Lbuf[:Hd.shape[0]], G[sl], lam, mu, need_shift)
+                max_shift = max(max_shift, sh)
+                steps.append(step)
+            Delta = torch.cat(steps)
+        dU = Delta @ Xa
+        q0 = (Delta * Rg[keep]).sum(1)
+        q1 = (Delta * Delta * mu).sum(1)
+        slope0 = (Delta * G).sum(1)
+        t = _line_search(U, dU, V[active], act, lam, q0, q1, slope0)
+        Z[active] = Za + t.unsqueeze(1) * Delta
+    info = {"hessian_samples": hess.samples_touched, "hessian_cache": hess.use_cache, "max_shift": max_shift}
+    return SolveOutput(Z, residual, gap, int(row_iters.max()) if r else 0, row_iters, history, info)
+
+
+# -- (d) last W-update ----------------------------------------------------------------------------------------
+def _joint_residual(G: torch.Tensor, pieces: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """:func:`relative_residual` of a whole matrix problem, as a (1,) tensor."""
+    return relative_residual(G.reshape(1, -1), tuple(P.reshape(1, -1) for P in pieces))
+
+
+def ridge(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor) -> SolveOutput:
+    r"""``argmin_W ||T - W X_a||_F^2 + sum_i mu_i ||W_{:,i}||^2 / 2 - <lin, W>`` in closed form (W: (K, p_a)).
+
+    ``W (2 X_a X_a^T + diag(mu)) = 2 T X_a^T + lin``, solved by a float64 Cholesky plus one step of iterative
+    refinement; a singular system (``rho = gamma = 0`` with rank-deficient ``X_a``) falls back to the
+    minimum-norm solution from an eigendecomposition. Cost ``p_a^2 m + 2 K p_a m + p_a^3 / 3``.
+    """
+    Xt = Xa.T.contiguous()
+    A = 2.0 * (Xa @ Xt)
+    A.diagonal().add_(mu)
+    TX = 2.0 * (T @ Xt)
+    rhs = TX + lin
+    L, info = torch.linalg.cholesky_ex(A)
+    if int(info) == 0:
+        solver = "cholesky"
+        W = _chol_solve(L, rhs.T).T
+        W = W + _chol_solve(L, (rhs - W @ A).T).T
+    else:
+        solver = "eigh_pinv"
+        evals, Q = torch.linalg.eigh(A)
+        keep = evals > evals.abs().max() * A.shape[0] * torch.finfo(A.dtype).eps
+        inv = torch.where(keep, 1.0 / torch.where(keep, evals, torch.ones_like(evals)), torch.zeros_like(evals))
+        W = ((rhs @ Q) * inv) @ Q.T
+    YX = 2.0 * ((W @ Xa) @ Xt)
+    MW = mu * W
+    G = YX - TX + MW - lin
+    res = _joint_residual(G, (YX, TX, MW, lin))
+    return SolveOutput(W, res, gap_bound(G.reshape(1, -1), mu.repeat(W.shape[0])), 0,
+                       torch.zeros(1, dtype=torch.int64, device=W.device), [float(res)], {"linear_solver": solver})
+
+
+class _CE:
+    """Objective, gradient and curvature of ``sum_j lse(W x_j) - <T, W X_a> + sum mu W^2 / 2 - <lin, W>``."""
+
+    def __init__(self, Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor):
+        self.Xa, self.Xt, self.T, self.mu, self.lin = Xa, Xa.T.contiguous(), T, mu, lin
+        self.TX = T @ self.Xt
+
+    def value(self, W: torch.Tensor) -> tuple[float, torch.Tensor]:
+        Yh = W @ self.Xa
+        lse = torch.logsumexp(Yh, dim=0)
+        f = lse.sum() - (self.T * Yh).sum() + 0.5 * (self.mu * W * W).sum() - (self.lin * W).sum()
+        return float(f), torch.exp(Yh - lse)
+
+    def gradient(self, W: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        SX = S @ self.Xt
+        MW = self.mu * W
+        G = SX - self.TX + MW - self.lin
+        return G, _joint_residual(G, (SX, self.TX, MW, self.lin))
+
+    def hessian(self, S: torch.Tensor, chunk_bytes: int) -> torch.Tensor:
+        r"""``sum_j (diag s_j - s_j s_j^T) kron x_j x_j^T + I kron diag(mu)``, shape (K p_a, K p_a).
+
+        Index ``(k, a)`` -> ``k p_a + a``. Accumulated over sample chunks as ``blockdiag(X diag(s_k) X^T) - N N^T``
+        with ``N = [s_jk x_j]`` of shape ``(K p_a, m_c)``: about ``(K p_a)^2 m`` multiply-adds in all.
+        """
+        K, m = S.shape
+        Xa = self.Xa
+        pa = Xa.shape[0]
+        n = K * pa
+        H = Xa.new_zeros(n, n)
+        blocks = H.view(K, pa, K, pa).diagonal(dim1=0, dim2=2).permute(2, 0, 1)  # (K, p_a, p_a) view
+        step = max(1, chunk_bytes // max(1, 8 * n))
+        for s in range(0, m, step):
+            Xc, Sc = Xa[:, s:s + step], S[:, s:s + step]
+            N = (Sc.unsqueeze(1) * Xc.unsqueeze(0)).reshape(n, -1)
+            H.addmm_(N, N.T, alpha=-1.0)
+            blocks.add_((N @ Xc.T).reshape(K, pa, pa))
+        H.diagonal().add_(self.mu.repeat(K))
+        return H
+
+    def hvp(self, S: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+        """Hessian-vector product for a direction ``P`` (K, p_a): ``4 K p_a m`` flops."""
+        SQ = S * (P @ self.Xa)
+        return (SQ - S * SQ.sum(0, keepdim=True)) @ self.Xt + self.mu * P
+
+
+def _pcg(hvp, precond, g: torch.Tensor, rtol: float, max_iter: int) -> tuple[torch.Tensor, int]:
+    """Preconditioned CG for ``H x = -g`` (matrices as (K, p_a) tensors); stops at ``||r|| <= rtol ||g||``."""
+    x = torch.zeros_like(g)
+    r = -g
+    z = precond(r)
+    p = z
+    rz = (r * z).sum()
+    g_norm = float(g.norm())
+    k = 0
+    for k in range(1, max_iter + 1):
+        Hp = hvp(p)
+        pHp = (p * Hp).sum()
+        if not float(pHp) > 0:
+            break
+        alpha = rz / pHp
+        x = x + alpha * p
+        r = r - alpha * Hp
+        if float(r.norm()) <= rtol * g_norm:
+            break
+        z = precond(r)
+        rz_new = (r * z).sum()
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x, k
+
+
+def ce_newton(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor, W: torch.Tensor, *,
+              tol: float, max_iter: int, method: str = "auto", max_dense_dim: int = 1000,
+              chunk_bytes: int = 256 * _MiB) -> SolveOutput:
+    r"""Ridge multinomial logistic regression ``min_W sum_j lse(W x_j) - <T, W X_a> + reg(W)``, W: (K, p_a).
+
+    ``method="newton"``: the exact Hessian (:meth:`_CE.hessian`), a float64 Cholesky (with a tiny shift only if
+    it fails: the softmax is invariant to adding a constant to every class, so an unregularized coordinate has a
+    flat direction) and Armijo backtracking. ``method="newton_cg"``: the same Newton step solved inexactly by
+    conjugate gradients on Hessian-vector products, preconditioned by Boehning's bound
+    ``H <= I kron (X_a X_a^T / 2 + diag(mu))`` (one ``p_a x p_a`` Cholesky per call), forcing term
+    ``min(0.1, sqrt(residual))``. ``"auto"`` picks ``newton`` when ``K p_a <= max_dense_dim``.
+    Stops when the relative gradient residual is ``<= tol``.
+    """
+    K = T.shape[0]
+    pa = Xa.shape[0]
+    if method == "auto":
+        method = "newton" if K * pa <= max_dense_dim else "newton_cg"
+    ce = _CE(Xa, T, mu, lin)
+    history: list[float] = []
+    cg_total, max_shift = 0, 0.0
+    precond_L = None
+    f, S = ce.value(W)
+    G, res_t = ce.gradient(W, S)
+    res = float(res_t)
+    it = 0
+    for it in range(max_iter + 1):
+        history.append(res)
+        if res <= tol or it == max_iter:
+            break
+        if method == "newton":
+            H = ce.hessian(S, chunk_bytes)
+            shift = 0.0
+            while True:
+                L, info = torch.linalg.cholesky_ex(H)
+                if int(info) == 0:
+                    break
+                extra = max(99.0 * shift, 1e-12 * float(H.diagonal().mean()))
+                H.diagonal().add_(extra)
+                shift += extra
+            max_shift = max(max_shift, shift)
+            Delta = -_chol_solve(L, G.reshape(-1, 1)).reshape(K, pa)
+        else:
+            if precond_L is None:
+                M = 0.5 * (Xa @ ce.Xt)
+                M.diagonal().add_(mu)
+                precond_L, info = torch.linalg.cholesky_ex(M)
+                if int(info) != 0:
+                    M.diagonal().add_(1e-10 * float(M.diagonal().mean()))
+                    precond_L = torch.linalg.cholesky(M)
+            Delta, k = _pcg(lambda P, S=S: ce.hvp(S, P), lambda R, L=precond_L: _chol_solve(L, R.T).T, G,
+                            min(0.1, math.sqrt(res)), 1000)
+            cg_total += k
+        slope = float((G * Delta).sum())
+        if not slope < 0:  # round-off at the optimum: fall back to steepest descent
+            Delta, slope = -G, -float((G * G).sum())
+        t = 1.0
+        for _ in range(60):
+            f_new, S_new = ce.value(W + t * Delta)
+            if f_new <= f + 1e-4 * t * slope or abs(f_new - f) <= 4 * torch.finfo(W.dtype).eps * abs(f):
+                break
+            t *= 0.5
+        W = W + t * Delta
+        f, S = f_new, S_new
+        G, res_t = ce.gradient(W, S)
+        res = float(res_t)
+    out_res = torch.tensor([res], dtype=W.dtype, device=W.device)
+    return SolveOutput(W, out_res, gap_bound(G.reshape(1, -1), mu.repeat(K)), it,
+                       torch.tensor([it], dtype=torch.int64, device=W.device), history,
+                       {"method": method, "cg_iterations": cg_total, "max_shift": max_shift})

@@ -1,0 +1,352 @@
+"""The torch W-updates (fenchel_cvx.torch.w_hidden / w_last) against the CVXPY face, and their own contract.
+
+Order: argument checks, certificates on their own (residual, gap, an independent KKT residual), agreement with
+CVXPY (value 1e-6 relative; argmin 1e-4 where strictly convex), then properties (batched == row by row,
+float32 == float64, warm starts, NotConvergedWarning, cuda == cpu). Seeded float64 instances, small sizes.
+Runtime: about 15-30 s on 2 busy CPU cores (most of it in the CVXPY reference solves).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from fenchel_cvx import cvx
+from fenchel_cvx import torch as ft
+from fenchel_cvx.activations import get_activation
+from fenchel_cvx.errors import (
+    DomainError,
+    LabelError,
+    NotConvergedWarning,
+    ShapeError,
+    TensorMismatchError,
+    ValueRangeError,
+)
+from fenchel_cvx.optimality import w_hidden_residual, w_last_residual
+
+ACTS = ["relu", "leaky_relu", "sigmoid", "tanh"]
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # These problems are tiny: with several OpenMP threads on an oversubscribed CPU every small op waits on a
+    # barrier (measured 100x slower with 2 threads under load). One thread keeps the file fast anywhere.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def hidden_instance(act: str, seed: int = 0, p_in: int = 6, p_out: int = 4, m: int = 40, dtype=F64):
+    """X_in >= 0 like a ReLU layer's output; X_next = act(W X_in + b + noise) inside act's domain."""
+    g = torch.Generator().manual_seed(seed)
+    a = get_activation(act)
+    X = torch.relu(torch.randn(p_in, m, generator=g, dtype=F64))
+    W = torch.randn(p_out, p_in, generator=g, dtype=F64) / math.sqrt(p_in)
+    U = W @ X + 0.2 * torch.randn(p_out, 1, generator=g, dtype=F64) + 0.4 * torch.randn(p_out, m, generator=g,
+                                                                                     dtype=F64)
+    V = a.forward(U)
+    if act == "relu":  # targets that no W fits exactly
+        V = torch.relu(V + 0.2 * torch.randn(p_out, m, generator=g, dtype=F64))
+    W0 = torch.randn(p_out, p_in, generator=g, dtype=F64)
+    b0 = torch.randn(p_out, generator=g, dtype=F64)
+    return X.to(dtype), V.to(dtype), W0.to(dtype), b0.to(dtype)
+
+
+def last_instance(K: int = 3, seed: int = 0, p_in: int = 6, m: int = 40):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(p_in, m, generator=g, dtype=F64)
+    labels = torch.randint(0, K, (m,), generator=g)
+    W0 = torch.randn(K, p_in, generator=g, dtype=F64)
+    b0 = torch.randn(K, generator=g, dtype=F64)
+    return X, labels, W0, b0
+
+
+def rel(a: float, b: float) -> float:
+    return abs(a - b) / max(1.0, abs(b))
+
+
+# -- argument checks --------------------------------------------------------------------------------------------
+def test_same_arguments_as_the_cvxpy_face():
+    contract = {"w_hidden": ["X_in", "X_next", "act", "lam", "rho", "gamma", "W0", "b0", "bias"],
+                "w_last": ["X_in", "Y", "loss", "rho", "gamma", "W0", "b0", "bias", "p"]}
+    for name, args in contract.items():
+        ours = inspect.signature(getattr(ft, name)).parameters
+        ref = inspect.signature(getattr(cvx, name)).parameters
+        assert list(ours)[:len(args)] == args and list(ref)[:len(args)] == args, name
+        assert [ours[a].default for a in args] == [ref[a].default for a in args], name
+        assert [ours[a].kind for a in args] == [ref[a].kind for a in args], name
+        assert ours["tol"].default == 1e-6 and {"max_iter", "W_init", "b_init", "warn"} <= set(ours)
+        # the two docstrings open with the same line of math
+        assert getattr(ft, name).__doc__.split("\n")[0] == getattr(cvx, name).__doc__.split("\n")[0]
+
+
+def test_argument_errors_are_typed():
+    X, V, W0, b0 = hidden_instance("relu")
+    kw = {"act": "relu", "lam": 1.0, "rho": 0.1}
+    with pytest.raises(TensorMismatchError, match="X_in"):
+        ft.w_hidden(X.numpy(), V, **kw)
+    with pytest.raises(TensorMismatchError, match="X_next"):
+        ft.w_hidden(X, V.float(), **kw)
+    with pytest.raises(ShapeError, match="X_next"):
+        ft.w_hidden(X, V[:, :-1], **kw)
+    with pytest.raises(DomainError, match="X_next"):
+        ft.w_hidden(X, V - 1.0, **kw)
+    Xn = X.clone()
+    Xn[0, 0] = math.nan
+    with pytest.raises(DomainError, match="X_in"):
+        ft.w_hidden(Xn, V, **kw)
+    with pytest.raises(ValueRangeError, match="lam"):
+        ft.w_hidden(X, V, act="relu", lam=0.0, rho=0.1)
+    with pytest.raises(ValueRangeError, match="rho"):
+        ft.w_hidden(X, V, act="relu", lam=1.0, rho=-0.1)
+    with pytest.raises(ValueRangeError, match="gamma"):
+        ft.w_hidden(X, V, **kw, gamma=-1.0, W0=W0, b0=b0)
+    with pytest.raises(ShapeError, match="W0"):
+        ft.w_hidden(X, V, **kw, gamma=1.0)
+    with pytest.raises(ShapeError, match="b0"):
+        ft.w_hidden(X, V, **kw, gamma=1.0, W0=W0)
+    with pytest.raises(ShapeError, match="W0"):
+        ft.w_hidden(X, V, **kw, gamma=1.0, W0=W0.T, b0=b0)
+    with pytest.raises(ShapeError, match="W_init"):
+        ft.w_hidden(X, V, **kw, W_init=W0[:1])
+    with pytest.raises(ValueRangeError, match="tol"):
+        ft.w_hidden(X, V, **kw, tol=0.0)
+    with pytest.raises(ValueRangeError, match="max_iter"):
+        ft.w_hidden(X, V, **kw, max_iter=0)
+    Xl, labels, _, _ = last_instance()
+    with pytest.raises(LabelError):
+        ft.w_last(Xl, torch.rand(3, Xl.shape[1], dtype=F64), loss="ce", rho=0.1)  # columns not summing to 1
+    with pytest.raises(ShapeError, match="Y"):
+        ft.w_last(Xl, labels[:-1], loss="mse", rho=0.1)
+    with pytest.raises(ValueRangeError, match="method"):
+        ft.w_last(Xl, labels, loss="ce", rho=0.1, method="bfgs")
+
+
+def test_b0_and_b_init_are_ignored_without_a_bias():
+    X, V, W0, b0 = hidden_instance("relu")
+    a = ft.w_hidden(X, V, act="relu", lam=1.0, rho=0.1, gamma=0.5, W0=W0, bias=False)
+    b = ft.w_hidden(X, V, act="relu", lam=1.0, rho=0.1, gamma=0.5, W0=W0, b0=b0, b_init=b0, bias=False)
+    assert a.b is None and b.b is None
+    torch.testing.assert_close(a.W, b.W, rtol=1e-10, atol=1e-12)
+    assert a.value == pytest.approx(b.value, rel=1e-12)
+
+
+# -- certificates ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("act", ACTS)
+def test_w_hidden_certificates(act):
+    X, V, W0, b0 = hidden_instance(act, seed=3)
+    res = ft.w_hidden(X, V, act=act, lam=0.7, rho=0.05, gamma=0.2, W0=W0, b0=b0, tol=1e-9)
+    assert res.converged and res.status == "optimal" and res.solver == "ssn"
+    assert res.residual.shape == (V.shape[0],) and res.max_residual <= 1e-9
+    assert res.max_residual == pytest.approx(float(res.residual.max()))
+    # an independent gradient check (fenchel_cvx.optimality), normalized differently
+    kkt = w_hidden_residual(res.W, res.b, X, V, act=act, lam=0.7, rho=0.05, gamma=0.2, W0=W0, b0=b0)
+    assert kkt.relative < 1e-8
+    # the strong-convexity gap bound is finite (gamma > 0) and tiny at the optimum
+    assert res.info["gap"].shape == (V.shape[0],) and res.info["gap_bound"] < 1e-10 * max(1.0, res.value)
+    # value = the full objective, constants included, penalty >= 0
+    a = get_activation(act)
+    U = res.W @ X + res.b[:, None]
+    direct = (0.7 * a.B_sum(V, U) + 0.05 * float((res.W ** 2).sum())
+              + 0.2 * float(((res.W - W0) ** 2).sum() + ((res.b - b0) ** 2).sum()))
+    assert res.value == pytest.approx(direct, rel=1e-12)
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+def test_targets_on_the_domain_boundary(act):
+    # X_next exactly 0/1 (sigmoid) or -1/1 (tanh) is allowed: only F*(W X_in + b) depends on W
+    X, V, _, _ = hidden_instance(act, seed=4)
+    lo, hi = get_activation(act).domain
+    V[0, :5], V[1, :5] = lo, hi
+    res = ft.w_hidden(X, V, act=act, lam=1.0, rho=0.1, tol=1e-10)
+    assert res.converged and math.isfinite(res.value)
+    kkt = w_hidden_residual(res.W, res.b, X, V, act=act, lam=1.0, rho=0.1)
+    assert kkt.relative < 1e-8
+
+
+def test_gap_bound_covers_an_inexact_step():
+    X, V, W0, b0 = hidden_instance("relu", seed=5, p_in=10, p_out=6, m=80)
+    kw = {"act": "relu", "lam": 1.0, "rho": 0.1, "gamma": 0.1, "W0": W0, "b0": b0}
+    exact = ft.w_hidden(X, V, **kw, tol=1e-12)
+    one = ft.w_hidden(X, V, **kw, max_iter=1, warn=False)
+    assert not one.converged and one.status == "max_iter"
+    excess = one.value - exact.value
+    assert excess > 0
+    assert one.info["gap_bound"] >= excess * (1 - 1e-9)
+
+
+def test_dead_unit_and_unregularized_bias():
+    # a unit whose target row is all zero, and rho = gamma = 0 with a bias (singular Hessians): still certified
+    X, V, _, _ = hidden_instance("relu", seed=2)
+    V[0] = 0.0
+    res = ft.w_hidden(X, V, act="relu", lam=1.0, rho=0.0, gamma=0.0, tol=1e-10)
+    assert res.converged and math.isinf(res.info["gap_bound"])
+    assert float(torch.relu(res.W[0] @ X + res.b[0]).abs().max()) < 1e-8  # the dead unit stays dead
+    ref = cvx.w_hidden(X.numpy(), V.numpy(), act="relu", lam=1.0, rho=0.0)
+    assert rel(res.value, ref.value) < 1e-6
+
+
+# -- agreement with the CVXPY face ----------------------------------------------------------------------------
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("bias,gamma", [(True, 0.5), (False, 0.0)])
+def test_w_hidden_matches_cvxpy(act, bias, gamma):
+    X, V, W0, b0 = hidden_instance(act, seed=1)
+    kw = {"act": act, "lam": 1.3, "rho": 0.1, "gamma": gamma, "bias": bias}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a Clarabel 'optimal_inaccurate' is still far inside 1e-4
+        ref = cvx.w_hidden(X.numpy(), V.numpy(), **kw, W0=W0.numpy(), b0=b0.numpy())
+    res = ft.w_hidden(X, V, **kw, W0=W0, b0=b0, tol=1e-10)
+    assert res.converged
+    assert rel(res.value, ref.value) < 1e-6
+    scale = max(1.0, float(np.abs(ref.W).max()))
+    np.testing.assert_allclose(res.W.numpy(), ref.W, atol=1e-4 * scale, rtol=0)
+    if bias:
+        np.testing.assert_allclose(res.b.numpy(), ref.b, atol=1e-4 * scale, rtol=0)
+    else:
+        assert res.b is None
+
+
+@pytest.mark.parametrize("loss", ["mse", "ce"])
+@pytest.mark.parametrize("bias,gamma", [(True, 0.5), (False, 0.0), (True, 0.0)])
+def test_w_last_matches_cvxpy(loss, bias, gamma):
+    X, labels, W0, b0 = last_instance(seed=2)
+    kw = {"loss": loss, "rho": 0.1, "gamma": gamma, "bias": bias}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = cvx.w_last(X.numpy(), labels.numpy(), **kw, W0=W0.numpy(), b0=b0.numpy())
+    res = ft.w_last(X, labels, **kw, W0=W0, b0=b0, tol=1e-10)
+    assert res.converged and res.residual.shape == (1,)
+    assert rel(res.value, ref.value) < 1e-6
+    scale = max(1.0, float(np.abs(ref.W).max()))
+    np.testing.assert_allclose(res.W.numpy(), ref.W, atol=1e-4 * scale, rtol=0)
+    if bias:
+        b, b_ref = res.b.numpy(), ref.b
+        if loss == "ce" and gamma == 0:  # softmax shift: b is unique up to a constant; ours has mean 0
+            assert abs(b.mean()) < 1e-12
+            b_ref = b_ref - b_ref.mean()
+        np.testing.assert_allclose(b, b_ref, atol=1e-4 * scale, rtol=0)
+    kkt = w_last_residual(res.W, res.b, X, labels, loss=loss, rho=0.1, gamma=gamma, W0=W0,
+                          b0=b0 if bias else None)
+    assert kkt.relative < 1e-8
+
+
+def test_w_last_ce_newton_cg_matches_exact_newton():
+    X, labels, W0, b0 = last_instance(K=4, seed=4, p_in=12, m=120)
+    a = ft.w_last(X, labels, loss="ce", rho=0.05, gamma=0.1, W0=W0, b0=b0, method="newton", tol=1e-10)
+    b = ft.w_last(X, labels, loss="ce", rho=0.05, gamma=0.1, W0=W0, b0=b0, method="newton_cg", tol=1e-10)
+    assert a.solver == "newton" and b.solver == "newton_cg" and b.info["cg_iterations"] > 0
+    assert rel(a.value, b.value) < 1e-12
+    torch.testing.assert_close(a.W, b.W, rtol=0, atol=1e-7)
+
+
+def test_w_last_mse_singular_system_gives_a_minimizer():
+    # rho = gamma = 0 and fewer samples than features: many minimizers, all with zero loss
+    g = torch.Generator().manual_seed(7)
+    X = torch.randn(12, 5, generator=g, dtype=F64)
+    Y = torch.randn(3, 5, generator=g, dtype=F64)
+    res = ft.w_last(X, Y, loss="mse", rho=0.0, tol=1e-8)
+    assert res.converged and res.value < 1e-12 * float((Y ** 2).sum())
+
+
+# -- properties -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("act", ["relu", "sigmoid"])
+def test_batched_equals_row_by_row(act):
+    X, V, W0, b0 = hidden_instance(act, seed=6, p_out=5)
+    kw = {"act": act, "lam": 1.0, "rho": 0.1, "gamma": 0.3, "tol": 1e-12}
+    full = ft.w_hidden(X, V, **kw, W0=W0, b0=b0)
+    for r in range(V.shape[0]):
+        one = ft.w_hidden(X, V[r:r + 1], **kw, W0=W0[r:r + 1], b0=b0[r:r + 1])
+        torch.testing.assert_close(one.W[0], full.W[r], rtol=0, atol=1e-10)
+        torch.testing.assert_close(one.b[0], full.b[r], rtol=0, atol=1e-10)
+        assert int(full.info["row_iterations"][r]) == one.iterations
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_float32_gives_the_float64_answer(act):
+    X, V, W0, b0 = hidden_instance(act, seed=8)
+    X32, V32, W032, b032 = (t.float() for t in (X, V, W0, b0))
+    kw = {"act": act, "lam": 1.0, "rho": 0.2, "gamma": 0.1}
+    r64 = ft.w_hidden(X, V, **kw, W0=W0, b0=b0)
+    r32 = ft.w_hidden(X32, V32, **kw, W0=W032, b0=b032)
+    assert r32.W.dtype == torch.float32 and r32.b.dtype == torch.float32 and r32.residual.dtype == torch.float32
+    assert r32.converged
+    torch.testing.assert_close(r32.W.double(), r64.W, rtol=1e-4, atol=1e-4 * float(r64.W.abs().max()))
+    assert rel(r32.value, r64.value) < 1e-4
+    Xl, labels, _, _ = last_instance(seed=8)
+    for loss in ("mse", "ce"):
+        l64 = ft.w_last(Xl, labels, loss=loss, rho=0.1)
+        l32 = ft.w_last(Xl.float(), labels, loss=loss, rho=0.1)
+        assert l32.W.dtype == torch.float32
+        torch.testing.assert_close(l32.W.double(), l64.W, rtol=1e-4, atol=1e-4 * float(l64.W.abs().max()))
+        assert rel(l32.value, l64.value) < 1e-4
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "sigmoid"])
+def test_warm_start_cuts_iterations(act):
+    X, V, _, _ = hidden_instance(act, seed=9, p_in=15, p_out=8, m=150)
+    kw = {"act": act, "lam": 1.0, "rho": 0.01}
+    cold = ft.w_hidden(X, V, **kw)
+    assert cold.iterations >= 3
+    again = ft.w_hidden(X, V, **kw, W_init=cold.W, b_init=cold.b)
+    assert again.iterations == 0 and again.converged
+    # a nearby problem (the next BCD sweep): fewer Newton steps than from zero
+    g = torch.Generator().manual_seed(0)
+    V2 = V + 1e-3 * torch.rand(V.shape, generator=g, dtype=F64)
+    if act == "sigmoid":
+        V2 = V2.clamp(0.0, 1.0)
+    near = ft.w_hidden(X, V2, **kw, W_init=cold.W, b_init=cold.b)
+    near_cold = ft.w_hidden(X, V2, **kw)
+    assert near.converged and near.iterations < near_cold.iterations
+    assert rel(near.value, near_cold.value) < 1e-9
+
+
+def test_w_last_ce_warm_start_cuts_iterations():
+    X, labels, _, _ = last_instance(seed=10, m=80)
+    cold = ft.w_last(X, labels, loss="ce", rho=0.1)
+    warm = ft.w_last(X, labels, loss="ce", rho=0.1, W_init=cold.W, b_init=cold.b)
+    assert cold.iterations >= 3 and warm.iterations == 0
+
+
+def test_not_converged_warns_and_can_be_silenced():
+    X, V, _, _ = hidden_instance("relu", seed=11, p_in=10, p_out=6, m=80)
+    with pytest.warns(NotConvergedWarning, match=r"w_hidden.*max_residual"):
+        res = ft.w_hidden(X, V, act="relu", lam=1.0, rho=0.01, max_iter=1)
+    assert not res.converged and res.status == "max_iter" and res.max_residual > 1e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = ft.w_hidden(X, V, act="relu", lam=1.0, rho=0.01, max_iter=1, warn=False)
+    assert not quiet.converged
+    torch.testing.assert_close(quiet.W, res.W)
+    Xl, labels, _, _ = last_instance(seed=11)
+    with pytest.warns(NotConvergedWarning, match=r"w_last.*max_residual"):
+        ft.w_last(Xl, labels, loss="ce", rho=0.01, max_iter=1)
+
+
+def test_inputs_that_require_grad_build_no_graph():
+    X, V, _, _ = hidden_instance("relu", seed=13)
+    res = ft.w_hidden(X.requires_grad_(), V, act="relu", lam=1.0, rho=0.1)
+    assert res.W.grad_fn is None and not res.W.requires_grad
+    Xl, labels, _, _ = last_instance(seed=13)
+    assert ft.w_last(Xl.requires_grad_(), labels, loss="ce", rho=0.1).W.grad_fn is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: cuda == cpu is checked on GPU machines")
+def test_cuda_matches_cpu():
+    X, V, W0, b0 = hidden_instance("relu", seed=12)
+    cpu = ft.w_hidden(X, V, act="relu", lam=1.0, rho=0.1, gamma=0.2, W0=W0, b0=b0)
+    dev = [t.cuda() for t in (X, V, W0, b0)]
+    gpu = ft.w_hidden(dev[0], dev[1], act="relu", lam=1.0, rho=0.1, gamma=0.2, W0=dev[2], b0=dev[3])
+    assert gpu.W.is_cuda and gpu.residual.is_cuda
+    torch.testing.assert_close(gpu.W.cpu(), cpu.W, rtol=1e-8, atol=1e-10)
+    Xl, labels, _, _ = last_instance(seed=12)
+    for loss in ("mse", "ce"):
+        c = ft.w_last(Xl, labels, loss=loss, rho=0.1)
+        gl = ft.w_last(Xl.cuda(), labels.cuda(), loss=loss, rho=0.1)
+        torch.testing.assert_close(gl.W.cpu(), c.W, rtol=1e-8, atol=1e-10)
