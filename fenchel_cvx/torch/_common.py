@@ -1,0 +1,173 @@
+"""Plumbing shared by the torch face: tensor checks, curvature constants, ``||W||_2^2``, results and warnings.
+
+The torch face never moves or casts an input: every tensor argument must be a floating ``torch.Tensor`` of
+dtype ``float32`` or ``float64`` with the dtype and device of the first matrix argument (integer label vectors
+only need the device). Violations raise :class:`~fenchel_cvx.errors.TensorMismatchError`; wrong shapes raise
+:class:`~fenchel_cvx.errors.ShapeError`, NaN/inf and out-of-domain values
+:class:`~fenchel_cvx.errors.DomainError`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+
+from .._checks import check_finite, check_scalar, check_shape
+from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, Tanh
+from ..errors import FenchelError, NotConvergedWarning, ShapeError, TensorMismatchError, ValueRangeError
+from ..subproblems import SubproblemResult
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "check_bias",
+    "check_max_iter",
+    "check_tensor",
+    "check_tol",
+    "finish",
+    "spectral_norm_sq",
+    "sup_dphi",
+    "tiny",
+]
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def check_tensor(x: Any, name: str, *, ref: torch.Tensor | None = None, shape: tuple | None = None,
+                 layout: str = "", finite: bool = True) -> torch.Tensor:
+    """Check that ``x`` is a float32/float64 tensor (matching ``ref``'s dtype and device) of the given shape.
+
+    Parameters
+    ----------
+    x : Tensor
+        The argument.
+    name : str
+        Its name in the public signature (used in every message).
+    ref : Tensor, optional
+        The tensor whose dtype and device ``x`` must share.
+    shape : tuple of (int or None), optional
+        Expected shape; ``None`` entries match any size.
+    layout : str
+        Layout hint appended to shape errors, e.g. ``"(features, samples)"``.
+    finite : bool
+        Also reject NaN/inf entries.
+
+    Returns
+    -------
+    Tensor
+        ``x`` itself.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TensorMismatchError(f"{name}: expected a torch.Tensor (this is the torch face), got "
+                                  f"{type(x).__name__}; convert with torch.as_tensor(x, dtype=..., device=...) "
+                                  "or call the same function in fenchel_cvx.cvx")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TensorMismatchError(f"{name}: expected dtype float32 or float64, got {x.dtype}; cast with "
+                                  f"{name}.to(torch.float64)")
+    if ref is not None and (x.dtype != ref.dtype or x.device != ref.device):
+        raise TensorMismatchError(f"{name}: expected dtype {ref.dtype} on device {ref.device} like W, got dtype "
+                                  f"{x.dtype} on device {x.device}; move every input with "
+                                  f".to(device=W.device, dtype=W.dtype)")
+    if shape is not None:
+        check_shape(x, name, shape, layout)
+    if finite:
+        check_finite(x, name)
+    return x
+
+
+def check_bias(b: Any, q: int, ref: torch.Tensor) -> torch.Tensor | None:
+    """``None``, or the bias as a ``(q, 1)`` column ready to broadcast (``(q,)`` and ``(q, 1)`` accepted)."""
+    if b is None:
+        return None
+    check_tensor(b, "b", ref=ref)
+    if tuple(b.shape) not in ((q,), (q, 1)):
+        raise ShapeError(f"b: expected shape ({q},) (one bias per row of W) or None, got {tuple(b.shape)}")
+    return b.reshape(q, 1)
+
+
+def check_tol(tol: Any) -> float:
+    """``tol`` as a float, finite and ``> 0``."""
+    return check_scalar(tol, "tol", positive=True)
+
+
+def check_max_iter(max_iter: Any) -> int:
+    """``max_iter`` as an int ``>= 1``."""
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueRangeError(f"max_iter: expected an integer >= 1, got {max_iter!r}")
+    return max_iter
+
+
+def sup_dphi(act: Activation) -> float:
+    """``sup_u phi'(u)``: the curvature bound of ``F*`` and, inverted, the strong convexity of ``F``.
+
+    ``F'' = 1 / phi'(phi^{-1})``, so ``inf F'' = 1 / sup phi'``: 1 for ReLU and tanh, ``1/max(1, alpha)`` for the
+    leaky ReLU and 4 for the sigmoid.
+    """
+    if isinstance(act, LeakyReLU):
+        return max(1.0, act.alpha)
+    if isinstance(act, (ReLU, Tanh)):
+        return 1.0
+    if isinstance(act, Sigmoid):
+        return 0.25
+    raise FenchelError(f"act: the torch face solves ReLU, LeakyReLU, Sigmoid and Tanh, got {act!r}; use "
+                       "fenchel_cvx.cvx for other activations")
+
+
+def spectral_norm_sq(W: torch.Tensor, iters: int = 60, safety: float = 1.01) -> float:
+    r"""An upper estimate of ``||W||_2^2`` by power iteration on ``W^T W`` (float64, on ``W``'s device).
+
+    The Rayleigh quotient after ``k`` steps is below ``||W||_2^2`` by a relative error of at most about
+    ``1/(2 e k)`` for a generic start (0.3% at ``k = 60``), which ``safety`` covers. The solvers that use this
+    as a Lipschitz constant stop on a certificate, so a rare underestimate costs iterations, never accuracy.
+    A dense eigen-decomposition would be exact but is far slower on busy CPUs and needs a device sync anyway.
+    """
+    Wd = W.detach().to(torch.float64)
+    if Wd.numel() == 0 or not bool(Wd.any()):
+        return 0.0
+    gen = torch.Generator(device="cpu").manual_seed(12345)
+    x = torch.randn(Wd.shape[1], 1, generator=gen, dtype=torch.float64).to(Wd.device)
+    x = x / x.norm()
+    lam = Wd.new_zeros(())
+    for _ in range(iters):
+        y = Wd.T @ (Wd @ x)
+        lam = (x * y).sum()
+        n = y.norm()
+        if not bool(n > 0):  # x fell in the null space: the start was unlucky, restart from the rows of W
+            x = Wd.abs().sum(0, keepdim=True).T
+            x = x / x.norm()
+            continue
+        x = y / n
+    return float(lam) * safety
+
+
+def tiny(dtype: torch.dtype) -> float:
+    """Smallest positive normal number of ``dtype``: the floor of every relative-residual denominator."""
+    return torch.finfo(dtype).tiny
+
+
+def finish(subproblem: str, *, value: float, solver: str, t0: float, t1: float, Z: torch.Tensor,
+           residual: torch.Tensor, iterations: int, tol: float, max_iter: int, info: dict,
+           stalled: bool = False, warn: bool = True) -> SubproblemResult:
+    """Build the :class:`SubproblemResult`; warn :class:`NotConvergedWarning` when ``max(residual) > tol``.
+
+    ``status`` is ``"optimal"`` when converged, else ``"stalled"`` when the solver stopped early because the
+    residual stopped decreasing (the dtype's round-off floor lies above ``tol``) or ``"max_iter"``.
+    """
+    if not math.isfinite(value):
+        raise FenchelError(f"{subproblem}: the objective at the returned point is {value}; the inputs are probably "
+                           "too large for the dtype (try float64)")
+    max_res = float(residual.max()) if residual.numel() else 0.0
+    converged = bool(max_res <= tol)
+    status = "optimal" if converged else ("stalled" if stalled else "max_iter")
+    if not converged and warn:
+        n_bad = int((residual > tol).sum())
+        where = (f"stalled after {iterations} iterations (the residual stopped decreasing: round-off floor of "
+                 f"{Z.dtype}?)" if stalled else f"stopped at max_iter={max_iter}")
+        warnings.warn(f"{subproblem}: {where} with max_residual={max_res:.3g} > tol={tol:g} ({n_bad} of "
+                      f"{residual.numel()} columns above tol); raise max_iter, pass the previous solution as Z0, "
+                      "loosen tol or use float64", NotConvergedWarning, stacklevel=3)
+    return SubproblemResult(subproblem=subproblem, value=value, status=status, solver=solver, solve_time=t1 - t0,
+                            Z=Z, residual=residual, max_residual=max_res, iterations=iterations,
+                            converged=converged, info=info)
