@@ -1,0 +1,234 @@
+"""Atomic, code-free checkpoints of a training run (BCD or a backprop baseline).
+
+A checkpoint is one file written by :func:`torch.save` and read back with ``torch.load(weights_only=True)``, so
+loading never executes code from the file: it may hold only tensors, numbers, strings, lists, dicts and ``None``
+(what ``BCDState.state_dict()`` and the baselines' ``state_dict()`` produce). Layout::
+
+    {"format": "fenchel_cvx.checkpoint", "version": 1, "meta": {...JSON-able...}, "state": trainer_state_dict}
+
+Writes are atomic: the bytes go to a temporary file in the same directory, are flushed and ``fsync``-ed, and
+``os.replace`` swaps it in (then the directory is ``fsync``-ed), so a run killed during a save leaves the previous
+checkpoint untouched. A run's identity is its *fingerprint*: the SHA-256 of the canonical JSON of its
+configuration (:func:`run_config`: method, layer sizes, activations, loss and every setting that changes the
+trajectory -- seed included; ``epochs``, ``device`` and reporting options are left out so a run can be extended
+or moved). :func:`load_checkpoint` refuses a checkpoint from another run and names the keys that differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError
+
+__all__ = [
+    "FORMAT",
+    "IGNORED_SETTINGS",
+    "VERSION",
+    "load_checkpoint",
+    "run_config",
+    "run_fingerprint",
+    "save_checkpoint",
+]
+
+FORMAT = "fenchel_cvx.checkpoint"
+VERSION = 1
+#: Settings that do not change the weights a run produces, so a resumed run may change them.
+IGNORED_SETTINGS = frozenset({"epochs", "device", "eval_every", "record_blocks", "progress"})
+
+
+def _canonical(x: Any) -> Any:
+    """JSON-able, order-independent form (tuples -> lists, floats kept exact via repr when non-finite)."""
+    if isinstance(x, dict):
+        return {str(k): _canonical(v) for k, v in sorted(x.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(x, (list, tuple)):
+        return [_canonical(v) for v in x]
+    if isinstance(x, bool) or x is None or isinstance(x, (int, str)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else repr(x)
+    if hasattr(x, "tolist"):
+        return _canonical(x.tolist())
+    return repr(x)
+
+
+def run_config(network: Any, settings: Any, *, method: str = "fenchel") -> dict:
+    """The configuration that identifies a run: method, architecture and trajectory-changing settings.
+
+    Parameters
+    ----------
+    network : LiftedNetwork
+        Gives ``sizes``, ``acts`` (their ``repr``, e.g. ``LeakyReLU(alpha=0.01)``) and ``loss``.
+    settings : dataclass or dict
+        ``BCDSettings``, ``BackpropSettings`` or a plain dict; keys in :data:`IGNORED_SETTINGS` are dropped.
+    method : str
+        ``"fenchel"``, ``"adam"``, ``"sgd"``.
+
+    Returns
+    -------
+    dict
+        JSON-able; feed it to :func:`run_fingerprint` or store it in a checkpoint's ``meta["config"]``.
+    """
+    if is_dataclass(settings):
+        s = settings.to_dict() if hasattr(settings, "to_dict") else asdict(settings)
+    elif isinstance(settings, dict):
+        s = dict(settings)
+    else:
+        raise CheckpointError(f"settings: expected a settings dataclass or a dict, got {type(settings).__name__}")
+    s = {k: v for k, v in s.items() if k not in IGNORED_SETTINGS}
+    return _canonical({"method": method, "sizes": list(network.sizes), "activations": [repr(a) for a in network.acts],
+                       "loss": getattr(network.loss, "name", repr(network.loss)), "settings": s})
+
+
+def run_fingerprint(config: dict) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``config``."""
+    text = json.dumps(_canonical(config), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, trainer_state_dict: dict, meta: dict | None = None) -> Path:
+    """Write a checkpoint atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination file (its directory must exist).
+    trainer_state_dict : dict
+        ``state.state_dict()`` of a trainer: tensors, numbers, strings, lists, dicts, ``None``.
+    meta : dict, optional
+        JSON-able run information. Put the run's :func:`run_config` under ``"config"`` so that
+        :func:`load_checkpoint` can check the run; its fingerprint is added under ``"fingerprint"``.
+
+    Returns
+    -------
+    Path
+        The checkpoint's path.
+
+    Raises
+    ------
+    CheckpointError
+        ``meta`` is not JSON-able or the directory is missing; OS errors during the write are re-raised as
+        :class:`CheckpointError` after the temporary file is removed (the previous checkpoint is untouched).
+    """
+    path = Path(path)
+    meta = dict(meta or {})
+    try:
+        json.dumps(meta)  # plain data only: anything else would be pickled and then refused on load
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"meta: expected a JSON-able dict for checkpoint {path}, got {exc}") from None
+    if "config" in meta:
+        meta["fingerprint"] = run_fingerprint(meta["config"])
+    if not path.parent.is_dir():
+        raise CheckpointError(f"path: the directory {path.parent} of checkpoint {path} does not exist; create it "
+                              "first")
+    payload = {"format": FORMAT, "version": VERSION, "meta": meta, "state": trainer_state_dict}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError) and not isinstance(exc, CheckpointError):
+            raise CheckpointError(f"could not write checkpoint {path}: {exc}; the previous checkpoint (if any) is "
+                                  "unchanged") from exc
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | os.PathLike, *, config: dict | None = None,
+                    map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint without executing code from it.
+
+    Parameters
+    ----------
+    path : path-like
+    config : dict, optional
+        The resuming run's :func:`run_config`; when given, the checkpoint must carry the same fingerprint.
+    map_location : str or torch.device
+        Where tensors land (default CPU).
+
+    Returns
+    -------
+    dict
+        ``{"meta": dict, "state": trainer_state_dict, "version": int}``.
+
+    Raises
+    ------
+    CheckpointError
+        Missing file, unreadable or corrupt file (truncated, random bytes, not a torch file, or holding objects
+        other than plain data), wrong format, or a checkpoint of a different run (the differing keys are named).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path, or start a fresh run "
+                              "without --resume")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
+            UnicodeDecodeError, AttributeError, TypeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a fenchel_cvx checkpoint ({type(exc).__name__}: "
+                              f"{first}); delete it and resume from an earlier one, or start afresh") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT or "state" not in payload:
+        got = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"checkpoint {path}: expected a dict with format {FORMAT!r}, got {got}")
+    version = payload.get("version")
+    if version != VERSION:
+        raise CheckpointError(f"checkpoint {path}: format version {version!r}, this fenchel_cvx reads {VERSION}")
+    meta = payload.get("meta") or {}
+    if config is not None:
+        want = run_fingerprint(config)
+        have = meta.get("fingerprint")
+        if have != want:
+            diff = _diff(meta.get("config"), _canonical(config))
+            raise CheckpointError(f"checkpoint {path} belongs to another run (fingerprint {str(have)[:12]}..., this "
+                                  f"run {want[:12]}...): differing {diff}; resume with the original settings or "
+                                  "start a fresh run directory")
+    return {"meta": meta, "state": payload["state"], "version": version}
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> str:
+    """Readable list of the keys whose values differ between two configs."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return f"{prefix or 'config'}: saved {a!r} vs now {b!r}" if a != b else ""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+                out.append(_diff(a[k], b[k], f"{prefix}{k}."))
+            else:
+                out.append(f"{prefix}{k}: saved {a.get(k)!r} vs now {b.get(k)!r}")
+    return "; ".join(o for o in out if o) or "(no config stored in the checkpoint)"
