@@ -13,6 +13,7 @@ from .errors import (BoundViolationError, CheckpointError, DataFileError, Domain
                      InaccurateSolutionWarning, LabelError, NotConvergedWarning, ShapeError, SolverError,
                      ValueRangeError)
 from .losses import LOSSES, CrossEntropyLoss, Loss, MSELoss, get_loss
+from .network import LiftedNetwork
 from .subproblems import SUBPROBLEMS, SubproblemResult
 
 __version__ = "0.1.0"
@@ -20,7 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS", "Activation", "LeakyReLU", "ReLU", "Sigmoid", "Tanh", "get_activation",
     "LOSSES", "Loss", "MSELoss", "CrossEntropyLoss", "get_loss",
-    "SUBPROBLEMS", "SubproblemResult",
+    "LiftedNetwork", "SUBPROBLEMS", "SubproblemResult",
     "FenchelError", "ShapeError", "DomainError", "ValueRangeError", "LabelError", "DataFileError",
     "SolverError", "CheckpointError", "BoundViolationError", "NotConvergedWarning", "InaccurateSolutionWarning",
 ]
