@@ -25,7 +25,11 @@ Backends: ``"torch"`` (default) calls :mod:`fenchel_cvx.torch` with warm starts 
 ``X_l``; ``W_init``, ``b_init`` = the current ``W_l``, ``b_l``) on ``settings.device`` in ``settings.dtype``;
 ``"cvx"`` calls the CVXPY reference :mod:`fenchel_cvx.cvx` in numpy float64 (small nets, verification).
 *Inexact* mode (torch only) gives every W-update ``inexact_iters`` warm-started solver iterations instead of
-solving to ``tol`` -- what the paper did for CIFAR-10 -- and silences their ``NotConvergedWarning``.
+solving to ``tol`` -- what the paper did for CIFAR-10 -- and silences their ``NotConvergedWarning``. Those
+iterations are majorization-minimization steps (``method="mm"`` of :func:`fenchel_cvx.torch.w_hidden` /
+``w_last``): each minimizes a quadratic upper bound of the block's objective, so it never increases it, and
+Algorithm 1's "J never increases" still holds block to block in inexact mode. An MM step costs a few GEMMs
+(~100x cheaper than a semismooth Newton step on MNIST 784-300-10, batch 500).
 
 Prediction (section 4.3) is feed-forward. ``prediction="argmin"`` solves eq. (12),
 ``min_{y, x} L(y, W_L x_L + b_L) + sum_l lam_l B_l(x_{l+1}, W_l x_l + b_l)``:
@@ -105,7 +109,8 @@ class BCDSettings:
     max_iter : int or None
         Iteration cap for the torch solvers (``None``: the solver's default).
     inexact : bool
-        W-updates take ``inexact_iters`` warm-started solver iterations instead of solving to ``tol``.
+        W-updates take ``inexact_iters`` warm-started majorization-minimization steps (monotone in J) instead
+        of solving to ``tol``.
     inexact_iters : int
         Iterations per inexact W-update.
     prediction : {"feedforward", "argmin"}
@@ -331,7 +336,7 @@ def _jsonable(x: Any) -> Any:
 class _Face:
     """Calls a subproblem on the chosen face and hands back torch tensors on the run's device and dtype."""
 
-    _TORCH_ONLY = ("tol", "max_iter", "Z0", "W_init", "b_init", "warn")
+    _TORCH_ONLY = ("tol", "max_iter", "Z0", "W_init", "b_init", "warn", "method")
 
     def __init__(self, backend: str, device: torch.device, dtype: torch.dtype, options: dict):
         self.backend = backend
@@ -517,8 +522,10 @@ class BCD:
                           act_prev=self.acts[l - 1], lam=self.lam[l], lam_prev=self.lam[l - 1], Z0=X[l], **tol)
             X[l] = r.Z
             self._record(blocks, "x_hidden", l, r, state, X, T)
-        # inexact: a few warm-started solver iterations, deliberately unconverged, so no NotConvergedWarning
-        wtol = dict(tol, max_iter=s.inexact_iters, warn=False) if s.inexact else tol
+        # inexact: a few warm-started MM steps, deliberately unconverged, so no NotConvergedWarning; MM steps never
+        # increase the block objective, so J stays monotone (a Newton step with a line search would be too, but
+        # costs ~100x more per step on wide layers: one p_a x p_a Hessian per row instead of one shared bound)
+        wtol = dict(tol, max_iter=s.inexact_iters, warn=False, method="mm") if s.inexact else tol
         prox = self._prox(L, W0, b0)
         r = self.face("w_last", X_in=X[L], Y=T, loss=self.loss, rho=self.rho[L], W_init=W[L], b_init=b[L],
                       **prox, **wtol)

@@ -2,7 +2,9 @@
 
 Order: argument checks, certificates on their own (residual, gap, an independent KKT residual), agreement with
 CVXPY (value 1e-6 relative; argmin 1e-4 where strictly convex), then properties (batched == row by row,
-float32 == float64, warm starts, NotConvergedWarning, cuda == cpu). Seeded float64 instances, small sizes.
+float32 == float64, warm starts, NotConvergedWarning, cuda == cpu), then ``method="mm"`` (majorization-
+minimization): monotone step by step, and run to convergence the same answer as Newton. Seeded float64
+instances, small sizes.
 Runtime: about 15-30 s on 2 busy CPU cores (most of it in the CVXPY reference solves).
 """
 
@@ -127,6 +129,8 @@ def test_argument_errors_are_typed():
         ft.w_last(Xl, labels[:-1], loss="mse", rho=0.1)
     with pytest.raises(ValueRangeError, match="method"):
         ft.w_last(Xl, labels, loss="ce", rho=0.1, method="bfgs")
+    with pytest.raises(ValueRangeError, match="method"):
+        ft.w_hidden(X, V, **kw, method="newton_cg")
 
 
 def test_b0_and_b_init_are_ignored_without_a_bias():
@@ -350,3 +354,106 @@ def test_cuda_matches_cpu():
         c = ft.w_last(Xl, labels, loss=loss, rho=0.1)
         gl = ft.w_last(Xl.cuda(), labels.cuda(), loss=loss, rho=0.1)
         torch.testing.assert_close(gl.W.cpu(), c.W, rtol=1e-8, atol=1e-10)
+
+
+# -- method="mm": majorization-minimization -----------------------------------------------------------------------
+# (rho, gamma) cases: (0.1, 0) leaves the bias unpenalized (mu = 0 there: the ridge path of the majorizer),
+# (0, 0.5) has only the proximal term, (0, 0) for CE leaves the softmax shift free.
+MM_REG = [(0.1, 0.0), (0.0, 0.5)]
+
+
+def _mm_hidden_start(X, V, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(V.shape[0], X.shape[0], generator=g, dtype=F64),
+            torch.randn(V.shape[0], generator=g, dtype=F64))
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("rho,gamma", MM_REG)
+def test_w_hidden_mm_matches_newton(act, rho, gamma):
+    X, V, W0, b0 = hidden_instance(act, seed=1)
+    kw = {"act": act, "lam": 1.0, "rho": rho, "gamma": gamma, "W0": W0, "b0": b0, "tol": 1e-10}
+    newton = ft.w_hidden(X, V, **kw, method="newton")
+    mm = ft.w_hidden(X, V, **kw, method="mm", max_iter=20000)
+    assert mm.converged and mm.solver == "mm" and newton.solver == "ssn"
+    assert mm.iterations > newton.iterations  # it really ran its own (linearly convergent) iteration
+    assert rel(mm.value, newton.value) <= 1e-6
+    torch.testing.assert_close(mm.W, newton.W, rtol=0, atol=1e-4)
+    torch.testing.assert_close(mm.b, newton.b, rtol=0, atol=1e-4)
+    assert mm.W.is_contiguous() and mm.b.is_contiguous() and mm.W.dtype == F64
+    assert (mm.info["ridge"] > 0) == (gamma == 0)  # the ridge only where the bias has mu = 0
+    # same residual definition: the Newton answer is already converged for MM's test, and vice versa
+    assert ft.w_hidden(X, V, **kw, method="mm", W_init=newton.W, b_init=newton.b, max_iter=1).iterations == 0
+
+
+@pytest.mark.parametrize("rho,gamma", MM_REG + [(0.0, 0.0)])
+def test_w_last_ce_mm_matches_newton(rho, gamma):
+    X, labels, W0, b0 = last_instance(seed=1)
+    kw = {"loss": "ce", "rho": rho, "gamma": gamma, "W0": W0, "b0": b0, "p": 3, "tol": 1e-10}
+    with warnings.catch_warnings():  # rho = gamma = 0: Newton may stall at round-off above 1e-10
+        warnings.simplefilter("ignore", NotConvergedWarning)
+        newton = ft.w_last(X, labels, **kw, method="newton", max_iter=200)
+    mm = ft.w_last(X, labels, **kw, method="mm", max_iter=20000)
+    assert mm.converged and mm.solver == "mm"
+    assert rel(mm.value, newton.value) <= 1e-6
+    if rho + gamma > 0:  # strictly convex (up to the softmax shift, removed on both)
+        torch.testing.assert_close(mm.W, newton.W, rtol=0, atol=1e-4)
+        torch.testing.assert_close(mm.b, newton.b, rtol=0, atol=1e-4)
+    assert mm.W.is_contiguous() and mm.b.is_contiguous()
+
+
+def test_w_last_mse_mm_is_the_closed_form():
+    X, _, W0, b0 = last_instance()
+    Y = torch.randn(3, X.shape[1], generator=torch.Generator().manual_seed(0), dtype=F64)
+    a = ft.w_last(X, Y, loss="mse", rho=0.1, gamma=0.5, W0=W0, b0=b0)
+    b = ft.w_last(X, Y, loss="mse", rho=0.1, gamma=0.5, W0=W0, b0=b0, method="mm")
+    assert b.solver == "cholesky"
+    torch.testing.assert_close(a.W, b.W, rtol=0, atol=0)
+
+
+def _steps(call, W, b, k):
+    """Objective after 1..k MM steps: one step per call (M depends on the data only, so k calls = k steps)."""
+    vals = []
+    for _ in range(k):
+        r = call(W, b)
+        vals.append(r.value)
+        W, b = r.W, r.b
+    return np.array(vals)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("rho,gamma", MM_REG)
+def test_w_hidden_mm_is_monotone(act, rho, gamma):
+    X, V, W0, b0 = hidden_instance(act, seed=2)
+    Ws, bs = _mm_hidden_start(X, V)
+    kw = {"act": act, "lam": 1.0, "rho": rho, "gamma": gamma, "W0": W0, "b0": b0, "tol": 1e-14, "max_iter": 1,
+          "warn": False, "method": "mm"}
+    vals = _steps(lambda W, b: ft.w_hidden(X, V, **kw, W_init=W, b_init=b), Ws, bs, 40)
+    rise = np.diff(vals) / np.abs(vals[:-1])
+    assert rise.max() <= 1e-12, rise.max()
+    assert vals[-1] < vals[0]
+    # k steps in one call land where k single-step calls do
+    many = ft.w_hidden(X, V, **dict(kw, max_iter=40), W_init=Ws, b_init=bs)
+    assert many.value == pytest.approx(vals[-1], rel=1e-12)
+
+
+@pytest.mark.parametrize("rho,gamma", MM_REG + [(0.0, 0.0)])
+def test_w_last_ce_mm_is_monotone(rho, gamma):
+    X, labels, W0, b0 = last_instance(seed=2)
+    g = torch.Generator().manual_seed(4)
+    Ws, bs = 3 * torch.randn(3, X.shape[0], generator=g, dtype=F64), torch.randn(3, generator=g, dtype=F64)
+    kw = {"loss": "ce", "rho": rho, "gamma": gamma, "W0": W0, "b0": b0, "p": 3, "tol": 1e-14, "max_iter": 1,
+          "warn": False, "method": "mm"}
+    vals = _steps(lambda W, b: ft.w_last(X, labels, **kw, W_init=W, b_init=b), Ws, bs, 40)
+    rise = np.diff(vals) / np.abs(vals[:-1])
+    assert rise.max() <= 1e-12, rise.max()
+    assert vals[-1] < vals[0]
+
+
+def test_mm_float32_gives_float64_answer_contiguous():
+    X, V, W0, b0 = hidden_instance("relu")
+    kw = {"act": "relu", "lam": 1.0, "rho": 0.1, "gamma": 0.5, "tol": 1e-9, "max_iter": 5000, "method": "mm"}
+    r64 = ft.w_hidden(X, V, W0=W0, b0=b0, **kw)
+    r32 = ft.w_hidden(X.float(), V.float(), W0=W0.float(), b0=b0.float(), **kw)
+    assert r32.W.dtype == torch.float32 and r32.W.is_contiguous() and r32.b.is_contiguous()
+    torch.testing.assert_close(r32.W.double(), r64.W, rtol=0, atol=1e-5)

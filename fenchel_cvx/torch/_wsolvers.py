@@ -19,6 +19,9 @@ Solvers
 :func:`ce_newton`
     Ridge multinomial logistic regression ``min_W sum_j lse(W x_j) - <T, W X_a> + reg(W)`` by Newton with the
     exact ``(K p_a) x (K p_a)`` Hessian, or by Newton-CG with a Boehning preconditioner for large ``K p_a``.
+:func:`mm_rows`, :func:`ce_mm`
+    Majorization-minimization for the same two problems: one fixed curvature bound
+    ``M = s X_a X_a^T + diag(mu)`` shared by every row, one Cholesky per call, a GEMM per step, monotone.
 
 Each returns the point, a relative gradient residual (see :func:`relative_residual`) and the strong-convexity
 gap bound ``sum_i g_i^2 / (2 mu_i)`` (``inf`` when some ``mu_i = 0``).
@@ -32,8 +35,10 @@ from dataclasses import dataclass, field
 import torch
 
 from ..activations import Activation, LeakyReLU, ReLU
+from ._common import sup_dphi
 
-__all__ = ["SolveOutput", "ce_newton", "gap_bound", "piecewise_slopes", "relative_residual", "ridge", "ssn_rows"]
+__all__ = ["SolveOutput", "ce_mm", "ce_newton", "gap_bound", "majorizer_cholesky", "mm_rows", "piecewise_slopes",
+           "relative_residual", "ridge", "ssn_rows"]
 
 _TINY = 1e-300
 _MiB = 1 << 20
@@ -540,3 +545,107 @@ def ce_newton(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Te
     return SolveOutput(W, out_res, gap_bound(G.reshape(1, -1), mu.repeat(K)), it,
                        torch.tensor([it], dtype=torch.int64, device=W.device), history,
                        {"method": method, "cg_iterations": cg_total, "max_shift": max_shift})
+
+
+# -- majorization-minimization (both W-updates) -----------------------------------------------------------------
+def majorizer_cholesky(Xa: torch.Tensor, Xt: torch.Tensor, s: float, mu: torch.Tensor,
+                       ridge_rel: float = 1e-12) -> tuple[torch.Tensor, float]:
+    r"""Cholesky factor of the curvature bound ``M = s X_a X_a^T + diag(mu) + eps I`` (shape ``(p_a, p_a)``).
+
+    ``eps = 0`` when every ``mu_i > 0`` (``M`` is then positive definite). Where some ``mu_i = 0`` (an
+    unregularized bias with ``gamma = 0``, or ``rho = gamma = 0``) and ``X_a`` may be rank deficient (MNIST has
+    pixels that are 0 in every sample), ``eps = ridge_rel`` times the mean diagonal of ``M`` (grown by 100x while
+    the factorization fails). The ridge enters ``M`` only, never the objective or the residual; a larger ``M``
+    is still an upper bound on the Hessian, so the step stays monotone. Returns ``(L, eps)``.
+    """
+    M = s * (Xa @ Xt)
+    M.diagonal().add_(mu)
+    n = M.shape[0]
+    scale = float(M.diagonal().mean()) if n else 1.0
+    scale = scale if scale > 0 else 1.0
+    ridge = 0.0 if bool((mu > 0).all()) else ridge_rel * scale
+    M.diagonal().add_(ridge)
+    for _ in range(8):
+        L, info = torch.linalg.cholesky_ex(M)
+        if int(info) == 0:
+            return L, ridge
+        extra = max(99.0 * ridge, 100.0 * ridge_rel * scale)
+        M.diagonal().add_(extra)
+        ridge += extra
+    raise FloatingPointError("curvature bound not positive definite after regularization")  # pragma: no cover
+
+
+def mm_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: torch.Tensor,
+            lin: torch.Tensor, Z: torch.Tensor, *, tol: float, max_iter: int) -> SolveOutput:
+    r"""Majorization-minimization for the rows of the hidden W-update (same problem as :func:`ssn_rows`).
+
+    Row ``r`` minimizes ``f_r(z) = lam sum_j [F*(x_j^T z) - V_rj x_j^T z] + sum_i mu_i z_i^2 / 2 - lin_r^T z``.
+    ``(F*)'' = phi' <= s_max = sup phi'`` (:func:`~fenchel_cvx.torch._common.sup_dphi`), so every row's Hessian
+    is bounded by the *same* ``M = lam s_max X_a X_a^T + diag(mu)`` and ``f_r`` lies below the quadratic
+    ``f_r(z) + g_r^T (y - z) + (y - z)^T M (y - z) / 2``. Its minimizer ``z - M^{-1} g_r`` therefore never
+    increases ``f_r``: all rows step at once as ``Z <- Z - G M^{-1}`` with one Cholesky of ``M`` per call
+    (:func:`majorizer_cholesky`). Linear convergence at rate ``1 - 1/cond(M^{-1/2} H M^{-1/2})``: fast where
+    ``phi'`` is near its supremum, slow for rows with many inactive ReLU samples; a warm start and a few steps
+    is the intended use (inexact BCD). Residual, ``gap`` and freezing of converged rows are as in
+    :func:`ssn_rows`, so ``tol`` means the same. Cost per step: ``4 r p_a m`` flops (gradient) plus
+    ``2 r p_a^2`` (the solve); ``p_a^2 m + p_a^3 / 3`` once.
+    """
+    r = Z.shape[0]
+    Xt = Xa.T.contiguous()
+    VX = lam * (V @ Xt)
+    floor = float(VX.norm(dim=1).mean()) if r else 0.0
+    L, ridge = majorizer_cholesky(Xa, Xt, lam * sup_dphi(act), mu)
+    residual = torch.full((r,), math.inf, dtype=Z.dtype, device=Z.device)
+    gap = torch.full_like(residual, math.inf)
+    row_iters = torch.zeros(r, dtype=torch.int64, device=Z.device)
+    active = torch.arange(r, device=Z.device)
+    history: list[float] = []
+    for it in range(max_iter + 1):
+        Za, la, VXa = Z[active], lin[active], VX[active]
+        A = lam * (act.forward(Za @ Xa) @ Xt)
+        MZ = mu * Za
+        G = A - VXa + MZ - la
+        res = relative_residual(G, (A, VXa, MZ, la), floor)
+        residual[active] = res
+        gap[active] = gap_bound(G, mu)
+        history.append(float(residual.max()))
+        keep = ~(res <= tol)
+        if it == max_iter or not bool(keep.any()):
+            break
+        active, G, Za = active[keep], G[keep], Za[keep]
+        row_iters[active] += 1
+        Z[active] = Za - _chol_solve(L, G.T).T
+    info = {"ridge": ridge, "curvature_bound": lam * sup_dphi(act)}
+    return SolveOutput(Z, residual, gap, int(row_iters.max()) if r else 0, row_iters, history, info)
+
+
+def ce_mm(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor, W: torch.Tensor, *,
+          tol: float, max_iter: int) -> SolveOutput:
+    r"""Majorization-minimization for ridge multinomial logistic regression (same problem as :func:`ce_newton`).
+
+    Boehning's bound: the Hessian of ``sum_j lse(W x_j)`` is ``sum_j (diag s_j - s_j s_j^T) kron x_j x_j^T
+    <= (I - 11^T/K)/2 kron X_a X_a^T <= I kron X_a X_a^T / 2``, so with ``M = X_a X_a^T / 2 + diag(mu)`` (one
+    ``p_a x p_a`` Cholesky, :func:`majorizer_cholesky`) the step ``W <- W - G M^{-1}`` minimizes a quadratic
+    upper bound and never increases the objective. Same residual as :func:`ce_newton`. Cost per step
+    ``4 K p_a m + 2 K p_a^2`` flops.
+    """
+    K = T.shape[0]
+    ce = _CE(Xa, T, mu, lin)
+    L, ridge = majorizer_cholesky(Xa, ce.Xt, 0.5, mu)
+    history: list[float] = []
+    _, S = ce.value(W)
+    G, res_t = ce.gradient(W, S)
+    res = float(res_t)
+    it = 0
+    for it in range(max_iter + 1):
+        history.append(res)
+        if res <= tol or it == max_iter:
+            break
+        W = W - _chol_solve(L, G.T).T
+        _, S = ce.value(W)
+        G, res_t = ce.gradient(W, S)
+        res = float(res_t)
+    out_res = torch.tensor([res], dtype=W.dtype, device=W.device)
+    return SolveOutput(W, out_res, gap_bound(G.reshape(1, -1), mu.repeat(K)), it,
+                       torch.tensor([it], dtype=torch.int64, device=W.device), history,
+                       {"method": "mm", "ridge": ridge})
