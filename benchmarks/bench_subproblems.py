@@ -1,0 +1,247 @@
+"""One table: every BCD subproblem solved by the torch face, the CVXPY face and SciPy's L-BFGS-B.
+
+For each subproblem (ReLU hidden layers; MSE and cross-entropy outputs with K = 10) at the sizes
+``(p, m) = (100, 500)`` and ``(300, 2000)`` it prints
+
+* ``torch s``  -- the torch solver on the whole instance (float64, tol 1e-8, cold start, after one warm-up call);
+* ``cvxpy s``  -- the CVXPY reference solved with Clarabel (OSQP stopped at its iteration limit on some of
+  these instances), compile time included. The X-updates separate over columns and ``w_hidden`` over rows, so with
+  ``--fraction f < 1`` CVXPY solves the first ``f`` of them and the time is scaled by ``1/f`` (marked ``*``);
+* ``L-BFGS-B s`` -- SciPy's L-BFGS-B (what the official implementation calls) on the same objective and
+  gradient over the whole instance, stopped as soon as it is within ``1e-6`` relative of the torch value
+  ("equal accuracy") or at ``--lbfgs-cap`` seconds (then marked ``>``);
+* ``rel diff`` -- ``|value_torch - value_cvxpy| / |value_cvxpy|`` on the columns/rows CVXPY solved;
+* the speed-ups ``cvxpy / torch`` and ``L-BFGS-B / torch``.
+
+``--mnist`` adds the full-MNIST-sized cases (torch only): ``x_last`` and ``w_last`` with 784 -> 300 -> 10 at
+``m = 60,000`` and ``w_hidden`` 300 x 784 at ``m = 60,000``, the last one on ``--mnist-rows`` rows scaled to 300
+(it separates over rows).
+
+Example (the README's table)::
+
+    python benchmarks/bench_subproblems.py --fraction 1 0.1 --lbfgs-cap 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy.optimize as so
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cvx import K, make_data  # noqa: E402  (same instances as the CVXPY benchmark)
+
+from fenchel_cvx import cvx  # noqa: E402
+from fenchel_cvx import torch as ft  # noqa: E402
+from fenchel_cvx.activations import get_activation  # noqa: E402
+from fenchel_cvx.losses import get_loss  # noqa: E402
+
+RELU = get_activation("relu")
+SOLVER = "CLARABEL"  # interior point: robust on every cone; OSQP can stop at its iteration limit here
+T = torch.float64
+
+
+def _t(a):
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=T)
+
+
+def lbfgs(fg, x0, bounds, target: float, cap: float) -> tuple[float, bool, float]:
+    """L-BFGS-B until f <= target (seconds, reached, value); stops at ``cap`` seconds."""
+    t0 = time.perf_counter()
+    best = [math.inf]
+
+    class Done(Exception):
+        pass
+
+    def f_and_g(x):
+        f, g = fg(x)
+        best[0] = min(best[0], f)
+        if f <= target:
+            raise Done
+        if time.perf_counter() - t0 > cap:
+            raise Done
+        return f, g
+
+    try:
+        so.minimize(f_and_g, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                    options={"maxiter": 10 ** 6, "maxfun": 10 ** 7, "ftol": 0.0, "gtol": 0.0, "maxcor": 20})
+    except Done:
+        pass
+    return time.perf_counter() - t0, best[0] <= target, best[0]
+
+
+# -- the four objectives and gradients for L-BFGS-B (numpy, paper layout) ------------------------------------
+def fg_x_hidden(W, b, V, U, lam, lam_prev, shape):
+    def fg(z):
+        Z = z.reshape(shape)
+        A = W @ Z + b[:, None]
+        f = lam * RELU.B_sum(V, A) + lam_prev * RELU.B_sum(Z, U)
+        G = lam * W.T @ (RELU.forward(A) - V) + lam_prev * (Z - U)
+        return f, G.ravel()
+    return fg
+
+
+def fg_x_last(W, b, Y, U, loss, lam_prev, shape):
+    def fg(z):
+        Z = z.reshape(shape)
+        A = W @ Z + b[:, None]
+        f = loss.value(Y, A) + lam_prev * RELU.B_sum(Z, U)
+        G = W.T @ loss.grad(Y, A) + lam_prev * (Z - U)
+        return f, G.ravel()
+    return fg
+
+
+def fg_w_hidden(X, V, lam, rho):
+    r, n = V.shape[0], X.shape[0]
+
+    def fg(z):
+        W, b = z[: r * n].reshape(r, n), z[r * n:]
+        A = W @ X + b[:, None]
+        R = lam * (RELU.forward(A) - V)
+        f = lam * RELU.B_sum(V, A) + rho * np.sum(W * W)
+        return f, np.concatenate([(R @ X.T + 2 * rho * W).ravel(), R.sum(1)])
+    return fg
+
+
+def fg_w_last(X, Y, loss, rho, p):
+    n = X.shape[0]
+
+    def fg(z):
+        W, b = z[: p * n].reshape(p, n), z[p * n:]
+        A = W @ X + b[:, None]
+        G = loss.grad(Y, A)
+        f = loss.value(Y, A) + rho * np.sum(W * W)
+        return f, np.concatenate([(G @ X.T + 2 * rho * W).ravel(), G.sum(1)])
+    return fg
+
+
+def cases(d: dict):
+    """(name, variant, torch(cols|rows), cvx(cols|rows), lbfgs fg, x0, bounds, separates)."""
+    m, p = d["X0"].shape[1], d["X1"].shape[0]
+    mse, ce = get_loss("mse"), get_loss("ce")
+    Yoh = ce.targets(d["labels"], K)
+    W1, b1, W2, b2, U0, X1, X2, Y = d["W1"], d["b1"], d["W2"], d["b2"], d["U0"], d["X1"], d["X2"], d["Y"]
+    every = slice(None)
+    out = []
+    out.append(("x_hidden", "relu/relu",
+                lambda s=every: ft.x_hidden(_t(W1), _t(b1), _t(X2[:, s]), _t(U0[:, s]), act="relu", act_prev="relu",
+                                            lam=1.0, lam_prev=1.0, tol=1e-8),
+                lambda s: cvx.x_hidden(W1, b1, X2[:, s], U0[:, s], act="relu", act_prev="relu", lam=1.0, lam_prev=1.0,
+                                        solver=SOLVER),
+                fg_x_hidden(W1, b1, X2, U0, 1.0, 1.0, U0.shape), np.maximum(U0, 0).ravel(), [(0, None)] * U0.size,
+                "cols"))
+    for lname, loss, Yv in (("mse", mse, Y), ("ce", ce, Yoh)):
+        out.append(("x_last", f"{lname}/relu",
+                    lambda s=every, Yv=Yv, lname=lname: ft.x_last(_t(W2), _t(b2), _t(Yv[:, s]), _t(U0[:, s]),
+                                                                  loss=lname, act_prev="relu", lam_prev=1.0, tol=1e-8),
+                    lambda s, Yv=Yv, lname=lname: cvx.x_last(W2, b2, Yv[:, s], U0[:, s], loss=lname, act_prev="relu",
+                                                             lam_prev=1.0, solver=SOLVER),
+                    fg_x_last(W2, b2, Yv, U0, loss, 1.0, U0.shape), np.maximum(U0, 0).ravel(), [(0, None)] * U0.size,
+                    "cols"))
+    out.append(("w_hidden", "relu",
+                lambda s=every: ft.w_hidden(_t(X1), _t(X2[s]), act="relu", lam=1.0, rho=0.1, tol=1e-8),
+                lambda s: cvx.w_hidden(X1, X2[s], act="relu", lam=1.0, rho=0.1, solver=SOLVER),
+                fg_w_hidden(X1, X2, 1.0, 0.1), np.zeros(p * p + p), None, "rows"))
+    for lname, loss, Yv in (("mse", mse, Y), ("ce", ce, Yoh)):
+        out.append(("w_last", lname,
+                    lambda s=every, Yv=Yv, lname=lname: ft.w_last(_t(X2), _t(Yv), loss=lname, rho=0.1, tol=1e-8),
+                    lambda s, Yv=Yv, lname=lname: cvx.w_last(X2, Yv, loss=lname, rho=0.1, solver=SOLVER),
+                    fg_w_last(X2, Yv, loss, 0.1, K), np.zeros(K * p + K), None, "none"))
+    return out
+
+
+def run(sizes, fractions, cap: float, seed: int) -> None:
+    head = (f"{'subproblem':9} {'variant':9} {'p':>4} {'m':>6} {'torch s':>8} {'cvxpy s':>9} {'L-BFGS-B s':>11} "
+            f"{'rel diff':>8} {'cvxpy/torch':>11} {'lbfgs/torch':>11}")
+    print(head)
+    print("-" * len(head))
+    for (p, m), frac in zip(sizes, fractions):
+        d = make_data(p, m, seed)
+        for name, variant, run_t, run_c, fg, x0, bounds, sep in cases(d):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rt = run_t()  # warm-up: first calls pay for lazy initialization
+                t0 = time.perf_counter()
+                rt = run_t()
+                tt = time.perf_counter() - t0
+                n_sep = m if sep == "cols" else (p if sep == "rows" else 1)
+                k = n_sep if sep == "none" else max(1, round(frac * n_sep))
+                s = slice(0, k)
+                cvx.clear_model_cache()
+                t0 = time.perf_counter()
+                rc = run_c(s) if sep != "none" else run_c(None)
+                tc = (time.perf_counter() - t0) * (n_sep / k)
+                rt_s = run_t(s) if sep != "none" and k < n_sep else rt
+            diff = abs(rt_s.value - rc.value) / max(abs(rc.value), 1e-300)
+            target = rt.value + 1e-6 * abs(rt.value)
+            tl, reached, _ = lbfgs(fg, x0, bounds, target, cap)
+            star = "*" if k < n_sep else " "
+            gt = " " if reached else ">"
+            print(f"{name:9} {variant:9} {p:4d} {m:6d} {tt:8.2f} {tc:8.1f}{star} {gt}{tl:9.1f}  {diff:8.1e} "
+                  f"{tc / tt:10.0f}x {gt}{tl / tt:9.0f}x", flush=True)
+    print("* CVXPY time scaled from a fraction of the separable columns/rows; "
+          "> L-BFGS-B stopped at the time cap before reaching the torch value (ratio is a lower bound)")
+
+
+def run_mnist(rows: int, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    m, n, h = 60000, 784, 300
+    X_in = torch.rand(n, m, generator=g, dtype=T)
+    W0 = (torch.rand(h, n, generator=g, dtype=T) * 2 - 1) * math.sqrt(6 / (n + h))
+    U = W0 @ X_in
+    X1 = torch.relu(U + 0.1 * torch.randn(h, m, generator=g, dtype=T))
+    W1 = (torch.rand(K, h, generator=g, dtype=T) * 2 - 1) * math.sqrt(6 / (h + K))
+    labels = torch.randint(0, K, (m,), generator=g)
+    print(f"\nfull-MNIST-sized cases (784 -> 300 -> 10, m = 60,000), torch only, float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for what, call in [
+            ("x_last ce/relu", lambda: ft.x_last(W1, torch.zeros(K, dtype=T), labels, U, loss="ce", act_prev="relu",
+                                                 lam_prev=1.0)),
+            ("x_last mse/relu", lambda: ft.x_last(W1, torch.zeros(K, dtype=T), get_loss("mse").targets(labels, K,
+                                                  like=U), U, loss="mse", act_prev="relu", lam_prev=1.0)),
+            ("w_last ce", lambda: ft.w_last(X1, labels, loss="ce", rho=1.0, p=K)),
+            (f"w_hidden relu ({rows} of 300 rows, scaled)",
+             lambda: ft.w_hidden(X_in, X1[:rows], act="relu", lam=1.0, rho=1.0)),
+        ]:
+            t0 = time.perf_counter()
+            r = call()
+            dt = time.perf_counter() - t0
+            scale = 300 / rows if what.startswith("w_hidden") else 1
+            print(f"  {what:40} {dt * scale:8.1f} s   ({r.iterations} it, max residual {r.max_residual:.1e})",
+                  flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", nargs="+", default=["100x500", "300x2000"], help="p x m pairs")
+    ap.add_argument("--fraction", nargs="+", type=float, default=[1.0, 0.1],
+                    help="fraction of separable columns/rows CVXPY solves, one per size")
+    ap.add_argument("--lbfgs-cap", type=float, default=300.0, help="seconds before L-BFGS-B is stopped")
+    ap.add_argument("--mnist", action="store_true", help="add the full-MNIST-sized torch cases")
+    ap.add_argument("--mnist-rows", type=int, default=30, help="rows of the 60k w_hidden case actually solved")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in a.sizes]
+    fr = (a.fraction * len(sizes))[: len(sizes)] if len(a.fraction) == 1 else a.fraction
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}, python {platform.python_version()}")
+    run(sizes, fr, a.lbfgs_cap, a.seed)
+    if a.mnist:
+        run_mnist(a.mnist_rows, a.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
