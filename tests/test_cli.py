@@ -166,6 +166,7 @@ def test_plot_writes_a_png(tmp_path, capsys):
     assert cli.main(["plot", str(tmp_path / "runs"), "--metric", "train_loss", "-o", str(png2)]) == 0
     assert png2.is_file()
     assert set(runs.collect_runs([tmp_path / "runs"])) == {"adam", "sgd"}
+    assert len(runs.collect_runs([tmp_path / "runs" / "adam"] * 2)) == 2  # repeated labels never drop a run
     rc = cli.main(["plot", str(tmp_path / "missing")])
     assert rc == 2 and "not a directory" in capsys.readouterr().err
 
