@@ -78,3 +78,17 @@ def device(request) -> str:
 def close():
     """The :func:`assert_close` helper as a fixture."""
     return assert_close
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Pin torch to one thread for the test, restoring the count afterwards.
+
+    The solver tests use tiny problems: a thread pool only adds overhead, and on a busy shared CPU its
+    spin-waits made single solver calls 50-100x slower. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -19,14 +19,7 @@ from fenchel_cvx.network import LiftedNetwork
 pytest.importorskip("fenchel_cvx.torch")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These nets are tiny: a torch thread pool only adds overhead, and on a busy shared CPU its spin-waits made
-    single solver calls 50x slower (1.8 s instead of 30 ms). One thread here, restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(n=6, m=24, p=3, seed=0):

@@ -35,14 +35,7 @@ ACTS = ["relu", "leaky_relu", "sigmoid", "tanh"]
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These problems are tiny: with several OpenMP threads on an oversubscribed CPU every small op waits on a
-    # barrier (measured 100x slower with 2 threads under load). One thread keeps the file fast anywhere.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def hidden_instance(act: str, seed: int = 0, p_in: int = 6, p_out: int = 4, m: int = 40, dtype=F64):

@@ -38,13 +38,7 @@ LOSSES = ["mse", "ce"]
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny problems: with several OpenMP threads on an oversubscribed CPU every small op waits on a barrier.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def hidden_instance(act: str, act_prev: str, seed: int = 0, q: int = 5, p: int = 4, m: int = 7):
