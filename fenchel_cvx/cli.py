@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "for --batch-size full; slow on a CPU for batched runs)")
     g.add_argument("--inexact-iters", type=_positive_int, metavar="N", help="iterations per inexact W-update "
                    "(default: 1)")
+    g.add_argument("--inexact-x-iters", type=_positive_int, metavar="N", help="with --inexact, also cap the "
+                   "FISTA X-updates at N iterations (default: solved to --tol)")
     g.add_argument("--tol", type=float, help="subproblem solver tolerance (default: 1e-6)")
     g.add_argument("--lr", type=float, help="learning rate of adam/sgd (default: Appendix C, adam 1e-3, sgd "
                    "1e-2, on the mean loss of a batch)")
@@ -171,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 _TRAIN_KEYS = {"method": "method", "dataset": "dataset", "data_dir": "data_dir", "arch": "sizes", "loss": "loss",
                "activation": "activation", "batch_size": "batch_size", "epochs": "epochs", "lam": "lam",
                "rho": "rho", "gamma": "gamma", "K": "K", "inexact": "inexact", "inexact_iters": "inexact_iters",
-               "tol": "tol", "lr": "lr", "device": "device", "dtype": "dtype", "seed": "seed",
+               "inexact_x_iters": "inexact_x_iters", "tol": "tol", "lr": "lr", "device": "device", "dtype": "dtype", "seed": "seed",
                "eval_every": "eval_every", "n_train": "n_train", "n_test": "n_test"}
 
 

@@ -91,6 +91,9 @@ class RunConfig:
         backprop step), exact for full batch (Algorithm 1, whose monotone decrease of J needs exact blocks).
     inexact_iters : int
         Solver iterations per inexact W-update (default 1, the paper's "one step" of Sec. 5.3).
+    inexact_x_iters : int or None
+        In inexact mode, also cap the FISTA X-updates at this many warm-started iterations (``None``: solved
+        to ``tol``); see :class:`~fenchel_cvx.bcd.BCDSettings`.
     tol : float
         Subproblem solver tolerance.
     lr : float or None
@@ -119,6 +122,7 @@ class RunConfig:
     K: int = 1
     inexact: bool | None = None
     inexact_iters: int = 1
+    inexact_x_iters: int | None = None
     tol: float = 1e-6
     lr: float | None = None
     device: str = "cpu"
@@ -193,7 +197,8 @@ class RunConfig:
         if self.method == "fenchel":
             return BCDSettings(lam=self.lam, rho=self.rho, gamma=self.gamma, batch_size=self.batch_size, K=self.K,
                                epochs=self.epochs, tol=self.tol, inexact=self.inexact,
-                               inexact_iters=self.inexact_iters, device=self.device, dtype=self.dtype,
+                               inexact_iters=self.inexact_iters, inexact_x_iters=self.inexact_x_iters,
+                               device=self.device, dtype=self.dtype,
                                seed=self.seed, eval_every=self.eval_every)
         return BackpropSettings(optimizer=self.method, lr=self.lr, rho=self.rho, batch_size=self.batch_size,
                                 epochs=self.epochs, device=self.device, dtype=self.dtype, seed=self.seed,

@@ -210,11 +210,12 @@ def test_inexact_w_updates_cap_iterations_without_warnings():
 @pytest.mark.parametrize("gamma", [0.0, [0.5, 2.0, 1.0]])
 def test_inexact_mode_never_increases_J(act, loss, gamma):
     """Inexact W-updates are majorization-minimization steps: each never increases its block objective, and with
-    ``W_init = W0`` the proximal term starts at 0, so J itself never rises block to block (Algorithm 1)."""
+    ``W_init = W0`` the proximal term starts at 0, so J itself never rises block to block (Algorithm 1). Capped
+    FISTA X-updates keep, per column, the lower of start and last iterate, so they never raise J either."""
     net = LiftedNetwork([6, 5, 4, 3], act, loss, seed=1)
     X, y = _data()
     s = BCDSettings(lam=[0.5, 0.8], rho=[0.05, 0.0, 0.2], gamma=gamma, epochs=6, tol=1e-10, inexact=True,
-                    inexact_iters=1, record_blocks=True)
+                    inexact_iters=1, inexact_x_iters=2, record_blocks=True)
     lasts = []
     with warnings.catch_warnings():
         warnings.simplefilter("error", NotConvergedWarning)
@@ -222,6 +223,9 @@ def test_inexact_mode_never_increases_J(act, loss, gamma):
     w_blocks = [b for last in lasts for b in last["blocks"] if b["block"].startswith("w_")]
     assert all(b["iterations"] <= 1 for b in w_blocks)
     assert any(not b["converged"] for b in w_blocks)  # really inexact, not solved by luck
+    fista = [b for last in lasts for b in last["blocks"]
+             if b["block"] == "x_hidden" or (b["block"] == "x_last" and loss == "ce")]
+    assert fista and all(b["iterations"] <= 2 for b in fista)
     J = _block_Js(lasts)
     rise = np.diff(J) / np.maximum(np.abs(J[:-1]), 1.0)
     assert rise.max() <= 1e-9, f"J rose by {rise.max():.3g} (relative) at block {int(rise.argmax())}: {J}"
@@ -279,6 +283,7 @@ def test_argmin_prediction_ce_two_hidden_layers_runs_local_sweeps():
     ({"K": 0}, ValueRangeError), ({"epochs": -1}, ValueRangeError), ({"tol": 0.0}, ValueRangeError),
     ({"backend": "jax"}, FenchelError), ({"prediction": "vote"}, FenchelError), ({"dtype": "float16"}, FenchelError),
     ({"backend": "cvx", "inexact": True}, FenchelError), ({"inexact_iters": 0}, ValueRangeError),
+    ({"inexact_x_iters": 0}, ValueRangeError), ({"inexact_x_iters": 2.5}, ValueRangeError),
     ({"device": "quantum"}, FenchelError),
 ])
 def test_bad_settings_raise_typed_errors(kw, err):

@@ -450,3 +450,44 @@ def test_mm_float32_gives_float64_answer_contiguous():
     r32 = ft.w_hidden(X.float(), V.float(), W0=W0.float(), b0=b0.float(), **kw)
     assert r32.W.dtype == torch.float32 and r32.W.is_contiguous() and r32.b.is_contiguous()
     torch.testing.assert_close(r32.W.double(), r64.W, rtol=0, atol=1e-5)
+
+
+# -- mm_rows in sample space (m < p_a: wide inputs, few samples, as MNIST 784 inputs with batch 500) -------------
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("rho,gamma", MM_REG)
+@pytest.mark.parametrize("at_anchor", [True, False])
+def test_mm_kernel_form_takes_the_primal_steps(act, rho, gamma, at_anchor):
+    from fenchel_cvx.torch._wsolvers import mm_rows
+    X, V, W0, b0 = hidden_instance(act, seed=5, p_in=30, p_out=5, m=12)
+    Xa = torch.cat([X, torch.ones(1, X.shape[1], dtype=F64)])
+    mu = torch.full((31,), 2.0 * (rho + gamma), dtype=F64)
+    mu[-1] = 2.0 * gamma
+    Z0 = torch.cat([W0, b0[:, None]], 1)
+    lin = 2.0 * gamma * Z0
+    Z = Z0.clone() if at_anchor else Z0 + 0.3 * torch.randn(Z0.shape, generator=torch.Generator().manual_seed(1),
+                                                            dtype=F64)
+    for k in (1, 3, 30):
+        a = mm_rows(Xa, V, get_activation(act), 0.7, mu, lin, Z.clone(), tol=1e-13, max_iter=k, form="primal")
+        if gamma == 0:  # the bias has mu = 0: no Woodbury form, "kernel" must fall back to the primal steps
+            b = mm_rows(Xa, V, get_activation(act), 0.7, mu, lin, Z.clone(), tol=1e-13, max_iter=k, form="kernel")
+            assert "form" not in b.info
+        else:
+            b = mm_rows(Xa, V, get_activation(act), 0.7, mu, lin, Z.clone(), tol=1e-13, max_iter=k, form="kernel")
+            assert b.info["form"] == "kernel"
+        torch.testing.assert_close(b.Z, a.Z, rtol=0, atol=1e-10)
+        torch.testing.assert_close(b.residual, a.residual, rtol=1e-6, atol=1e-12)
+        assert abs(b.iterations - a.iterations) <= 1  # the kernel form's early test may take one more step
+
+
+def test_w_hidden_mm_uses_the_kernel_form_for_wide_inputs_and_matches_newton():
+    X, V, W0, b0 = hidden_instance("relu", seed=6, p_in=30, p_out=4, m=12)
+    kw = {"act": "relu", "lam": 1.0, "rho": 0.0, "gamma": 0.5, "W0": W0, "b0": b0, "tol": 1e-11}
+    mm = ft.w_hidden(X, V, **kw, method="mm", max_iter=20000)
+    newton = ft.w_hidden(X, V, **kw, method="newton")
+    assert mm.info.get("form") == "kernel" and mm.converged and "U" not in mm.info
+    assert rel(mm.value, newton.value) <= 1e-9
+    torch.testing.assert_close(mm.W, newton.W, rtol=0, atol=1e-6)
+    # the value reported is the objective at the returned point
+    U = mm.W @ X + mm.b[:, None]
+    assert mm.value == pytest.approx(float(get_activation("relu").B_sum(V, U)) + 0.5 * float(
+        ((mm.W - W0) ** 2).sum() + ((mm.b - b0) ** 2).sum()), rel=1e-12)

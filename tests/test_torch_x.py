@@ -384,3 +384,43 @@ def test_cuda_matches_cpu():
         c = ft.x_last(Wl, bl, Y, Ul, **kl)
         g = ft.x_last(*(x.cuda() for x in (Wl, bl, Y, Ul)), **kl)
         assert float((g.Z.cpu() - c.Z).abs().max()) < 1e-6 and rel(g.value, c.value) < 1e-9
+
+
+def test_a_capped_solve_keeps_the_start_where_the_last_iterate_is_worse(monkeypatch):
+    # Make every prox step land far off (still in the ReLU domain): the last iterate is worse than the start in
+    # every column, so a capped solve must hand back the start itself -- with the start's own certificate.
+    from fenchel_cvx.torch import x_updates as xu
+    W, b, V, U = hidden_instance("relu", "relu", seed=3, m=20)
+    Z0 = torch.relu(U)
+    kw = {"act": "relu", "act_prev": "relu", "lam": 1.0, "lam_prev": 0.3, "Z0": Z0, "warn": False}
+    one = ft.x_hidden(W, b, V, U, **kw, max_iter=1)
+    good = xu._PrevTerm.prox
+    monkeypatch.setattr(xu._PrevTerm, "prox", lambda self, *a: good(self, *a) + 5.0)
+    r = ft.x_hidden(W, b, V, U, **kw, max_iter=3)
+    torch.testing.assert_close(r.Z, Z0, rtol=0, atol=0)
+    start = col_objective_hidden(Z0, W, b, V, U, "relu", "relu", 1.0, 0.3)
+    assert r.value == pytest.approx(float(start.sum()), rel=1e-12)
+    assert float(r.max_residual) > float(one.max_residual)  # the start's certificate, not the step's
+
+
+@pytest.mark.parametrize("act_prev", ["relu", "sigmoid", "tanh"])
+def test_a_capped_solve_never_raises_a_column_objective(act_prev):
+    # capped FISTA (inexact BCD) returns, per column, the lower of its start and its last accelerated iterate
+    W, b, V, U = hidden_instance("relu", act_prev, seed=3, m=60)
+    W = 4.0 * W  # ill-conditioned: momentum overshoots in the first iterations
+    ap = get_activation(act_prev)
+    Z0 = ap.forward(U + torch.randn(U.shape, generator=torch.Generator().manual_seed(2), dtype=F64))
+    kw = {"act": "relu", "act_prev": act_prev, "lam": 1.0, "lam_prev": 0.3}
+    start = col_objective_hidden(Z0, W, b, V, U, "relu", act_prev, 1.0, 0.3)
+    for k in (1, 2, 3, 5, 8):
+        r = ft.x_hidden(W, b, V, U, **kw, Z0=Z0, max_iter=k, warn=False)
+        end = col_objective_hidden(r.Z, W, b, V, U, "relu", act_prev, 1.0, 0.3)
+        assert bool((end <= start + 1e-12 * start.abs()).all()), (k, float((end - start).max()))
+    Wl, bl, Y, Ul = last_instance("ce", seed=4, m=60)
+    Wl = 5.0 * Wl
+    Zl = ap.forward(Ul)
+    start = col_objective_last(Zl, Wl, bl, Y, Ul, "ce", act_prev, 0.3)
+    for k in (1, 2, 3, 5, 8):
+        r = ft.x_last(Wl, bl, Y, Ul, loss="ce", act_prev=act_prev, lam_prev=0.3, Z0=Zl, max_iter=k, warn=False)
+        end = col_objective_last(r.Z, Wl, bl, Y, Ul, "ce", act_prev, 0.3)
+        assert bool((end <= start + 1e-12 * start.abs()).all()), (k, float((end - start).max()))

@@ -176,7 +176,10 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     Where some ``mu_i = 0`` a ridge of ``1e-12`` times the mean diagonal is added to ``M`` only (a larger bound,
     still monotone; objective and residual unchanged). Linear convergence -- slow for rows with many inactive
     ReLU samples, where ``M`` overestimates the curvature -- so it is meant for a few warm-started steps
-    (inexact BCD); run to convergence it reaches the Newton answer, with a large ``max_iter``.
+    (inexact BCD); run to convergence it reaches the Newton answer, with a large ``max_iter``. With fewer samples
+    than coordinates (``m < p_in + 1``, e.g. MNIST's 784 inputs in batches of 500) and every ``mu_i > 0`` the same
+    steps are taken in sample space (Woodbury, ``m x m``; ``info["form"] == "kernel"``), which needs no
+    ``p_a x p_a`` factorization and only ``m``-sized products between the first and the last step.
 
     **Stopping test** (``residual``, per row): with the gradient
     ``g_r = lam X_a (phi(u_r) - v_r) + mu z_r - 2 gamma z0_r`` of ``f_r`` w.r.t. ``[w_r; b_r]``,
@@ -276,7 +279,10 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
         X64 = X_in.to(_F64)
 
         def value(W: torch.Tensor, b: torch.Tensor | None) -> float:
-            U = W @ X64 if b is None else W @ X64 + b.unsqueeze(1)
+            # the solver's own U = [W, b] X_a when the point is returned unrounded (float64): a GEMM saved
+            U = out.info.pop("U", None)
+            if U is None or X_in.dtype != _F64:
+                U = W @ X64 if b is None else W @ X64 + b.unsqueeze(1)
             return lam * act.B_sum(V, U) + _penalty(W, b, rho, gamma, W0, b0)
 
         return _result("w_hidden", out, p_in, bias, X_in.dtype, value, solver, t0, tol, max_iter, warn, "rows")

@@ -309,6 +309,10 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
     ``mu`` the modulus of the prox term; a column whose step makes an obtuse angle with its gradient mapping
     restarts (O'Donoghue & Candes), which covers a larger local modulus. Measured against FISTA's ``t_k``
     schedule with the same restart: equal at kappa ~ 4, 1.7x fewer iterations at kappa 30-400.
+
+    Accelerated iterates need not decrease the objective, so a column stopped by ``max_iter`` (not by ``tol``)
+    keeps its start ``Z0`` -- with the certificate computed there -- if that is the lower of the two: a capped
+    solve (inexact BCD) never increases its block objective.
     """
     m = Z0.shape[1]
     a, step = L / prev.c, smooth.gscale / L
@@ -334,6 +338,10 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
         G = Wt @ smooth.grad_part(Ty)
         if k == next_check or k == max_iter:
             gap, res = _certificate(smooth, prev, Z, T, Ty, G)
+            if k == 0:
+                start = (Z0, T, gap, res)
+            elif k == max_iter:
+                Z, T, gap, res = _no_worse_than_start(smooth, prev, Z, T, gap, res, start, idx, tol)
             done = res <= tol
             worst = float(res.max())
             next_check = k + _next_check(history, k, worst, tol)
@@ -360,6 +368,18 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
         Z, T = Znew, Tnew
     return {"Z": Z_out, "residual": res_out, "gap": gap_out, "iterations": k, "lipschitz": L, "mu": prev.mu,
             "history": history, "stalled": stalled}
+
+
+def _no_worse_than_start(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor, gap: torch.Tensor,
+                         res: torch.Tensor, start: tuple, idx: torch.Tensor, tol: float) -> tuple:
+    """At ``max_iter``: columns not yet at ``tol`` whose start had the lower objective go back to the start."""
+    Z0, T0, gap0, res0 = start
+    Z0, T0, gap0, res0 = Z0[:, idx], T0[:, idx], gap0[idx], res0[idx]
+    back = ~(res <= tol) & (smooth.value(T0) + prev.value(Z0) < smooth.value(T) + prev.value(Z))
+    if not bool(back.any()):
+        return Z, T, gap, res
+    return (torch.where(back, Z0, Z), torch.where(back, T0, T), torch.where(back, gap0, gap),
+            torch.where(back, res0, res))
 
 
 def _certificate(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor, Ty: torch.Tensor,

@@ -1,0 +1,89 @@
+"""Hyperparameter selection for the batched Fenchel network (784-300-10, cross-entropy) on a validation split.
+
+The test set is never looked at: the training set is split (seeded) into ``--n-val`` validation images and the
+rest, every configuration trains on the rest for ``--epochs`` epochs (Algorithm 2, batch 500, K from the
+configuration, inexact MM W-updates) and the table lists the validation accuracy after each epoch. This is how the
+``fenchel-tuned`` run of ``bench_training.py`` was chosen (gamma_L = 10 instead of Appendix C's 100, three MM
+steps per W-update instead of one).
+
+Usage::
+
+    python benchmarks/tune_batched.py --data-dir DIR --threads 1                 # the default grid, 5 epochs
+    python benchmarks/tune_batched.py --data-dir DIR --grid '[{"lam": 0.1, "gamma": [1, 10], "inexact_iters": 3}]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from fenchel_cvx.bcd import BCD
+from fenchel_cvx.network import LiftedNetwork
+from fenchel_cvx.runs import RunConfig, load_data
+
+#: Appendix C's batched values (our reading) and the neighbours tried around them.
+DEFAULT_GRID = [
+    {"lam": 0.1, "gamma": [1.0, 100.0], "inexact_iters": 1},
+    {"lam": 0.1, "gamma": [1.0, 100.0], "inexact_iters": 3},
+    {"lam": 0.1, "gamma": [1.0, 10.0], "inexact_iters": 1},
+    {"lam": 0.1, "gamma": [1.0, 10.0], "inexact_iters": 3},
+    {"lam": 0.1, "gamma": [1.0, 10.0], "inexact_iters": 5},
+]
+_KEYS = ("lam", "rho", "gamma", "inexact_iters", "K")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: the shipped 10k subset)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--n-val", type=int, default=10000, help="validation images split off the training set")
+    p.add_argument("--grid", default=None, help=f"JSON list of settings with keys from {_KEYS} (default: "
+                   "Appendix C and its neighbours)")
+    p.add_argument("--seed", type=int, default=0, help="weight initialization and batch order")
+    p.add_argument("--split-seed", type=int, default=123, help="seed of the train/validation split")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    grid = json.loads(args.grid) if args.grid else DEFAULT_GRID
+    for g in grid:
+        extra = set(g) - set(_KEYS)
+        if extra:
+            raise SystemExit(f"--grid: unknown keys {sorted(extra)}; use {_KEYS}")
+    base = RunConfig(dataset="mnist" if args.data_dir else "mnist-small", data_dir=args.data_dir, loss="ce",
+                     batch_size=500, epochs=args.epochs, inexact=True, seed=args.seed)
+    _, d = load_data(base)
+    m = len(d["y"])
+    if not 0 < args.n_val < m:
+        raise SystemExit(f"--n-val: expected 0 < n_val < {m} (training images), got {args.n_val}")
+    perm = np.random.default_rng(args.split_seed).permutation(m)
+    fit, val = perm[args.n_val:], perm[:args.n_val]
+    print(f"{m - args.n_val} training / {args.n_val} validation images, {args.epochs} epochs", flush=True)
+    lines = ["| lam | gamma | MM steps | K | " + " | ".join(f"val ep {e + 1}" for e in range(args.epochs))
+             + " | s / epoch |", "|---|---|---|---|" + "---|" * (args.epochs + 1)]
+    for g in grid:
+        cfg = replace(base, **{k: v for k, v in g.items()}).resolved(d["X"].shape[1], 10)
+        bcd = BCD(LiftedNetwork(cfg.sizes, cfg.activation, cfg.loss, seed=cfg.seed), cfg.trainer_settings())
+        t0 = time.perf_counter()
+        state = bcd.run(d["X"][fit], d["y"][fit], X_test=d["X"][val], y_test=d["y"][val], progress=False)
+        accs = [r["test_acc"] for r in state.history]
+        per_epoch = state.elapsed / max(state.epoch, 1)
+        lines.append(f"| {cfg.lam[0]:g} | {', '.join(f'{x:g}' for x in cfg.gamma)} | {cfg.inexact_iters} | {cfg.K} | "
+                     + " | ".join(f"{a:.4f}" for a in accs) + f" | {per_epoch:.1f} |")
+        print(lines[-1], f"(wall {time.perf_counter() - t0:.0f} s)", flush=True)
+    print(f"\nMachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}.\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
