@@ -53,7 +53,7 @@ def _breakdown(cfg: RunConfig, data, batches: int) -> str:
     X0, Y, _ = bcd._prepare(arrays["X"], arrays["y"], "X", "y")
     sb, sa = bcd.init_state(), adam.init_state()
     bs = rc.batch_size
-    n = min(batches, X0.shape[1] // bs)
+    n = min(batches, X0.shape[1] // bs - 1)  # one more batch warms up
     blocks: dict[str, float] = defaultdict(float)
     step = 0.0
     for k in range(n + 1):  # batch 0 warms up (allocations, thread pools) and is not counted

@@ -8,8 +8,8 @@ trains the batched (Algorithm 2) 784-300-10 ReLU cross-entropy network on the MN
 package (10,000 train / 2,000 test), with Appendix C's batched hyperparameters (batch 500, K = 1, lam = 0.1, no
 ridge, proximal weights gamma = (1, 100)) and inexact W-updates (one warm-started majorization-minimization step
 per block), for 3 epochs; then an Adam network (lr 1e-3) of the same architecture, initial weights, batches and
-epochs; and prints both final test accuracies (0.930 vs 0.9185 with seed 0; about 30 s with ``--threads 1`` on a
-busy 2-core CPU). Every run writes a run directory (see :mod:`fenchel_cvx.runs`); ``fenchel-cvx plot
+epochs; and prints both final test accuracies (0.930 vs 0.9185 with seed 0; 13-19 s on a quiet 2-core CPU,
+about 30 s with ``--threads 1`` on a busy one). Every run writes a run directory (see :mod:`fenchel_cvx.runs`); ``fenchel-cvx plot
 RUN_DIR ...`` overlays their test-accuracy curves (paper Figs. 1-2) into a PNG.
 
 Errors the user can fix (a missing data file, a bad option, a checkpoint of another run) print one message

@@ -65,6 +65,9 @@ def curve(rows: Sequence[Mapping[str, Any]], metric: str = "test_acc", x: str = 
     return [a for a, _ in pts], [b for _, b in pts]
 
 
+_STYLES = ("-", "--", ":", "-.")
+
+
 def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike | None = None,
                   metric: str = "test_acc", *, x: str = "epoch", title: str | None = None,
                   figsize: tuple[float, float] = (6.0, 4.0), dpi: int = 120) -> Figure:
@@ -74,8 +77,8 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
     ----------
     runs : dict of label -> list of history rows
         E.g. ``{"Fenchel (this work)": bcd_state.history, "Adam": adam_state.history}``. A label containing
-        ``fenchel``, ``adam`` or ``sgd`` gets the paper's colour (red, blue, green); a variant such as
-        ``fenchel (inexact)`` next to a plain ``fenchel`` is drawn dashed.
+        ``fenchel``, ``adam`` or ``sgd`` gets the paper's colour (red, blue, green); runs that share a colour
+        get solid, dashed, dotted and dash-dotted lines in turn (the plain method name first).
     path : path-like, optional
         Where to write the figure (the format follows the suffix, e.g. ``.png``); parent folders are created.
     metric : str, default "test_acc"
@@ -101,14 +104,17 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
     ax = fig.add_subplot(1, 1, 1)
     drawn = 0
     keys = {label: next((k for k in _COLOURS if k in label.lower()), None) for label in runs}
+    # runs of one colour take the line styles in turn, the plain method ("fenchel" beside its variants) first
+    styles: dict[str, str] = {}
+    for key in set(keys.values()):
+        group = sorted((lb for lb in runs if keys[lb] == key), key=lambda lb: lb.lower() != key)
+        for i, lb in enumerate(group):
+            styles[lb] = _STYLES[i % len(_STYLES)] if key is not None else "-"
     for label, rows in runs.items():
         xs, ys = curve(rows, metric, x)
         if not xs:
             continue
-        key = keys[label]
-        # a variant of a method ("fenchel (inexact)" beside "fenchel") keeps its colour, dashed
-        shared = sum(k == key for k in keys.values()) > 1
-        style = "--" if key is not None and shared and label.lower().split(":")[0] != key else "-"
+        key, style = keys[label], styles[label]
         last = f"{ys[-1]:.3f}" if "acc" in metric else f"{ys[-1]:.4g}"
         ax.plot(xs, ys, style, marker="o" if len(xs) <= 30 else None, markersize=3,
                 color=_COLOURS.get(key), label=f"{label} ({last})")

@@ -295,7 +295,8 @@ def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> 
     A path that is a run directory contributes itself and (``nested``) its ``compare-*`` run directories; a
     path without ``metrics.csv`` contributes every run directory directly inside it (e.g. a benchmark's output).
     Labels are the method (``fenchel``, ``fenchel (inexact)``, ``adam``, ``sgd (lr 0.1)`` when not the default
-    rate), followed by ``parent/folder`` when a label would repeat.
+    rate); runs that would share a label get the settings in which they differ (``fenchel (inexact), gamma 1,10,
+    inexact_iters 3``), or ``parent/folder`` when their settings are the same.
 
     Raises
     ------
@@ -335,14 +336,32 @@ def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> 
             method = "fenchel (inexact)"
         elif method in ("adam", "sgd") and saved.get("lr") is not None:
             method = f"{method} (lr {saved['lr']:g})"
-        labels.append((method, d, rows))
-    counts: dict[str, int] = {}
-    for method, _, _ in labels:
-        counts[method] = counts.get(method, 0) + 1
-    for i, (method, d, rows) in enumerate(labels):
-        label = method if counts[method] == 1 else f"{method}: {d.parent.name}/{d.name}"
+        labels.append((method, d, rows, saved))
+    groups: dict[str, list[dict]] = {}
+    for method, _, _, saved in labels:
+        groups.setdefault(method, []).append(saved)
+    for i, (method, d, rows, saved) in enumerate(labels):
+        label = method
+        if len(groups[method]) > 1:
+            keys = [k for k in sorted(set().union(*groups[method]) - _NOT_SETTINGS)
+                    if any(g.get(k) != saved.get(k) for g in groups[method])]
+            label = (f"{method}, " + ", ".join(f"{k} {_short(saved.get(k))}" for k in keys) if keys
+                     else f"{method}: {d.parent.name}/{d.name}")
         runs[label if label not in runs else f"{label} #{i}"] = rows
     return runs
+
+
+#: Saved config entries that name a run's place or budget rather than its algorithm (never used in labels).
+_NOT_SETTINGS = frozenset({"data_dir", "epochs", "device", "eval_every", "n_train", "n_test", "method"})
+
+
+def _short(v: Any) -> str:
+    """``[1.0, 10.0]`` -> ``1,10``; ``0.1`` -> ``0.1``; ``None`` -> ``default``."""
+    if v is None:
+        return "default"
+    if isinstance(v, (list, tuple)):
+        return ",".join(_short(x) for x in v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 # -- training ------------------------------------------------------------------------------------------------

@@ -171,6 +171,18 @@ def test_plot_writes_a_png(tmp_path, capsys):
     assert rc == 2 and "not a directory" in capsys.readouterr().err
 
 
+def test_runs_that_share_a_method_are_labelled_by_the_settings_they_differ_in(tmp_path):
+    for name, extra in (("a", ("--gamma", "1,100")), ("b", ("--gamma", "1,10", "--inexact-iters", "3"))):
+        rc, _ = _train(tmp_path / "runs", name, "--epochs", "1", "--compare", "none", *extra)
+        assert rc == 0
+    labels = set(runs.collect_runs([tmp_path / "runs"]))
+    assert labels == {"fenchel (inexact), gamma 1,100, inexact_iters 1",
+                      "fenchel (inexact), gamma 1,10, inexact_iters 3"}, labels
+    # the same settings twice: the folders tell them apart
+    twice = set(runs.collect_runs([tmp_path / "runs" / "a", tmp_path / "runs" / "a"]))
+    assert len(twice) == 2 and all("runs/a" in lb for lb in twice), twice
+
+
 def test_missing_data_gives_a_clear_message(tmp_path, capsys):
     rc = cli.main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"), "--no-progress",
                    "--out", str(tmp_path / "r1")])

@@ -685,11 +685,11 @@ def _mm_rows_kernel(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: flo
             Q = lam * R + torch.where(first[idx, None], -c * EXa[idx], A[idx])
             A[idx] = A[idx] - Q @ Ninv
             first[idx] = False
-            U[idx] = Ub[idx] + A[idx] @ Kd
             row_iters[idx] += 1
             it += 1
             if it == max_iter:
-                break
+                break  # the exact check below recomputes U from Z
+            U[idx] = Ub[idx] + A[idx] @ Kd
             Qn = lam * (act.forward(U[idx]) - V[idx]) + A[idx]
             gnorm = ((Qn @ Kx) * Qn).sum(1).clamp_min(0.0).sqrt()
             approx = gnorm / scale[idx].clamp_min(max(floor, _TINY))
