@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "train_acc, test_loss, train_loss, J, primal, penalty")
     p.add_argument("--x", default="epoch", choices=("epoch", "step", "time"), help="x axis (default: epoch)")
     p.add_argument("--title", help="figure title")
+    p.add_argument("--ylim", type=_floats, metavar="LO,HI", help="range of the y axis, e.g. 0.93,0.98 to tell close "
+                   "curves apart (default: fit every curve)")
     p.add_argument("--no-nested", action="store_true", help="ignore compare-* runs inside the run directories")
     return parser
 
@@ -245,7 +247,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     runs = collect_runs(args.runs, nested=not args.no_nested)
     output = Path(args.output) if args.output else Path(args.runs[0]) / f"{args.metric}.png"
-    plot_accuracy(runs, output, metric=args.metric, x=args.x, title=args.title)
+    if args.ylim is not None and (not isinstance(args.ylim, list) or len(args.ylim) != 2):
+        raise FenchelError(f"--ylim: expected two numbers LO,HI (e.g. 0.93,0.98), got {args.ylim}")
+    plot_accuracy(runs, output, metric=args.metric, x=args.x, title=args.title,
+                  ylim=None if args.ylim is None else tuple(args.ylim))
     print(f"wrote {output} ({', '.join(runs)})")
     return 0
 

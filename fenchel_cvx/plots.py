@@ -70,7 +70,8 @@ _STYLES = ("-", "--", ":", "-.")
 
 def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike | None = None,
                   metric: str = "test_acc", *, x: str = "epoch", title: str | None = None,
-                  figsize: tuple[float, float] = (6.0, 4.0), dpi: int = 120) -> Figure:
+                  ylim: tuple[float, float] | None = None, figsize: tuple[float, float] = (6.0, 4.0),
+                  dpi: int = 120) -> Figure:
     """Overlay one curve per run: ``metric`` (default test accuracy) against ``x`` (default epoch).
 
     Parameters
@@ -86,6 +87,9 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
     x : str, default "epoch"
         History column on the horizontal axis (``epoch``, ``step`` or ``time``).
     title : str, optional
+    ylim : (float, float), optional
+        Range of the vertical axis (e.g. ``(0.93, 0.98)`` to tell close accuracy curves apart); curves leaving it
+        are clipped.
     figsize, dpi : figure size in inches and resolution.
 
     Returns
@@ -121,6 +125,11 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
         drawn += 1
     if not drawn:
         raise FenchelError(f"runs: no run has a finite {metric!r} value to plot (was a test set given?)")
+    if ylim is not None:
+        lo, hi = (float(v) for v in ylim)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise FenchelError(f"ylim: expected two finite numbers low < high, got {tuple(ylim)}")
+        ax.set_ylim(lo, hi)
     ax.set_xlabel(_NAMES.get(x, x))
     ax.set_ylabel(_NAMES.get(metric, metric))
     ax.grid(True, alpha=0.3)

@@ -169,6 +169,13 @@ def test_plot_writes_a_png(tmp_path, capsys):
     assert len(runs.collect_runs([tmp_path / "runs" / "adam"] * 2)) == 2  # repeated labels never drop a run
     rc = cli.main(["plot", str(tmp_path / "missing")])
     assert rc == 2 and "not a directory" in capsys.readouterr().err
+    # a zoomed y range, and clear errors for a bad one
+    png3 = tmp_path / "zoom.png"
+    assert cli.main(["plot", str(tmp_path / "runs"), "--ylim", "0.1,0.9", "-o", str(png3)]) == 0
+    assert png3.is_file()
+    for bad in ("0.5", "0.9,0.1", "0.1,0.5,0.9"):
+        rc = cli.main(["plot", str(tmp_path / "runs"), "--ylim", bad, "-o", str(png3)])
+        assert rc == 2 and "ylim" in capsys.readouterr().err
 
 
 def test_runs_that_share_a_method_are_labelled_by_the_settings_they_differ_in(tmp_path):
