@@ -642,7 +642,10 @@ def _mm_rows_kernel(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: flo
     :func:`mm_rows`; between them a row stops once its exact gradient norm (``||G_r||^2 = q_r X_a^T X_a q_r^T``,
     ``q_r = lam r_r + a_r``) is below ``tol`` times the last exact scale, and it rejoins if the exact check at
     the end disagrees. Same iterates as the primal form up to round-off. Costs ``p_a m^2 + m^3`` once and
-    ``4 r m^2`` flops per step, against ``p_a^2 m + p_a^3/3`` and ``4 r p_a m + 2 r p_a^2``.
+    ``4 r m^2`` flops per step, against ``p_a^2 m + p_a^3/3`` and ``4 r p_a m + 2 r p_a^2``. The ``m x m`` kernel
+    couples every pair of samples, so unlike the primal form (whose ``X_a X_a^T`` and gradients are sums over
+    samples) it does not split into per-shard work plus a sum: it is for one process's batch, and a
+    data-parallel W-update keeps the primal form.
     """
     r, m = Z.shape[0], Xa.shape[1]
     c = lam * sup_dphi(act)
