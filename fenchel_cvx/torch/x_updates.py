@@ -579,7 +579,8 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
         Relative Fenchel-gap tolerance per column (1e-6: values to ~1e-6, argmins to ~1e-3 relative; use
         ~1e-10 for argmins to ~1e-5).
     max_iter : int
-        Iteration cap.
+        Iteration cap. A column stopped by the cap returns the lower-objective of its start ``Z0`` and its last
+        (accelerated) iterate, so a capped solve never increases its objective.
     Z0 : Tensor, shape (p, m), optional
         Warm start in ``dom(act_prev)``, e.g. the current ``X_l`` (default ``phi_prev(U_prev)``, the
         feed-forward value). Columns it already solves to ``tol`` cost no iteration.
@@ -661,7 +662,8 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
     tol : float
         Relative Fenchel-gap tolerance per column.
     max_iter : int, optional
-        Iteration cap (default 100 Newton steps for MSE, 5000 FISTA steps for cross-entropy).
+        Iteration cap (default 100 Newton steps for MSE, 5000 FISTA steps for cross-entropy). With
+        cross-entropy a column stopped by the cap returns the lower-objective of ``Z0`` and its last iterate.
     Z0 : Tensor, shape (p, m), optional
         Warm start in ``dom(act_prev)`` (default ``phi_prev(U_prev)``); for MSE it seeds the dual point
         ``alpha = 2 (Y - W Z0 - b)``.
