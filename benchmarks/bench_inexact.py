@@ -9,6 +9,8 @@ Then, with ``--breakdown N``, where the time of one batch goes: ``N`` batches of
 first of ``--iters``) and of Adam on the same batches, per block (``x_last``, ``x_hidden``, ``w_last``,
 ``w_hidden``) and the rest of a step (feed-forward, argument checks), in milliseconds per batch.
 
+``--x-iters 5,10`` adds runs whose FISTA X-updates are capped too (``BCDSettings.inexact_x_iters``).
+
 Usage::
 
     python benchmarks/bench_inexact.py --threads 1 --epochs 3 --iters 1,3,5     # shipped 10k/2k subset
@@ -84,6 +86,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run directories (default: a temporary folder)")
     p.add_argument("--breakdown", type=int, default=0, help="batches for the per-block time table (0: none)")
+    p.add_argument("--x-iters", default="", help="also cap the FISTA X-updates (inexact_x_iters) at these values, "
+                   "comma-separated, one run each with the first of --iters (default: X-updates solved to tol)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     base = RunConfig(dataset="mnist-small", loss="ce", batch_size=500, epochs=args.epochs, lam=0.1, rho=0.0,
@@ -91,6 +95,9 @@ def main(argv=None) -> int:
     data = load_data(base)
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_inexact_"))
     runs = {f"fenchel mm x{k}": replace(base, inexact_iters=int(k)) for k in args.iters.split(",")}
+    for x in filter(None, args.x_iters.split(",")):
+        runs[f"fenchel mm x{args.iters.split(',')[0]}, X capped at {x}"] = replace(
+            base, inexact_iters=int(args.iters.split(",")[0]), inexact_x_iters=int(x))
     runs["adam"] = replace(base, method="adam", inexact=None)
     if args.breakdown:
         print(_breakdown(replace(base, inexact_iters=int(args.iters.split(",")[0])), data, args.breakdown))
