@@ -93,6 +93,13 @@ _PART_A = {  # name -> overrides of the batched CE config
 }
 
 
+def _with_iters(over: dict, iters: int | None) -> dict:
+    """A run's overrides with ``inexact_iters = iters`` for an inexact Fenchel run that does not fix its own."""
+    if over.get("inexact") and iters and "inexact_iters" not in over:
+        return {**over, "inexact_iters": iters}
+    return dict(over)
+
+
 def _run(cfg: RunConfig, out: Path, progress: bool, data) -> dict:
     if out.exists():
         shutil.rmtree(out)
@@ -128,9 +135,7 @@ def main(argv=None) -> int:
         for name in [r for r in args.runs.split(",") if r]:
             if name not in _PART_A:
                 raise SystemExit(f"--runs: unknown run {name!r}; choose from {sorted(_PART_A)}")
-            over = dict(_PART_A[name])
-            if over.get("inexact") and args.inexact_iters and "inexact_iters" not in over:
-                over["inexact_iters"] = args.inexact_iters
+            over = _with_iters(_PART_A[name], args.inexact_iters)
             results["a"][name] = _run(replace(base, **over), out / "a" / name, progress, data)
         a = results["a"]
         lines.append(f"### (a) batched cross-entropy, 784-300-10, {dataset} ({m} train / {mt} test), batch 500, "
@@ -171,9 +176,7 @@ def main(argv=None) -> int:
         for name in [r for r in args.b_runs.split(",") if r]:
             if name not in part_b:
                 raise SystemExit(f"--b-runs: unknown run {name!r}; choose from {sorted(part_b)}")
-            over = dict(part_b[name])
-            if over.get("inexact") and args.b_inexact_iters:
-                over["inexact_iters"] = args.b_inexact_iters
+            over = _with_iters(part_b[name], args.b_inexact_iters)
             results["b"][name] = _run(replace(fb, **over), out / "b" / name, progress, data)
         lines.append(f"### (b) full-batch MSE (Algorithm 1), 784-300-10, {m} train samples, {args.full_epochs} "
                      "sweeps, lam 0.1, rho (1e-2, 10)")

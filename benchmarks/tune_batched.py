@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     lines = ["| lam | gamma | MM steps | K | " + " | ".join(f"val ep {e + 1}" for e in range(args.epochs))
              + " | s / epoch |", "|---|---|---|---|" + "---|" * (args.epochs + 1)]
     for g in grid:
-        cfg = replace(base, **{k: v for k, v in g.items()}).resolved(d["X"].shape[1], 10)
+        cfg = replace(base, **g).resolved(d["X"].shape[1], 10)
         bcd = BCD(LiftedNetwork(cfg.sizes, cfg.activation, cfg.loss, seed=cfg.seed), cfg.trainer_settings())
         t0 = time.perf_counter()
         state = bcd.run(d["X"][fit], d["y"][fit], X_test=d["X"][val], y_test=d["y"][val], progress=False)

@@ -654,8 +654,7 @@ def _mm_rows_kernel(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: flo
     VX = lam * (V @ Xt)
     floor = float(VX.norm(dim=1).mean())
     Kd = (Xt * Dinv) @ Xa  # X_a^T D^{-1} X_a
-    uniform = bool((mu == mu[0]).all())
-    Kx = Kd * mu[0] if uniform else Xt @ Xa  # X_a^T X_a, for gradient norms between exact checks
+    Kx = None  # X_a^T X_a, for gradient norms between exact checks: formed only if a second step is taken
     Nm = c * Kd
     Nm.diagonal().add_(1.0)  # eigenvalues >= 1: well conditioned whatever X_a
     Ninv = torch.cholesky_inverse(torch.linalg.cholesky(Nm))
@@ -693,6 +692,8 @@ def _mm_rows_kernel(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: flo
             if it == max_iter:
                 break  # the exact check below recomputes U from Z
             U[idx] = Ub[idx] + A[idx] @ Kd
+            if Kx is None:
+                Kx = Kd * mu[0] if bool((mu == mu[0]).all()) else Xt @ Xa
             Qn = lam * (act.forward(U[idx]) - V[idx]) + A[idx]
             gnorm = ((Qn @ Kx) * Qn).sum(1).clamp_min(0.0).sqrt()
             approx = gnorm / scale[idx].clamp_min(max(floor, _TINY))
