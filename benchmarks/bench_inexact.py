@@ -11,10 +11,18 @@ first of ``--iters``) and of Adam on the same batches, per block (``x_last``, ``
 
 ``--x-iters 5,10`` adds runs whose FISTA X-updates are capped too (``BCDSettings.inexact_x_iters``).
 
+``--running`` adds a run with ``curvature="running"`` (one preconditioned W-step per block with a running curvature
+estimate, X-updates capped at 10 uncertified iterations) and makes ``--breakdown`` time that mode. ``--descent N``
+runs that mode for ``N`` batches and counts the W-steps that increased their block objective (each block's
+objective evaluated before and after its step; the running steps are not guaranteed to decrease it).
+``--data-dir DIR`` uses full MNIST instead of the shipped subset.
+
 Usage::
 
     python benchmarks/bench_inexact.py --threads 1 --epochs 3 --iters 1,3,5     # shipped 10k/2k subset
     python benchmarks/bench_inexact.py --threads 1 --epochs 0 --iters 1 --breakdown 40
+    python benchmarks/bench_inexact.py --threads 1 --epochs 0 --running --breakdown 100 --data-dir DIR
+    python benchmarks/bench_inexact.py --threads 1 --epochs 0 --descent 240 --data-dir DIR
 """
 
 from __future__ import annotations
@@ -73,9 +81,66 @@ def _breakdown(cfg: RunConfig, data, batches: int) -> str:
     rows.append(f"| **BCD step** | **{step * 1e3:.1f}** |")
     rows.append(f"| Adam step (same batches) | {t_adam * 1e3:.1f} |")
     rows.append(f"| ratio | {step / t_adam:.1f} |")
+    mode = ("curvature=running, inexact_x_iters=10" if rc.curvature == "running"
+            else f"inexact_iters={rc.inexact_iters}")
     head = (f"Per batch of {bs}, mean over {n} batches, {torch.get_num_threads()} torch thread(s), "
-            f"inexact_iters={rc.inexact_iters}:\n\n| part | ms / batch |\n|---|---|")
+            f"{mode}:\n\n| part | ms / batch |\n|---|---|")
     return head + "\n" + "\n".join(rows)
+
+
+def _descent(cfg: RunConfig, data, batches: int) -> str:
+    """Run ``batches`` batches of the running-curvature mode; count W-steps that raised their block objective."""
+    import fenchel_cvx.bcd as bcd_mod
+    arrays = data[1]
+    rc = cfg.resolved(arrays["X"].shape[1], int(arrays["y"].max()) + 1)
+    net = LiftedNetwork(rc.sizes, rc.activation, rc.loss, seed=rc.seed)
+    bcd = BCD(net, rc.trainer_settings())
+    changes: dict[str, list[float]] = defaultdict(list)
+
+    def penalty(W, b, kw):
+        val = kw["rho"] * float((W * W).sum())
+        if kw.get("gamma", 0.0) > 0:
+            val += kw["gamma"] * float(((W - kw["W0"]) ** 2).sum() + ((b - kw["b0"]) ** 2).sum())
+        return val
+
+    def hidden(X_in, X_next, U, W, b, **kw):
+        def f(W_, b_):
+            return kw["lam"] * float(kw["act"].B_sum(X_next, W_ @ X_in + b_[:, None])) + penalty(W_, b_, kw)
+        r = step_hidden(X_in, X_next, U, W, b, **kw)
+        before, after = f(W, b), f(r.W, r.b)
+        changes["w_hidden"].append((after - before) / max(abs(before), 1e-300))
+        return r
+
+    def last(X_in, Y, W, b, **kw):
+        def f(W_, b_):
+            return float(kw["loss"].value(Y, W_ @ X_in + b_[:, None])) + penalty(W_, b_, kw)
+        r = step_last(X_in, Y, W, b, **kw)
+        before, after = f(W, b), f(r.W, r.b)
+        changes["w_last"].append((after - before) / max(abs(before), 1e-300))
+        return r
+
+    step_hidden, step_last = bcd_mod.w_hidden_step, bcd_mod.w_last_step
+    bcd_mod.w_hidden_step, bcd_mod.w_last_step = hidden, last
+    try:
+        X0, Y, _ = bcd._prepare(arrays["X"], arrays["y"], "X", "y")
+        st = bcd.init_state()
+        gen, bs = torch.Generator().manual_seed(rc.seed), rc.batch_size
+        per_epoch = X0.shape[1] // bs
+        for k in range(batches):
+            if k % per_epoch == 0:
+                perm = torch.randperm(X0.shape[1], generator=gen)
+            idx = perm[(k % per_epoch) * bs:][:bs]
+            bcd.step(st, X0[:, idx], Y[:, idx])
+    finally:
+        bcd_mod.w_hidden_step, bcd_mod.w_last_step = step_hidden, step_last
+    lines = [(f"Running-curvature W-steps over {batches} batches of {bs} (refresh every {rc.curvature_every}, rank "
+              f"{rc.curvature_rank}): relative change of each block objective\n"),
+             "| block | steps | increased | largest change | median change |", "|---|---|---|---|---|"]
+    for name, ch in changes.items():
+        t = torch.tensor(ch)
+        lines.append(f"| {name} | {len(ch)} | {int((t > 0).sum())} | {float(t.max()):+.3g} | "
+                     f"{float(t.median()):+.3g} |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -88,19 +153,30 @@ def main(argv=None) -> int:
     p.add_argument("--breakdown", type=int, default=0, help="batches for the per-block time table (0: none)")
     p.add_argument("--x-iters", default="", help="also cap the FISTA X-updates (inexact_x_iters) at these values, "
                    "comma-separated, one run each with the first of --iters (default: X-updates solved to tol)")
+    p.add_argument("--running", action="store_true", help="add a curvature='running' run; --breakdown times it")
+    p.add_argument("--descent", type=int, default=0, help="batches of the running mode whose W-steps are checked "
+                   "for an increase of their block objective (0: none)")
+    p.add_argument("--data-dir", default=None, help="MNIST IDX folder (default: the shipped 10k/2k subset)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    base = RunConfig(dataset="mnist-small", loss="ce", batch_size=500, epochs=args.epochs, lam=0.1, rho=0.0,
-                     gamma=[1.0, 100.0], K=1, inexact=True, seed=args.seed)
+    base = RunConfig(dataset="mnist" if args.data_dir else "mnist-small", data_dir=args.data_dir, loss="ce",
+                     batch_size=500, epochs=args.epochs, lam=0.1, rho=0.0, gamma=[1.0, 100.0], K=1, inexact=True,
+                     seed=args.seed)
+    running = replace(base, curvature="running", inexact_x_iters=10)
     data = load_data(base)
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_inexact_"))
     runs = {f"fenchel mm x{k}": replace(base, inexact_iters=int(k)) for k in args.iters.split(",")}
     for x in filter(None, args.x_iters.split(",")):
         runs[f"fenchel mm x{args.iters.split(',')[0]}, X capped at {x}"] = replace(
             base, inexact_iters=int(args.iters.split(",")[0]), inexact_x_iters=int(x))
+    if args.running:
+        runs["fenchel running, X capped at 10"] = running
     runs["adam"] = replace(base, method="adam", inexact=None)
     if args.breakdown:
-        print(_breakdown(replace(base, inexact_iters=int(args.iters.split(",")[0])), data, args.breakdown))
+        print(_breakdown(running if args.running else replace(base, inexact_iters=int(args.iters.split(",")[0])),
+                         data, args.breakdown))
+    if args.descent:
+        print(_descent(running, data, args.descent))
     if args.epochs < 1:
         return 0
     curves = {}
@@ -117,7 +193,7 @@ def main(argv=None) -> int:
         t = sum(x for x, _ in c) / len(c)
         lines.append(f"| {name} | {t:.2f} | {t / adam:.1f} | " + " | ".join(f"{a:.4f}" for _, a in c) + " |")
     lines.append(f"\nMachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
-                 f"threads, torch {torch.__version__}, float64, mnist-small (10k train / 2k test).")
+                 f"threads, torch {torch.__version__}, float64, {base.dataset}.")
     print("\n".join(lines))
     return 0
 

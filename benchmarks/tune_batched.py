@@ -2,9 +2,10 @@
 
 The test set is never looked at: the training set is split (seeded) into ``--n-val`` validation images and the
 rest, every configuration trains on the rest for ``--epochs`` epochs (Algorithm 2, batch 500, K from the
-configuration, inexact MM W-updates) and the table lists the validation accuracy after each epoch. This is how the
-``fenchel-tuned`` run of ``bench_training.py`` was chosen (gamma_L = 10 instead of Appendix C's 100, three MM
-steps per W-update instead of one).
+configuration, inexact W-updates: MM steps, or with ``"curvature": "running"`` one preconditioned step) and the
+table lists the validation accuracy after each epoch. This is how the ``fenchel-tuned`` run of
+``bench_training.py`` was chosen (gamma_L = 10 instead of Appendix C's 100, three MM steps per W-update instead of
+one), and ``fenchel-fast-tuned``'s settings for the running-curvature mode.
 
 Usage::
 
@@ -36,7 +37,12 @@ DEFAULT_GRID = [
     {"lam": 0.1, "gamma": [1.0, 10.0], "inexact_iters": 3},
     {"lam": 0.1, "gamma": [1.0, 10.0], "inexact_iters": 5},
 ]
-_KEYS = ("lam", "rho", "gamma", "inexact_iters", "K")
+_KEYS = ("lam", "rho", "gamma", "inexact_iters", "K", "inexact_x_iters", "curvature", "curvature_every",
+         "curvature_rank")
+
+
+def _running(cfg: RunConfig) -> str:
+    return f" ({cfg.curvature_every}, {cfg.curvature_rank})" if cfg.curvature == "running" else ""
 
 
 def main(argv=None) -> int:
@@ -67,8 +73,10 @@ def main(argv=None) -> int:
     perm = np.random.default_rng(args.split_seed).permutation(m)
     fit, val = perm[args.n_val:], perm[:args.n_val]
     print(f"{m - args.n_val} training / {args.n_val} validation images, {args.epochs} epochs", flush=True)
-    lines = ["| lam | gamma | MM steps | K | " + " | ".join(f"val ep {e + 1}" for e in range(args.epochs))
-             + " | s / epoch |", "|---|---|---|---|" + "---|" * (args.epochs + 1)]
+    lines = ["| lam | gamma | MM steps | K | curvature | X iters | " + " | ".join(f"val ep {e + 1}" for e in
+                                                                             range(args.epochs))
+             + " | s / epoch |", "|---|---|---|---|---|---|" + "---|" * (args.epochs + 1)]
+    lines[0] = lines[0].replace("curvature |", "curvature (every, rank) |")
     for g in grid:
         cfg = replace(base, **g).resolved(d["X"].shape[1], 10)
         bcd = BCD(LiftedNetwork(cfg.sizes, cfg.activation, cfg.loss, seed=cfg.seed), cfg.trainer_settings())
@@ -76,7 +84,9 @@ def main(argv=None) -> int:
         state = bcd.run(d["X"][fit], d["y"][fit], X_test=d["X"][val], y_test=d["y"][val], progress=False)
         accs = [r["test_acc"] for r in state.history]
         per_epoch = state.elapsed / max(state.epoch, 1)
-        lines.append(f"| {cfg.lam[0]:g} | {', '.join(f'{x:g}' for x in cfg.gamma)} | {cfg.inexact_iters} | {cfg.K} | "
+        steps = cfg.inexact_iters if cfg.curvature == "batch" else 1
+        lines.append(f"| {cfg.lam[0]:g} | {', '.join(f'{x:g}' for x in cfg.gamma)} | {steps} | {cfg.K} | "
+                     f"{cfg.curvature}{_running(cfg)} | {cfg.inexact_x_iters or 'to tol'} | "
                      + " | ".join(f"{a:.4f}" for a in accs) + f" | {per_epoch:.1f} |")
         print(lines[-1], f"(wall {time.perf_counter() - t0:.0f} s)", flush=True)
     print(f"\nMachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "

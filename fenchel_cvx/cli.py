@@ -137,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 1)")
     g.add_argument("--inexact-x-iters", type=_positive_int, metavar="N", help="with --inexact, also cap the "
                    "FISTA X-updates at N iterations (default: solved to --tol)")
+    g.add_argument("--curvature", choices=("batch", "running"), help="with --inexact, the curvature of the W-steps: "
+                   "'batch' (default), the batch's own majorization bound, monotone and certified; 'running', one "
+                   "step per block with a running estimate of it, about a backprop step's cost, uncertified (pair it "
+                   "with --inexact-x-iters)")
+    g.add_argument("--curvature-every", type=_positive_int, metavar="N", help="batches between refreshes of the "
+                   "running curvature (default: 100)")
+    g.add_argument("--curvature-rank", type=_positive_int, metavar="K", help="eigenpairs kept of each running "
+                   "curvature (default: 64)")
     g.add_argument("--tol", type=float, help="subproblem solver tolerance (default: 1e-6)")
     g.add_argument("--lr", type=float, help="learning rate of adam/sgd (default: Appendix C, adam 1e-3, sgd "
                    "1e-2, on the mean loss of a batch)")
@@ -175,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 _TRAIN_KEYS = {"method": "method", "dataset": "dataset", "data_dir": "data_dir", "arch": "sizes", "loss": "loss",
                "activation": "activation", "batch_size": "batch_size", "epochs": "epochs", "lam": "lam",
                "rho": "rho", "gamma": "gamma", "K": "K", "inexact": "inexact", "inexact_iters": "inexact_iters",
-               "inexact_x_iters": "inexact_x_iters", "tol": "tol", "lr": "lr", "device": "device", "dtype": "dtype", "seed": "seed",
+               "inexact_x_iters": "inexact_x_iters", "curvature": "curvature", "curvature_every": "curvature_every",
+               "curvature_rank": "curvature_rank", "tol": "tol", "lr": "lr", "device": "device", "dtype": "dtype", "seed": "seed",
                "eval_every": "eval_every", "n_train": "n_train", "n_test": "n_test"}
 
 

@@ -133,14 +133,17 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
     ax.set_xlabel(_NAMES.get(x, x))
     ax.set_ylabel(_NAMES.get(metric, metric))
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right" if "acc" in metric else "upper right", fontsize="small")
+    if max(len(str(k)) for k in runs) > 40:  # labels that name settings: below the axes, not over the curves
+        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.2), fontsize="small", frameon=False)
+    else:
+        ax.legend(loc="lower right" if "acc" in metric else "upper right", fontsize="small")
     if title:
         ax.set_title(title)
     fig.tight_layout()
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        fig.savefig(path, bbox_inches="tight")
     return fig
 
 

@@ -94,6 +94,14 @@ class RunConfig:
     inexact_x_iters : int or None
         In inexact mode, also cap the FISTA X-updates at this many warm-started iterations (``None``: solved
         to ``tol``); see :class:`~fenchel_cvx.bcd.BCDSettings`.
+    curvature : {"batch", "running"}
+        Curvature of the inexact W-steps: the batch's own MM bound (certified, monotone) or a running estimate
+        (one preconditioned step per block, about a backprop step's cost); see
+        :class:`~fenchel_cvx.bcd.BCDSettings`.
+    curvature_every : int
+        Batches between refreshes of the running curvature.
+    curvature_rank : int or None
+        Eigenpairs kept of each running curvature (``None``: exact inverse).
     tol : float
         Subproblem solver tolerance.
     lr : float or None
@@ -123,6 +131,9 @@ class RunConfig:
     inexact: bool | None = None
     inexact_iters: int = 1
     inexact_x_iters: int | None = None
+    curvature: str = "batch"
+    curvature_every: int = 100
+    curvature_rank: int | None = 64
     tol: float = 1e-6
     lr: float | None = None
     device: str = "cpu"
@@ -198,7 +209,8 @@ class RunConfig:
             return BCDSettings(lam=self.lam, rho=self.rho, gamma=self.gamma, batch_size=self.batch_size, K=self.K,
                                epochs=self.epochs, tol=self.tol, inexact=self.inexact,
                                inexact_iters=self.inexact_iters, inexact_x_iters=self.inexact_x_iters,
-                               device=self.device, dtype=self.dtype,
+                               curvature=self.curvature, curvature_every=self.curvature_every,
+                               curvature_rank=self.curvature_rank, device=self.device, dtype=self.dtype,
                                seed=self.seed, eval_every=self.eval_every)
         return BackpropSettings(optimizer=self.method, lr=self.lr, rho=self.rho, batch_size=self.batch_size,
                                 epochs=self.epochs, device=self.device, dtype=self.dtype, seed=self.seed,
@@ -329,7 +341,8 @@ def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> 
         rows = read_metrics(d)
         method = next((r["method"] for r in rows if r.get("method")), d.name)
         try:
-            saved = json.loads((d / CONFIG).read_text())["config"]
+            # options a run's config predates (written by an older version) took their default value
+            saved = {**RunConfig().to_dict(), **json.loads((d / CONFIG).read_text())["config"]}
         except (OSError, ValueError, KeyError, TypeError):
             saved = {}
         if method == "fenchel" and saved.get("inexact"):

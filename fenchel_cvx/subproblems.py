@@ -66,7 +66,8 @@ class SubproblemResult:
         The full objective at the returned point, constants included (a penalty term is exactly
         ``lam * sum B(...) >= 0``).
     status : str
-        ``"optimal"``, ``"optimal_inaccurate"`` (CVXPY) or ``"max_iter"`` (torch, not converged).
+        ``"optimal"``, ``"optimal_inaccurate"`` (CVXPY), ``"max_iter"`` or ``"stalled"`` (torch, not converged), or
+        ``"unchecked"`` (torch, a capped update run without a certificate: ``value`` and ``residual`` NaN).
     solver : str
         ``"OSQP"``, ``"CLARABEL"``, ... for CVXPY; the algorithm's name for torch (``"fista"``, ``"ssn"``, ...).
     solve_time : float

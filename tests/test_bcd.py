@@ -232,6 +232,68 @@ def test_inexact_mode_never_increases_J(act, loss, gamma):
     assert J[-1] < 0.9 * J[0]
 
 
+def test_running_curvature_mode_learns_like_the_mm_mode():
+    """``curvature="running"``: one preconditioned step per W-block with a running curvature and uncertified capped
+    X-updates. On the teacher problem of ``test_batched_bcd_learns_teacher_labels`` it must learn about as well as
+    the per-batch MM steps (when written: 0.90 vs 0.89 train accuracy after 4 epochs), and report no certificates."""
+    from fenchel_cvx.data import teacher
+    t = teacher(10, 3, 600, hidden=12, seed=7)
+    y = ((t.Y - t.Y.mean(0)) / t.Y.std(0)).argmax(1)
+    net = LiftedNetwork([10, 32, 3], "relu", "ce", seed=0)
+    base = {"batch_size": 100, "lam": 0.5, "rho": 0.0, "gamma": [1.0, 10.0], "epochs": 4, "seed": 0,
+            "inexact": True, "inexact_x_iters": 10}
+    mm = BCD(net, BCDSettings(**base)).run(t.X, y, progress=False)
+    fast = BCD(net, BCDSettings(**base, curvature="running", curvature_every=3, curvature_rank=4)).run(
+        t.X, y, progress=False)
+    acc_mm, acc_fast = mm.history[-1]["train_acc"], fast.history[-1]["train_acc"]
+    assert acc_fast >= 0.75 and acc_fast >= acc_mm - 0.05, (acc_fast, acc_mm)
+    assert fast.history[-1]["penalty"] < fast.history[0]["penalty"]
+    assert all(math.isnan(r["max_residual"]) for r in fast.history)
+    assert {b["status"] for b in fast.last["blocks"]} == {"unchecked"}
+    assert [c.calls for c in fast.curvature] == [24, 24] and [c.refreshes for c in fast.curvature] == [8, 8]
+
+
+def test_running_curvature_in_a_deep_net_reuses_only_valid_products():
+    """Two hidden layers, K = 2: the W_0 step may reuse W_0 X_0 + b_0 only while W_0 is unchanged (first sweep).
+    Check one step against the same step computed by hand from the public functions."""
+    from fenchel_cvx.torch import x_hidden, x_last
+    from fenchel_cvx.torch.preconditioned import hidden_curvature, last_curvature, w_hidden_step, w_last_step
+    net = LiftedNetwork([6, 5, 4, 3], "relu", "ce", seed=2)
+    X, y = _data(m=20)
+    s = BCDSettings(batch_size=20, lam=[0.5, 0.8], rho=0.0, gamma=[1.0, 2.0, 5.0], K=2, inexact=True,
+                    inexact_x_iters=3, curvature="running", curvature_rank=None)
+    bcd = BCD(net, s)
+    st = bcd.init_state()
+    X0, Y, _ = bcd._prepare(X, y, "X", "y")
+    W, b = [w.clone() for w in st.W], [v.clone() for v in st.b]
+    bcd.step(st, X0, Y)
+    W0, b0 = [w.clone() for w in W], [v.clone() for v in b]
+    acts = [a for a in net.acts]
+    curv = [hidden_curvature(6, act="relu", lam=0.5, rho=0.0, gamma=1.0, rank=None),
+            hidden_curvature(5, act="relu", lam=0.8, rho=0.0, gamma=2.0, rank=None),
+            last_curvature(4, loss="ce", rho=0.0, gamma=5.0, rank=None)]
+    Xs = feed_forward(W, b, acts, X0)[:-1]
+    for k in range(2):
+        U1 = W[1] @ Xs[1] + b[1][:, None]
+        Xs[2] = x_last(W[2], b[2], Y, U1, loss="ce", act_prev="relu", lam_prev=0.8, Z0=Xs[2], max_iter=3,
+                       warn=False, certify=False).Z
+        U0 = W[0] @ X0 + b[0][:, None]
+        Xs[1] = x_hidden(W[1], b[1], Xs[2], U0, act="relu", act_prev="relu", lam=0.8, lam_prev=0.5, Z0=Xs[1],
+                         max_iter=3, warn=False, certify=False).Z
+        if k == 0:
+            for l in range(3):
+                curv[l].observe(Xs[l])
+        r = w_last_step(Xs[2], Y, W[2], b[2], loss="ce", rho=0.0, gamma=5.0, W0=W0[2], b0=b0[2], curvature=curv[2])
+        W[2], b[2] = r.W, r.b
+        for l, lam, g in ((1, 0.8, 2.0), (0, 0.5, 1.0)):
+            U = W[l] @ Xs[l] + b[l][:, None]
+            r = w_hidden_step(Xs[l], Xs[l + 1], U, W[l], b[l], act="relu", lam=lam, rho=0.0, gamma=g, W0=W0[l],
+                              b0=b0[l], curvature=curv[l])
+            W[l], b[l] = r.W, r.b
+    for a, e in zip(st.W + st.b, W + b):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+
+
 # -- prediction -------------------------------------------------------------------------------------------------------
 def test_argmin_prediction_is_feedforward_for_mse():
     net = LiftedNetwork([6, 5, 4, 3], "relu", "mse", seed=0)
@@ -284,7 +346,9 @@ def test_argmin_prediction_ce_two_hidden_layers_runs_local_sweeps():
     ({"backend": "jax"}, FenchelError), ({"prediction": "vote"}, FenchelError), ({"dtype": "float16"}, FenchelError),
     ({"backend": "cvx", "inexact": True}, FenchelError), ({"inexact_iters": 0}, ValueRangeError),
     ({"inexact_x_iters": 0}, ValueRangeError), ({"inexact_x_iters": 2.5}, ValueRangeError),
-    ({"device": "quantum"}, FenchelError),
+    ({"device": "quantum"}, FenchelError), ({"curvature": "exact"}, FenchelError),
+    ({"curvature": "running"}, FenchelError), ({"curvature_every": 0, "inexact": True}, ValueRangeError),
+    ({"curvature_rank": 0, "inexact": True}, ValueRangeError),
 ])
 def test_bad_settings_raise_typed_errors(kw, err):
     net = LiftedNetwork([4, 3, 3, 2], "relu", "mse", seed=0)

@@ -97,6 +97,28 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path):
     _assert_same_run(full, st)
 
 
+def test_resume_with_running_curvature_is_bitwise_identical(tmp_path):
+    """The running curvature estimates (their mean, counters and factors) travel in the checkpoint."""
+    kw = {"eval_every": 1, "inexact": True, "inexact_x_iters": 4, "curvature": "running", "curvature_every": 3,
+          "curvature_rank": 2}
+    net, X, y = _problem()
+    full = BCD(net, _settings(**kw)).run(X, y, progress=False)
+    path = tmp_path / "ckpt.pt"
+    bcd = BCD(net, _settings(**kw))
+
+    def save_then_die(state, row):
+        _save(path, bcd, state)
+        if state.step == 8:  # mid-epoch, and between two refreshes (every 3 batches)
+            raise Killed
+
+    with pytest.raises(Killed):
+        bcd.run(X, y, callback=save_then_die, progress=False)
+    bcd2, st = _resume(path, net, _settings(**kw))
+    assert st.curvature is not None and [c.calls for c in st.curvature] == [8, 8, 8]
+    st = bcd2.run(X, y, state=st, progress=False)
+    _assert_same_run(full, st)
+
+
 def test_resume_algorithm1_keeps_the_X_variables(tmp_path):
     net, X, y = _problem(m=20)
     s = {"batch_size": None, "gamma": 0.0, "rho": 0.1}

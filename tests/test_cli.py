@@ -190,6 +190,21 @@ def test_runs_that_share_a_method_are_labelled_by_the_settings_they_differ_in(tm
     assert len(twice) == 2 and all("runs/a" in lb for lb in twice), twice
 
 
+def test_running_curvature_from_the_command_line(tmp_path, capsys):
+    rc, out = _train(tmp_path, "fast", "--epochs", "1", "--compare", "none", "--curvature", "running",
+                     "--curvature-every", "2", "--curvature-rank", "5", "--inexact-x-iters", "5")
+    assert rc == 0
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert (cfg["curvature"], cfg["curvature_every"], cfg["curvature_rank"], cfg["inexact_x_iters"]) == \
+        ("running", 2, 5, 5)
+    ck = load_checkpoint(out / "checkpoint.pt")
+    assert [c["calls"] for c in ck["state"]["curvature"]] == [2, 2]  # 120 samples in batches of 60, one epoch
+    rows = runs.read_metrics(out)
+    assert math.isfinite(float(rows[-1]["J"])) and math.isnan(float(rows[-1]["max_residual"]))
+    rc = cli.main(["train", *TINY, "--curvature", "running", "--exact", "--out", str(tmp_path / "bad")])
+    assert rc == 2 and "curvature" in capsys.readouterr().err
+
+
 def test_missing_data_gives_a_clear_message(tmp_path, capsys):
     rc = cli.main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"), "--no-progress",
                    "--out", str(tmp_path / "r1")])

@@ -4,7 +4,9 @@ Same names and arguments as :mod:`fenchel_cvx.cvx` (the CVXPY reference), plus `
 starts (``Z0`` for the X-updates, ``W_init`` / ``b_init`` for the W-updates). Tensors in, tensors out: device and
 dtype (float32 or float64) follow the inputs. Every result carries an optimality ``residual`` (per column for
 the X-updates, per row for ``w_hidden``), its maximum, the iteration count and ``converged``; stopping at
-``max_iter`` above ``tol`` warns :class:`~fenchel_cvx.errors.NotConvergedWarning`.
+``max_iter`` above ``tol`` warns :class:`~fenchel_cvx.errors.NotConvergedWarning`. (Two deliberate exceptions
+for inexact BCD: the X-updates' ``certify=False``, and the one-step W-updates of
+:mod:`~fenchel_cvx.torch.preconditioned`, return ``status="unchecked"`` with NaN residuals.)
 
 Layout convention: paper layout inside, ``(features, samples)``: one column per data point.
 """

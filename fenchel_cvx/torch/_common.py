@@ -115,17 +115,25 @@ def sup_dphi(act: Activation) -> float:
                        "fenchel_cvx.cvx for other activations")
 
 
+_SMALL_SIDE = 32
+
+
 def spectral_norm_sq(W: torch.Tensor, iters: int = 60, safety: float = 1.01) -> float:
     r"""An upper estimate of ``||W||_2^2`` by power iteration on ``W^T W`` (float64, on ``W``'s device).
 
     The Rayleigh quotient after ``k`` steps is below ``||W||_2^2`` by a relative error of at most about
     ``1/(2 e k)`` for a generic start (0.3% at ``k = 60``), which ``safety`` covers. The solvers that use this
     as a Lipschitz constant stop on a certificate, so a rare underestimate costs iterations, never accuracy.
-    A dense eigen-decomposition would be exact but is far slower on busy CPUs and needs a device sync anyway.
+    A dense eigen-decomposition of ``W^T W`` would be exact but is far slower on busy CPUs; when ``W`` has at
+    most ``_SMALL_SIDE`` rows or columns the eigenvalues of the small Gram matrix are used instead (exact, and
+    cheaper than the power iteration: the output layer's ``W_L`` has one row per class).
     """
     Wd = W.detach().to(torch.float64)
     if Wd.numel() == 0 or not bool(Wd.any()):
         return 0.0
+    if min(Wd.shape) <= _SMALL_SIDE:
+        gram = Wd @ Wd.T if Wd.shape[0] <= Wd.shape[1] else Wd.T @ Wd
+        return float(torch.linalg.eigvalsh(gram)[-1]) * safety
     gen = torch.Generator(device="cpu").manual_seed(12345)
     x = torch.randn(Wd.shape[1], 1, generator=gen, dtype=torch.float64).to(Wd.device)
     x = x / x.norm()
@@ -149,12 +157,17 @@ def tiny(dtype: torch.dtype) -> float:
 
 def finish(subproblem: str, *, value: float, solver: str, t0: float, t1: float, Z: torch.Tensor,
            residual: torch.Tensor, iterations: int, tol: float, max_iter: int, info: dict,
-           stalled: bool = False, warn: bool = True) -> SubproblemResult:
+           stalled: bool = False, warn: bool = True, certified: bool = True) -> SubproblemResult:
     """Build the :class:`SubproblemResult`; warn :class:`NotConvergedWarning` when ``max(residual) > tol``.
 
     ``status`` is ``"optimal"`` when converged, else ``"stalled"`` when the solver stopped early because the
-    residual stopped decreasing (the dtype's round-off floor lies above ``tol``) or ``"max_iter"``.
+    residual stopped decreasing (the dtype's round-off floor lies above ``tol``) or ``"max_iter"``;
+    ``"unchecked"`` (no warning, ``value`` and ``residual`` NaN) when the caller asked for no certificate.
     """
+    if not certified:
+        return SubproblemResult(subproblem=subproblem, value=math.nan, status="unchecked", solver=solver,
+                                solve_time=t1 - t0, Z=Z, residual=residual, max_residual=math.nan,
+                                iterations=iterations, converged=False, info=info)
     if not math.isfinite(value):
         raise FenchelError(f"{subproblem}: the objective at the returned point is {value}; the inputs are probably "
                            "too large for the dtype (try float64)")

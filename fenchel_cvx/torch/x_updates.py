@@ -219,13 +219,20 @@ class _PrevTerm:
     def __init__(self, act: Activation, c: float, U: torch.Tensor, FU_abs: torch.Tensor | None = None):
         self.act, self.c, self.U = act, c, U
         self.mu = c / sup_dphi(act)
-        self.FU_abs = _sum_abs_F_conj(act, U) if FU_abs is None else FU_abs
+        self._FU_abs = FU_abs
+
+    @property
+    def FU_abs(self) -> torch.Tensor:
+        # only certificates need it: computed on first use
+        if self._FU_abs is None:
+            self._FU_abs = _sum_abs_F_conj(self.act, self.U)
+        return self._FU_abs
 
     def take(self, keep: Any) -> _PrevTerm:
-        return _PrevTerm(self.act, self.c, self.U[:, keep], self.FU_abs[keep])
+        return _PrevTerm(self.act, self.c, self.U[:, keep], None if self._FU_abs is None else self._FU_abs[keep])
 
     def to(self, dtype: torch.dtype) -> _PrevTerm:
-        return _PrevTerm(self.act, self.c, self.U.to(dtype), self.FU_abs.to(dtype))
+        return _PrevTerm(self.act, self.c, self.U.to(dtype), None if self._FU_abs is None else self._FU_abs.to(dtype))
 
     def prox(self, Yv: torch.Tensor, G: torch.Tensor, step: float, a: float, Zg: torch.Tensor) -> torch.Tensor:
         """``argmin_z c B(z, u) + (L/2)||z - R||^2`` at ``R = Yv - step G``, ``a = L/c``; guess ``Zg``."""
@@ -240,6 +247,10 @@ class _PrevTerm:
 
     def value(self, Z: torch.Tensor) -> torch.Tensor:
         return self.c * _B(self.act, Z, self.U).sum(0)
+
+    def partial_value(self, Z: torch.Tensor) -> torch.Tensor:
+        """``value(Z)`` less ``c F*(u)`` (the same for every ``Z``): enough to compare two points, one pass cheaper."""
+        return self.c * (_sum_F(self.act, Z) - (self.U * Z).sum(0))
 
     def cert(self, Z: torch.Tensor, G: torch.Tensor, gscale: float) -> torch.Tensor:
         """``c B(z, u - gscale G / c)``, ``gscale G = W^T grad ell``: the second term of the gap."""
@@ -302,7 +313,7 @@ def _bounded_prox(act: Activation, r: torch.Tensor, a: float, Zg: torch.Tensor) 
 
 # -- accelerated forward-backward over all columns -----------------------------------------------------------------
 def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None, Z0: torch.Tensor, tol: float,
-           max_iter: int, L: float) -> dict:
+           max_iter: int, L: float, certify: bool = True) -> dict:
     """Accelerated prox-gradient, all columns at once; a column leaves the batch once its gap is below tol.
 
     Momentum is the strongly convex constant ``(1 - sqrt(q)) / (1 + sqrt(q))``, ``q = mu / (L + mu)``, with
@@ -313,6 +324,10 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
     Accelerated iterates need not decrease the objective, so a column stopped by ``max_iter`` (not by ``tol``)
     keeps its start ``Z0`` -- with the certificate computed there -- if that is the lower of the two: a capped
     solve (inexact BCD) never increases its block objective.
+
+    ``certify=False`` takes exactly ``max_iter`` steps with no certificate (``residual`` and ``gap`` are NaN) and
+    keeps, per column, the lower objective of ``Z0`` and the last iterate (compared without the ``F*_prev(u)``
+    term they share, so without a pass of ``B``): the same steps, still never worse than the start.
     """
     m = Z0.shape[1]
     a, step = L / prev.c, smooth.gscale / L
@@ -326,17 +341,20 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
     Z_out, res_out, gap_out = Z0.clone(), Z0.new_full((m,), float("inf")), Z0.new_full((m,), float("inf"))
     idx = torch.arange(m, device=Z0.device)
     Z, T = Z0, affine(Z0)
+    T0 = T
     dZ, dT = Z, T  # placeholders: the first step has no momentum
     beta = Z0.new_zeros(m)
     history, k, next_check = [], 0, 0
     best, stalled = (0, math.inf), False  # (iteration, worst residual) of the last halving of the worst residual
     for k in range(max_iter + 1):
+        if not certify and k == max_iter:
+            return _unchecked_end(smooth, prev, Z0, T0, Z, T, k, L)
         if k == 0:
             Yv, Ty = Z, T
         else:
             Yv, Ty = torch.addcmul(Z, beta, dZ), torch.addcmul(T, beta, dT)
         G = Wt @ smooth.grad_part(Ty)
-        if k == next_check or k == max_iter:
+        if certify and (k == next_check or k == max_iter):
             gap, res = _certificate(smooth, prev, Z, T, Ty, G)
             if k == 0:
                 start = (Z0, T, gap, res)
@@ -368,6 +386,16 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
         Z, T = Znew, Tnew
     return {"Z": Z_out, "residual": res_out, "gap": gap_out, "iterations": k, "lipschitz": L, "mu": prev.mu,
             "history": history, "stalled": stalled}
+
+
+def _unchecked_end(smooth: Any, prev: _PrevTerm, Z0: torch.Tensor, T0: torch.Tensor, Z: torch.Tensor,
+                   T: torch.Tensor, k: int, L: float) -> dict:
+    """End of an uncertified capped run: per column, the lower objective of the start ``Z0`` and ``Z``."""
+    back = smooth.value(T0) + prev.partial_value(Z0) < smooth.value(T) + prev.partial_value(Z)
+    Z = torch.where(back, Z0, Z) if bool(back.any()) else Z
+    nan = Z.new_full((Z.shape[1],), math.nan)
+    return {"Z": Z, "residual": nan, "gap": nan.clone(), "iterations": k, "lipschitz": L, "mu": prev.mu,
+            "history": [], "stalled": False}
 
 
 def _no_worse_than_start(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor, gap: torch.Tensor,
@@ -482,7 +510,7 @@ def _value(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
 
 # -- column blocks -------------------------------------------------------------------------------------------------
 def _in_blocks(engine: Any, smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None,
-               Z0: torch.Tensor, tol: float, max_iter: int) -> dict:
+               Z0: torch.Tensor, tol: float, max_iter: int, certify: bool = True) -> dict:
     """Run ``engine`` on blocks of columns and glue the answers (the problem separates over columns).
 
     On CPU a block keeps each ``(p, block)`` array near ``_CPU_BLOCK`` entries so the dozen arrays of an
@@ -498,8 +526,12 @@ def _in_blocks(engine: Any, smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: to
     for start in range(0, m, size):
         cols = slice(start, min(m, start + size))
         sm, pv = smooth.take(cols), prev.take(cols)
-        o = engine(sm, pv, W, b, Z0[:, cols], tol, max_iter, L)
-        value += _value(sm, pv, W, b, o["Z"])  # while the block is in cache
+        if certify:
+            o = engine(sm, pv, W, b, Z0[:, cols], tol, max_iter, L)
+            value += _value(sm, pv, W, b, o["Z"])  # while the block is in cache
+        else:
+            o = engine(sm, pv, W, b, Z0[:, cols], tol, max_iter, L, certify=False)
+            value = math.nan
         outs.append(o)
     if len(outs) == 1:
         out = outs[0]
@@ -544,10 +576,17 @@ def _check_common(W: torch.Tensor, b: Any, U_prev: Any, act_prev: Any, lam_prev:
     return bcol, act_prev, c, tol, max_iter, Z0
 
 
+def _check_certify(certify: Any) -> bool:
+    if not isinstance(certify, bool):
+        raise ValueRangeError(f"certify: expected True or False, got {certify!r}")
+    return certify
+
+
 @torch.no_grad()
 def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_prev: torch.Tensor, *,
              act: str | Activation, act_prev: str | Activation, lam: float, lam_prev: float, tol: float = 1e-6,
-             max_iter: int = 5000, Z0: torch.Tensor | None = None, warn: bool = True) -> SubproblemResult:
+             max_iter: int = 5000, Z0: torch.Tensor | None = None, warn: bool = True,
+             certify: bool = True) -> SubproblemResult:
     r"""Eq. (14): minimize over Z  lam B_act(X_next, W Z + b) + lam_prev B_act_prev(Z, U_prev),  Z in dom(act_prev).
 
     Updates a hidden X-variable ``X_l``: ``W = W_l``, ``b = b_l``, ``X_next = X_{l+1}``, ``U_prev = W_{l-1}
@@ -586,6 +625,10 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
         feed-forward value). Columns it already solves to ``tol`` cost no iteration.
     warn : bool
         Warn :class:`NotConvergedWarning` (naming the subproblem and the residual) when stopping above ``tol``.
+    certify : bool
+        ``False``: take exactly ``max_iter`` FISTA steps and compute no certificate (inexact BCD, where the
+        certificate would cost as much as the steps): ``residual`` is NaN, ``value`` NaN, ``status``
+        ``"unchecked"``, no warning; each column still returns the lower-objective of ``Z0`` and its last iterate.
 
     Returns
     -------
@@ -619,18 +662,19 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
     sup_dphi(act)
     lam = check_scalar(lam, "lam", positive=True)
     act.check_domain(X_next, "X_next")
+    certify = _check_certify(certify)
     smooth, prev = _ActTerm(act, lam, X_next), _PrevTerm(act_prev, c, U_prev)
-    out = _in_blocks(_fista, smooth, prev, W, bcol, Z0, tol, max_iter)
+    out = _in_blocks(_fista, smooth, prev, W, bcol, Z0, tol, max_iter, certify)
     info = {k: out[k] for k in ("gap", "lipschitz", "mu", "history", "blocks")}
     return finish("x_hidden", value=out["value"], solver="fista", t0=t0, t1=time.perf_counter(), Z=out["Z"],
                   residual=out["residual"], iterations=out["iterations"], tol=tol, max_iter=max_iter, info=info,
-                  stalled=out["stalled"], warn=warn)
+                  stalled=out["stalled"], warn=warn, certified=certify)
 
 
 @torch.no_grad()
 def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: torch.Tensor, *, loss: str | Loss,
            act_prev: str | Activation, lam_prev: float, tol: float = 1e-6, max_iter: int | None = None,
-           Z0: torch.Tensor | None = None, warn: bool = True) -> SubproblemResult:
+           Z0: torch.Tensor | None = None, warn: bool = True, certify: bool = True) -> SubproblemResult:
     r"""Eqs. (15)-(16): minimize over Z  loss(Y, W Z + b) + lam_prev B_act_prev(Z, U_prev),  Z in dom(act_prev).
 
     Updates the last hidden X-variable ``X_L``: ``W = W_L``, ``b = b_L``, ``U_prev = W_{L-1} X_{L-1} +
@@ -669,6 +713,9 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
         ``alpha = 2 (Y - W Z0 - b)``.
     warn : bool
         Warn :class:`NotConvergedWarning` when stopping above ``tol``.
+    certify : bool
+        ``False`` (cross-entropy only; MSE's dual Newton gets its certificate for free and ignores it): as in
+        :func:`x_hidden`, exactly ``max_iter`` FISTA steps with no certificate.
 
     Returns
     -------
@@ -701,6 +748,7 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
         max_iter = 100 if isinstance(loss, MSELoss) else 5000
     bcol, act_prev, c, tol, max_iter, Z0 = _check_common(W, b, U_prev, act_prev, lam_prev, tol, max_iter, Z0, warn,
                                                          T_Y.shape[1])
+    certify = _check_certify(certify) or isinstance(loss, MSELoss)
     prev = _PrevTerm(act_prev, c, U_prev)
     if isinstance(loss, MSELoss):
         smooth, solver = _MSETerm(T_Y), "dual_newton"
@@ -708,8 +756,8 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
                          max_iter)
     else:
         smooth, solver = _CETerm(T_Y), "fista"
-        out = _in_blocks(_fista, smooth, prev, W, bcol, Z0, tol, max_iter)
+        out = _in_blocks(_fista, smooth, prev, W, bcol, Z0, tol, max_iter, certify)
     info = {k: out[k] for k in ("gap", "history", "blocks") + (("lipschitz", "mu") if solver == "fista" else ())}
     return finish("x_last", value=out["value"], solver=solver, t0=t0, t1=time.perf_counter(), Z=out["Z"],
                   residual=out["residual"], iterations=out["iterations"], tol=tol, max_iter=max_iter, info=info,
-                  stalled=out["stalled"], warn=warn)
+                  stalled=out["stalled"], warn=warn, certified=certify)

@@ -1,0 +1,237 @@
+"""Preconditioned W-steps with a running curvature (inexact BCD's fast mode), paired with the MM steps, the
+closed form and the CVXPY reference; plus the uncertified capped X-updates they run with.
+
+Runtime: a few seconds on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from fenchel_cvx import cvx
+from fenchel_cvx import torch as tf
+from fenchel_cvx.errors import CheckpointError, DomainError, ShapeError, ValueRangeError
+from fenchel_cvx.torch.preconditioned import (
+    RunningCurvature,
+    hidden_curvature,
+    last_curvature,
+    w_hidden_step,
+    w_last_step,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+F64 = torch.float64
+
+
+def _hidden(p_in=7, r=5, m=40, seed=0, act="relu"):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(p_in, m, generator=g, dtype=F64)
+    W = 0.5 * torch.randn(r, p_in, generator=g, dtype=F64)
+    b = 0.1 * torch.randn(r, generator=g, dtype=F64)
+    V = torch.rand(r, m, generator=g, dtype=F64)
+    if act in ("sigmoid",):
+        V = 0.05 + 0.9 * V
+    return X, V, W, b
+
+
+def _rel(a, b):
+    return float((a - b).norm() / max(float(b.norm()), 1e-300))
+
+
+# -- the step with an exact curvature is the MM step ------------------------------------------------------------------
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("rho,gamma,m", [(0.0, 0.7, 12), (0.3, 0.7, 40), (0.3, 0.0, 40)])
+def test_hidden_step_with_this_batchs_curvature_is_the_mm_step(act, rho, gamma, m):
+    """Refreshed from the same batch at full rank, ``\\hat M`` is the MM bound ``lam s X_a X_a^T + diag(mu)``:
+    the step must equal ``w_hidden(method="mm", max_iter=1)`` (its sample-space form when m < p_a)."""
+    X, V, W, b = _hidden(m=m, act=act)
+    W0, b0 = W + 0.1, b - 0.2
+    lam = 0.8
+    kw = {"act": act, "lam": lam, "rho": rho, "gamma": gamma, "W0": W0 if gamma else None, "b0": b0 if gamma else None}
+    ref = tf.w_hidden(X, V, **kw, W_init=W, b_init=b, max_iter=1, warn=False, method="mm")
+    curv = hidden_curvature(X.shape[0], act=act, lam=lam, rho=rho, gamma=gamma, rank=None)
+    assert curv.observe(X)
+    U = W @ X + b[:, None]
+    out = w_hidden_step(X, V, U, W, b, curvature=curv, **kw)
+    assert _rel(out.W, ref.W) < 1e-9 and _rel(out.b, ref.b) < 1e-9
+    assert out.status == "unchecked" and np.isnan(out.max_residual) and np.isnan(out.value)
+    assert out.iterations == 1 and not out.converged
+
+
+def test_last_step_with_this_batchs_curvature_is_the_mm_step_or_the_closed_form():
+    X, _, _, _ = _hidden(p_in=6, m=50)
+    g = torch.Generator().manual_seed(3)
+    K = 4
+    W, b = 0.3 * torch.randn(K, 6, generator=g, dtype=F64), torch.zeros(K, dtype=F64)
+    labels = torch.randint(0, K, (50,), generator=g)
+    Y = torch.nn.functional.one_hot(labels, K).T.to(F64)
+    for loss in ("ce", "mse"):
+        kw = {"loss": loss, "rho": 0.2, "gamma": 1.5, "W0": W - 0.1, "b0": b + 0.1}
+        curv = last_curvature(6, loss=loss, rho=0.2, gamma=1.5, rank=None)
+        curv.observe(X)
+        out = w_last_step(X, Y, W, b, curvature=curv, **kw)
+        if loss == "ce":  # Boehning's bound: the MM step
+            ref = tf.w_last(X, Y, **kw, W_init=W, b_init=b, max_iter=1, warn=False, method="mm")
+        else:  # MSE is quadratic and 2 X_a X_a^T + diag(mu) is its Hessian: one step is the exact solution
+            ref = tf.w_last(X, Y, **kw)
+        assert _rel(out.W, ref.W) < 1e-9 and _rel(out.b, ref.b) < 1e-9, loss
+
+
+# -- iterated on one batch it solves the W-update (CVXPY reference) --------------------------------------------------
+def test_hidden_steps_converge_to_the_cvxpy_argmin():
+    X, V, W, b = _hidden(p_in=4, r=3, m=30, seed=5)
+    kw = {"act": "relu", "lam": 1.0, "rho": 0.1, "gamma": 0.5, "W0": W.clone(), "b0": b.clone()}
+    ref = cvx.w_hidden(X.numpy(), V.numpy(), **{k: (v.numpy() if torch.is_tensor(v) else v) for k, v in kw.items()})
+    curv = hidden_curvature(4, act="relu", lam=1.0, rho=0.1, gamma=0.5, rank=2, every=10**9)
+    curv.observe(X)  # one refresh; low rank: a conservative (larger) bound, so plain MM convergence, slower
+    for _ in range(400):
+        r = w_hidden_step(X, V, W @ X + b[:, None], W, b, curvature=curv, **kw)
+        W, b = r.W, r.b
+    np.testing.assert_allclose(W.numpy(), ref.W, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.numpy(), ref.b, rtol=1e-5, atol=1e-6)
+    # and the torch solver certifies the point as optimal
+    cert = tf.w_hidden(X, V, **kw, W_init=W, b_init=b, max_iter=1, warn=False, method="mm")
+    assert cert.max_residual < 1e-7
+
+
+# -- the running estimate -----------------------------------------------------------------------------------------
+def test_low_rank_bound_lies_above_the_estimate_and_preconditions_with_its_inverse():
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(9, 30, generator=g, dtype=F64) * torch.linspace(0.1, 3.0, 9, dtype=F64)[:, None]
+    mu = torch.full((10,), 0.5, dtype=F64)
+    exact = RunningCurvature(2.0, mu, rank=None)
+    low = RunningCurvature(2.0, mu, rank=3)
+    exact.observe(X)
+    low.observe(X)
+    Xa = torch.cat([X, torch.ones(1, 30, dtype=F64)])
+    M = 2.0 * Xa @ Xa.T + torch.diag(mu)
+    torch.testing.assert_close(exact.matrix(), M, rtol=1e-10, atol=1e-10)
+    gap = torch.linalg.eigvalsh(low.matrix() - M)
+    assert float(gap.min()) >= -1e-9 * float(M.diagonal().max())  # never below: a conservative step
+    assert float(gap.max()) > 1e-3  # and really approximate
+    G = torch.randn(4, 10, generator=g, dtype=F64)
+    torch.testing.assert_close(low.precondition(G), G @ torch.linalg.inv(low.matrix()), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(exact.precondition(G), torch.linalg.solve(M, G.T).T, rtol=1e-9, atol=1e-12)
+
+
+def test_running_mean_and_refresh_cadence():
+    g = torch.Generator().manual_seed(2)
+    batches = [torch.randn(3, 8, generator=g, dtype=F64) for _ in range(5)]
+    c = RunningCurvature(1.0, torch.ones(4, dtype=F64), every=2, decay=0.9)
+    refreshed = [c.observe(Xb) for Xb in batches]
+    assert refreshed == [True, False, True, False, True] and c.refreshes == 3 and c.calls == 5
+    used = torch.cat([batches[0], batches[2], batches[4]], 1)
+    Xa = torch.cat([used, torch.ones(1, used.shape[1], dtype=F64)])
+    torch.testing.assert_close(c.S, Xa @ Xa.T / used.shape[1], rtol=1e-12, atol=1e-12)  # plain mean so far
+    ema = RunningCurvature(1.0, torch.ones(4, dtype=F64), every=1, decay=0.5, bias=True)
+    for Xb in batches[:3]:
+        ema.observe(Xb)
+    S = [torch.cat([Xb, torch.ones(1, 8, dtype=F64)]) for Xb in batches[:3]]
+    S = [A @ A.T / 8 for A in S]
+    expect = 0.5 * (0.5 * (S[0] + S[1])) + 0.5 * S[2]  # mean of two, then weight 1 - decay = 0.5
+    torch.testing.assert_close(ema.S, expect, rtol=1e-12, atol=1e-12)
+
+
+def test_state_dict_roundtrip_through_a_weights_only_file():
+    X = _hidden()[0]
+    c = hidden_curvature(7, act="relu", lam=0.5, rho=0.0, gamma=1.0, rank=3)
+    c.observe(X)
+    G = torch.randn(5, 8, dtype=F64)
+    before = c.precondition(G)
+    buf = io.BytesIO()
+    torch.save(c.state_dict(), buf)
+    buf.seek(0)
+    c2 = RunningCurvature.from_state_dict(torch.load(buf, weights_only=True))
+    assert torch.equal(c2.precondition(G), before)
+    assert (c2.calls, c2.refreshes, c2.m, c2.rank, c2.every) == (c.calls, c.refreshes, c.m, c.rank, c.every)
+    with pytest.raises(CheckpointError, match="curvature"):
+        RunningCurvature.from_state_dict({"s": 1.0})
+
+
+@pytest.mark.parametrize("kw,err,match", [
+    ({"s": 0.0}, ValueRangeError, "s"), ({"mu": torch.tensor([-1.0, 1.0], dtype=F64)}, ValueRangeError, "mu"),
+    ({"every": 0}, ValueRangeError, "every"), ({"rank": 0}, ValueRangeError, "rank"),
+    ({"decay": 1.0}, ValueRangeError, "decay"), ({"bias": "yes"}, ValueRangeError, "bias"),
+])
+def test_bad_curvature_settings(kw, err, match):
+    args = {"s": 1.0, "mu": torch.ones(3, dtype=F64)}
+    args.update(kw)
+    s, mu = args.pop("s"), args.pop("mu")
+    with pytest.raises(err, match=match):
+        RunningCurvature(s, mu, **args)
+
+
+def test_bad_step_inputs_raise_typed_errors():
+    X, V, W, b = _hidden()
+    c = hidden_curvature(7, act="relu", lam=0.5, rho=0.0, gamma=1.0)
+    U = W @ X + b[:, None]
+    with pytest.raises(ValueRangeError, match="observe"):
+        w_hidden_step(X, V, U, W, b, act="relu", lam=0.5, rho=0.0, gamma=1.0, W0=W, b0=b, curvature=c)
+    with pytest.raises(ShapeError, match=r"X_in: expected the layer's inputs of shape \(7, m\)"):
+        c.observe(X[:5])
+    bad = X.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(DomainError, match="NaN"):
+        c.observe(bad)
+    c.observe(X)
+    with pytest.raises(ShapeError, match="W0"):
+        w_hidden_step(X, V, U, W, b, act="relu", lam=0.5, rho=0.0, gamma=1.0, curvature=c)
+    with pytest.raises(ShapeError, match="curvature: built for 8"):
+        w_hidden_step(X[:6], V, U, W[:, :6], b, act="relu", lam=0.5, rho=0.0, gamma=0.0, curvature=c)
+    with pytest.raises(ShapeError, match="U"):
+        w_hidden_step(X, V, U[:, :3], W, b, act="relu", lam=0.5, rho=0.0, gamma=1.0, W0=W, b0=b, curvature=c)
+    with pytest.raises(DomainError, match="X_next"):
+        w_hidden_step(X, -V, U, W, b, act="relu", lam=0.5, rho=0.0, gamma=1.0, W0=W, b0=b, curvature=c)
+    with pytest.raises(ValueRangeError, match="lam"):
+        w_hidden_step(X, V, U, W, b, act="relu", lam=-1.0, rho=0.0, gamma=1.0, W0=W, b0=b, curvature=c)
+    with pytest.raises(ValueRangeError, match="curvature: expected a RunningCurvature"):
+        w_hidden_step(X, V, U, W, b, act="relu", lam=0.5, rho=0.0, gamma=1.0, W0=W, b0=b, curvature="exact")
+
+
+# -- uncertified capped X-updates -----------------------------------------------------------------------------------
+def _x_problem(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(4, 12, generator=g, dtype=F64)
+    b = 0.1 * torch.randn(4, generator=g, dtype=F64)
+    U = torch.randn(12, 30, generator=g, dtype=F64)
+    labels = torch.randint(0, 4, (30,), generator=g)
+    return W, b, U, labels
+
+
+def test_uncertified_capped_x_last_takes_the_certified_steps():
+    W, b, U, labels = _x_problem()
+    kw = {"loss": "ce", "act_prev": "relu", "lam_prev": 0.3, "max_iter": 6, "warn": False}
+    fast = tf.x_last(W, b, labels, U, certify=False, **kw)
+    ref = tf.x_last(W, b, labels, U, tol=1e-300, **kw)  # no column can stop early: the same six steps
+    assert torch.equal(fast.Z, ref.Z)
+    assert fast.status == "unchecked" and np.isnan(fast.value) and bool(torch.isnan(fast.residual).all())
+    Y = torch.nn.functional.one_hot(labels, 4).T.to(F64)
+
+    def P(Z):  # the column objectives: cross-entropy + 0.3 B_relu(z, u)
+        ce = -(Y * torch.log_softmax(W @ Z + b[:, None], 0)).sum(0)
+        return ce + 0.3 * (0.5 * Z ** 2 + 0.5 * torch.relu(U) ** 2 - U * Z).sum(0)
+    assert bool((P(fast.Z) <= P(torch.relu(U)) + 1e-12).all())  # never worse than the start (the default Z0)
+    assert float(P(fast.Z).sum()) < float(P(torch.relu(U)).sum())
+
+
+def test_uncertified_x_hidden_keeps_the_start_where_the_steps_made_it_worse(monkeypatch):
+    """Force bad steps (a prox that throws the point away): every column must come back to its start."""
+    from fenchel_cvx.torch import x_updates
+    g = torch.Generator().manual_seed(4)
+    W = torch.randn(5, 6, generator=g, dtype=F64)
+    Xn, U = torch.rand(5, 20, generator=g, dtype=F64), torch.randn(6, 20, generator=g, dtype=F64)
+    Z0 = torch.relu(U)
+    monkeypatch.setattr(x_updates._PrevTerm, "prox", lambda self, Yv, G, step, a, Zg: Yv + 50.0)
+    out = tf.x_hidden(W, None, Xn, U, act="relu", act_prev="relu", lam=1.0, lam_prev=0.5, Z0=Z0, max_iter=3,
+                      certify=False, warn=False)
+    assert torch.equal(out.Z, Z0)
+
+
+def test_certify_must_be_a_bool():
+    W, b, U, labels = _x_problem()
+    with pytest.raises(ValueRangeError, match="certify"):
+        tf.x_last(W, b, labels, U, loss="ce", act_prev="relu", lam_prev=0.3, max_iter=3, certify="no")
