@@ -134,7 +134,7 @@ def _descent(cfg: RunConfig, data, batches: int) -> str:
     finally:
         bcd_mod.w_hidden_step, bcd_mod.w_last_step = step_hidden, step_last
     lines = [(f"Running-curvature W-steps over {batches} batches of {bs} (refresh every {rc.curvature_every}, rank "
-              f"{rc.curvature_rank}): relative change of each block objective\n"),
+              f"{rc.curvature_rank}, relax {rc.curvature_relax:g}): relative change of each block objective\n"),
              "| block | steps | increased | largest change | median change |", "|---|---|---|---|---|"]
     for name, ch in changes.items():
         t = torch.tensor(ch)
@@ -157,12 +157,13 @@ def main(argv=None) -> int:
     p.add_argument("--descent", type=int, default=0, help="batches of the running mode whose W-steps are checked "
                    "for an increase of their block objective (0: none)")
     p.add_argument("--data-dir", default=None, help="MNIST IDX folder (default: the shipped 10k/2k subset)")
+    p.add_argument("--relax", type=float, default=1.0, help="curvature_relax of the running mode (default 1)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     base = RunConfig(dataset="mnist" if args.data_dir else "mnist-small", data_dir=args.data_dir, loss="ce",
                      batch_size=500, epochs=args.epochs, lam=0.1, rho=0.0, gamma=[1.0, 100.0], K=1, inexact=True,
                      seed=args.seed)
-    running = replace(base, curvature="running", inexact_x_iters=10)
+    running = replace(base, curvature="running", inexact_x_iters=10, curvature_relax=args.relax)
     data = load_data(base)
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_inexact_"))
     runs = {f"fenchel mm x{k}": replace(base, inexact_iters=int(k)) for k in args.iters.split(",")}

@@ -38,11 +38,12 @@ DEFAULT_GRID = [
     {"lam": 0.1, "gamma": [1.0, 10.0], "inexact_iters": 5},
 ]
 _KEYS = ("lam", "rho", "gamma", "inexact_iters", "K", "inexact_x_iters", "curvature", "curvature_every",
-         "curvature_rank")
+         "curvature_rank", "curvature_relax")
 
 
 def _running(cfg: RunConfig) -> str:
-    return f" ({cfg.curvature_every}, {cfg.curvature_rank})" if cfg.curvature == "running" else ""
+    return (f" ({cfg.curvature_every}, {cfg.curvature_rank}, {cfg.curvature_relax:g})" if cfg.curvature == "running"
+            else "")
 
 
 def main(argv=None) -> int:
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
     lines = ["| lam | gamma | MM steps | K | curvature | X iters | " + " | ".join(f"val ep {e + 1}" for e in
                                                                              range(args.epochs))
              + " | s / epoch |", "|---|---|---|---|---|---|" + "---|" * (args.epochs + 1)]
-    lines[0] = lines[0].replace("curvature |", "curvature (every, rank) |")
+    lines[0] = lines[0].replace("curvature |", "curvature (every, rank, relax) |")
     for g in grid:
         cfg = replace(base, **g).resolved(d["X"].shape[1], 10)
         bcd = BCD(LiftedNetwork(cfg.sizes, cfg.activation, cfg.loss, seed=cfg.seed), cfg.trainer_settings())

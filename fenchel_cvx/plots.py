@@ -66,6 +66,7 @@ def curve(rows: Sequence[Mapping[str, Any]], metric: str = "test_acc", x: str = 
 
 
 _STYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D")  # the fifth run of a colour changes marker, so no two lines look alike
 
 
 def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike | None = None,
@@ -109,18 +110,19 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
     drawn = 0
     keys = {label: next((k for k in _COLOURS if k in label.lower()), None) for label in runs}
     # runs of one colour take the line styles in turn, the plain method ("fenchel" beside its variants) first
-    styles: dict[str, str] = {}
+    styles: dict[str, tuple[str, str]] = {}
     for key in set(keys.values()):
         group = sorted((lb for lb in runs if keys[lb] == key), key=lambda lb: lb.lower() != key)
         for i, lb in enumerate(group):
-            styles[lb] = _STYLES[i % len(_STYLES)] if key is not None else "-"
+            styles[lb] = ((_STYLES[i % len(_STYLES)], _MARKERS[(i // len(_STYLES)) % len(_MARKERS)])
+                          if key is not None else ("-", "o"))
     for label, rows in runs.items():
         xs, ys = curve(rows, metric, x)
         if not xs:
             continue
-        key, style = keys[label], styles[label]
+        key, (style, marker) = keys[label], styles[label]
         last = f"{ys[-1]:.3f}" if "acc" in metric else f"{ys[-1]:.4g}"
-        ax.plot(xs, ys, style, marker="o" if len(xs) <= 30 else None, markersize=3,
+        ax.plot(xs, ys, linestyle=style, marker=marker if len(xs) <= 30 else None, markersize=3,
                 color=_COLOURS.get(key), label=f"{label} ({last})")
         drawn += 1
     if not drawn:

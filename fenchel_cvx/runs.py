@@ -102,6 +102,8 @@ class RunConfig:
         Batches between refreshes of the running curvature.
     curvature_rank : int or None
         Eigenpairs kept of each running curvature (``None``: exact inverse).
+    curvature_relax : float
+        Step multiplier of the running W-steps (1: the preconditioned step).
     tol : float
         Subproblem solver tolerance.
     lr : float or None
@@ -134,6 +136,7 @@ class RunConfig:
     curvature: str = "batch"
     curvature_every: int = 100
     curvature_rank: int | None = 64
+    curvature_relax: float = 1.0
     tol: float = 1e-6
     lr: float | None = None
     device: str = "cpu"
@@ -210,7 +213,8 @@ class RunConfig:
                                epochs=self.epochs, tol=self.tol, inexact=self.inexact,
                                inexact_iters=self.inexact_iters, inexact_x_iters=self.inexact_x_iters,
                                curvature=self.curvature, curvature_every=self.curvature_every,
-                               curvature_rank=self.curvature_rank, device=self.device, dtype=self.dtype,
+                               curvature_rank=self.curvature_rank, curvature_relax=self.curvature_relax,
+                               device=self.device, dtype=self.dtype,
                                seed=self.seed, eval_every=self.eval_every)
         return BackpropSettings(optimizer=self.method, lr=self.lr, rho=self.rho, batch_size=self.batch_size,
                                 epochs=self.epochs, device=self.device, dtype=self.dtype, seed=self.seed,

@@ -348,7 +348,8 @@ def test_argmin_prediction_ce_two_hidden_layers_runs_local_sweeps():
     ({"inexact_x_iters": 0}, ValueRangeError), ({"inexact_x_iters": 2.5}, ValueRangeError),
     ({"device": "quantum"}, FenchelError), ({"curvature": "exact"}, FenchelError),
     ({"curvature": "running"}, FenchelError), ({"curvature_every": 0, "inexact": True}, ValueRangeError),
-    ({"curvature_rank": 0, "inexact": True}, ValueRangeError),
+    ({"curvature_rank": 0, "inexact": True}, ValueRangeError), ({"curvature_relax": 0.0}, ValueRangeError),
+    ({"curvature_relax": float("inf")}, ValueRangeError),
 ])
 def test_bad_settings_raise_typed_errors(kw, err):
     net = LiftedNetwork([4, 3, 3, 2], "relu", "mse", seed=0)

@@ -81,6 +81,21 @@ def test_last_step_with_this_batchs_curvature_is_the_mm_step_or_the_closed_form(
         assert _rel(out.W, ref.W) < 1e-9 and _rel(out.b, ref.b) < 1e-9, loss
 
 
+def test_relax_scales_the_step():
+    X, V, W, b = _hidden()
+    kw = {"act": "relu", "lam": 0.5, "rho": 0.1, "gamma": 1.0, "W0": W - 0.2, "b0": b}
+    c = hidden_curvature(7, act="relu", lam=0.5, rho=0.1, gamma=1.0, rank=3)
+    c.observe(X)
+    U = W @ X + b[:, None]
+    one = w_hidden_step(X, V, U, W, b, curvature=c, **kw)
+    three = w_hidden_step(X, V, U, W, b, curvature=c, relax=3.0, **kw)
+    torch.testing.assert_close(three.W - W, 3.0 * (one.W - W), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(three.b - b, 3.0 * (one.b - b), rtol=1e-12, atol=1e-14)
+    for bad in (0.0, -1.0, float("nan"), "big"):
+        with pytest.raises(ValueRangeError, match="relax"):
+            w_hidden_step(X, V, U, W, b, curvature=c, relax=bad, **kw)
+
+
 # -- iterated on one batch it solves the W-update (CVXPY reference) --------------------------------------------------
 def test_hidden_steps_converge_to_the_cvxpy_argmin():
     X, V, W, b = _hidden(p_in=4, r=3, m=30, seed=5)
