@@ -250,3 +250,32 @@ def test_certify_must_be_a_bool():
     W, b, U, labels = _x_problem()
     with pytest.raises(ValueRangeError, match="certify"):
         tf.x_last(W, b, labels, U, loss="ce", act_prev="relu", lam_prev=0.3, max_iter=3, certify="no")
+
+
+def test_float32_inputs_step_in_float64_and_come_back_in_float32():
+    X, V, W, b = _hidden()
+    kw = {"act": "relu", "lam": 0.5, "rho": 0.0, "gamma": 1.0}
+    c = hidden_curvature(7, **kw, rank=3)
+    c.observe(X)
+    ref = w_hidden_step(X, V, W @ X + b[:, None], W, b, curvature=c, W0=W, b0=b, **kw)
+    X32, V32, W32, b32 = X.float(), V.float(), W.float(), b.float()
+    out = w_hidden_step(X32, V32, W32 @ X32 + b32[:, None], W32, b32, curvature=c, W0=W32, b0=b32, **kw)
+    assert out.W.dtype == torch.float32 and out.b.dtype == torch.float32
+    assert _rel(out.W.double(), ref.W) < 1e-5 and _rel(out.b.double(), ref.b) < 1e-5
+
+
+def test_the_step_follows_the_device(device):
+    """Built and stepped on ``device`` (cpu; cuda too on a GPU machine), it matches the cpu answer."""
+    X, V, W, b = _hidden()
+    kw = {"act": "relu", "lam": 0.5, "rho": 0.1, "gamma": 1.0}
+    ref_c = hidden_curvature(7, **kw, rank=3)
+    ref_c.observe(X)
+    ref = w_hidden_step(X, V, W @ X + b[:, None], W, b, curvature=ref_c, W0=W, b0=b, **kw)
+    Xd, Vd, Wd, bd = (t.to(device) for t in (X, V, W, b))
+    c = hidden_curvature(7, **kw, rank=3, device=device)
+    c.observe(Xd)
+    out = w_hidden_step(Xd, Vd, Wd @ Xd + bd[:, None], Wd, bd, curvature=c, W0=Wd, b0=bd, **kw)
+    assert out.W.device.type == torch.device(device).type
+    torch.testing.assert_close(out.W.cpu(), ref.W, rtol=1e-9, atol=1e-12)
+    moved = RunningCurvature.from_state_dict(c.state_dict(), device=device)
+    assert moved.S.device.type == torch.device(device).type

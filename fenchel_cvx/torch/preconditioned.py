@@ -215,8 +215,9 @@ class RunningCurvature:
 
 
 # -- the two steps --------------------------------------------------------------------------------------------
-def _regularizer(rho: float, gamma: float, bias: bool, p_in: int, like: torch.Tensor) -> torch.Tensor:
-    mu = torch.full((p_in + int(bias),), 2.0 * (rho + gamma), dtype=_F64, device=like.device)
+def _regularizer(rho: float, gamma: float, bias: bool, p_in: int, device: str | torch.device) -> torch.Tensor:
+    """``mu``: ``2(rho + gamma)`` on the weights, ``2 gamma`` on the bias (which ``rho`` does not penalize)."""
+    mu = torch.full((p_in + int(bias),), 2.0 * (rho + gamma), dtype=_F64, device=device)
     if bias:
         mu[p_in] = 2.0 * gamma
     return mu
@@ -227,7 +228,7 @@ def hidden_curvature(p_in: int, *, act: str | Activation, lam: float, rho: float
     """A :class:`RunningCurvature` for eq. (19) of a layer with ``p_in`` inputs (``**kw``: ``every``, ``rank``, ``decay``)."""
     act = get_activation(act)
     mu = _regularizer(check_scalar(rho, "rho", nonneg=True), check_scalar(gamma, "gamma", nonneg=True), bias, p_in,
-                      torch.empty(0, device=device))
+                      device)
     return RunningCurvature(check_scalar(lam, "lam", positive=True) * sup_dphi(act), mu, bias=bias, **kw)
 
 
@@ -237,7 +238,7 @@ def last_curvature(p_in: int, *, loss: str | Loss, rho: float, gamma: float, bia
     loss = get_loss(loss)
     s = 0.5 if isinstance(loss, CrossEntropyLoss) else 2.0
     mu = _regularizer(check_scalar(rho, "rho", nonneg=True), check_scalar(gamma, "gamma", nonneg=True), bias, p_in,
-                      torch.empty(0, device=device))
+                      device)
     return RunningCurvature(s, mu, bias=bias, **kw)
 
 
@@ -343,7 +344,7 @@ def w_hidden_step(X_in: torch.Tensor, X_next: torch.Tensor, U: torch.Tensor, W: 
     check_tensor(X_next, "X_next", ref=X_in, shape=(W.shape[0], m), layout="(outputs, samples)")
     check_tensor(U, "U", ref=X_in, shape=(W.shape[0], m), layout="(outputs, samples): W X_in + b")
     act.check_domain(X_next, "X_next")
-    R = act.forward(U).sub_(X_next).mul_(lam) if U.dtype == _F64 else lam * (act.forward(U) - X_next)
+    R = act.forward(U).sub_(X_next).mul_(lam)  # forward returns a new tensor: U is left alone
     relax = _check_relax(relax)
     W_new, b_new = _step(R @ X_in.T, R.sum(1) if b is not None else None, W, b, rho, gamma, W0, b0, curvature,
                          relax)
