@@ -37,7 +37,8 @@ from the batch every ``curvature_every`` batches, rank ``curvature_rank``), reus
 ``W_0 X_0 + b_0``, and the capped X-updates (``inexact_x_iters``) run without certificates. A batch then costs
 about one feed-forward plus one GEMM pair per block -- on MNIST 784-300-10 about twice an Adam step, against nine
 times with per-batch MM steps -- at the same accuracy per epoch there. J is no longer guaranteed to fall block by
-block (the estimate bounds a batch's curvature only on average), and the history's ``max_residual`` is NaN.
+block (the estimate bounds a batch's curvature only on average) unless ``curvature_line_search`` is set (one more
+GEMM per hidden layer), and the history's ``max_residual`` is NaN.
 
 Prediction (section 4.3) is feed-forward. ``prediction="argmin"`` solves eq. (12),
 ``min_{y, x} L(y, W_L x_L + b_L) + sum_l lam_l B_l(x_{l+1}, W_l x_l + b_l)``:
@@ -138,6 +139,10 @@ class BCDSettings:
         Batches between refreshes of the running curvature.
     curvature_rank : int or None
         Eigenpairs kept of each running curvature (``None``: the exact inverse).
+    curvature_line_search : bool
+        Running W-steps choose their length by a line search on the block objective (``line_search`` of
+        :func:`~fenchel_cvx.torch.preconditioned.w_hidden_step`): every block then decreases, so J never rises
+        block to block again, for one more GEMM per hidden layer.
     curvature_relax : float
         Step multiplier ``omega > 0`` of the running W-steps (``relax`` of
         :func:`~fenchel_cvx.torch.preconditioned.w_hidden_step`): 1 is the preconditioned step; up to about 1.5
@@ -174,6 +179,7 @@ class BCDSettings:
     curvature_every: int = 100
     curvature_rank: int | None = 64
     curvature_relax: float = 1.0
+    curvature_line_search: bool = False
     prediction: str = "feedforward"
     device: str = "cpu"
     dtype: str = "float64"
@@ -471,6 +477,11 @@ class BCD:
         if not (isinstance(s.curvature_relax, (int, float)) and not isinstance(s.curvature_relax, bool)
                 and math.isfinite(s.curvature_relax) and s.curvature_relax > 0):
             raise ValueRangeError(f"curvature_relax: expected a finite step multiplier > 0, got {s.curvature_relax!r}")
+        if not isinstance(s.curvature_line_search, bool):
+            raise ValueRangeError(f"curvature_line_search: expected True or False, got {s.curvature_line_search!r}")
+        if s.curvature_line_search and s.curvature_relax != 1.0:
+            raise ValueRangeError(f"curvature_relax: the line search sets the step length; got curvature_relax="
+                                  f"{s.curvature_relax} with curvature_line_search=True (pass one or the other)")
         if s.inexact and s.backend == "cvx":
             raise FenchelError("inexact: the cvx backend always solves to completion; use backend='torch' for "
                                "inexact W-updates, or inexact=False")
@@ -626,14 +637,14 @@ class BCD:
             for l in range(L + 1):
                 curv[l].observe(X[l])
         prox = self._prox(L, W0, b0)
-        r = w_last_step(X[L], T, W[L], b[L], loss=self.loss, rho=self.rho[L], curvature=curv[L],
-                        relax=s.curvature_relax, **prox)
+        step = {"relax": s.curvature_relax, "line_search": s.curvature_line_search}
+        r = w_last_step(X[L], T, W[L], b[L], loss=self.loss, rho=self.rho[L], curvature=curv[L], **step, **prox)
         W[L], b[L] = r.W, r.b
         self._record(blocks, "w_last", L, r, state, X, T)
         for l in range(L - 1, -1, -1):
             U = U0 if l == 0 and U0 is not None else _affine(W[l], b[l], X[l])
             r = w_hidden_step(X[l], X[l + 1], U, W[l], b[l], act=self.acts[l], lam=self.lam[l], rho=self.rho[l],
-                              curvature=curv[l], relax=s.curvature_relax, **self._prox(l, W0, b0))
+                              curvature=curv[l], **step, **self._prox(l, W0, b0))
             W[l], b[l] = r.W, r.b
             self._record(blocks, "w_hidden", l, r, state, X, T)
 

@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "curvature (default: 64)")
     g.add_argument("--curvature-relax", type=float, metavar="OMEGA", help="step multiplier of the running-curvature "
                    "W-steps (default: 1; values above 2 over-relax)")
+    g.add_argument("--curvature-line-search", action="store_true", default=None, help="running-curvature W-steps "
+                   "take their length from a line search, so J never rises block to block (one more GEMM per hidden "
+                   "layer)")
     g.add_argument("--tol", type=float, help="subproblem solver tolerance (default: 1e-6)")
     g.add_argument("--lr", type=float, help="learning rate of adam/sgd (default: Appendix C, adam 1e-3, sgd "
                    "1e-2, on the mean loss of a batch)")
@@ -186,7 +189,8 @@ _TRAIN_KEYS = {"method": "method", "dataset": "dataset", "data_dir": "data_dir",
                "activation": "activation", "batch_size": "batch_size", "epochs": "epochs", "lam": "lam",
                "rho": "rho", "gamma": "gamma", "K": "K", "inexact": "inexact", "inexact_iters": "inexact_iters",
                "inexact_x_iters": "inexact_x_iters", "curvature": "curvature", "curvature_every": "curvature_every",
-               "curvature_rank": "curvature_rank", "curvature_relax": "curvature_relax", "tol": "tol", "lr": "lr", "device": "device", "dtype": "dtype", "seed": "seed",
+               "curvature_rank": "curvature_rank", "curvature_relax": "curvature_relax",
+               "curvature_line_search": "curvature_line_search", "tol": "tol", "lr": "lr", "device": "device", "dtype": "dtype", "seed": "seed",
                "eval_every": "eval_every", "n_train": "n_train", "n_test": "n_test"}
 
 

@@ -104,6 +104,8 @@ class RunConfig:
         Eigenpairs kept of each running curvature (``None``: exact inverse).
     curvature_relax : float
         Step multiplier of the running W-steps (1: the preconditioned step).
+    curvature_line_search : bool
+        Running W-steps choose their length by a line search (monotone J, one more GEMM per hidden layer).
     tol : float
         Subproblem solver tolerance.
     lr : float or None
@@ -137,6 +139,7 @@ class RunConfig:
     curvature_every: int = 100
     curvature_rank: int | None = 64
     curvature_relax: float = 1.0
+    curvature_line_search: bool = False
     tol: float = 1e-6
     lr: float | None = None
     device: str = "cpu"
@@ -214,6 +217,7 @@ class RunConfig:
                                inexact_iters=self.inexact_iters, inexact_x_iters=self.inexact_x_iters,
                                curvature=self.curvature, curvature_every=self.curvature_every,
                                curvature_rank=self.curvature_rank, curvature_relax=self.curvature_relax,
+                               curvature_line_search=self.curvature_line_search,
                                device=self.device, dtype=self.dtype,
                                seed=self.seed, eval_every=self.eval_every)
         return BackpropSettings(optimizer=self.method, lr=self.lr, rho=self.rho, batch_size=self.batch_size,

@@ -274,6 +274,28 @@ def test_running_curvature_mode_is_stable_across_activations_losses_and_depths(s
     assert h[-1]["train_acc"] >= runs["batch"][-1]["train_acc"] - 0.05
 
 
+@pytest.mark.parametrize("act,loss", [("relu", "ce"), ("sigmoid", "mse"), ("tanh", "ce")])
+@pytest.mark.parametrize("gamma", [0.0, [0.5, 2.0, 1.0]])
+def test_running_mode_with_line_search_never_increases_J(act, loss, gamma):
+    """With ``curvature_line_search`` every running W-step minimizes its block along the step and the uncertified
+    X-steps keep the better of start and end, so J never rises block to block -- as in the MM mode's test --
+    even with a curvature estimate refreshed only every 4 batches at rank 2."""
+    net = LiftedNetwork([6, 5, 4, 3], act, loss, seed=1)
+    X, y = _data()
+    s = BCDSettings(lam=[0.5, 0.8], rho=[0.05, 0.0, 0.2], gamma=gamma, epochs=6, batch_size=12, inexact=True,
+                    inexact_x_iters=2, curvature="running", curvature_every=4, curvature_rank=2,
+                    curvature_line_search=True, record_blocks=True, eval_every=1)
+    lasts = []
+    BCD(net, s).run(X, y, callback=lambda st, row: lasts.append(st.last), progress=False)
+    assert {len(last["blocks"]) for last in lasts} == {5}  # x_last, x_hidden, w_last, w_hidden x 2
+    for last in lasts:  # each batch brings new data, so compare within a batch
+        J = _block_Js([last])
+        rise = np.diff(J) / np.maximum(np.abs(J[:-1]), 1.0)
+        assert rise.max() <= 1e-9, f"J rose by {rise.max():.3g} (relative) at block {int(rise.argmax())}: {J}"
+    firsts = [last["J0"] for last in lasts]
+    assert firsts[-1] < firsts[0]
+
+
 def test_running_curvature_in_a_deep_net_reuses_only_valid_products():
     """Two hidden layers, K = 2: the W_0 step may reuse W_0 X_0 + b_0 only while W_0 is unchanged (first sweep).
     Check one step against the same step computed by hand from the public functions."""
@@ -370,7 +392,8 @@ def test_argmin_prediction_ce_two_hidden_layers_runs_local_sweeps():
     ({"device": "quantum"}, FenchelError), ({"curvature": "exact"}, FenchelError),
     ({"curvature": "running"}, FenchelError), ({"curvature_every": 0, "inexact": True}, ValueRangeError),
     ({"curvature_rank": 0, "inexact": True}, ValueRangeError), ({"curvature_relax": 0.0}, ValueRangeError),
-    ({"curvature_relax": float("inf")}, ValueRangeError),
+    ({"curvature_relax": float("inf")}, ValueRangeError), ({"curvature_line_search": 1}, ValueRangeError),
+    ({"curvature_line_search": True, "curvature_relax": 2.0}, ValueRangeError),
 ])
 def test_bad_settings_raise_typed_errors(kw, err):
     net = LiftedNetwork([4, 3, 3, 2], "relu", "mse", seed=0)

@@ -201,6 +201,9 @@ def test_running_curvature_from_the_command_line(tmp_path, capsys):
     assert [c["calls"] for c in ck["state"]["curvature"]] == [2, 2]  # 120 samples in batches of 60, one epoch
     rows = runs.read_metrics(out)
     assert math.isfinite(float(rows[-1]["J"])) and math.isnan(float(rows[-1]["max_residual"]))
+    rc, out = _train(tmp_path, "safe", "--epochs", "1", "--compare", "none", "--curvature", "running",
+                     "--curvature-line-search", "--inexact-x-iters", "5")
+    assert rc == 0 and json.loads((out / "config.json").read_text())["config"]["curvature_line_search"] is True
     rc = cli.main(["train", *TINY, "--curvature", "running", "--exact", "--out", str(tmp_path / "bad")])
     assert rc == 2 and "curvature" in capsys.readouterr().err
 

@@ -96,6 +96,52 @@ def test_relax_scales_the_step():
             w_hidden_step(X, V, U, W, b, curvature=c, relax=bad, **kw)
 
 
+def _hidden_objective(X, V, W, b, lam, rho, gamma, W0, b0):
+    """Eq. (19) per row, relu: lam sum B(v, W x + b) + rho ||w||^2 + gamma ||[w, b] - [w0, b0]||^2."""
+    U = W @ X + b[:, None]
+    B = 0.5 * V ** 2 + 0.5 * torch.relu(U) ** 2 - U * V
+    return lam * B.sum(1) + rho * (W ** 2).sum(1) + gamma * (((W - W0) ** 2).sum(1) + (b - b0) ** 2)
+
+
+def test_line_search_makes_a_bad_curvature_safe_and_finds_the_row_minimum():
+    """A curvature estimate 1000x too small overshoots; with the line search every row still decreases, to the
+    minimum along its step (checked by perturbing the step length both ways)."""
+    X, V, W, b = _hidden(r=6, m=60, seed=8)
+    kw = {"act": "relu", "lam": 0.7, "rho": 0.05, "gamma": 0.5, "W0": W + 0.05, "b0": b}
+    bad = RunningCurvature(0.7e-3, torch.full((8,), 1e-3, dtype=F64), rank=None)
+    bad.observe(X)
+    U = W @ X + b[:, None]
+    f0 = _hidden_objective(X, V, W, b, 0.7, 0.05, 0.5, kw["W0"], kw["b0"])
+    plain = w_hidden_step(X, V, U, W, b, curvature=bad, **kw)
+    assert bool((_hidden_objective(X, V, plain.W, plain.b, 0.7, 0.05, 0.5, kw["W0"], kw["b0"]) > f0).any())
+    safe = w_hidden_step(X, V, U, W, b, curvature=bad, line_search=True, **kw)
+    f1 = _hidden_objective(X, V, safe.W, safe.b, 0.7, 0.05, 0.5, kw["W0"], kw["b0"])
+    assert bool((f1 < f0).all())
+    dW, db = safe.W - W, safe.b - b
+    for scale in (0.98, 1.02):
+        g = _hidden_objective(X, V, W + scale * dW, b + scale * db, 0.7, 0.05, 0.5, kw["W0"], kw["b0"])
+        assert bool((g >= f1 - 1e-12 * f1.abs()).all()), scale
+    with pytest.raises(ValueRangeError, match="relax"):
+        w_hidden_step(X, V, U, W, b, curvature=bad, line_search=True, relax=2.0, **kw)
+    with pytest.raises(ValueRangeError, match="line_search"):
+        w_hidden_step(X, V, U, W, b, curvature=bad, line_search="yes", **kw)
+
+
+def test_last_step_line_search_never_increases_the_objective():
+    X, _, _, _ = _hidden(p_in=6, m=50, seed=9)
+    g = torch.Generator().manual_seed(9)
+    W, b = torch.randn(4, 6, generator=g, dtype=F64), torch.zeros(4, dtype=F64)
+    Y = torch.nn.functional.one_hot(torch.randint(0, 4, (50,), generator=g), 4).T.to(F64)
+    bad = RunningCurvature(0.5e-3, torch.full((7,), 1e-3, dtype=F64), rank=None)
+    bad.observe(X)
+
+    def f(W_, b_):
+        return float(-(Y * torch.log_softmax(W_ @ X + b_[:, None], 0)).sum()) + 0.1 * float((W_ ** 2).sum())
+    plain = w_last_step(X, Y, W, b, loss="ce", rho=0.1, curvature=bad)
+    safe = w_last_step(X, Y, W, b, loss="ce", rho=0.1, curvature=bad, line_search=True)
+    assert f(plain.W, plain.b) > f(W, b) > f(safe.W, safe.b)
+
+
 # -- iterated on one batch it solves the W-update (CVXPY reference) --------------------------------------------------
 def test_hidden_steps_converge_to_the_cvxpy_argmin():
     X, V, W, b = _hidden(p_in=4, r=3, m=30, seed=5)

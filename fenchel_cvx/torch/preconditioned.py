@@ -24,7 +24,8 @@ What is given up: ``\hat M`` bounds the batch's curvature only on average, so a 
 decrease its block objective, and no certificate is computed (``residual`` and ``value`` are NaN, status
 ``"unchecked"``). Measured on MNIST 784-300-10 (batch 500, refresh every 100 batches, rank 64): no step in 240
 batches increased its block objective (``benchmarks/bench_inexact.py --descent 240``), and test accuracy per epoch
-matched the per-batch MM step's (``benchmarks/bench_training.py``, README). With a
+matched the per-batch MM step's (``benchmarks/bench_training.py``, README). ``line_search=True`` buys the
+guarantee back for one more GEMM: each row takes the exact minimizer of its objective along the step. With a
 curvature refreshed from the same batch and full rank the step *is* the MM step (tested), and iterated on one
 batch it converges to the W-update's argmin (tested against CVXPY).
 
@@ -46,10 +47,12 @@ from ..errors import CheckpointError, DomainError, ShapeError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
 from ..subproblems import SubproblemResult
 from ._common import check_bias, check_tensor, sup_dphi
+from ._wsolvers import _line_search
 
 __all__ = ["RunningCurvature", "w_hidden_step", "w_last_step"]
 
 _F64 = torch.float64
+_HALVINGS = 30  # backtracking trials of w_last_step's line search (the step shrinks to 1e-9 of its length)
 _RIDGE_REL = 1e-12  # floor of the eigenvalues, relative to the mean diagonal (an all-zero input pixel with mu = 0)
 
 
@@ -262,9 +265,9 @@ def _check_step(X_in: torch.Tensor, W: torch.Tensor, b: Any, gamma: float, W0: A
     return bcol
 
 
-def _step(grad_rows: torch.Tensor, grad_bias: torch.Tensor | None, W: torch.Tensor, b: torch.Tensor | None,
-          rho: float, gamma: float, W0: Any, b0: Any, curvature: RunningCurvature, relax: float) -> tuple:
-    """Add the regularizer's gradient, precondition, step; float64 inside, the input dtype out."""
+def _direction(grad_rows: torch.Tensor, grad_bias: torch.Tensor | None, W: torch.Tensor, b: torch.Tensor | None,
+               rho: float, gamma: float, W0: Any, b0: Any, curvature: RunningCurvature) -> tuple:
+    """The gradient ``G`` (regularizer's part added) and the step ``D = G M~^{-1}``, rows ``[w_r; b_r]``, float64."""
     W64 = W.to(_F64)
     G = grad_rows.to(_F64).add_(W64, alpha=2.0 * (rho + gamma))
     if gamma > 0:
@@ -274,12 +277,23 @@ def _step(grad_rows: torch.Tensor, grad_bias: torch.Tensor | None, W: torch.Tens
         if gamma > 0:
             gb = gb + 2.0 * gamma * (b.to(_F64) - b0.to(_F64))
         G = torch.cat([G, gb[:, None]], 1)
-    D = curvature.precondition(G)
-    if relax != 1.0:
-        D.mul_(relax)
-    W_new = (W64 - D[:, :W.shape[1]]).to(W.dtype).contiguous()
+    return G, curvature.precondition(G)
+
+
+def _apply(W: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor) -> tuple:
+    """``[W, b] - D`` in float64, back in the input dtype."""
+    W_new = (W.to(_F64) - D[:, :W.shape[1]]).to(W.dtype).contiguous()
     b_new = None if b is None else (b.to(_F64) - D[:, -1]).to(b.dtype).contiguous()
     return W_new, b_new
+
+
+def _check_search(line_search: Any, relax: float) -> bool:
+    if not isinstance(line_search, bool):
+        raise ValueRangeError(f"line_search: expected True or False, got {line_search!r}")
+    if line_search and relax != 1.0:
+        raise ValueRangeError(f"relax: the line search chooses the step length itself; got relax={relax} with "
+                              "line_search=True (pass one or the other)")
+    return line_search
 
 
 def _check_relax(relax: Any) -> float:
@@ -301,7 +315,8 @@ def _result(subproblem: str, W: torch.Tensor, b: torch.Tensor | None, t0: float,
 @torch.no_grad()
 def w_hidden_step(X_in: torch.Tensor, X_next: torch.Tensor, U: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None,
                   *, act: str | Activation, lam: float, rho: float, gamma: float = 0.0, W0: torch.Tensor | None = None,
-                  b0: torch.Tensor | None = None, curvature: RunningCurvature, relax: float = 1.0) -> SubproblemResult:
+                  b0: torch.Tensor | None = None, curvature: RunningCurvature, relax: float = 1.0,
+                  line_search: bool = False) -> SubproblemResult:
     r"""Eqs. (17), (19): one step on  lam B_act(X_next, W X_in + b) + rho ||W||_F^2 + gamma (||W - W0||_F^2 + ||b - b0||^2).
 
     ``[W, b] <- [W, b] - G \tilde M^{-1}`` with the gradient
@@ -328,6 +343,10 @@ def w_hidden_step(X_in: torch.Tensor, X_next: torch.Tensor, U: torch.Tensor, W: 
         MNIST 784-300-10 (``benchmarks/bench_inexact.py --descent 240 --relax OMEGA``): at 1.5 no step in 240
         batches raised its block objective, at 2 a fifth of the hidden steps did, at 4 all of them -- that is no
         longer block coordinate *descent*, whatever it does to accuracy.
+    line_search : bool
+        Take, per row, the exact minimizer of the objective along the step (the safeguarded 1-D Newton search of
+        :func:`~fenchel_cvx.torch.w_hidden`): the step then never increases the objective, whatever the curvature
+        estimate. Costs one more GEMM (``D X_a``, ``2 r p_in m`` flops) and ``O(r m)`` per search step.
 
     Returns
     -------
@@ -346,15 +365,41 @@ def w_hidden_step(X_in: torch.Tensor, X_next: torch.Tensor, U: torch.Tensor, W: 
     act.check_domain(X_next, "X_next")
     R = act.forward(U).sub_(X_next).mul_(lam)  # forward returns a new tensor: U is left alone
     relax = _check_relax(relax)
-    W_new, b_new = _step(R @ X_in.T, R.sum(1) if b is not None else None, W, b, rho, gamma, W0, b0, curvature,
-                         relax)
+    search = _check_search(line_search, relax)
+    G, D = _direction(R @ X_in.T, R.sum(1) if b is not None else None, W, b, rho, gamma, W0, b0, curvature)
+    if search:
+        D.mul_(_row_steps(X_in, U, X_next, W, b, G, D, act, lam, rho, gamma, W0, b0)[:, None])
+    elif relax != 1.0:
+        D.mul_(relax)
+    W_new, b_new = _apply(W, b, D)
     return _result("w_hidden", W_new, b_new, t0, curvature)
+
+
+def _row_steps(X_in: torch.Tensor, U: torch.Tensor, V: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None,
+               G: torch.Tensor, D: torch.Tensor, act: Activation, lam: float, rho: float, gamma: float, W0: Any,
+               b0: Any) -> torch.Tensor:
+    """Per row, the ``t`` minimizing ``f_r(z_r - t d_r)`` (eq. 19's row objective), by :func:`_line_search`."""
+    p = W.shape[1]
+    X64, U64, V64 = X_in.to(_F64), U.to(_F64), V.to(_F64)
+    Delta = -D
+    dU = Delta[:, :p] @ X64
+    if b is not None:
+        dU += Delta[:, p:]
+    Z = W.to(_F64) if b is None else torch.cat([W.to(_F64), b.to(_F64)[:, None]], 1)
+    mu = _regularizer(rho, gamma, b is not None, p, Z.device)
+    grad_reg = mu * Z  # the regularizer's gradient at Z: mu z - 2 gamma z0
+    if gamma > 0:
+        Z0 = W0.to(_F64) if b is None else torch.cat([W0.to(_F64), b0.to(_F64)[:, None]], 1)
+        grad_reg -= 2.0 * gamma * Z0
+    q0 = (grad_reg * Delta).sum(1)
+    q1 = (mu * Delta * Delta).sum(1)
+    return _line_search(U64, dU, V64, act, lam, q0, q1, (G * Delta).sum(1))
 
 
 @torch.no_grad()
 def w_last_step(X_in: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, *, loss: str | Loss,
                 rho: float, gamma: float = 0.0, W0: torch.Tensor | None = None, b0: torch.Tensor | None = None,
-                curvature: RunningCurvature, relax: float = 1.0) -> SubproblemResult:
+                curvature: RunningCurvature, relax: float = 1.0, line_search: bool = False) -> SubproblemResult:
     r"""Eqs. (18), (20): one step on  loss(Y, W X_in + b) + rho ||W||_F^2 + gamma (||W - W0||_F^2 + ||b - b0||^2).
 
     ``[W, b] <- [W, b] - G \tilde M^{-1}`` with ``G = h'(W X_in + b) X_a^T + mu [W, b] - 2 gamma [W0, b0]``
@@ -375,6 +420,9 @@ def w_last_step(X_in: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, b: torch.T
         From :func:`last_curvature`.
     relax : float
         Step multiplier, as in :func:`w_hidden_step`.
+    line_search : bool
+        Halve the step until the objective does not increase (at most ``_HALVINGS`` times, then no step): one
+        small GEMM (``K p_L m``) per trial.
 
     Returns
     -------
@@ -389,8 +437,30 @@ def w_last_step(X_in: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, b: torch.T
     bcol = _check_step(X_in, W, b, gamma, W0, b0, curvature)
     check_tensor(Y, "Y", ref=X_in, shape=(W.shape[0], X_in.shape[1]), layout="(outputs, samples)")
     Yhat = torch.addmm(bcol, W, X_in) if bcol is not None else W @ X_in
-    H = torch.softmax(Yhat, 0).sub_(Y) if isinstance(loss, CrossEntropyLoss) else Yhat.sub_(Y).mul_(2.0)
     relax = _check_relax(relax)
-    W_new, b_new = _step(H @ X_in.T, H.sum(1) if b is not None else None, W, b, rho, gamma, W0, b0, curvature,
-                         relax)
+    search = _check_search(line_search, relax)
+
+    def objective(W_: torch.Tensor, b_: torch.Tensor | None, Yhat_: torch.Tensor) -> float:
+        val = float(loss.value(Y, Yhat_)) + rho * float((W_.to(_F64) ** 2).sum())
+        if gamma > 0:
+            val += gamma * float(((W_.to(_F64) - W0.to(_F64)) ** 2).sum())
+            if b_ is not None:
+                val += gamma * float(((b_.to(_F64) - b0.to(_F64)) ** 2).sum())
+        return val
+
+    f0 = objective(W, b, Yhat) if search else math.nan
+    H = torch.softmax(Yhat, 0).sub_(Y) if isinstance(loss, CrossEntropyLoss) else Yhat.sub_(Y).mul_(2.0)
+    _, D = _direction(H @ X_in.T, H.sum(1) if b is not None else None, W, b, rho, gamma, W0, b0, curvature)
+    if relax != 1.0:
+        D.mul_(relax)
+    W_new, b_new = _apply(W, b, D)
+    for _ in range(_HALVINGS if search else 0):
+        Yhat_new = torch.addmm(b_new[:, None], W_new, X_in) if b_new is not None else W_new @ X_in
+        if objective(W_new, b_new, Yhat_new) <= f0:
+            break
+        D.mul_(0.5)
+        W_new, b_new = _apply(W, b, D)
+    else:
+        if search:  # no trial step decreased the objective: stay put
+            W_new, b_new = W.clone(), None if b is None else b.clone()
     return _result("w_last", W_new, b_new, t0, curvature)
