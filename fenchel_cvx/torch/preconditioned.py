@@ -48,6 +48,7 @@ from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
 from ..subproblems import SubproblemResult
 from ._common import check_bias, check_tensor, sup_dphi
 from ._wsolvers import _line_search
+from .w_updates import _penalty, _quadratic
 
 __all__ = ["RunningCurvature", "w_hidden_step", "w_last_step"]
 
@@ -386,12 +387,8 @@ def _row_steps(X_in: torch.Tensor, U: torch.Tensor, V: torch.Tensor, W: torch.Te
     if b is not None:
         dU += Delta[:, p:]
     Z = W.to(_F64) if b is None else torch.cat([W.to(_F64), b.to(_F64)[:, None]], 1)
-    mu = _regularizer(rho, gamma, b is not None, p, Z.device)
-    grad_reg = mu * Z  # the regularizer's gradient at Z: mu z - 2 gamma z0
-    if gamma > 0:
-        Z0 = W0.to(_F64) if b is None else torch.cat([W0.to(_F64), b0.to(_F64)[:, None]], 1)
-        grad_reg -= 2.0 * gamma * Z0
-    q0 = (grad_reg * Delta).sum(1)
+    mu, lin, _ = _quadratic(p, W.shape[0], rho, gamma, b is not None, W0, b0, Z)
+    q0 = ((mu * Z - lin) * Delta).sum(1)  # the regularizer's slope along Delta at t = 0
     q1 = (mu * Delta * Delta).sum(1)
     return _line_search(U64, dU, V64, act, lam, q0, q1, (G * Delta).sum(1))
 
@@ -441,12 +438,8 @@ def w_last_step(X_in: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, b: torch.T
     search = _check_search(line_search, relax)
 
     def objective(W_: torch.Tensor, b_: torch.Tensor | None, Yhat_: torch.Tensor) -> float:
-        val = float(loss.value(Y, Yhat_)) + rho * float((W_.to(_F64) ** 2).sum())
-        if gamma > 0:
-            val += gamma * float(((W_.to(_F64) - W0.to(_F64)) ** 2).sum())
-            if b_ is not None:
-                val += gamma * float(((b_.to(_F64) - b0.to(_F64)) ** 2).sum())
-        return val
+        return float(loss.value(Y, Yhat_)) + _penalty(W_.to(_F64), None if b_ is None else b_.to(_F64), rho, gamma,
+                                                      W0, b0)
 
     f0 = objective(W, b, Yhat) if search else math.nan
     H = torch.softmax(Yhat, 0).sub_(Y) if isinstance(loss, CrossEntropyLoss) else Yhat.sub_(Y).mul_(2.0)
