@@ -41,9 +41,9 @@ from typing import Any
 
 import torch
 
-from .._checks import check_scalar
+from .._checks import check_finite, check_scalar
 from ..activations import Activation, get_activation
-from ..errors import CheckpointError, DomainError, ShapeError, ValueRangeError
+from ..errors import CheckpointError, ShapeError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
 from ..subproblems import SubproblemResult
 from ._common import check_bias, check_tensor, sup_dphi
@@ -129,8 +129,7 @@ class RunningCurvature:
         if not due:
             return False
         X = X_in.detach().to(_F64)
-        if not bool(torch.isfinite(X).all()):
-            raise DomainError("X_in: NaN or inf entries; the curvature estimate needs finite inputs")
+        check_finite(X, "X_in")
         m = X.shape[1]
         G = X.new_empty(self.p_a, self.p_a)
         torch.mm(X, X.T, out=G[:p_in, :p_in])
@@ -144,6 +143,14 @@ class RunningCurvature:
         self.m = m
         self._factor = None
         return True
+
+    def _factored(self) -> tuple:
+        """The factor of ``\tilde M`` for the current ``S``, formed on first use after a refresh."""
+        if self.S is None:
+            raise ValueRangeError("curvature: no batch observed yet; call observe(X_in) before stepping")
+        if self._factor is None:
+            self._factor = self._factorize()
+        return self._factor
 
     def _factorize(self) -> tuple:
         M = (self.s * self.m) * self.S
@@ -162,13 +169,9 @@ class RunningCurvature:
 
     def precondition(self, G: torch.Tensor) -> torch.Tensor:
         r"""``G \tilde M^{-1}`` for rows ``G`` ``(r, p_a)`` (float64)."""
-        if self.S is None:
-            raise ValueRangeError("curvature: no batch observed yet; call observe(X_in) before stepping")
         if G.ndim != 2 or G.shape[1] != self.p_a:
             raise ShapeError(f"G: expected rows of length {self.p_a}, got shape {tuple(G.shape)}")
-        if self._factor is None:
-            self._factor = self._factorize()
-        f = self._factor
+        f = self._factored()
         if f[0] == "full":
             return G @ f[1].to(G.device)
         _, Vk, corr, sigma = f
@@ -177,11 +180,7 @@ class RunningCurvature:
 
     def matrix(self) -> torch.Tensor:
         r"""The matrix ``\tilde M`` the steps use (``p_a x p_a``, float64): for tests and inspection."""
-        if self.S is None:
-            raise ValueRangeError("curvature: no batch observed yet; call observe(X_in) first")
-        if self._factor is None:
-            self._factor = self._factorize()
-        f = self._factor
+        f = self._factored()
         if f[0] == "full":
             return torch.linalg.inv(f[1])
         _, Vk, corr, sigma = f
