@@ -50,7 +50,7 @@ from ._common import check_bias, check_tensor, sup_dphi
 from ._wsolvers import _line_search
 from .w_updates import _penalty, _quadratic
 
-__all__ = ["RunningCurvature", "w_hidden_step", "w_last_step"]
+__all__ = ["RunningCurvature", "hidden_curvature", "last_curvature", "w_hidden_step", "w_last_step"]
 
 _F64 = torch.float64
 _HALVINGS = 30  # backtracking trials of w_last_step's line search (the step shrinks to 1e-9 of its length)
@@ -228,7 +228,24 @@ def _regularizer(rho: float, gamma: float, bias: bool, p_in: int, device: str | 
 
 def hidden_curvature(p_in: int, *, act: str | Activation, lam: float, rho: float, gamma: float, bias: bool = True,
                      device: str | torch.device = "cpu", **kw: Any) -> RunningCurvature:
-    """A :class:`RunningCurvature` for eq. (19) of a layer with ``p_in`` inputs (``**kw``: ``every``, ``rank``, ``decay``)."""
+    """A :class:`RunningCurvature` for eq. (19): ``s = lam sup phi'``, ``mu`` from ``rho`` and ``gamma``.
+
+    Parameters
+    ----------
+    p_in : int
+        Inputs of the layer (``X_in`` has shape ``(p_in, m)``).
+    act, lam, rho, gamma, bias
+        As :func:`w_hidden_step`.
+    device : str or torch.device
+        Where the estimate lives.
+    **kw
+        ``every``, ``rank``, ``decay`` of :class:`RunningCurvature`.
+
+    Raises
+    ------
+    ValueRangeError
+        ``lam <= 0``, ``rho < 0``, ``gamma < 0`` or a bad ``every`` / ``rank`` / ``decay``.
+    """
     act = get_activation(act)
     mu = _regularizer(check_scalar(rho, "rho", nonneg=True), check_scalar(gamma, "gamma", nonneg=True), bias, p_in,
                       device)
@@ -237,7 +254,24 @@ def hidden_curvature(p_in: int, *, act: str | Activation, lam: float, rho: float
 
 def last_curvature(p_in: int, *, loss: str | Loss, rho: float, gamma: float, bias: bool = True,
                    device: str | torch.device = "cpu", **kw: Any) -> RunningCurvature:
-    """A :class:`RunningCurvature` for eq. (20): ``s = 1/2`` (cross-entropy, Boehning's bound) or ``2`` (MSE)."""
+    """A :class:`RunningCurvature` for eq. (20): ``s = 1/2`` (cross-entropy, Boehning's bound) or ``2`` (MSE).
+
+    Parameters
+    ----------
+    p_in : int
+        Inputs of the last layer (``X_L`` has shape ``(p_in, m)``).
+    loss, rho, gamma, bias
+        As :func:`w_last_step`.
+    device : str or torch.device
+        Where the estimate lives.
+    **kw
+        ``every``, ``rank``, ``decay`` of :class:`RunningCurvature`.
+
+    Raises
+    ------
+    ValueRangeError
+        ``rho < 0``, ``gamma < 0`` or a bad ``every`` / ``rank`` / ``decay``.
+    """
     loss = get_loss(loss)
     s = 0.5 if isinstance(loss, CrossEntropyLoss) else 2.0
     mu = _regularizer(check_scalar(rho, "rho", nonneg=True), check_scalar(gamma, "gamma", nonneg=True), bias, p_in,
