@@ -7,12 +7,13 @@ expected and what came. The helpers accept numpy arrays and torch tensors alike.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import DomainError, ShapeError, ValueRangeError
+from .errors import ChoiceError, DomainError, ShapeError, ValueRangeError
 
 
 def is_torch(x: Any) -> bool:
@@ -29,6 +30,22 @@ def as_array(x: Any, name: str) -> np.ndarray | torch.Tensor:
     except (TypeError, ValueError) as exc:
         raise DomainError(f"{name}: expected a numeric array, got {type(x).__name__} ({exc})") from None
     return arr
+
+
+def check_choice(value: Any, name: str, choices: Iterable[Any], hint: str = "") -> Any:
+    """Return ``value`` if it is one of ``choices``, else raise :class:`ChoiceError` listing them.
+
+    ``hint`` (e.g. "use fenchel_cvx.cvx for other activations") is appended as the next step to try.
+    """
+    allowed = tuple(choices)
+    try:
+        ok = value in allowed
+    except TypeError:  # an unhashable or incomparable value is simply not a choice
+        ok = False
+    if not ok:
+        tail = f"; {hint}" if hint else ""
+        raise ChoiceError(f"{name}: expected one of {', '.join(map(repr, allowed))}, got {value!r}{tail}")
+    return value
 
 
 def check_finite(x: Any, name: str) -> None:

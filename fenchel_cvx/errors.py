@@ -11,6 +11,7 @@ __all__ = [
     "ShapeError",
     "DomainError",
     "ValueRangeError",
+    "ChoiceError",
     "LabelError",
     "DataFileError",
     "SolverError",
@@ -48,6 +49,14 @@ class DomainError(FenchelError, ValueError):
 
 class ValueRangeError(DomainError):
     """A hyperparameter (``lam``, ``rho``, ``gamma``, ``alpha``, ...) is outside its allowed range."""
+
+
+class ChoiceError(FenchelError, ValueError):
+    """An option names none of its allowed choices (an unknown activation, loss, method, solver, data set, ...).
+
+    The message lists the choices. Raised the same way by every entry point, through
+    ``fenchel_cvx._checks.check_choice``.
+    """
 
 
 class LabelError(FenchelError, ValueError):
