@@ -47,7 +47,8 @@ def make_data(p: int, m: int, seed: int) -> dict:
     Y = rng.standard_normal((K, m))
     S1 = sig.forward(U0 + 0.1 * rng.standard_normal((p, m)))
     S2 = sig.forward(W1 @ S1 + b1[:, None] + 0.1 * rng.standard_normal((p, m)))
-    return {"X0": X0, "U0": U0, "W1": W1, "b1": b1, "W2": W2, "b2": b2, "X1": X1, "X2": X2, "S1": S1, "S2": S2, "labels": labels, "Y": Y}
+    return {"X0": X0, "U0": U0, "W1": W1, "b1": b1, "W2": W2, "b2": b2, "X1": X1, "X2": X2, "S1": S1, "S2": S2,
+            "labels": labels, "Y": Y}
 
 
 def cases(d: dict, exp: bool) -> list[tuple[str, str, object, list[str]]]:
@@ -96,7 +97,7 @@ def run(sizes: list[tuple[int, int]], fractions: list[float], exp: bool, polish:
               f"{'chunks':>6} {'status':19} {'kkt resid':>9} {'value':>14} {'rel diff':>9}")
     print(header)
     print("-" * len(header))
-    for (p, m), frac in zip(sizes, fractions):
+    for (p, m), frac in zip(sizes, fractions, strict=True):
         d = make_data(p, m, seed)
         for name, variant, call, solvers in cases(d, exp):
             f = 1.0 if name == "w_last" else frac  # w_last does not separate
@@ -123,8 +124,9 @@ def run(sizes: list[tuple[int, int]], fractions: list[float], exp: bool, polish:
                       f"{r.info['chunks']:6d} {status:19} {r.info['kkt_residual']:9.1e} {value:14.6e} {diff:9.1e}",
                       flush=True)
                 rows.append({"subproblem": name, "variant": variant, "p": p, "m": m, "solver": solver, "wall": wall,
-                                 "solver_time": solver_time, "fraction": f, "status": r.status, "kkt": r.info["kkt_residual"],
-                                 "value": value, "rel_diff": diff})
+                             "solver_time": solver_time, "fraction": f, "status": r.status,
+                             "kkt": r.info["kkt_residual"], "max_residual": r.max_residual, "value": value,
+                             "rel_diff": diff})
     print("* scaled from a fraction of the columns/rows (see --fraction); values of such rows are scaled too")
     return rows
 

@@ -4,7 +4,7 @@ A 2-3-1 ReLU network, MSE loss, 20 samples from a random 2-3-1 teacher plus nois
 the grid it prints G_hat (the best Lagrangian J found by BCD, an upper estimate of G), the primal P at the same
 weights, and -- with ``--certify`` -- the certified interval ``lower <= G(lambda) <= upper`` from
 :func:`fenchel_cvx.dual.certify_lower_bound`. The figure (``--out``, default ``docs/lambda_sweep.png``) is the one
-in the README.
+in ``docs/benchmarks.md``.
 
     python benchmarks/bench_dual.py --certify 0.3 1 3 --time-limit 30
 """

@@ -32,15 +32,12 @@ import platform
 import sys
 import tempfile
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from fenchel_cvx.baselines import Backprop
-from fenchel_cvx.bcd import BCD
-from fenchel_cvx.network import LiftedNetwork
-from fenchel_cvx.runs import RunConfig, load_data, read_metrics, train_run
+from fenchel_cvx.runs import load_data, make_trainer, read_metrics, train_run
+from fenchel_cvx.settings import RunConfig
 
 
 def _curve(run_dir: Path) -> list[tuple[float, float]]:
@@ -55,14 +52,13 @@ def _curve(run_dir: Path) -> list[tuple[float, float]]:
 
 def _breakdown(cfg: RunConfig, data, batches: int) -> str:
     """Milliseconds per batch: each BCD block, the rest of a BCD step, and an Adam step, on the same batches."""
-    arrays = data[1]
-    rc = cfg.resolved(arrays["X"].shape[1], int(arrays["y"].max()) + 1)
-    net = LiftedNetwork(rc.sizes, rc.activation, rc.loss, seed=rc.seed)
-    bcd = BCD(net, rc.trainer_settings())
-    adam = Backprop(net, replace(rc, method="adam").trainer_settings())
-    X0, Y, _ = bcd._prepare(arrays["X"], arrays["y"], "X", "y")
+    ds, arrays = data
+    bcd = make_trainer(cfg, ds.n_features, ds.n_classes)
+    adam = make_trainer(cfg.replace(method="adam"), ds.n_features, ds.n_classes)
+    Xs, Y, _ = bcd._prepare(arrays["X"], arrays["y"], "X", "y")
+    X0 = Xs.T.contiguous()
     sb, sa = bcd.init_state(), adam.init_state()
-    bs = rc.batch_size
+    bs = cfg.train.batch_size
     n = min(batches, X0.shape[1] // bs - 1)  # one more batch warms up
     blocks: dict[str, float] = defaultdict(float)
     step = 0.0
@@ -81,8 +77,9 @@ def _breakdown(cfg: RunConfig, data, batches: int) -> str:
     rows.append(f"| **BCD step** | **{step * 1e3:.1f}** |")
     rows.append(f"| Adam step (same batches) | {t_adam * 1e3:.1f} |")
     rows.append(f"| ratio | {step / t_adam:.1f} |")
-    mode = ("curvature=running, inexact_x_iters=10" if rc.curvature == "running"
-            else f"inexact_iters={rc.inexact_iters}")
+    f = cfg.fenchel
+    mode = (f"curvature=running, inexact_x_iters={f.inexact_x_iters}" if f.curvature == "running"
+            else f"inexact_iters={f.inexact_iters}")
     head = (f"Per batch of {bs}, mean over {n} batches, {torch.get_num_threads()} torch thread(s), "
             f"{mode}:\n\n| part | ms / batch |\n|---|---|")
     return head + "\n" + "\n".join(rows)
@@ -90,11 +87,8 @@ def _breakdown(cfg: RunConfig, data, batches: int) -> str:
 
 def _descent(cfg: RunConfig, data, batches: int) -> str:
     """Run ``batches`` batches of the running-curvature mode; count W-steps that raised their block objective."""
-    import fenchel_cvx.bcd as bcd_mod
-    arrays = data[1]
-    rc = cfg.resolved(arrays["X"].shape[1], int(arrays["y"].max()) + 1)
-    net = LiftedNetwork(rc.sizes, rc.activation, rc.loss, seed=rc.seed)
-    bcd = BCD(net, rc.trainer_settings())
+    ds, arrays = data
+    bcd = make_trainer(cfg, ds.n_features, ds.n_classes)
     changes: dict[str, list[float]] = defaultdict(list)
 
     def penalty(W, b, kw):
@@ -103,38 +97,34 @@ def _descent(cfg: RunConfig, data, batches: int) -> str:
             val += kw["gamma"] * float(((W - kw["W0"]) ** 2).sum() + ((b - kw["b0"]) ** 2).sum())
         return val
 
-    def hidden(X_in, X_next, U, W, b, **kw):
-        def f(W_, b_):
-            return kw["lam"] * float(kw["act"].B_sum(X_next, W_ @ X_in + b_[:, None])) + penalty(W_, b_, kw)
-        r = step_hidden(X_in, X_next, U, W, b, **kw)
-        before, after = f(W, b), f(r.W, r.b)
-        changes["w_hidden"].append((after - before) / max(abs(before), 1e-300))
+    def objective(name, kw, W_, b_):
+        pre = W_ @ kw["X_in"] + b_[:, None]
+        if name == "w_hidden":
+            return kw["lam"] * float(kw["act"].B_sum(kw["X_next"], pre)) + penalty(W_, b_, kw)
+        return float(kw["loss"].value(kw["Y"], pre)) + penalty(W_, b_, kw)
+
+    face = bcd.face
+
+    def watched(name, **kw):
+        r = face(name, **kw)
+        if kw.get("method") == "running":
+            before, after = objective(name, kw, kw["W_init"], kw["b_init"]), objective(name, kw, r.W, r.b)
+            changes[name].append((after - before) / max(abs(before), 1e-300))
         return r
 
-    def last(X_in, Y, W, b, **kw):
-        def f(W_, b_):
-            return float(kw["loss"].value(Y, W_ @ X_in + b_[:, None])) + penalty(W_, b_, kw)
-        r = step_last(X_in, Y, W, b, **kw)
-        before, after = f(W, b), f(r.W, r.b)
-        changes["w_last"].append((after - before) / max(abs(before), 1e-300))
-        return r
-
-    step_hidden, step_last = bcd_mod.w_hidden_step, bcd_mod.w_last_step
-    bcd_mod.w_hidden_step, bcd_mod.w_last_step = hidden, last
-    try:
-        X0, Y, _ = bcd._prepare(arrays["X"], arrays["y"], "X", "y")
-        st = bcd.init_state()
-        gen, bs = torch.Generator().manual_seed(rc.seed), rc.batch_size
-        per_epoch = X0.shape[1] // bs
-        for k in range(batches):
-            if k % per_epoch == 0:
-                perm = torch.randperm(X0.shape[1], generator=gen)
-            idx = perm[(k % per_epoch) * bs:][:bs]
-            bcd.step(st, X0[:, idx], Y[:, idx])
-    finally:
-        bcd_mod.w_hidden_step, bcd_mod.w_last_step = step_hidden, step_last
-    lines = [(f"Running-curvature W-steps over {batches} batches of {bs} (refresh every {rc.curvature_every}, rank "
-              f"{rc.curvature_rank}, relax {rc.curvature_relax:g}): relative change of each block objective\n"),
+    bcd._face = watched
+    Xs, Y, _ = bcd._prepare(arrays["X"], arrays["y"], "X", "y")
+    st = bcd.init_state()
+    gen, bs = torch.Generator().manual_seed(cfg.train.seed), cfg.train.batch_size
+    per_epoch = Xs.shape[0] // bs
+    for k in range(batches):
+        if k % per_epoch == 0:
+            perm = torch.randperm(Xs.shape[0], generator=gen)
+        idx = perm[(k % per_epoch) * bs:][:bs]
+        bcd.step(st, Xs[idx].T.contiguous(), Y[:, idx])
+    f = cfg.fenchel
+    lines = [(f"Running-curvature W-steps over {batches} batches of {bs} (refresh every {f.curvature_every}, rank "
+              f"{f.curvature_rank}, relax {f.curvature_relax:g}): relative change of each block objective\n"),
              "| block | steps | increased | largest change | median change |", "|---|---|---|---|---|"]
     for name, ch in changes.items():
         t = torch.tensor(ch)
@@ -160,22 +150,23 @@ def main(argv=None) -> int:
     p.add_argument("--relax", type=float, default=1.0, help="curvature_relax of the running mode (default 1)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    base = RunConfig(dataset="mnist" if args.data_dir else "mnist-small", data_dir=args.data_dir, loss="ce",
-                     batch_size=500, epochs=args.epochs, lam=0.1, rho=0.0, gamma=[1.0, 100.0], K=1, inexact=True,
-                     seed=args.seed)
-    running = replace(base, curvature="running", inexact_x_iters=10, curvature_relax=args.relax)
+    base = RunConfig().with_values({
+        "dataset": "mnist" if args.data_dir else "mnist-small", "data_dir": args.data_dir, "loss": "ce",
+        "batch_size": 500, "epochs": args.epochs, "lam": 0.1, "rho": 0.0, "gamma": [1.0, 100.0], "K": 1,
+        "inexact": True, "seed": args.seed})
+    running = base.with_values({"curvature": "running", "inexact_x_iters": 10, "curvature_relax": args.relax})
     data = load_data(base)
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_inexact_"))
-    runs = {f"fenchel mm x{k}": replace(base, inexact_iters=int(k)) for k in args.iters.split(",")}
+    runs = {f"fenchel mm x{k}": base.with_values({"inexact_iters": int(k)}) for k in args.iters.split(",")}
     for x in filter(None, args.x_iters.split(",")):
-        runs[f"fenchel mm x{args.iters.split(',')[0]}, X capped at {x}"] = replace(
-            base, inexact_iters=int(args.iters.split(",")[0]), inexact_x_iters=int(x))
+        runs[f"fenchel mm x{args.iters.split(',')[0]}, X capped at {x}"] = base.with_values(
+            {"inexact_iters": int(args.iters.split(",")[0]), "inexact_x_iters": int(x)})
     if args.running:
         runs["fenchel running, X capped at 10"] = running
-    runs["adam"] = replace(base, method="adam", inexact=None)
+    runs["adam"] = base.with_values({"method": "adam", "inexact": None})
     if args.breakdown:
-        print(_breakdown(running if args.running else replace(base, inexact_iters=int(args.iters.split(",")[0])),
-                         data, args.breakdown))
+        first = base.with_values({"inexact_iters": int(args.iters.split(",")[0])})
+        print(_breakdown(running if args.running else first, data, args.breakdown))
     if args.descent:
         print(_descent(running, data, args.descent))
     if args.epochs < 1:
@@ -194,7 +185,7 @@ def main(argv=None) -> int:
         t = sum(x for x, _ in c) / len(c)
         lines.append(f"| {name} | {t:.2f} | {t / adam:.1f} | " + " | ".join(f"{a:.4f}" for _, a in c) + " |")
     lines.append(f"\nMachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
-                 f"threads, torch {torch.__version__}, float64, {base.dataset}.")
+                 f"threads, torch {torch.__version__}, float64, {base.data.dataset}.")
     print("\n".join(lines))
     return 0
 

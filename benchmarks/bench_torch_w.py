@@ -45,7 +45,8 @@ def bench_hidden(r: int, p: int, m: int, cap: float) -> None:
         res = ft.w_hidden(X, V, act="relu", lam=lam, rho=rho, tol=tol)
         print(f"SSN tol={tol:g}: {time.perf_counter() - t:.2f} s, {res.iterations} steps "
               f"({int(res.info['row_iterations'].sum())} row-steps), value {res.value:.12g}, "
-              f"max residual {res.max_residual:.1e}", flush=True)
+              f"max certificate {float(res.info['certificate'].max()):.1e}, max residual {res.max_residual:.1e}",
+              flush=True)
         if tol == 1e-10:
             fstar = res.value
     if cap <= 0:
@@ -90,7 +91,8 @@ def bench_mnist(rows: int) -> None:
     t = time.perf_counter()
     res = ft.w_hidden(X, V, act="relu", lam=1.0, rho=0.1)
     print(f"w_hidden {rows} rows x 785 x 60000: {time.perf_counter() - t:.1f} s, {res.iterations} steps "
-          f"({int(res.info['row_iterations'].sum())} row-steps), max residual {res.max_residual:.1e}, "
+          f"({int(res.info['row_iterations'].sum())} row-steps), max certificate "
+          f"{float(res.info['certificate'].max()):.1e}, max residual {res.max_residual:.1e}, "
           f"Hessian sample columns {res.info['hessian_samples']}")
 
 
@@ -105,12 +107,13 @@ def bench_last(p: int, ms: list[int], methods: list[str]) -> None:
             t = time.perf_counter()
             res = ft.w_last(X, labels, loss="ce", rho=0.1, method=method, tol=1e-8)
             print(f"w_last CE K={K} p={p} m={m} {method}: {time.perf_counter() - t:.1f} s, {res.iterations} "
-                  f"Newton steps, {res.info['cg_iterations']} CG steps, residual {res.max_residual:.1e}, "
+                  f"Newton steps, {res.info['cg_iterations']} CG steps, certificate "
+                  f"{float(res.info['certificate'].max()):.1e}, max residual {res.max_residual:.1e}, "
                   f"value {res.value:.12g}", flush=True)
         t = time.perf_counter()
         res = ft.w_last(X, labels, loss="mse", rho=0.1)
-        print(f"w_last MSE K={K} p={p} m={m} closed form: {time.perf_counter() - t:.2f} s, residual "
-              f"{res.max_residual:.1e}", flush=True)
+        print(f"w_last MSE K={K} p={p} m={m} closed form: {time.perf_counter() - t:.2f} s, certificate "
+              f"{float(res.info['certificate'].max()):.1e}, max residual {res.max_residual:.1e}", flush=True)
 
 
 def main() -> None:

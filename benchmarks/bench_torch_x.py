@@ -85,7 +85,8 @@ def bench_hidden(dtype: torch.dtype, lbfgs: bool) -> None:
                             lam_prev=lam_prev, tol=tol)
             kappa = r.info["lipschitz"] / r.info["mu"]
             print(f"x_hidden relu/relu 300x300 m=2000 lam_prev={lam_prev} (kappa {kappa:.0f}) tol={tol:g}: "
-                  f"{r.solve_time:.2f} s, {r.iterations} it, max_residual {r.max_residual:.1e}")
+                  f"{r.solve_time:.2f} s, {r.iterations} it, max certificate "
+                  f"{float(r.info['certificate'].max()):.1e}, max residual {r.max_residual:.1e}")
         if lbfgs:
             ref = ft.x_hidden(W, b, V, U, act="relu", act_prev="relu", lam=1.0, lam_prev=lam_prev, tol=1e-12)
             dt, nit, val = lbfgs_relu(W, b, V, U, lam_prev)

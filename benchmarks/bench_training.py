@@ -24,10 +24,9 @@ Every run is a run directory under ``--out`` (``a/fenchel``, ``a/adam``, ...), s
 ``fenchel-cvx plot OUT/a -o fig2.png`` draws the Fig. 2-like figure. Prints one table and writes it to
 ``OUT/results.md`` (and the numbers to ``OUT/results.json``).
 
-Usage::
+Usage (``DIR`` holds the four MNIST IDX files, ``train-images-idx3-ubyte.gz`` etc.)::
 
-    bash ../shared/data/assemble.sh /tmp/fcdata mnist
-    python benchmarks/bench_training.py --data-dir /tmp/fcdata             # full scale (10 epochs, 60k)
+    python benchmarks/bench_training.py --data-dir DIR                     # full scale (10 epochs, 60k)
     python benchmarks/bench_training.py --quick                            # shipped 10k subset, 2 epochs
     python benchmarks/bench_training.py --data-dir D --n-train 20000 --epochs 3 --parts ac
 """
@@ -41,12 +40,12 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from fenchel_cvx.runs import RunConfig, collect_runs, load_data, read_metrics, train_run
+from fenchel_cvx.runs import collect_runs, load_data, read_metrics, train_run
+from fenchel_cvx.settings import RunConfig
 
 
 def _parse(argv=None) -> argparse.Namespace:
@@ -68,9 +67,9 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--b-runs", default="fenchel,fenchel-inexact,sgd-lr0.1",
                    help="part (b) runs, comma-separated (exact Algorithm 1 on 60k samples needs a GPU)")
     p.add_argument("--inexact-iters", type=int, default=None, help="MM steps per inexact W-update in part (a) "
-                   "(default: the RunConfig default, 1)")
+                   "(default: the settings default, 1)")
     p.add_argument("--b-inexact-iters", type=int, default=None, help="MM steps per inexact W-update in part (b) "
-                   "(default: the RunConfig default, 1)")
+                   "(default: the settings default, 1)")
     p.add_argument("--quick", action="store_true", help="smoke scale: 2 epochs, (b) on 2000 samples")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
@@ -131,9 +130,10 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = "mnist" if args.data_dir else "mnist-small"
-    base = RunConfig(dataset=dataset, data_dir=args.data_dir, loss="ce", batch_size=500, epochs=args.epochs,
-                     device=args.device, dtype=args.dtype, seed=args.seed, eval_every=args.eval_every,
-                     n_train=args.n_train, n_test=args.n_test)
+    base = RunConfig().with_values({"dataset": dataset, "data_dir": args.data_dir, "loss": "ce", "batch_size": 500,
+                                    "epochs": args.epochs, "device": args.device, "dtype": args.dtype,
+                                    "seed": args.seed, "eval_every": args.eval_every, "n_train": args.n_train,
+                                    "n_test": args.n_test})
     progress = not args.no_progress
     results: dict = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
                                 f"threads, torch {torch.__version__}, device {args.device}, {args.dtype}",
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
             if name not in _PART_A:
                 raise SystemExit(f"--runs: unknown run {name!r}; choose from {sorted(_PART_A)}")
             over = _with_iters(_PART_A[name], args.inexact_iters)
-            results["a"][name] = _run(replace(base, **over), out / "a" / name, progress, data)
+            results["a"][name] = _run(base.with_values(over), out / "a" / name, progress, data)
         a = results["a"]
         lines.append(f"### (a) batched cross-entropy, 784-300-10, {dataset} ({m} train / {mt} test), batch 500, "
                      "K = 1, lam 0.1, gamma (1, 100), 1 MM step per inexact W-update (fenchel-tuned: gamma (1, 10), "
@@ -179,8 +179,8 @@ def main(argv=None) -> int:
             lines.append(f"| {k} | {s['final']['test_acc']:.4f} | {s['time_per_epoch']:.2f} | {ratio:.2f} | {t97} |")
         lines.append("")
     if "b" in args.parts:
-        fb = replace(base, loss="mse", batch_size=None, epochs=args.full_epochs, n_train=args.full_n_train,
-                     eval_every=None)
+        fb = base.with_values({"loss": "mse", "batch_size": None, "epochs": args.full_epochs,
+                               "n_train": args.full_n_train, "eval_every": None})
         data = load_data(fb)
         m = len(data[1]["y"])
         print(f"(b) full-batch MSE 784-300-10 on {dataset} ({m} train), {args.full_epochs} sweeps", flush=True)
@@ -191,7 +191,7 @@ def main(argv=None) -> int:
             if name not in part_b:
                 raise SystemExit(f"--b-runs: unknown run {name!r}; choose from {sorted(part_b)}")
             over = _with_iters(part_b[name], args.b_inexact_iters)
-            results["b"][name] = _run(replace(fb, **over), out / "b" / name, progress, data)
+            results["b"][name] = _run(fb.with_values(over), out / "b" / name, progress, data)
         lines.append(f"### (b) full-batch MSE (Algorithm 1), 784-300-10, {m} train samples, {args.full_epochs} "
                      "sweeps, lam 0.1, rho (1e-2, 10)")
         lines.append("")

@@ -22,7 +22,8 @@ import torch
 
 from fenchel_cvx.bcd import BCD, BCDSettings
 from fenchel_cvx.network import LiftedNetwork
-from fenchel_cvx.runs import RunConfig, load_data
+from fenchel_cvx.runs import load_data
+from fenchel_cvx.settings import RunConfig
 
 
 def main(argv=None) -> int:
@@ -40,13 +41,14 @@ def main(argv=None) -> int:
         if cfg.method != "fenchel":
             raise SystemExit(f"{run}: a {cfg.method!r} run; the argmin rule needs a Fenchel run")
         if args.data_dir:
-            cfg = RunConfig.from_dict({**cfg.to_dict(), "data_dir": args.data_dir})
+            cfg = cfg.with_values({"data_dir": args.data_dir})
         _, d = load_data(cfg)
         net = LiftedNetwork.load(run / "model.npz")
         accs = []
         for rule in ("feedforward", "argmin"):
             t0 = time.perf_counter()
-            bcd = BCD(net, BCDSettings(lam=cfg.lam, prediction=rule, tol=cfg.tol, dtype=cfg.dtype))
+            bcd = BCD(net, BCDSettings(lam=cfg.fenchel.lam, prediction=rule, tol=cfg.fenchel.tol,
+                                       dtype=cfg.train.dtype))
             accs.append(bcd.evaluate(bcd.init_state(), d["X_test"], d["y_test"])[1])
         print(f"| {run} | {accs[0]:.4f} | {accs[1]:.4f} | {time.perf_counter() - t0:.0f} |", flush=True)
     return 0

@@ -20,14 +20,12 @@ import json
 import platform
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
 
-from fenchel_cvx.bcd import BCD
-from fenchel_cvx.network import LiftedNetwork
-from fenchel_cvx.runs import RunConfig, load_data
+from fenchel_cvx.runs import load_data, make_trainer
+from fenchel_cvx.settings import BCDOptions, RunConfig
 
 #: Appendix C's batched values (our reading) and the neighbours tried around them.
 DEFAULT_GRID = [
@@ -41,9 +39,8 @@ _KEYS = ("lam", "rho", "gamma", "inexact_iters", "K", "inexact_x_iters", "curvat
          "curvature_rank", "curvature_relax")
 
 
-def _running(cfg: RunConfig) -> str:
-    return (f" ({cfg.curvature_every}, {cfg.curvature_rank}, {cfg.curvature_relax:g})" if cfg.curvature == "running"
-            else "")
+def _running(f: BCDOptions) -> str:
+    return f" ({f.curvature_every}, {f.curvature_rank}, {f.curvature_relax:g})" if f.curvature == "running" else ""
 
 
 def main(argv=None) -> int:
@@ -65,9 +62,10 @@ def main(argv=None) -> int:
         extra = set(g) - set(_KEYS)
         if extra:
             raise SystemExit(f"--grid: unknown keys {sorted(extra)}; use {_KEYS}")
-    base = RunConfig(dataset="mnist" if args.data_dir else "mnist-small", data_dir=args.data_dir, loss="ce",
-                     batch_size=500, epochs=args.epochs, inexact=True, seed=args.seed)
-    _, d = load_data(base)
+    base = RunConfig().with_values({"dataset": "mnist" if args.data_dir else "mnist-small",
+                                    "data_dir": args.data_dir, "loss": "ce", "batch_size": 500,
+                                    "epochs": args.epochs, "inexact": True, "seed": args.seed})
+    ds, d = load_data(base)
     m = len(d["y"])
     if not 0 < args.n_val < m:
         raise SystemExit(f"--n-val: expected 0 < n_val < {m} (training images), got {args.n_val}")
@@ -79,15 +77,16 @@ def main(argv=None) -> int:
              + " | s / epoch |", "|---|---|---|---|---|---|" + "---|" * (args.epochs + 1)]
     lines[0] = lines[0].replace("curvature |", "curvature (every, rank, relax) |")
     for g in grid:
-        cfg = replace(base, **g).resolved(d["X"].shape[1], 10)
-        bcd = BCD(LiftedNetwork(cfg.sizes, cfg.activation, cfg.loss, seed=cfg.seed), cfg.trainer_settings())
+        cfg = base.with_values(g)
+        bcd = make_trainer(cfg, ds.n_features, ds.n_classes)
+        f, resolved = cfg.fenchel, bcd.resolved()
         t0 = time.perf_counter()
         state = bcd.run(d["X"][fit], d["y"][fit], X_test=d["X"][val], y_test=d["y"][val], progress=False)
         accs = [r["test_acc"] for r in state.history]
         per_epoch = state.elapsed / max(state.epoch, 1)
-        steps = cfg.inexact_iters if cfg.curvature == "batch" else 1
-        lines.append(f"| {cfg.lam[0]:g} | {', '.join(f'{x:g}' for x in cfg.gamma)} | {steps} | {cfg.K} | "
-                     f"{cfg.curvature}{_running(cfg)} | {cfg.inexact_x_iters or 'to tol'} | "
+        steps = f.inexact_iters if f.curvature == "batch" else 1
+        lines.append(f"| {resolved['lam'][0]:g} | {', '.join(f'{x:g}' for x in resolved['gamma'])} | {steps} | "
+                     f"{f.K} | {f.curvature}{_running(f)} | {f.inexact_x_iters or 'to tol'} | "
                      + " | ".join(f"{a:.4f}" for a in accs) + f" | {per_epoch:.1f} |")
         print(lines[-1], f"(wall {time.perf_counter() - t0:.0f} s)", flush=True)
     print(f"\nMachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "

@@ -7,18 +7,22 @@ expected and what came. The helpers accept numpy arrays and torch tensors alike.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .errors import ChoiceError, DomainError, ShapeError, ValueRangeError
 
+if TYPE_CHECKING:
+    import torch
+
 
 def is_torch(x: Any) -> bool:
-    """True when ``x`` is a torch tensor."""
-    return isinstance(x, torch.Tensor)
+    """True when ``x`` is a torch tensor (without importing torch: if it is not loaded, ``x`` is none)."""
+    torch_module = sys.modules.get("torch")
+    return torch_module is not None and isinstance(x, torch_module.Tensor)
 
 
 def as_array(x: Any, name: str) -> np.ndarray | torch.Tensor:
@@ -51,6 +55,8 @@ def check_choice(value: Any, name: str, choices: Iterable[Any], hint: str = "") 
 def check_finite(x: Any, name: str) -> None:
     """Raise :class:`DomainError` when ``x`` holds NaN or inf, saying how many and where the first is."""
     if is_torch(x):
+        import torch
+
         # a finite sum proves every entry finite (NaN and inf propagate through it) in one pass, no mask
         if x.is_floating_point() and x.numel() and bool(torch.isfinite(x.sum())):
             return
@@ -80,7 +86,7 @@ def check_ndim(x: Any, name: str, ndim: int | Sequence[int], layout: str = "") -
 def check_shape(x: Any, name: str, shape: Sequence[int | None], layout: str = "") -> None:
     """Raise :class:`ShapeError` unless ``x.shape`` matches ``shape`` (``None`` matches any size)."""
     got = tuple(x.shape)
-    if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
+    if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got, strict=True)):
         want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
         hint = f" {layout}" if layout else ""
         raise ShapeError(f"{name}: expected shape {want}{hint}, got {got}")

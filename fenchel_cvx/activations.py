@@ -28,7 +28,8 @@ Every numeric method accepts numpy arrays and torch tensors (torch keeps device 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cvxpy as cp
 import numpy as np
@@ -36,7 +37,7 @@ import scipy.special as sps
 import torch
 
 from ._checks import check_finite, check_scalar, is_torch
-from .errors import DomainError, FenchelError, ShapeError
+from .errors import ChoiceError, DomainError, FenchelError, ShapeError
 
 __all__ = ["Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "ACTIVATIONS", "get_activation"]
 
@@ -434,5 +435,5 @@ def get_activation(act: str | Activation, **kwargs: Any) -> Activation:
     if isinstance(act, Activation):
         return act
     if not isinstance(act, str) or act not in ACTIVATIONS:
-        raise FenchelError(f"act: expected one of {sorted(ACTIVATIONS)} or an Activation instance, got {act!r}")
+        raise ChoiceError(f"act: expected one of {sorted(ACTIVATIONS)} or an Activation instance, got {act!r}")
     return ACTIVATIONS[act](**kwargs)

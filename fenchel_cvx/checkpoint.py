@@ -4,18 +4,20 @@ A checkpoint is one file written by :func:`torch.save` and read back with ``torc
 loading never executes code from the file: it may hold only tensors, numbers, strings, lists, dicts and ``None``
 (what ``BCDState.state_dict()`` and the baselines' ``state_dict()`` produce). Layout::
 
-    {"format": "fenchel_cvx.checkpoint", "version": 1, "meta": {...JSON-able...}, "state": trainer_state_dict}
+    {"format": "fenchel_cvx.checkpoint", "version": 2, "meta": {...JSON-able...}, "state": trainer_state_dict}
 
 Writes are atomic: the bytes go to a temporary file in the same directory, are flushed and ``fsync``-ed, and
 ``os.replace`` swaps it in (then the directory is ``fsync``-ed), so a run killed during a save leaves the previous
 checkpoint untouched. A run's identity is its *fingerprint*: the SHA-256 of the canonical JSON of its
 configuration (:func:`run_config`: method, layer sizes, activations, loss and every setting that changes the
-trajectory -- seed included; ``epochs``, ``device`` and reporting options are left out so a run can be extended
-or moved). :func:`load_checkpoint` refuses a checkpoint from another run and names the keys that differ.
+trajectory -- seed included; the settings :func:`fenchel_cvx.settings.resumable` names -- ``epochs``, ``device``,
+reporting options -- are left out so a run can be extended or moved). :func:`load_checkpoint` refuses a
+checkpoint from another run and names the keys that differ.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -30,21 +32,21 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError
+from .settings import resumable
 
 __all__ = [
     "FORMAT",
-    "IGNORED_SETTINGS",
     "VERSION",
+    "file_mode",
     "load_checkpoint",
     "run_config",
     "run_fingerprint",
     "save_checkpoint",
+    "write_atomic",
 ]
 
 FORMAT = "fenchel_cvx.checkpoint"
-VERSION = 1
-#: Settings that do not change the weights a run produces, so a resumed run may change them.
-IGNORED_SETTINGS = frozenset({"epochs", "device", "eval_every", "record_blocks", "progress"})
+VERSION = 2
 
 
 def _canonical(x: Any) -> Any:
@@ -70,7 +72,8 @@ def run_config(network: Any, settings: Any, *, method: str = "fenchel") -> dict:
     network : LiftedNetwork
         Gives ``sizes``, ``acts`` (their ``repr``, e.g. ``LeakyReLU(alpha=0.01)``) and ``loss``.
     settings : dataclass or dict
-        ``BCDSettings``, ``BackpropSettings`` or a plain dict; keys in :data:`IGNORED_SETTINGS` are dropped.
+        ``BCDSettings``, ``BackpropSettings`` or a plain dict; the settings a resumed run may change
+        (:func:`fenchel_cvx.settings.resumable`) are dropped.
     method : str
         ``"fenchel"``, ``"adam"``, ``"sgd"``.
 
@@ -85,7 +88,8 @@ def run_config(network: Any, settings: Any, *, method: str = "fenchel") -> dict:
         s = dict(settings)
     else:
         raise CheckpointError(f"settings: expected a settings dataclass or a dict, got {type(settings).__name__}")
-    s = {k: v for k, v in s.items() if k not in IGNORED_SETTINGS}
+    keep = resumable()
+    s = {k: v for k, v in s.items() if k not in keep}
     return _canonical({"method": method, "sizes": list(network.sizes), "activations": [repr(a) for a in network.acts],
                        "loss": getattr(network.loss, "name", repr(network.loss)), "settings": s})
 
@@ -138,18 +142,39 @@ def save_checkpoint(path: str | os.PathLike, trainer_state_dict: dict, meta: dic
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         if isinstance(exc, OSError) and not isinstance(exc, CheckpointError):
             raise CheckpointError(f"could not write checkpoint {path}: {exc}; the previous checkpoint (if any) is "
                                   "unchanged") from exc
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def file_mode() -> int:
+    """``rw-r--r--`` under the process umask: the mode of every file a run writes (``mkstemp`` makes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o644 & ~umask
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (a temporary file in the same folder, then ``os.replace``)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _fsync_dir(folder: Path) -> None:

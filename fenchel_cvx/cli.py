@@ -5,76 +5,138 @@ Main job, no arguments needed::
     fenchel-cvx train
 
 trains the batched (Algorithm 2) 784-300-10 ReLU cross-entropy network on the MNIST subset shipped with the
-package (10,000 train / 2,000 test), with Appendix C's batched hyperparameters (batch 500, K = 1, lam = 0.1, no
-ridge, proximal weights gamma = (1, 100)) and inexact W-updates (one warm-started majorization-minimization step
-per block), for 3 epochs; then an Adam network (lr 1e-3) of the same architecture, initial weights, batches and
-epochs; and prints both final test accuracies (0.930 vs 0.9185 with seed 0; 13-19 s on a quiet 2-core CPU,
-about 30 s with ``--threads 1`` on a busy one). Every run writes a run directory (see :mod:`fenchel_cvx.runs`); ``fenchel-cvx plot
-RUN_DIR ...`` overlays their test-accuracy curves (paper Figs. 1-2) into a PNG.
+package (10,000 train / 2,000 test), with Appendix C's batched hyperparameters and inexact W-updates, for 3
+epochs; then an Adam network of the same architecture, initial weights, batches and epochs; and prints both
+final test accuracies. Every run writes a run directory (:mod:`fenchel_cvx.runs`); ``fenchel-cvx plot RUN_DIR
+...`` overlays their test-accuracy curves (paper Figs. 1-2) into a PNG.
 
-Errors the user can fix (a missing data file, a bad option, a checkpoint of another run) print one message
-naming the culprit and exit with status 2; an interrupted run prints how to resume it and exits with 130.
+The flags of ``train`` are generated from :mod:`fenchel_cvx.settings`, one per setting, with the same defaults
+and help as the Python API (``fenchel-cvx train --help`` lists them). Errors the user can fix (a missing data
+file, a bad option, a checkpoint of another run) print one message in the command line's words and exit with
+status 2; an interrupted run prints how to resume it and exits with 130. This module imports neither torch nor
+CVXPY until a command runs, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .errors import FenchelError
+from .settings import RunConfig, Spec, fields_of, resumable
 
-__all__ = ["build_parser", "main"]
+__all__ = ["FLAGS", "build_parser", "main"]
 
-_ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh")
-_DATASETS = ("mnist-small", "mnist", "cifar10", "synthetic")
+#: Options of ``train`` that are actions, not settings (where to write, whether to resume, what to compare).
+ACTIONS = ("--out", "--resume", "--compare", "--no-progress")
 
 
-def _floats(text: str) -> float | list[float]:
-    """``"0.1"`` -> 0.1, ``"1,100"`` -> [1.0, 100.0] (per-layer values)."""
+def _flag(path: str, spec: Spec) -> str:
+    return spec.flag or "--" + path.rpartition(".")[2].replace("_", "-")
+
+
+#: Setting (dotted path) -> its flag, for every field of :class:`~fenchel_cvx.settings.RunConfig`.
+FLAGS: dict[str, str] = {path: _flag(path, spec) for path, _, spec in fields_of(RunConfig)}
+
+
+# -- one flag per setting ------------------------------------------------------------------------------------------
+def _parse(spec: Spec, path: str, text: str) -> Any:
+    """Command-line text -> the setting's value, checked by the setting itself (errors in argparse's words)."""
+    name = path.rpartition(".")[2]
+    if spec.none_word is not None and text.strip().lower() == spec.none_word:
+        return None
     try:
-        vals = [float(t) for t in text.split(",")]
+        if spec.kind == "int":
+            value: Any = int(text)
+        elif spec.kind == "float":
+            value = float(text)
+        elif spec.kind == "layers":
+            values = [float(t) for t in text.split(",")]
+            value = values[0] if len(values) == 1 else tuple(values)
+        elif spec.kind == "sizes":
+            value = tuple(int(t) for t in text.replace("x", "-").split("-"))
+        elif spec.kind == "json":
+            value = json.loads(text)
+        else:
+            value = text
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or a comma-separated list of numbers "
-                                         f"(one per layer, e.g. 1,100), got {text!r}") from None
-    return vals[0] if len(vals) == 1 else vals
-
-
-def _arch(text: str) -> list[int]:
+        raise argparse.ArgumentTypeError(f"expected {_expects(spec)}, got {text!r}") from None
     try:
-        sizes = [int(t) for t in text.replace("x", "-").split("-")]
-    except ValueError:
-        sizes = []
-    if len(sizes) < 2 or any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(f"expected layer sizes joined by '-', e.g. 784-300-10, got {text!r}")
-    return sizes
+        return spec.check(name, value)
+    except FenchelError as exc:
+        raise argparse.ArgumentTypeError(_in_flag_words(str(exc)).partition(": ")[2] or str(exc)) from None
 
 
-def _batch(text: str) -> int:
-    if text.lower() in ("full", "none", "0"):
-        return 0  # full batch; 0 keeps None free to mean "not given"
+def _expects(spec: Spec) -> str:
+    words = {"layers": "a number or comma-separated numbers (one per layer, e.g. 1,100)",
+             "sizes": "layer sizes joined by '-', e.g. 784-300-10", "json": "a JSON object"}
+    text = words.get(spec.kind) or spec.expects().split(", or None")[0]
+    return text + (f", or '{spec.none_word}'" if spec.none_word else "")
+
+
+def _default_text(f: Any, spec: Spec) -> str:
+    default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+    if default is None:
+        return spec.none or "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, dict):
+        return json.dumps(default)
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of :class:`~fenchel_cvx.settings.RunConfig`, grouped as the settings are."""
+    groups: dict[str, Any] = {}
+    for path, f, spec in fields_of(RunConfig):
+        group = groups.get(spec.group) or groups.setdefault(spec.group, parser.add_argument_group(spec.group))
+        flag = FLAGS[path]
+        text = f"{spec.help} (default: {_default_text(f, spec)})"
+        if spec.kind == "bool":
+            pair = group.add_mutually_exclusive_group()
+            off = spec.flag_off or "--no-" + flag[2:]
+            pair.add_argument(flag, dest=path, action="store_const", const=True, default=argparse.SUPPRESS,
+                              help=text)
+            pair.add_argument(off, dest=path, action="store_const", const=False, default=argparse.SUPPRESS,
+                              help=f"the opposite of {flag}")
+        elif spec.kind == "choice":
+            group.add_argument(flag, dest=path, choices=spec.choices, default=argparse.SUPPRESS, help=text)
+        else:
+            group.add_argument(flag, dest=path, metavar=spec.metavar or "X", default=argparse.SUPPRESS, help=text,
+                               type=lambda t, s=spec, p=path: _parse(s, p, t))
+
+
+def settings_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the user set on the command line, by dotted path (``{"train.epochs": 5}``)."""
+    return {path: getattr(args, path) for path in FLAGS if hasattr(args, path)}
+
+
+def _in_flag_words(message: str) -> str:
+    """A settings error message in the command line's words: ``batch_size: ...`` -> ``--batch-size: ...``,
+    ``inexact=True`` -> ``--inexact``, ``device='cpu'`` -> ``--device cpu``."""
+    for path, flag in sorted(FLAGS.items(), key=lambda kv: -len(kv[0])):
+        name = re.escape(path.rpartition(".")[2])
+        message = re.sub(rf"(?<![\w.-]){name}=True\b", flag, message)
+        message = re.sub(rf"(?<![\w.-]){name}=False\b", "--no-" + flag[2:], message)
+        message = re.sub(rf"(?<![\w.-]){name}=(['\"]?)([^\s'\",;)]*)\1", rf"{flag} \2", message)
+        message = re.sub(rf"^{name}(\[\d+\])?:", rf"{flag}\1:", message)
+    return message
+
+
+# -- the parser ----------------------------------------------------------------------------------------------------
+def _floats(text: str) -> list[float]:
     try:
-        v = int(text)
+        return [float(t) for t in text.split(",")]
     except ValueError:
-        v = -1
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'full' (Algorithm 1), got {text!r}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return v
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, e.g. 0.93,0.98, got {text!r}") \
+            from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a Fenchel lifted network by block coordinate descent (Algorithms 1-2) or a backprop\n"
                     "baseline, into a run directory (config.json, metrics.csv, checkpoint.pt, model.npz,\n"
                     "summary.json). With no options: batched 784-300-10 ReLU cross-entropy on the shipped MNIST\n"
-                    "subset, Appendix C hyperparameters, next to an Adam run of the same budget.",
+                    "subset, Appendix C hyperparameters, next to an Adam run of the same budget. Every setting\n"
+                    "below is a field of fenchel_cvx.settings, with the same default in the Python API.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  fenchel-cvx train                                   # main job: Fenchel vs Adam\n"
@@ -99,71 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
                "  fenchel-cvx train --out runs/fig2 --resume --epochs 12   # continue / extend a run\n"
                "  fenchel-cvx train --batch-size full --loss mse --compare sgd   # Algorithm 1, Fig. 1 setting\n"
                "  fenchel-cvx plot runs/fig2 -o fig2.png")
-    g = t.add_argument_group("model and data")
-    g.add_argument("--method", choices=("fenchel", "adam", "sgd"), help="trainer (default: fenchel)")
-    g.add_argument("--dataset", choices=_DATASETS, help="data set (default: mnist-small, shipped; mnist and "
-                   "cifar10 need --data-dir)")
-    g.add_argument("--data-dir", metavar="DIR", help="folder holding the data files (mnist: the four IDX files; "
-                   "cifar10: cifar-10-batches-py or cifar10_*.npz); nothing is downloaded")
-    g.add_argument("--arch", type=_arch, metavar="N-H-P", help="layer sizes, e.g. 784-300-10 (default: "
-                   "<features>-300-<classes> of the data set)")
-    g.add_argument("--loss", choices=("ce", "mse"), help="output loss, summed over samples (default: ce)")
-    g.add_argument("--activation", choices=_ACTIVATIONS, help="hidden activation (default: relu)")
-    g.add_argument("--n-train", type=_positive_int, metavar="M", help="synthetic: training samples (default "
-                   "1000); real data: random subsample of this size")
-    g.add_argument("--n-test", type=_positive_int, metavar="M", help="as --n-train for the test set (synthetic "
-                   "default 200)")
-    g.add_argument("--seed", type=int, help="seed of the initial weights, batch order and synthetic data "
-                   "(default: 0)")
-    g = t.add_argument_group("training")
-    g.add_argument("--batch-size", type=_batch, metavar="M|full", help="samples per batch (default: 500, "
-                   "Appendix C); 'full' runs Algorithm 1 / full-batch gradient descent")
-    g.add_argument("--epochs", type=_positive_int, help="passes over the training data (default: 3); with "
-                   "--resume, the new total")
-    g.add_argument("--lam", type=_floats, metavar="L", help="Lagrange multipliers lam_l, one or per hidden layer "
-                   "(default: 0.1)")
-    g.add_argument("--rho", type=_floats, metavar="R", help="ridge weights rho_l ||W_l||^2, one or per layer, "
-                   "also the baselines' weight penalty (default: 0 batched, 0.01,10 full batch)")
-    g.add_argument("--gamma", type=_floats, metavar="G", help="proximal weights gamma_l ||W_l - W_l^0||^2 to the "
-                   "previous batch, one or per layer (default: 1,100 batched, 0 full batch)")
-    g.add_argument("--K", type=_positive_int, help="BCD alternations per batch (default: 1)")
-    ex = g.add_mutually_exclusive_group()
-    ex.add_argument("--inexact", action="store_true", default=None, help="inexact W-updates: --inexact-iters "
-                    "warm-started majorization-minimization steps per block (J still never increases) instead of "
-                    "exact solves (default for batched runs)")
-    ex.add_argument("--exact", dest="inexact", action="store_false", default=None, help="solve every W-update to --tol (default "
-                    "for --batch-size full; slow on a CPU for batched runs)")
-    g.add_argument("--inexact-iters", type=_positive_int, metavar="N", help="iterations per inexact W-update "
-                   "(default: 1)")
-    g.add_argument("--inexact-x-iters", type=_positive_int, metavar="N", help="with --inexact, also cap the "
-                   "FISTA X-updates at N iterations (default: solved to --tol)")
-    g.add_argument("--curvature", choices=("batch", "running"), help="with --inexact, the curvature of the W-steps: "
-                   "'batch' (default), the batch's own majorization bound, monotone and certified; 'running', one "
-                   "step per block with a running estimate of it, about a backprop step's cost, uncertified (pair it "
-                   "with --inexact-x-iters)")
-    g.add_argument("--curvature-every", type=_positive_int, metavar="N", help="batches between refreshes of the "
-                   "running curvature (default: 100)")
-    g.add_argument("--curvature-rank", type=_positive_int, metavar="K", help="eigenpairs kept of each running "
-                   "curvature (default: 64)")
-    g.add_argument("--curvature-relax", type=float, metavar="OMEGA", help="step multiplier of the running-curvature "
-                   "W-steps (default: 1; values above 2 over-relax)")
-    g.add_argument("--curvature-line-search", action="store_true", default=None, help="running-curvature W-steps "
-                   "take their length from a line search, so J never rises block to block (one more GEMM per hidden "
-                   "layer)")
-    g.add_argument("--tol", type=float, help="subproblem solver tolerance (default: 1e-6)")
-    g.add_argument("--lr", type=float, help="learning rate of adam/sgd (default: Appendix C, adam 1e-3, sgd "
-                   "1e-2, on the mean loss of a batch)")
-    g.add_argument("--device", help="torch device, e.g. cpu or cuda (default: cpu)")
-    g.add_argument("--dtype", choices=("float64", "float32"), help="precision (default: float64)")
-    g.add_argument("--eval-every", type=_positive_int, metavar="N", help="also evaluate every N batches (default: "
-                   "once per epoch)")
-    g.add_argument("--threads", type=_positive_int, metavar="N", help="torch CPU threads (default: torch's choice; "
-                   "use 1 on a machine shared with other jobs, where more threads oversubscribe the cores and "
-                   "small operations slow down 10-50x)")
+    _add_settings(t)
     g = t.add_argument_group("output")
-    g.add_argument("--out", metavar="DIR", help="run directory (default: runs/<method>-<dataset>-...-<time>)")
+    g.add_argument("--out", metavar="DIR", help="run directory (default: runs/<method>-<dataset>-<settings that "
+                   "differ from the defaults>-s<seed>-<time>)")
+    keep = ", ".join(flag for path, flag in FLAGS.items() if path.rpartition(".")[2] in resumable())
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
-                   "(options other than --epochs, --device, --eval-every, --data-dir must match)")
+                   f"(only {keep} may change)")
     g.add_argument("--compare", choices=("adam", "sgd", "none"), help="also train this baseline with the same "
                    "architecture, initial weights, batches and epochs, into DIR/compare-<name> (default: adam "
                    "for --method fenchel, none otherwise)")
@@ -185,25 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_TRAIN_KEYS = {"method": "method", "dataset": "dataset", "data_dir": "data_dir", "arch": "sizes", "loss": "loss",
-               "activation": "activation", "batch_size": "batch_size", "epochs": "epochs", "lam": "lam",
-               "rho": "rho", "gamma": "gamma", "K": "K", "inexact": "inexact", "inexact_iters": "inexact_iters",
-               "inexact_x_iters": "inexact_x_iters", "curvature": "curvature", "curvature_every": "curvature_every",
-               "curvature_rank": "curvature_rank", "curvature_relax": "curvature_relax",
-               "curvature_line_search": "curvature_line_search", "tol": "tol", "lr": "lr", "device": "device", "dtype": "dtype", "seed": "seed",
-               "eval_every": "eval_every", "n_train": "n_train", "n_test": "n_test"}
-
-
-def _overrides(args: argparse.Namespace) -> dict:
-    """The RunConfig fields the user set explicitly."""
-    out = {}
-    for arg, key in _TRAIN_KEYS.items():
-        v = getattr(args, arg)
-        if v is not None:
-            out[key] = (None if v == 0 else v) if arg == "batch_size" else v
-    return out
-
-
+# -- the commands --------------------------------------------------------------------------------------------------
 def _fmt(v: Any, spec: str) -> str:
     try:
         return format(float(v), spec)
@@ -222,35 +209,41 @@ def _report(summaries: Sequence[dict]) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .runs import CONFIG, RunConfig, default_run_name, load_data, train_run
-
-    overrides = _overrides(args)
-    progress = not args.no_progress
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    given = settings_given(args)
     if args.resume:
         if not args.out:
             raise FenchelError("--resume: expected --out DIR naming the run directory to continue, got none")
         out = Path(args.out)
     else:
-        out = Path(args.out) if args.out else Path(default_run_name(replace(RunConfig(), **overrides)))
+        cfg = RunConfig().with_values(given)  # checks the settings before anything heavy is imported
+        if args.out:
+            out = Path(args.out)
+        else:
+            from .runs import default_run_name
+            out = Path(default_run_name(cfg))
         args.out = str(out)  # so that an interruption message names it
-    summary = train_run(None, out, resume=args.resume, overrides=overrides, progress=progress)
-    cfg = RunConfig.from_dict(json.loads((out / CONFIG).read_text())["config"])
+    from .runs import CONFIG, _saved_config, load_data, train_run
+
+    progress = not args.no_progress
+    summary = train_run(None, out, resume=args.resume, overrides=given, progress=progress)
+    cfg = _saved_config(out)
+    if summary["already_done"]:
+        print(f"fenchel-cvx train: {out} has already trained {summary['epochs']} of {cfg.train.epochs} epochs; "
+              f"nothing left to do (pass --epochs N with N > {summary['epochs']} to extend it)")
     compare = args.compare or ("adam" if cfg.method == "fenchel" else "none")
     summaries = [summary]
-    if compare != "none" and compare != cfg.method:
+    if compare not in ("none", cfg.method):
         cdir = out / f"compare-{compare}"
         data = load_data(cfg)
         if args.resume and (cdir / CONFIG).exists():
-            keep = {k: v for k, v in overrides.items() if k in RunConfig.RESUMABLE}
-            summaries.append(train_run(None, cdir, resume=True, overrides=keep, progress=progress, data=data))
+            summaries.append(train_run(None, cdir, resume=True, overrides=given, progress=progress, data=data))
         else:
-            summaries.append(train_run(replace(cfg, method=compare), cdir, progress=progress, data=data))
-    print(f"fenchel-cvx: {'-'.join(map(str, cfg.sizes))} {cfg.activation} {cfg.loss} on {cfg.dataset} "
-          f"({summary['n_train']} train / {summary['n_test']} test), batch {cfg.batch_size or 'full'}, "
-          f"{cfg.epochs} epochs, seed {cfg.seed}, {cfg.device} {cfg.dtype}")
+            summaries.append(train_run(cfg.replace(method=compare), cdir, progress=progress, data=data))
+    sizes = summary["sizes"]
+    print(f"fenchel-cvx: {'-'.join(map(str, sizes))} {cfg.network.activation} {cfg.network.loss} on "
+          f"{cfg.data.dataset} ({summary['n_train']} train / {summary['n_test']} test), batch "
+          f"{cfg.train.batch_size or 'full'}, {cfg.train.epochs} epochs, seed {cfg.train.seed}, {cfg.train.device} "
+          f"{cfg.train.dtype}")
     print(_report(summaries))
     print(f"plot the curves with: fenchel-cvx plot {out}")
     return 0
@@ -262,7 +255,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     runs = collect_runs(args.runs, nested=not args.no_nested)
     output = Path(args.output) if args.output else Path(args.runs[0]) / f"{args.metric}.png"
-    if args.ylim is not None and (not isinstance(args.ylim, list) or len(args.ylim) != 2):
+    if args.ylim is not None and len(args.ylim) != 2:
         raise FenchelError(f"--ylim: expected two numbers LO,HI (e.g. 0.93,0.98), got {args.ylim}")
     plot_accuracy(runs, output, metric=args.metric, x=args.x, title=args.title,
                   ylim=None if args.ylim is None else tuple(args.ylim))
@@ -286,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _cmd_train(args) if args.command == "train" else _cmd_plot(args)
     except FenchelError as exc:
-        print(f"fenchel-cvx {args.command}: error: {exc}", file=sys.stderr)
+        print(f"fenchel-cvx {args.command}: error: {_in_flag_words(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         where = f" --out {args.out}" if getattr(args, "out", None) else " --out <run dir>"

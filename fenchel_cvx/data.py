@@ -45,7 +45,8 @@ import numpy as np
 
 from ._checks import check_scalar
 from .activations import Activation, get_activation
-from .errors import DataFileError, ShapeError, ValueRangeError
+from .errors import ChoiceError, DataFileError, ShapeError, ValueRangeError
+from .settings import DATASET_NAMES
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -67,7 +68,7 @@ __all__ = [
 MNIST_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
 CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer",
                                     "dog", "frog", "horse", "ship", "truck")
-DATASETS: tuple[str, ...] = ("mnist-small", "mnist", "cifar10", "synthetic")
+DATASETS: tuple[str, ...] = DATASET_NAMES  # defined once, with the settings that name them
 
 _MNIST_FILES = {  # split -> (images stem, labels stem), the names LeCun's site and torchvision use
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -129,7 +130,7 @@ class Dataset:
         Samples-first; the math wants ``X.T`` (``(d, m)``).
         """
         if split not in ("train", "test"):
-            raise ValueRangeError(f"split: expected 'train' or 'test', got {split!r}")
+            raise ChoiceError(f"split: expected 'train' or 'test', got {split!r}")
         x, y = (self.train_x, self.train_y) if split == "train" else (self.test_x, self.test_y)
         return to_float(x, dtype), y
 
@@ -693,7 +694,7 @@ def teacher(n: int, p: int, m: int, *, act: str | Activation = "relu", seed: int
     W = [rng.standard_normal((q, r)) / np.sqrt(r) for r, q in itertools.pairwise(sizes)]
     b = [0.1 * rng.standard_normal(q) if bias else np.zeros(q) for q in sizes[1:]]
     H = X
-    for W_l, b_l in zip(W, b):
+    for W_l, b_l in zip(W, b, strict=True):
         U = H @ W_l.T + b_l
         if noise > 0:
             U = U + noise * rng.standard_normal(U.shape)
@@ -783,4 +784,4 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, seed: int = 0
                 f"seed={seed}); first {n_train} train, last {n_test} test")
         return Dataset("synthetic", X[:n_train], y[:n_train], X[n_train:], y[n_train:],
                        tuple(str(c) for c in range(classes)), prov)
-    raise ValueRangeError(f"name: expected one of {list(DATASETS)}, got {name!r}")
+    raise ChoiceError(f"name: expected one of {list(DATASETS)}, got {name!r}")

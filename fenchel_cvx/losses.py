@@ -28,7 +28,7 @@ import scipy.special as sps
 import torch
 
 from ._checks import check_finite, is_torch
-from .errors import FenchelError, LabelError, ShapeError
+from .errors import ChoiceError, LabelError, ShapeError
 
 __all__ = ["Loss", "MSELoss", "CrossEntropyLoss", "LOSSES", "get_loss", "one_hot"]
 
@@ -259,5 +259,5 @@ def get_loss(loss: str | Loss) -> Loss:
     aliases = {"cross_entropy": "ce", "crossentropy": "ce"}
     key = aliases.get(loss, loss) if isinstance(loss, str) else loss
     if key not in LOSSES:
-        raise FenchelError(f"loss: expected one of {sorted(LOSSES)} or a Loss instance, got {loss!r}")
+        raise ChoiceError(f"loss: expected one of {sorted(LOSSES)} or a Loss instance, got {loss!r}")
     return LOSSES[key]()

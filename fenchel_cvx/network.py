@@ -131,7 +131,7 @@ class LiftedNetwork:
         rng = np.random.default_rng(seed)
         self.W: list[np.ndarray] = []
         self.b: list[np.ndarray] = []
-        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
             a = math.sqrt(6.0 / (fan_in + fan_out))
             self.W.append(rng.uniform(-a, a, size=(fan_out, fan_in)))
             self.b.append(np.zeros(fan_out))
@@ -180,7 +180,7 @@ class LiftedNetwork:
     @property
     def n_params(self) -> int:
         """Number of weights and biases."""
-        return sum(w.size + b.size for w, b in zip(self.W, self.b))
+        return sum(w.size + b.size for w, b in zip(self.W, self.b, strict=True))
 
     def __repr__(self) -> str:
         acts = ", ".join(repr(a) for a in self.acts)
@@ -208,7 +208,7 @@ class LiftedNetwork:
         if len(b) != self.L + 1:
             raise ShapeError(f"b: expected {self.L + 1} bias vectors (sizes {self.sizes}), got {len(b)}")
         new_W, new_b = [], []
-        for l, (w, bias) in enumerate(zip(W, b)):
+        for l, (w, bias) in enumerate(zip(W, b, strict=True)):
             rows, cols = self.sizes[l + 1], self.sizes[l]
             w = _to_numpy(w, f"W[{l}]")
             check_shape(w, f"W[{l}]", (rows, cols), "(p_{l+1}, p_l)")
@@ -395,7 +395,7 @@ class LiftedNetwork:
     def regularization(self, rho: Any) -> float:
         """``sum_l rho_l ||W_l||_F^2`` (``rho`` scalar or L + 1 values, >= 0; biases not penalized)."""
         rho = per_layer(rho, self.L + 1, "rho", nonneg=True)
-        return float(sum(r * float(np.sum(w * w)) for r, w in zip(rho, self.W)))
+        return float(sum(r * float(np.sum(w * w)) for r, w in zip(rho, self.W, strict=True)))
 
     def primal_objective(self, X0: Array, Y: Array, rho: Any) -> float:
         r"""Eq. (3) at the feed-forward X: ``L(Y, Yhat) + sum_l rho_l ||W_l||_F^2``.

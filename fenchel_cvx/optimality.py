@@ -1,8 +1,9 @@
-r"""First-order optimality residuals of the four BCD subproblems, for numpy arrays and torch tensors alike.
+r"""First-order optimality residuals and objectives of the four BCD subproblems, for numpy arrays and torch tensors.
 
-Both faces use them: the CVXPY face reports ``info["kkt_residual"]`` and the tests hold every returned point to
-it; the torch face may use them as an independent check of its own certificates. Matrices are in the paper's
-layout ``(features, samples)``; ``b`` may be ``None`` (no bias).
+Both faces use them: every :class:`~fenchel_cvx.subproblems.SubproblemResult` reports ``residual =
+Residual.per_item / Residual.scale`` of the returned point (the same measure on the CVXPY and the torch face),
+the CVXPY face evaluates its ``value`` with :data:`OBJECTIVES`, and :func:`fenchel_cvx.verify` holds a user's
+point to both. Matrices are in the paper's layout ``(features, samples)``; ``b`` may be ``None`` (no bias).
 
 **X-updates** (domain constraints). With ``f`` the smooth part, the optimality condition of
 ``min_Z f(Z) + lam_prev (F_prev(Z) - <U_prev, Z>)`` over ``dom F_prev`` is
@@ -22,6 +23,8 @@ zero exactly at the minimizer, finite even when ``Z`` touches the boundary of a 
 ``G_W = D X_in^T + 2 rho W + 2 gamma (W - W0)``, ``G_b = D 1 + 2 gamma (b - b0)`` with
 ``D = lam (phi(W X_in + b) - X_next)`` (hidden) or ``D = dL/dYhat`` (last), relative to the sum of the norms of
 the terms it is made of (so cancellation at the optimum is measured against the size of what cancels).
+A solver that already holds the gradient builds the same residuals with :func:`natural_residual` (X) and
+:func:`gradient_residual` (W).
 """
 
 from __future__ import annotations
@@ -32,15 +35,26 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ._checks import is_torch
+from ._checks import check_choice, is_torch
 from .activations import Activation, get_activation
 from .losses import Loss, get_loss
+from .subproblems import SUBPROBLEMS
 
 __all__ = [
+    "OBJECTIVES",
     "RESIDUALS",
     "Residual",
+    "gradient_residual",
+    "natural_residual",
+    "objective",
+    "penalty",
+    "residual",
+    "w_hidden_objective",
     "w_hidden_residual",
+    "w_last_objective",
     "w_last_residual",
+    "x_hidden_objective",
+    "x_last_objective",
     "x_hidden_residual",
     "x_last_residual",
 ]
@@ -70,6 +84,11 @@ class Residual(NamedTuple):
     scale: float
     relative: float
 
+    @property
+    def per_item_relative(self) -> Array:
+        """``per_item / scale``: what :class:`~fenchel_cvx.subproblems.SubproblemResult` reports as ``residual``."""
+        return self.per_item / self.scale
+
 
 def _fro(x: Array) -> float:
     return float(torch.linalg.norm(x)) if is_torch(x) else float(np.linalg.norm(x))
@@ -91,8 +110,25 @@ def _make(per_item_sq: Array, scale: float) -> Residual:
     return Residual(per, norm, scale, norm / scale)
 
 
-def _x_residual(Z: Array, grad_f: Array, U_prev: Array, act_prev: Activation, lam_prev: float) -> Residual:
-    R = Z - act_prev.forward(U_prev - grad_f / lam_prev)
+def natural_residual(Z: Array, grad_f: Array, U_prev: Array, *, act_prev: str | Activation,
+                     lam_prev: float) -> Residual:
+    """The X-updates' residual ``R = Z - phi_prev(U_prev - grad_f / lam_prev)`` from a gradient already at hand.
+
+    Parameters
+    ----------
+    Z : array, shape (p_l, m)
+    grad_f : array, shape (p_l, m)
+        Gradient of the smooth part at ``Z`` (``lam W^T (phi(W Z + b) - X_next)`` or ``W^T dL/dYhat``).
+    U_prev : array, shape (p_l, m)
+    act_prev : str or Activation
+    lam_prev : float
+
+    Returns
+    -------
+    Residual
+        As :func:`x_hidden_residual` / :func:`x_last_residual` would compute it; ``per_item`` has shape ``(m,)``.
+    """
+    R = Z - get_activation(act_prev).forward(U_prev - grad_f / lam_prev)
     return _make((R * R).sum(0), _fro(Z))
 
 
@@ -120,7 +156,7 @@ def x_hidden_residual(Z: Array, W: Array, b: Array | None, X_next: Array, U_prev
     """
     act, act_prev = get_activation(act), get_activation(act_prev)
     grad_f = lam * (W.T @ (act.forward(_pre(W, Z, b)) - X_next))
-    return _x_residual(Z, grad_f, U_prev, act_prev, lam_prev)
+    return natural_residual(Z, grad_f, U_prev, act_prev=act_prev, lam_prev=lam_prev)
 
 
 def x_last_residual(Z: Array, W: Array, b: Array | None, Y: Array, U_prev: Array, *, loss: str | Loss,
@@ -145,30 +181,52 @@ def x_last_residual(Z: Array, W: Array, b: Array | None, Y: Array, U_prev: Array
     """
     loss, act_prev = get_loss(loss), get_activation(act_prev)
     grad_f = W.T @ loss.grad(Y, _pre(W, Z, b))
-    return _x_residual(Z, grad_f, U_prev, act_prev, lam_prev)
+    return natural_residual(Z, grad_f, U_prev, act_prev=act_prev, lam_prev=lam_prev)
+
+
+def gradient_residual(grad_sq: Array, data_norms: tuple[float, ...], W: Array, b: Array | None, *, rho: float,
+                      gamma: float = 0.0, W0: Array | None = None, b0: Array | None = None) -> Residual:
+    """The W-updates' residual from a gradient a solver already holds (no GEMM).
+
+    Parameters
+    ----------
+    grad_sq : array, shape (p_out,)
+        Squared Euclidean norm of each row of the gradient ``[G_W, G_b]`` at ``(W, b)``.
+    data_norms : tuple of float
+        Frobenius norms of the data terms ``[T X_in^T, T 1]`` the gradient's data part is the difference of
+        (``T = lam phi(W X_in + b)`` and ``lam X_next`` for the hidden update; ``dL/dYhat + c Y`` and ``c Y`` for
+        the last one).
+    W : array, shape (p_out, p_in)
+    b : array, shape (p_out,), or None
+    rho, gamma : float
+    W0, b0 : arrays, optional (needed when gamma > 0)
+
+    Returns
+    -------
+    Residual
+        As :func:`w_hidden_residual` / :func:`w_last_residual` would compute it.
+    """
+    scale = 2.0 * rho * _fro(W) + sum(data_norms)
+    if gamma > 0:
+        diff_sq = _fro(W - W0) ** 2 + (_fro(b - b0) ** 2 if b is not None else 0.0)
+        scale += 2.0 * gamma * math.sqrt(diff_sq)
+    return _make(grad_sq, scale)
 
 
 def _w_residual(D: Array, pieces: tuple[Array, ...], W: Array, b: Array | None, X_in: Array, rho: float,
                 gamma: float, W0: Array | None, b0: Array | None) -> Residual:
     GW = D @ X_in.T + 2.0 * rho * W
-    scale = 2.0 * rho * _fro(W)
-    for T in pieces:  # the terms D is the difference of, each mapped like D
-        scale += math.sqrt(_fro(T @ X_in.T) ** 2 + (_fro(T.sum(1)) ** 2 if b is not None else 0.0))
+    norms = tuple(math.sqrt(_fro(T @ X_in.T) ** 2 + (_fro(T.sum(1)) ** 2 if b is not None else 0.0))
+                  for T in pieces)  # the terms D is the difference of, each mapped like D
     if gamma > 0:
-        dW = W - W0
-        GW = GW + 2.0 * gamma * dW
-        diff_sq = _fro(dW) ** 2
+        GW = GW + 2.0 * gamma * (W - W0)
     sq = (GW * GW).sum(1)
     if b is not None:
         Gb = D.sum(1)
         if gamma > 0:
-            db = b - b0
-            Gb = Gb + 2.0 * gamma * db
-            diff_sq += _fro(db) ** 2
+            Gb = Gb + 2.0 * gamma * (b - b0)
         sq = sq + Gb * Gb
-    if gamma > 0:
-        scale += 2.0 * gamma * math.sqrt(diff_sq)
-    return _make(sq, scale)
+    return gradient_residual(sq, norms, W, b, rho=rho, gamma=gamma, W0=W0, b0=b0)
 
 
 def w_hidden_residual(W: Array, b: Array | None, X_in: Array, X_next: Array, *, act: str | Activation, lam: float,
@@ -224,9 +282,113 @@ def w_last_residual(W: Array, b: Array | None, X_in: Array, Y: Array, *, loss: s
     return _w_residual(D, (D + cY, cY), W, b, X_in, rho, gamma, W0, b0)
 
 
+#: The residual function of every entry of :data:`fenchel_cvx.subproblems.SUBPROBLEMS`.
 RESIDUALS = {
     "x_hidden": x_hidden_residual,
     "x_last": x_last_residual,
     "w_hidden": w_hidden_residual,
     "w_last": w_last_residual,
 }
+
+
+# -- objectives -------------------------------------------------------------------------------------------------
+def penalty(W: Array, b: Array | None, *, rho: float, gamma: float = 0.0, W0: Array | None = None,
+            b0: Array | None = None) -> float:
+    """``rho ||W||_F^2 + gamma (||W - W0||_F^2 + ||b - b0||^2)`` (the bias is not penalized by ``rho``)."""
+    val = rho * _fro(W) ** 2
+    if gamma > 0:
+        val += gamma * _fro(W - W0) ** 2
+        if b is not None:
+            val += gamma * _fro(b - b0) ** 2
+    return val
+
+
+def x_hidden_objective(Z: Array, W: Array, b: Array | None, X_next: Array, U_prev: Array, *,
+                       act: str | Activation, act_prev: str | Activation, lam: float, lam_prev: float) -> float:
+    """Eq. (14) at ``Z``: ``lam B_act(X_next, W Z + b) + lam_prev B_act_prev(Z, U_prev)`` (+inf outside the domain).
+
+    Arguments as :func:`x_hidden_residual`.
+    """
+    act, act_prev = get_activation(act), get_activation(act_prev)
+    return lam * act.B_sum(X_next, _pre(W, Z, b)) + lam_prev * act_prev.B_sum(Z, U_prev)
+
+
+def x_last_objective(Z: Array, W: Array, b: Array | None, Y: Array, U_prev: Array, *, loss: str | Loss,
+                     act_prev: str | Activation, lam_prev: float) -> float:
+    """Eqs. (15)-(16) at ``Z``: ``loss(Y, W Z + b) + lam_prev B_act_prev(Z, U_prev)``.
+
+    Arguments as :func:`x_last_residual`.
+    """
+    loss, act_prev = get_loss(loss), get_activation(act_prev)
+    return float(loss.value(Y, _pre(W, Z, b))) + lam_prev * act_prev.B_sum(Z, U_prev)
+
+
+def w_hidden_objective(W: Array, b: Array | None, X_in: Array, X_next: Array, *, act: str | Activation,
+                       lam: float, rho: float, gamma: float = 0.0, W0: Array | None = None,
+                       b0: Array | None = None) -> float:
+    """Eqs. (17)/(19) at ``(W, b)``: ``lam B_act(X_next, W X_in + b) + penalty``.
+
+    Arguments as :func:`w_hidden_residual`.
+    """
+    act = get_activation(act)
+    return lam * act.B_sum(X_next, _pre(W, X_in, b)) + penalty(W, b, rho=rho, gamma=gamma, W0=W0, b0=b0)
+
+
+def w_last_objective(W: Array, b: Array | None, X_in: Array, Y: Array, *, loss: str | Loss, rho: float,
+                     gamma: float = 0.0, W0: Array | None = None, b0: Array | None = None) -> float:
+    """Eqs. (18)/(20) at ``(W, b)``: ``loss(Y, W X_in + b) + penalty``.
+
+    Arguments as :func:`w_last_residual`.
+    """
+    loss = get_loss(loss)
+    return float(loss.value(Y, _pre(W, X_in, b))) + penalty(W, b, rho=rho, gamma=gamma, W0=W0, b0=b0)
+
+
+#: The numeric objective of every entry of :data:`fenchel_cvx.subproblems.SUBPROBLEMS`.
+OBJECTIVES = {
+    "x_hidden": x_hidden_objective,
+    "x_last": x_last_objective,
+    "w_hidden": w_hidden_objective,
+    "w_last": w_last_objective,
+}
+
+if set(RESIDUALS) != set(SUBPROBLEMS) or set(OBJECTIVES) != set(SUBPROBLEMS):  # pragma: no cover
+    raise ImportError(f"fenchel_cvx.optimality does not cover the subproblem registry {sorted(SUBPROBLEMS)}")
+
+
+def _dispatch(table: dict, name: str, point: Any, problem: dict) -> Any:
+    name = check_choice(name, "name", SUBPROBLEMS, "a subproblem of fenchel_cvx.subproblems.SUBPROBLEMS")
+    kw = {k: v for k, v in problem.items() if k not in ("bias", "p")}  # fixed by the point itself
+    if SUBPROBLEMS[name].over == ("Z",):
+        return table[name](point, **kw)
+    if isinstance(point, dict):
+        W, b = point.get("W"), point.get("b")
+    else:
+        W, b = point
+    return table[name](W, b, **kw)
+
+
+def objective(name: str, point: Any, **problem: Any) -> float:
+    """The objective of subproblem ``name`` at ``point``, by the numeric formula both faces report as ``value``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`~fenchel_cvx.subproblems.SUBPROBLEMS`.
+    point : array, shape (p_l, m), or (W, b), or {"W": W, "b": b}
+        ``Z`` for the X-updates; the weights and bias (``b`` may be ``None``) for the W-updates.
+    **problem
+        The keyword data the faces take (``W=, b=, X_next=, U_prev=, act=, ...``); ``bias`` and ``p`` are
+        accepted and ignored (the point fixes them).
+
+    Returns
+    -------
+    float
+        The full objective, constants included; ``+inf`` when ``Z`` leaves the domain of ``act_prev``.
+    """
+    return _dispatch(OBJECTIVES, name, point, problem)
+
+
+def residual(name: str, point: Any, **problem: Any) -> Residual:
+    """The optimality residual (:data:`RESIDUALS`) of ``name`` at ``point``; arguments as :func:`objective`."""
+    return _dispatch(RESIDUALS, name, point, problem)

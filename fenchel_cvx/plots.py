@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.ticker import MaxNLocator
 
-from .errors import FenchelError
+from .errors import ChoiceError, DomainError, ShapeError, ValueRangeError
 
 __all__ = ["curve", "plot_accuracy", "plot_lambda_sweep"]
 
@@ -53,13 +58,13 @@ def curve(rows: Sequence[Mapping[str, Any]], metric: str = "test_acc", x: str = 
 
     Raises
     ------
-    FenchelError
-        No row has the column ``metric`` or ``x``.
+    ChoiceError
+        No row has the column ``metric`` or ``x`` (the message names the argument and lists the columns).
     """
     rows = list(rows)
-    for col in (metric, x):
+    for arg, col in (("metric", metric), ("x", x)):
         if rows and not any(col in r for r in rows):
-            raise FenchelError(f"metric: the history has no column {col!r}; available: {sorted(rows[0])}")
+            raise ChoiceError(f"{arg}: the history has no column {col!r}; expected one of {sorted(rows[0])}")
     pts = sorted((_num(r.get(x)), _num(r.get(metric))) for r in rows)
     pts = [(a, b) for a, b in pts if math.isfinite(a) and math.isfinite(b)]
     return [a for a, _ in pts], [b for _, b in pts]
@@ -67,6 +72,72 @@ def curve(rows: Sequence[Mapping[str, Any]], metric: str = "test_acc", x: str = 
 
 _STYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D")  # the fifth run of a colour changes marker, so no two lines look alike
+
+#: A legend stays inside the axes only for at most this many curves whose labels are all at most
+#: ``_INSIDE_CHARS`` characters long (and only where it covers no curve); otherwise it goes below the axes.
+_INSIDE_RUNS = 4
+_INSIDE_CHARS = 30
+#: Legend labels longer than this many characters are wrapped onto several lines (fewer in a narrow figure).
+_WRAP = 44
+#: Gap (inches) between the axes' tick labels and a legend below them, and below the legend.
+_PAD_IN = 0.08
+
+# a label piece ends at a comma followed by blank space, another comma or the end ("gamma 1,10" stays one piece)
+_PIECE_END = re.compile(r",(?=[\s,]|$)")
+# a piece that is only a setting's name with no value: "lam " (blank after the name), "lam=" or "lam:"
+_EMPTY_VALUE = re.compile(r"^\s*\S+?(?:\s+|\s*[=:]\s*)$")
+
+
+def _clean_label(label: Any) -> str:
+    """A legend label without empty pieces: ``"fenchel, lam , gamma 1,10, "`` -> ``"fenchel, gamma 1,10"``.
+
+    The label is split into pieces at commas followed by blank space, a comma or the end; empty pieces and
+    ``key value`` pieces whose value is empty (``"lam "``, ``"lam="``) are dropped, and runs of blank space
+    are collapsed to one space. The first piece (the method) is kept unless it is blank.
+    """
+    pieces = _PIECE_END.split(str(label))
+    kept = [" ".join(pieces[0].split())]
+    kept += [" ".join(p.split()) for p in pieces[1:] if not _EMPTY_VALUE.match(p)]
+    return ", ".join(p for p in kept if p)
+
+
+def _legend_text(label: str, last: str, i: int, width: float) -> str:
+    """Cleaned ``label`` and the final value, wrapped to lines that fit a ``width``-inch figure (<= ``_WRAP``)."""
+    text = f"{_clean_label(label) or f'run {i + 1}'} ({last})"
+    # about 12 characters of the legend's small font per inch, after the line sample's half inch
+    return textwrap.fill(text, width=max(16, min(_WRAP, int((width - 0.6) * 12))), break_on_hyphens=False)
+
+
+def _covers_a_curve(legend: Legend, ax: Axes) -> bool:
+    """Whether the legend's box crosses any line drawn on ``ax`` (display coordinates, segments included)."""
+    box = legend.get_window_extent(ax.figure.canvas.get_renderer())
+    return any(line.get_transform().transform_path(line.get_path()).intersects_bbox(box, filled=False)
+               for line in ax.get_lines())
+
+
+def _legend_below(fig: Figure, handles: list, labels: list[str], height: float) -> Legend:
+    """Put a figure legend below the axes, in as many columns as the figure's width holds, and grow the figure.
+
+    The axes keep the height they had at ``height`` inches: the figure grows by the legend's height, and
+    ``tight_layout`` keeps the axes (tick labels and axis label included) above the legend.
+    """
+    renderer = fig.canvas.get_renderer()
+    room = fig.bbox.width * 0.98
+    ncols = len(labels)
+    legend = None
+    while True:
+        if legend is not None:
+            legend.remove()
+        legend = fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncols=ncols,
+                            fontsize="small", frameon=False, borderaxespad=_PAD_IN * 72 / 8)  # ~8 pt font
+        width = legend.get_window_extent(renderer).width
+        if width <= room or ncols == 1:
+            break
+        ncols = max(1, min(ncols - 1, int(ncols * room / width)))
+    extra = legend.get_window_extent(renderer).height / fig.dpi + 2 * _PAD_IN
+    fig.set_size_inches(fig.get_figwidth(), height + extra)
+    fig.tight_layout(rect=(0.0, extra / (height + extra), 1.0, 1.0))
+    return legend
 
 
 def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike | None = None,
@@ -80,34 +151,60 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
     runs : dict of label -> list of history rows
         E.g. ``{"Fenchel (this work)": bcd_state.history, "Adam": adam_state.history}``. A label containing
         ``fenchel``, ``adam`` or ``sgd`` gets the paper's colour (red, blue, green); runs that share a colour
-        get solid, dashed, dotted and dash-dotted lines in turn (the plain method name first).
+        get solid, dashed, dotted and dash-dotted lines in turn (the plain method name first). In the legend a
+        label is cleaned (pieces such as ``"lam "`` whose value is empty, empty pieces and runs of blank space
+        are dropped), followed by the run's final value, and wrapped onto several lines when long.
     path : path-like, optional
         Where to write the figure (the format follows the suffix, e.g. ``.png``); parent folders are created.
     metric : str, default "test_acc"
         History column on the vertical axis (``test_acc``, ``train_acc``, ``test_loss``, ``J``, ...).
     x : str, default "epoch"
-        History column on the horizontal axis (``epoch``, ``step`` or ``time``).
+        History column on the horizontal axis (``epoch``, ``step`` or ``time``). For ``epoch`` and ``step``,
+        when every plotted value is a whole number the axis has whole-number ticks only; histories with
+        sub-epoch rows (``eval_every``) keep fractional ticks.
     title : str, optional
     ylim : (float, float), optional
         Range of the vertical axis (e.g. ``(0.93, 0.98)`` to tell close accuracy curves apart); curves leaving it
         are clipped.
-    figsize, dpi : figure size in inches and resolution.
+    figsize : (float, float), default (6.0, 4.0)
+        Width and height of the figure in inches. With more than four curves, or legend entries longer than
+        30 characters, or where a legend in the corner would cover a curve, the legend goes below the axes in as
+        many columns as the width holds, and the figure grows taller by the legend's height (the axes keep
+        their size).
+    dpi : int, default 120
+        Resolution in dots per inch.
 
     Returns
     -------
     matplotlib.figure.Figure
+        The figure, with one axes (``fig.axes[0]``); its legend is ``fig.axes[0].get_legend()`` when inside the
+        axes, or ``fig.legends[0]`` when below them.
 
     Raises
     ------
-    FenchelError
-        ``runs`` is empty or no run has a finite value of ``metric``.
+    ShapeError
+        ``runs`` is empty.
+    ChoiceError
+        A history has no column ``metric`` or ``x``.
+    DomainError
+        No run has a finite value of ``metric``.
+    ValueRangeError
+        ``ylim`` is not two finite numbers low < high, ``figsize`` not two positive numbers, or ``dpi`` not
+        positive.
     """
     if not runs:
-        raise FenchelError("runs: expected at least one labelled history, got none")
-    fig = Figure(figsize=figsize, dpi=dpi)
+        raise ShapeError("runs: expected at least one labelled history, got none")
+    try:
+        width, height = (float(v) for v in figsize)
+        ok = all(math.isfinite(v) and v > 0 for v in (width, height, float(dpi)))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueRangeError(f"figsize, dpi: expected two positive inch sizes and positive dots per inch, "
+                              f"got figsize={figsize!r}, dpi={dpi!r}; try the defaults (6.0, 4.0) and 120")
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    drawn = 0
     keys = {label: next((k for k in _COLOURS if k in label.lower()), None) for label in runs}
     # runs of one colour take the line styles in turn, the plain method ("fenchel" beside its variants) first
     styles: dict[str, tuple[str, str]] = {}
@@ -116,32 +213,42 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
         for i, lb in enumerate(group):
             styles[lb] = ((_STYLES[i % len(_STYLES)], _MARKERS[(i // len(_STYLES)) % len(_MARKERS)])
                           if key is not None else ("-", "o"))
-    for label, rows in runs.items():
+    handles, texts, all_x = [], [], []
+    for i, (label, rows) in enumerate(runs.items()):
         xs, ys = curve(rows, metric, x)
         if not xs:
             continue
         key, (style, marker) = keys[label], styles[label]
         last = f"{ys[-1]:.3f}" if "acc" in metric else f"{ys[-1]:.4g}"
-        ax.plot(xs, ys, linestyle=style, marker=marker if len(xs) <= 30 else None, markersize=3,
-                color=_COLOURS.get(key), label=f"{label} ({last})")
-        drawn += 1
-    if not drawn:
-        raise FenchelError(f"runs: no run has a finite {metric!r} value to plot (was a test set given?)")
+        texts.append(_legend_text(label, last, i, width))
+        (line,) = ax.plot(xs, ys, linestyle=style, marker=marker if len(xs) <= 30 else None, markersize=3,
+                          color=_COLOURS.get(key), label=texts[-1])
+        handles.append(line)
+        all_x += xs
+    if not handles:
+        raise DomainError(f"runs: no run has a finite {metric!r} value to plot (was a test set given?)")
     if ylim is not None:
         lo, hi = (float(v) for v in ylim)
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise FenchelError(f"ylim: expected two finite numbers low < high, got {tuple(ylim)}")
+            raise ValueRangeError(f"ylim: expected two finite numbers low < high, got {tuple(ylim)}")
         ax.set_ylim(lo, hi)
+    if x in ("epoch", "step") and all(v == int(v) for v in all_x):  # whole epochs: no 1.25, 1.5 ticks
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(_NAMES.get(x, x))
     ax.set_ylabel(_NAMES.get(metric, metric))
     ax.grid(True, alpha=0.3)
-    if max(len(str(k)) for k in runs) > 40:  # labels that name settings: below the axes, not over the curves
-        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.2), fontsize="small", frameon=False)
-    else:
-        ax.legend(loc="lower right" if "acc" in metric else "upper right", fontsize="small")
     if title:
         ax.set_title(title)
     fig.tight_layout()
+    inside = len(texts) <= _INSIDE_RUNS and all(len(t) <= _INSIDE_CHARS and "\n" not in t for t in texts)
+    if inside:
+        legend = ax.legend(handles, texts, loc="lower right" if "acc" in metric else "upper right",
+                           fontsize="small")
+        if _covers_a_curve(legend, ax):
+            legend.remove()
+            inside = False
+    if not inside:
+        _legend_below(fig, handles, texts, height)
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -113,7 +113,7 @@ def rescale(net: LiftedNetwork, Xvars: Sequence[Array], lam: Any, rho: Any, *, l
     Xs = list(Xvars)
     if len(Xs) != L:
         raise ShapeError(f"Xvars: expected {L} matrices [X_1, ..., X_L], got {len(Xs)}")
-    r = [a / t for a, t in zip(lam, lam_to)]
+    r = [a / t for a, t in zip(lam, lam_to, strict=True)]
     r_ext = [1.0] + r + [1.0]  # r_ext[l + 1] = r_l, with r_{-1} = r_L = 1
 
     out = net.copy()

@@ -56,44 +56,56 @@ SUBPROBLEMS: dict[str, Subproblem] = {
 
 @dataclass
 class SubproblemResult:
-    """What every subproblem solver returns, on both faces.
+    """What every subproblem solver returns, with one meaning per field on both faces.
 
     Attributes
     ----------
     subproblem : str
-        Registry name.
+        Registry name (a key of :data:`SUBPROBLEMS`).
     value : float
         The full objective at the returned point, constants included (a penalty term is exactly
-        ``lam * sum B(...) >= 0``).
+        ``lam * sum B(...) >= 0``); NaN when ``status == "unchecked"``.
     status : str
-        ``"optimal"``, ``"optimal_inaccurate"`` (CVXPY), ``"max_iter"`` or ``"stalled"`` (torch, not converged), or
-        ``"unchecked"`` (torch, a capped update run without a certificate: ``value`` and ``residual`` NaN).
+        ``"optimal"``; ``"optimal_inaccurate"`` (CVXPY: the solver said so and polishing could not certify the
+        point); ``"max_iter"`` or ``"stalled"`` (torch: stopped before its certificate met ``tol``);
+        ``"unchecked"`` (torch: a capped update run on purpose without a certificate).
+    converged : bool
+        The face's own optimality test passed: torch, its certificate (``info["certificate"]``) is ``<= tol``
+        everywhere; CVXPY, the status after polishing is ``"optimal"``. ``False`` when ``"unchecked"``.
+    backend : str
+        The face that answered: ``"cvx"`` or ``"torch"``.
     solver : str
-        ``"OSQP"``, ``"CLARABEL"``, ... for CVXPY; the algorithm's name for torch (``"fista"``, ``"ssn"``, ...).
+        ``"OSQP"``, ``"CLARABEL"``, ... for CVXPY; the algorithm's name for torch (``"fista"``, ``"ssn"``,
+        ``"mm"``, ``"running_mm"``, ...).
     solve_time : float
-        Wall-clock seconds.
+        Wall-clock seconds of the whole call.
     Z : array, shape (p_l, m), optional
-        The X-update's argmin.
+        The X-update's argmin (numpy on the CVXPY face, a tensor on the torch face).
     W : array, shape (p_out, p_in), optional
         The W-update's argmin.
     b : array, shape (p_out,), optional
         The W-update's bias (``None`` when ``bias=False``).
-    residual : array, optional
-        Torch face: optimality certificate per column (X-updates) or per row (hidden W-update); a single entry
-        for ``w_last``.
+    residual : array, shape (m,) for X-updates, (p_out,) for W-updates
+        The first-order optimality residual of :mod:`fenchel_cvx.optimality` at the returned point, per column
+        (X-updates) or per row of ``[W, b]`` (W-updates, ``w_last`` included), relative to the problem's
+        scale: ``RESIDUALS[subproblem](...).per_item / .scale``. The same measure on both faces, in the face's
+        array kind and dtype; NaN when ``status == "unchecked"``.
     max_residual : float
-        ``max(residual)``; NaN on the CVXPY face.
+        ``max(residual)`` (NaN when ``"unchecked"``).
     iterations : int
-        Iterations taken (torch face), 0 for a closed form.
-    converged : bool
-        ``max_residual <= tol`` (torch face); ``status == "optimal"`` (CVXPY face).
+        Iterations of the longest-running independent piece: the most any column block (CVXPY chunk) or any
+        column / row (torch) took; 0 for a closed form.
     info : dict
-        Extras (duals, per-chunk statuses, residual history).
+        Face-specific extras. Torch: ``certificate`` (per column or row, what ``tol`` is tested against),
+        ``gap``, ``history``, ... CVXPY: ``solver_status``, ``kkt_residual`` (Frobenius relative residual),
+        ``solver_value``, chunk statuses, duals, ...
     """
 
     subproblem: str
     value: float
     status: str
+    converged: bool
+    backend: str
     solver: str
     solve_time: float
     Z: Any = None
@@ -102,7 +114,6 @@ class SubproblemResult:
     residual: Any = None
     max_residual: float = math.nan
     iterations: int = 0
-    converged: bool = True
     info: dict = field(default_factory=dict)
 
     @property

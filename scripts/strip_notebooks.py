@@ -1,7 +1,7 @@
 """Strip outputs from notebooks before committing them.
 
-Clears every code cell's outputs and execution count and drops widget state, in place. The notebooks in
-``notebooks/`` are generated stripped by ``scripts/make_notebooks.py``; use this after running one in Jupyter
+Clears every code cell's outputs and execution count and drops widget state, in place. The committed
+``notebooks/*.ipynb`` are the notebooks' source of truth: edit one in Jupyter, run this, then commit it
 (``tests/test_notebooks.py`` fails on a committed notebook that carries outputs).
 
 Usage::

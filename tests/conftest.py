@@ -51,9 +51,9 @@ def assert_close(actual: Any, expected: Any, *, rtol: float = 1e-10, atol: float
     bad = ~(both_inf | (np.abs(a - e) <= tol))
     if bad.any():
         i = tuple(int(k) for k in np.argwhere(bad)[0]) if a.ndim else ()
+        allowed = tol[i] if np.ndim(tol) else tol
         raise AssertionError(f"{int(bad.sum())} of {a.size} entries differ beyond atol={atol:g}, rtol={rtol:g}; "
-                             f"first at {i}: actual {a[i]!r}, expected {e[i]!r}, allowed {tol[i] if np.ndim(tol) else tol!r} "
-                             f"{err_msg}")
+                             f"first at {i}: actual {a[i]!r}, expected {e[i]!r}, allowed {allowed!r} {err_msg}")
 
 
 @pytest.fixture

@@ -72,7 +72,7 @@ def test_same_batches_as_bcd(data, monkeypatch):
     BCD(_net(), BCDSettings(batch_size=70, epochs=2, seed=5)).run(X, y, progress=False)
     Backprop(_net(), BackpropSettings(batch_size=70, epochs=2, seed=5)).run(X, y, progress=False)
     assert len(seen["bcd"]) == len(seen["bp"]) == 10
-    for a, b in zip(seen["bcd"], seen["bp"]):
+    for a, b in zip(seen["bcd"], seen["bp"], strict=True):
         assert torch.equal(a.double(), b.double())
     assert not torch.equal(seen["bp"][0], seen["bp"][5][:70])  # a fresh permutation in epoch 2
 
@@ -83,7 +83,7 @@ def test_initial_weights_and_objective_match_the_network(data):
     rho = [0.3, 0.7]
     bp = Backprop(net, BackpropSettings(rho=rho))
     state = bp.init_state()
-    for w, w_net in zip(state.W, net.W):
+    for w, w_net in zip(state.W, net.W, strict=True):
         assert torch.equal(w.detach(), torch.as_tensor(w_net))
     X0 = torch.as_tensor(X.T)
     T = net.loss.targets(y, 4, like=X0)
@@ -100,9 +100,9 @@ def test_mean_reduction_is_the_sum_with_a_smaller_step(data):
         bp = Backprop(_net(), BackpropSettings(optimizer="sgd", lr=lr, reduction=reduction, rho=0.5))
         st = bp.step(bp.init_state(), X0, torch.as_tensor(y[:50]))
         out.append([w.detach() for w in st.W + st.b])
-    moved = sum(float((a - torch.as_tensor(w)).abs().max()) for a, w in zip(out[0], _net().W))
+    moved = sum(float((a - torch.as_tensor(w)).abs().max()) for a, w in zip(out[0][:2], _net().W, strict=True))
     assert moved > 1e-4
-    for a, b in zip(*out):
+    for a, b in zip(*out, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
@@ -128,7 +128,7 @@ def test_resume_from_checkpoint_is_bitwise(data, tmp_path, optimizer, kill_after
     state = BackpropState.from_state_dict(d)
     assert state.step == kill_after and state.optimizer is None and state.opt_state is not None
     out = Backprop(_net(), settings).run(X, y, X_test=Xt, y_test=yt, state=state, progress=False)
-    for a, b in zip(ref.W + ref.b, out.W + out.b):
+    for a, b in zip(ref.W + ref.b, out.W + out.b, strict=True):
         assert torch.equal(a, b)
     sa, sb = ref.state_dict()["optimizer"]["state"], out.state_dict()["optimizer"]["state"]
     for k in sa:

@@ -16,9 +16,6 @@ from fenchel_cvx.bcd import BCD, HISTORY_KEYS, BCDSettings, BCDState, feed_forwa
 from fenchel_cvx.errors import FenchelError, NotConvergedWarning, ShapeError, ValueRangeError
 from fenchel_cvx.network import LiftedNetwork
 
-pytest.importorskip("fenchel_cvx.torch")
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -46,7 +43,7 @@ def test_lagrangian_terms_match_network(act, loss):
     rng = np.random.default_rng(1)
     # perturbed feed-forward X-variables, kept inside each activation's domain
     Xs = [np.clip(x + 0.05 * rng.normal(size=x.shape), a.domain[0] + 1e-3, a.domain[1] - 1e-3)
-          for x, a in zip(net.init_X(X0), net.acts)]
+          for x, a in zip(net.init_X(X0), net.acts, strict=True)]
     ref = net.lagrangian_terms(X0, y, Xs, lam=[0.3, 0.7], rho=[0.1, 0.2, 0.3])
     W, b = net.weights_as_torch(dtype=torch.float64)
     T = net.loss.targets(y, 3, like=torch.zeros(1, dtype=torch.float64))
@@ -68,7 +65,7 @@ def test_lagrangian_terms_match_network(act, loss):
 def test_algorithm1_never_increases_J(act, loss):
     net = LiftedNetwork([6, 5, 4, 3], act, loss, seed=1)
     X, y = _data()
-    s = BCDSettings(lam=[0.5, 0.8], rho=[0.05, 0.1, 0.2], epochs=4, tol=1e-10, record_blocks=True)
+    s = BCDSettings(batch_size=None, lam=[0.5, 0.8], rho=[0.05, 0.1, 0.2], epochs=4, tol=1e-10, record_blocks=True)
     bcd = BCD(net, s)
     lasts = []
     with warnings.catch_warnings():
@@ -91,7 +88,7 @@ def test_algorithm1_never_increases_J(act, loss):
 def test_algorithm1_with_gamma_is_proximal_and_monotone():
     net = LiftedNetwork([6, 5, 3], "relu", "ce", seed=2)
     X, y = _data()
-    s = BCDSettings(lam=0.5, rho=0.1, gamma=[0.5, 2.0], epochs=3, tol=1e-10, record_blocks=True)
+    s = BCDSettings(batch_size=None, lam=0.5, rho=0.1, gamma=[0.5, 2.0], epochs=3, tol=1e-10, record_blocks=True)
     lasts = []
     BCD(net, s).run(X, y, callback=lambda st, row: lasts.append(st.last), progress=False)
     J = _block_Js(lasts)
@@ -108,16 +105,15 @@ def test_cvx_and_torch_backends_agree(act, loss):
     The torch tolerance is a relative Fenchel gap: an argmin is only accurate to about sqrt(gap / modulus), so
     1e-5 agreement on the weights needs a gap tolerance far below 1e-10 (1e-14 gives about 1e-7).
     """
-    pytest.importorskip("fenchel_cvx.cvx")
     net = LiftedNetwork([3, 4, 3, 2], act, loss, seed=5)
     X, y = _data(n=3, m=10, p=2, seed=4)
-    common = {"lam": [0.7, 1.3], "rho": [0.2, 0.3, 0.5], "epochs": 3}
+    common = {"batch_size": None, "lam": [0.7, 1.3], "rho": [0.2, 0.3, 0.5], "epochs": 3}
     st_t = BCD(net, BCDSettings(**common, backend="torch", tol=1e-14)).run(X, y, progress=False)
     st_c = BCD(net, BCDSettings(**common, backend="cvx", solver_options=_tight_cvx_options(loss))).run(
         X, y, progress=False)
     if loss == "ce":
         st_t.b[-1], st_c.b[-1] = st_t.b[-1] - st_t.b[-1].mean(), st_c.b[-1] - st_c.b[-1].mean()
-    for k, (wt, wc) in enumerate(zip(st_t.W + st_t.b, st_c.W + st_c.b)):
+    for k, (wt, wc) in enumerate(zip(st_t.W + st_t.b, st_c.W + st_c.b, strict=True)):
         err = float((wt - wc).abs().max() / wc.abs().max())
         assert err <= 1e-5, f"{'W' if k < 3 else 'b'}[{k % 3}]: relative difference {err:.3g}"
     assert st_t.history[-1]["J"] == pytest.approx(st_c.history[-1]["J"], rel=1e-7)
@@ -166,7 +162,7 @@ def test_batched_step_reinitializes_X_and_uses_W0():
     state = bcd.init_state()
     W_before = [w.clone() for w in state.W]
     bcd.step(state, torch.as_tensor(X[:10].T), y[:10])
-    for w0, w in zip(W_before, state.W):
+    for w0, w in zip(W_before, state.W, strict=True):
         assert torch.allclose(w, w0, atol=1e-6)
     assert state.X is None  # Algorithm 2 keeps no X-variables between batches
     assert state.step == 1
@@ -214,7 +210,8 @@ def test_inexact_mode_never_increases_J(act, loss, gamma):
     FISTA X-updates keep, per column, the lower of start and last iterate, so they never raise J either."""
     net = LiftedNetwork([6, 5, 4, 3], act, loss, seed=1)
     X, y = _data()
-    s = BCDSettings(lam=[0.5, 0.8], rho=[0.05, 0.0, 0.2], gamma=gamma, epochs=6, tol=1e-10, inexact=True,
+    s = BCDSettings(batch_size=None, lam=[0.5, 0.8], rho=[0.05, 0.0, 0.2], gamma=gamma, epochs=6, tol=1e-10,
+                    inexact=True,
                     inexact_iters=1, inexact_x_iters=2, record_blocks=True)
     lasts = []
     with warnings.catch_warnings():
@@ -299,15 +296,16 @@ def test_running_mode_with_line_search_never_increases_J(act, loss, gamma):
 def test_running_curvature_in_a_deep_net_reuses_only_valid_products():
     """Two hidden layers, K = 2: the W_0 step may reuse W_0 X_0 + b_0 only while W_0 is unchanged (first sweep).
     Check one step against the same step computed by hand from the public functions."""
-    from fenchel_cvx.torch import x_hidden, x_last
-    from fenchel_cvx.torch.preconditioned import hidden_curvature, last_curvature, w_hidden_step, w_last_step
+    from fenchel_cvx.torch import w_hidden, w_last, x_hidden, x_last
+    from fenchel_cvx.torch.curvature import hidden_curvature, last_curvature
     net = LiftedNetwork([6, 5, 4, 3], "relu", "ce", seed=2)
     X, y = _data(m=20)
     s = BCDSettings(batch_size=20, lam=[0.5, 0.8], rho=0.0, gamma=[1.0, 2.0, 5.0], K=2, inexact=True,
                     inexact_x_iters=3, curvature="running", curvature_rank=None)
     bcd = BCD(net, s)
     st = bcd.init_state()
-    X0, Y, _ = bcd._prepare(X, y, "X", "y")
+    Xs_, Y, _ = bcd._prepare(X, y, "X", "y")
+    X0 = Xs_.T.contiguous()
     W, b = [w.clone() for w in st.W], [v.clone() for v in st.b]
     bcd.step(st, X0, Y)
     W0, b0 = [w.clone() for w in W], [v.clone() for v in b]
@@ -326,14 +324,15 @@ def test_running_curvature_in_a_deep_net_reuses_only_valid_products():
         if k == 0:
             for l in range(3):
                 curv[l].observe(Xs[l])
-        r = w_last_step(Xs[2], Y, W[2], b[2], loss="ce", rho=0.0, gamma=5.0, W0=W0[2], b0=b0[2], curvature=curv[2])
+        r = w_last(Xs[2], Y, loss="ce", rho=0.0, gamma=5.0, W0=W0[2], b0=b0[2], W_init=W[2], b_init=b[2],
+                   method="running", curvature=curv[2], max_iter=1, warn=False)
         W[2], b[2] = r.W, r.b
         for l, lam, g in ((1, 0.8, 2.0), (0, 0.5, 1.0)):
             U = W[l] @ Xs[l] + b[l][:, None]
-            r = w_hidden_step(Xs[l], Xs[l + 1], U, W[l], b[l], act="relu", lam=lam, rho=0.0, gamma=g, W0=W0[l],
-                              b0=b0[l], curvature=curv[l])
+            r = w_hidden(Xs[l], Xs[l + 1], act="relu", lam=lam, rho=0.0, gamma=g, W0=W0[l], b0=b0[l], W_init=W[l],
+                         b_init=b[l], U=U, method="running", curvature=curv[l], max_iter=1, warn=False)
             W[l], b[l] = r.W, r.b
-    for a, e in zip(st.W + st.b, W + b):
+    for a, e in zip(st.W + st.b, W + b, strict=True):
         torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
 
 
@@ -390,7 +389,8 @@ def test_argmin_prediction_ce_two_hidden_layers_runs_local_sweeps():
     ({"backend": "cvx", "inexact": True}, FenchelError), ({"inexact_iters": 0}, ValueRangeError),
     ({"inexact_x_iters": 0}, ValueRangeError), ({"inexact_x_iters": 2.5}, ValueRangeError),
     ({"device": "quantum"}, FenchelError), ({"curvature": "exact"}, FenchelError),
-    ({"curvature": "running"}, FenchelError), ({"curvature_every": 0, "inexact": True}, ValueRangeError),
+    ({"curvature": "running", "batch_size": None}, FenchelError),
+    ({"curvature_every": 0, "inexact": True}, ValueRangeError),
     ({"curvature_rank": 0, "inexact": True}, ValueRangeError), ({"curvature_relax": 0.0}, ValueRangeError),
     ({"curvature_relax": float("inf")}, ValueRangeError), ({"curvature_line_search": 1}, ValueRangeError),
     ({"curvature_line_search": True, "curvature_relax": 2.0}, ValueRangeError),
@@ -426,7 +426,7 @@ def test_state_dict_roundtrip_is_exact():
     st.perm = torch.randperm(24, generator=st.rng)
     d = st.state_dict()
     st2 = BCDState.from_state_dict(d)
-    for a, b_ in zip(st.W + st.b, st2.W + st2.b):
+    for a, b_ in zip(st.W + st.b, st2.W + st2.b, strict=True):
         assert torch.equal(a, b_)
     assert torch.equal(st.perm, st2.perm) and st2.history == st.history
     assert torch.equal(torch.randperm(50, generator=st.rng), torch.randperm(50, generator=st2.rng))

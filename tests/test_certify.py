@@ -154,7 +154,7 @@ def assert_in_cone(rel, v, tol):
     z0, nn = rel.dims.zero, rel.dims.nonneg
     assert np.all(np.abs(v[:z0]) <= tol)
     assert np.all(v[z0:z0 + nn] >= -tol)
-    for st, d in zip(rel.soc_starts, rel.soc_dims):
+    for st, d in zip(rel.soc_starts, rel.soc_dims, strict=True):
         assert v[st] >= np.linalg.norm(v[st + 1:st + d]) - tol
 
 

@@ -17,9 +17,6 @@ from fenchel_cvx.checkpoint import load_checkpoint, run_config, run_fingerprint,
 from fenchel_cvx.errors import CheckpointError
 from fenchel_cvx.network import LiftedNetwork
 
-pytest.importorskip("fenchel_cvx.torch")
-
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -53,11 +50,11 @@ def _resume(path, net, settings):
 
 
 def _assert_same_run(a: BCDState, b: BCDState):
-    for x, y in zip(a.W + a.b, b.W + b.b):
+    for x, y in zip(a.W + a.b, b.W + b.b, strict=True):
         assert torch.equal(x, y)
     assert (a.epoch, a.batch, a.step) == (b.epoch, b.batch, b.step)
     assert len(a.history) == len(b.history)
-    for ra, rb in zip(a.history, b.history):
+    for ra, rb in zip(a.history, b.history, strict=True):
         assert ra.keys() == rb.keys()
         for k in ra:
             if k != "time":  # wall time is the one thing a resumed run may not reproduce
@@ -131,7 +128,7 @@ def test_resume_algorithm1_keeps_the_X_variables(tmp_path):
     assert st2.X is not None
     st2 = bcd.run(X, y, state=st2, progress=False)
     _assert_same_run(full, st2)
-    for a, b in zip(full.X, st2.X):
+    for a, b in zip(full.X, st2.X, strict=True):
         assert torch.equal(a, b)
 
 

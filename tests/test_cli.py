@@ -6,11 +6,14 @@ Runtime: ~30 s on a 2-core CPU.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ from fenchel_cvx.baselines import Backprop
 from fenchel_cvx.bcd import BCD, HISTORY_KEYS
 from fenchel_cvx.checkpoint import load_checkpoint
 from fenchel_cvx.network import LiftedNetwork
+from fenchel_cvx.settings import BackpropSettings, BCDSettings, RunConfig, fields_of
 
 # 120 train / 60 test samples, 20 features, 10 classes; batches of 60 -> 2 per epoch.
 TINY = ["--dataset", "synthetic", "--n-train", "120", "--n-test", "60", "--arch", "20-8-10", "--batch-size", "60",
@@ -41,7 +45,8 @@ def test_help_everywhere(argv, capsys):
     assert text.startswith("usage: fenchel-cvx")
     if argv[0] == "train":
         for opt in ("--method", "--dataset", "--data-dir", "--arch", "--loss", "--activation", "--batch-size",
-                    "--epochs", "--lam", "--rho", "--gamma", "--K", "--inexact", "--exact", "--device", "--dtype", "--seed",
+                    "--epochs", "--lam", "--rho", "--gamma", "--K", "--inexact", "--exact", "--device", "--dtype",
+                    "--seed",
                     "--out", "--resume", "--compare", "--no-progress"):
             assert opt in text, opt
 
@@ -63,12 +68,13 @@ def _check_run_dir(out, method, epochs):
         rows = list(reader)
     assert [float(r["epoch"]) for r in rows] == [float(e) for e in range(1, epochs + 1)]
     assert all(r["method"] == method for r in rows)
-    cfg = json.loads((out / "config.json").read_text())["config"]
-    assert cfg["method"] == method and cfg["sizes"] == [20, 8, 10]
+    saved = json.loads((out / "config.json").read_text())
+    cfg = saved["config"]
+    assert cfg["method"] == method and saved["resolved"]["sizes"] == [20, 8, 10]
     ck = load_checkpoint(out / "checkpoint.pt")
     assert ck["meta"]["epoch"] == epochs and ck["meta"]["method"] == method
     # the saved model reproduces the last row's test accuracy
-    _, arrays = runs.load_data(runs.RunConfig.from_dict(cfg))
+    _, arrays = runs.load_data(RunConfig.from_dict(cfg))
     net = LiftedNetwork.load(out / "model.npz")
     assert net.accuracy(arrays["X_test"], arrays["y_test"]) == pytest.approx(float(rows[-1]["test_acc"]))
     summary = json.loads((out / "summary.json").read_text())
@@ -127,7 +133,7 @@ def test_killed_run_resumes_bitwise(tmp_path, monkeypatch, capsys, method, train
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     ra, rb = _rows_wo_time(ref), _rows_wo_time(out)
     assert len(ra) == len(rb) == 3
-    for x, y in zip(ra, rb):
+    for x, y in zip(ra, rb, strict=True):
         assert x.keys() == y.keys()
         assert all(x[k] == y[k] or (isinstance(x[k], float) and math.isnan(x[k]) and math.isnan(y[k])) for k in x)
 
@@ -183,8 +189,7 @@ def test_runs_that_share_a_method_are_labelled_by_the_settings_they_differ_in(tm
         rc, _ = _train(tmp_path / "runs", name, "--epochs", "1", "--compare", "none", *extra)
         assert rc == 0
     labels = set(runs.collect_runs([tmp_path / "runs"]))
-    assert labels == {"fenchel (inexact), gamma 1,100, inexact_iters 1",
-                      "fenchel (inexact), gamma 1,10, inexact_iters 3"}, labels
+    assert labels == {"fenchel, gamma 1,100, inexact_iters 1", "fenchel, gamma 1,10, inexact_iters 3"}, labels
     # the same settings twice: the folders tell them apart
     twice = set(runs.collect_runs([tmp_path / "runs" / "a", tmp_path / "runs" / "a"]))
     assert len(twice) == 2 and all("runs/a" in lb for lb in twice), twice
@@ -194,7 +199,7 @@ def test_running_curvature_from_the_command_line(tmp_path, capsys):
     rc, out = _train(tmp_path, "fast", "--epochs", "1", "--compare", "none", "--curvature", "running",
                      "--curvature-every", "2", "--curvature-rank", "5", "--inexact-x-iters", "5")
     assert rc == 0
-    cfg = json.loads((out / "config.json").read_text())["config"]
+    cfg = json.loads((out / "config.json").read_text())["config"]["fenchel"]
     assert (cfg["curvature"], cfg["curvature_every"], cfg["curvature_rank"], cfg["inexact_x_iters"]) == \
         ("running", 2, 5, 5)
     ck = load_checkpoint(out / "checkpoint.pt")
@@ -203,7 +208,7 @@ def test_running_curvature_from_the_command_line(tmp_path, capsys):
     assert math.isfinite(float(rows[-1]["J"])) and math.isnan(float(rows[-1]["max_residual"]))
     rc, out = _train(tmp_path, "safe", "--epochs", "1", "--compare", "none", "--curvature", "running",
                      "--curvature-line-search", "--inexact-x-iters", "5")
-    assert rc == 0 and json.loads((out / "config.json").read_text())["config"]["curvature_line_search"] is True
+    assert rc == 0 and json.loads((out / "config.json").read_text())["config"]["fenchel"]["curvature_line_search"]
     rc = cli.main(["train", *TINY, "--curvature", "running", "--exact", "--out", str(tmp_path / "bad")])
     assert rc == 2 and "curvature" in capsys.readouterr().err
 
@@ -236,12 +241,124 @@ def test_bad_options_exit_2(tmp_path, capsys):
 
 
 def test_config_defaults_follow_appendix_c():
-    batched = runs.RunConfig().resolved(784, 10)
-    assert batched.sizes == [784, 300, 10] and batched.batch_size == 500 and batched.K == 1
-    assert batched.lam == [0.1] and batched.rho == [0.0, 0.0] and batched.gamma == [1.0, 100.0]
-    assert batched.inexact is True and batched.inexact_iters == 1
-    full = runs.RunConfig(batch_size=None).resolved(784, 10)
-    assert full.rho == [1e-2, 10.0] and full.gamma == [0.0, 0.0] and full.inexact is False
-    assert runs.RunConfig(inexact=False).resolved(784, 10).inexact is False
-    deep = runs.RunConfig(sizes=[784, 50, 40, 10], lam=0.5).resolved(784, 10)
-    assert deep.lam == [0.5, 0.5] and deep.gamma == [1.0, 1.0, 100.0]
+    net = LiftedNetwork([784, 300, 10], "relu", "ce", seed=0)
+    batched = BCD(net, RunConfig().bcd_settings())
+    assert batched.settings.batch_size == 500 and batched.settings.K == 1
+    assert batched.resolved() == {"lam": [0.1], "rho": [0.0, 0.0], "gamma": [1.0, 100.0], "inexact": True}
+    assert batched.settings.inexact_iters == 1
+    full = BCD(net, RunConfig().with_values({"train.batch_size": None}).bcd_settings())
+    assert full.resolved() == {"lam": [0.1], "rho": [1e-2, 10.0], "gamma": [0.0, 0.0], "inexact": False}
+    assert BCD(net, BCDSettings(inexact=False)).resolved()["inexact"] is False
+    deep = BCD(LiftedNetwork([784, 50, 40, 10], "relu", "ce"), BCDSettings(lam=0.5)).resolved()
+    assert deep["lam"] == [0.5, 0.5] and deep["gamma"] == [1.0, 1.0, 100.0]
+
+
+# -- one definition per setting: flags, defaults and resume rules all come from fenchel_cvx.settings ----------------
+def _train_actions():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    return [a for a in sub._actions if a.option_strings and a.dest != "help"]
+
+
+def test_every_setting_has_exactly_one_flag_and_every_flag_a_setting():
+    fields = [path for path, _, _ in fields_of(RunConfig)]
+    by_dest: dict[str, list[str]] = {}
+    for action in _train_actions():
+        by_dest.setdefault(action.dest, []).extend(action.option_strings)
+    settings_dests = {d for d in by_dest if d in fields}
+    assert settings_dests == set(fields), set(fields) ^ settings_dests
+    for path in fields:
+        flags = by_dest[path]
+        # a boolean has its on and off spelling; everything else exactly one flag
+        assert len(flags) == (2 if fields_spec(path).kind == "bool" else 1), (path, flags)
+    actions = {f for d, fl in by_dest.items() if d not in fields for f in fl}
+    assert actions == set(cli.ACTIONS), actions ^ set(cli.ACTIONS)
+    assert len(set(cli.FLAGS.values())) == len(cli.FLAGS)  # no two settings share a flag
+
+
+def fields_spec(path):
+    return next(spec for p, _, spec in fields_of(RunConfig) if p == path)
+
+
+def test_cli_defaults_are_the_api_defaults():
+    """With no flags the command line builds RunConfig(), and that is the API's BCDSettings() / BackpropSettings()."""
+    args = cli.build_parser().parse_args(["train"])
+    assert cli.settings_given(args) == {}
+    cfg = RunConfig().with_values(cli.settings_given(args))
+    assert cfg == RunConfig()
+    assert cfg.bcd_settings() == BCDSettings()
+    assert cfg.backprop_settings("adam") == BackpropSettings()
+    # and each generated --help line quotes the field's own default
+    helps = {a.dest: a.help for a in _train_actions()}
+    assert "(default: 500)" in helps["train.batch_size"] and "(default: 0.1)" in helps["fenchel.lam"]
+
+
+def test_flags_parse_to_the_settings_values():
+    args = cli.build_parser().parse_args(["train", "--batch-size", "full", "--gamma", "1,10", "--arch", "20-8-10",
+                                          "--exact", "--curvature-rank", "full", "--solver-options",
+                                          '{"solver": "CLARABEL"}', "--no-shuffle"])
+    got = cli.settings_given(args)
+    assert got == {"train.batch_size": None, "fenchel.gamma": (1.0, 10.0), "network.arch": (20, 8, 10),
+                   "fenchel.inexact": False, "fenchel.curvature_rank": None,
+                   "fenchel.solver_options": {"solver": "CLARABEL"}, "train.shuffle": False}
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--batch-size", "0"], "--batch-size"), (["--threads", "0"], "--threads"), (["--seed", "-1"], "--seed"),
+    (["--lam", "0"], "--lam"), (["--curvature-relax", "inf"], "--curvature-relax"), (["--arch", "5"], "--arch"),
+    (["--solver-options", "{oops"], "--solver-options"),
+])
+def test_bad_values_are_refused_in_the_flags_words(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", *argv])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and needle in err and "Traceback" not in err, err
+
+
+def test_settings_errors_speak_the_command_line(tmp_path, capsys):
+    rc = cli.main(["train", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")])  # mnist-small reads no files
+    err = capsys.readouterr().err
+    assert rc == 2 and "--data-dir" in err and "data_dir" not in err, err
+    rc = cli.main(["train", *TINY, "--curvature", "running", "--exact", "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--curvature" in err and "--inexact" in err and "inexact=True" not in err, err
+    rc = cli.main(["train", *TINY, "--device", "quantum", "--out", str(tmp_path / "q")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--device" in err and "device=" not in err, err
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    rc = cli.main(["train", *TINY, "--out", str(afile)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is a file" in err and "Traceback" not in err, err
+
+
+def test_resuming_a_finished_run_says_so(tmp_path, capsys):
+    rc, out = _train(tmp_path, "done", "--method", "adam", "--epochs", "1")
+    assert rc == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "nothing left to do" in text and "--epochs" in text
+
+
+def test_run_files_are_readable_by_others(tmp_path):
+    rc, out = _train(tmp_path, "modes", "--method", "adam", "--epochs", "1")
+    assert rc == 0
+    for f in ("config.json", "metrics.csv", "checkpoint.pt", "model.npz", "summary.json"):
+        assert (out / f).stat().st_mode & 0o044 == 0o044, f
+
+
+def test_default_run_names_tell_runs_apart():
+    a = runs.default_run_name(RunConfig())
+    b = runs.default_run_name(RunConfig().with_values({"fenchel.curvature": "running", "fenchel.curvature_relax": 1.5}))
+    c = runs.default_run_name(RunConfig().with_values({"fenchel.gamma": (1.0, 10.0)}))
+    stems = {Path(n).name.rsplit("-", 2)[0] for n in (a, b, c)}
+    assert len(stems) == 3, stems
+    assert "running" in b and "1.5" in b and "1,10" in c
+
+
+def test_help_imports_neither_torch_nor_cvxpy():
+    code = ("import sys\nfrom fenchel_cvx import cli\ntry:\n    cli.main(['train', '--help'])\nexcept SystemExit:\n"
+            "    pass\nprint(sorted(m for m in ('torch', 'cvxpy') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout[-300:]

@@ -21,6 +21,7 @@ from conftest import SEED, assert_close
 from fenchel_cvx import cvx
 from fenchel_cvx.activations import ACTIVATIONS, get_activation
 from fenchel_cvx.errors import (
+    ChoiceError,
     DomainError,
     FenchelError,
     InaccurateSolutionWarning,
@@ -30,7 +31,16 @@ from fenchel_cvx.errors import (
     ValueRangeError,
 )
 from fenchel_cvx.losses import LOSSES, get_loss
-from fenchel_cvx.optimality import RESIDUALS, w_hidden_residual, w_last_residual, x_hidden_residual, x_last_residual
+from fenchel_cvx.optimality import (
+    OBJECTIVES,
+    RESIDUALS,
+    objective,
+    residual,
+    w_hidden_residual,
+    w_last_residual,
+    x_hidden_residual,
+    x_last_residual,
+)
 from fenchel_cvx.subproblems import SUBPROBLEMS, SubproblemResult
 
 ACTS = sorted(ACTIVATIONS)
@@ -231,11 +241,14 @@ def test_x_hidden_optimality(act, act_prev):
     W, b, X_next, U = x_hidden_data(act, act_prev, seed="kkt")
     res = cvx.x_hidden(W, b, X_next, U, act=act, act_prev=act_prev, lam=0.6, lam_prev=1.4)
     assert isinstance(res, SubproblemResult) and res.subproblem == "x_hidden"
-    assert res.status == "optimal" and res.converged
+    assert res.status == "optimal" and res.converged and res.backend == "cvx"
     assert res.Z.shape == U.shape and get_activation(act_prev).in_domain(res.Z).all()
     r = x_hidden_residual(res.Z, W, b, X_next, U, act=act, act_prev=act_prev, lam=0.6, lam_prev=1.4)
     assert r.relative < KKT_TOL and r.per_item.shape == (U.shape[1],)
     assert res.info["kkt_residual"] == pytest.approx(r.relative)
+    # the reported residual: per column, relative to the problem's scale (the same measure as the torch face)
+    np.testing.assert_allclose(res.residual, r.per_item / r.scale, rtol=1e-12)
+    assert res.max_residual == float(res.residual.max())
     # the numeric value and the solver's objective agree (both include the constants), and B >= 0
     assert res.info["value_gap"] < 1e-6 and res.value >= 0
     # nearby points in the domain are worse
@@ -268,6 +281,7 @@ def test_w_hidden_optimality(act, gamma, bias):
     r = w_hidden_residual(res.W, res.b, X_in, X_next, act=act, lam=0.8, rho=0.1, gamma=gamma, W0=W0,
                           b0=b0 if bias else None)
     assert r.relative < KKT_TOL and r.per_item.shape == (W0.shape[0],)
+    np.testing.assert_allclose(res.residual, r.per_item / r.scale, rtol=1e-12)
     assert res.info["value_gap"] < 1e-6
 
 
@@ -280,6 +294,8 @@ def test_w_last_optimality(loss, gamma, bias):
     assert res.status == "optimal"
     r = w_last_residual(res.W, res.b, X_in, Y, loss=loss, rho=0.2, gamma=gamma, W0=W0, b0=b0 if bias else None)
     assert r.relative < KKT_TOL
+    assert res.residual.shape == (W0.shape[0],)  # per row of [W, b], like the torch face
+    np.testing.assert_allclose(res.residual, r.per_item / r.scale, rtol=1e-12)
     assert res.info["value_gap"] < 1e-6
 
 
@@ -300,7 +316,30 @@ def test_relu_x_hidden_kkt_with_cvxpy_duals():
 
 # -- the residual functions themselves ------------------------------------------------------------------------
 def test_residuals_cover_the_registry():
-    assert set(RESIDUALS) == set(SUBPROBLEMS)
+    assert set(RESIDUALS) == set(SUBPROBLEMS) == set(OBJECTIVES)
+
+
+@pytest.mark.parametrize("name", sorted(SUBPROBLEMS))
+def test_the_face_value_is_the_shared_objective(name):
+    """Every CVXPY result's ``value`` is ``fenchel_cvx.optimality.objective`` at its point (one formula)."""
+    if name == "x_hidden":
+        W, b, X_next, U = x_hidden_data("relu", "sigmoid", seed="objective")
+        data = {"W": W, "b": b, "X_next": X_next, "U_prev": U, "act": "relu", "act_prev": "sigmoid", "lam": 0.6,
+                "lam_prev": 1.4}
+    elif name == "x_last":
+        W, b, Y, U = x_last_data("ce", "relu", seed="objective")
+        data = {"W": W, "b": b, "Y": Y, "U_prev": U, "loss": "ce", "act_prev": "relu", "lam_prev": 0.9}
+    elif name == "w_hidden":
+        X_in, X_next, W0, b0 = w_hidden_data("relu", seed="objective")
+        data = {"X_in": X_in, "X_next": X_next, "act": "relu", "lam": 0.8, "rho": 0.1, "gamma": 0.4, "W0": W0,
+                "b0": b0}
+    else:
+        X_in, Y, W0, b0, _ = w_last_data("mse", seed="objective")
+        data = {"X_in": X_in, "Y": Y, "loss": "mse", "rho": 0.2, "gamma": 0.4, "W0": W0, "b0": b0}
+    res = cvx.FUNCTIONS[name](**data)
+    point = res.Z if name.startswith("x") else {"W": res.W, "b": res.b}
+    assert objective(name, point, **data) == res.value
+    assert residual(name, point, **data).relative == res.info["kkt_residual"]
 
 
 @pytest.mark.parametrize("act", ACTS)
@@ -372,6 +411,8 @@ def test_chunked_x_updates_equal_unchunked():
     one = cvx.x_hidden(W, b, X_next, U, chunk=None, **kw)
     many = cvx.x_hidden(W, b, X_next, U, chunk=7, **kw)  # blocks of 7, 7, 6: two compiled models
     assert one.info["chunks"] == 1 and many.info["chunks"] == 3
+    # iterations: the longest-running chunk (the chunks are independent problems), not their sum
+    assert many.iterations == max(many.info["chunk_iterations"]) > 0 and len(many.info["chunk_iterations"]) == 3
     assert_close(many.Z, one.Z, rtol=1e-8, atol=1e-9)
     assert many.value == pytest.approx(one.value, rel=1e-10)
     W, b, Y, U = x_last_data("mse", "relu", m=20, seed="chunk")
@@ -461,9 +502,9 @@ def test_forced_failure_raises_solver_error(act):
     assert info.value.solver == ("OSQP" if act == "relu" else "CLARABEL")
 
 
-def test_unknown_solver_and_cone_mismatch_raise_solver_error():
+def test_unknown_solver_is_a_choice_error_and_a_cone_mismatch_a_solver_error():
     W, b, X_next, U = x_hidden_data("sigmoid", "relu", seed="fail")
-    with pytest.raises(SolverError, match="not installed"):
+    with pytest.raises(ChoiceError, match="solver: expected one of .*got 'NO_SUCH'; x_hidden: not installed"):
         cvx.x_hidden(W, b, X_next, U, act="sigmoid", act_prev="relu", lam=1.0, lam_prev=1.0, solver="NO_SUCH")
     with pytest.raises(SolverError) as info:  # OSQP cannot take an exponential cone
         cvx.x_hidden(W, b, X_next, U, act="sigmoid", act_prev="relu", lam=1.0, lam_prev=1.0, solver="OSQP")
@@ -523,6 +564,8 @@ def test_x_hidden_validation():
         cvx.x_hidden(W, b, X_next, U, **{**kw, "lam_prev": -1.0})
     with pytest.raises(ValueRangeError, match="chunk"):
         cvx.x_hidden(W, b, X_next, U, chunk=0, **kw)
+    with pytest.raises(ChoiceError, match="chunk: expected one of 'auto', got 'big'"):
+        cvx.x_hidden(W, b, X_next, U, chunk="big", **kw)
     with pytest.raises(FenchelError, match="act: expected one of"):
         cvx.x_hidden(W, b, X_next, U, **{**kw, "act": "swish"})
 

@@ -15,7 +15,7 @@ import pytest
 
 from fenchel_cvx import data
 from fenchel_cvx.activations import get_activation
-from fenchel_cvx.errors import DataFileError, FenchelError, ShapeError, ValueRangeError
+from fenchel_cvx.errors import ChoiceError, DataFileError, FenchelError, ShapeError, ValueRangeError
 
 MNIST_STEMS = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -377,7 +377,7 @@ def test_load_dataset_errors(tmp_path):
             data.load_dataset(name, tmp_path / "nope")
     with pytest.raises(DataFileError, match="train-images-idx3-ubyte"):
         data.load_dataset("mnist", tmp_path)
-    with pytest.raises(ValueRangeError, match=r"name: expected one of .*'mnist-small'.*got 'imagenet'"):
+    with pytest.raises(ChoiceError, match=r"name: expected one of .*'mnist-small'.*got 'imagenet'"):
         data.load_dataset("imagenet")
 
 
@@ -392,7 +392,7 @@ def test_dataset_shuffle_subsample():
     assert rows == sorted(rows) and np.array_equal(ds.train_y[rows], sub.train_y)
     with pytest.raises(ValueRangeError, match="n_train"):
         ds.subsample(31)
-    with pytest.raises(ValueRangeError, match="split"):
+    with pytest.raises(ChoiceError, match="split"):
         ds.arrays("val")
     with pytest.raises(ShapeError):
         data.to_float(np.float64(1.0))

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from fenchel_cvx.activations import get_activation
-from fenchel_cvx.dual import (BoundReport, check_weak_duality, estimate_G, lambda_sweep, one_layer_bound,
-                              rescale)
+from fenchel_cvx.dual import BoundReport, check_weak_duality, estimate_G, lambda_sweep, one_layer_bound, rescale
 from fenchel_cvx.errors import BoundViolationError, DomainError, ShapeError
 from fenchel_cvx.network import LiftedNetwork
 

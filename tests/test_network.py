@@ -42,12 +42,12 @@ def random_Xvars(net: LiftedNetwork, m: int, rng: np.random.Generator) -> list[n
     return out
 
 
-# -- construction ----------------------------------------------------------------------------------------------------
+# -- construction ------------------------------------------------------------------------------------------------------
 def test_xavier_init_is_seeded_and_bounded():
     a = LiftedNetwork([300, 200, 10], "relu", seed=3)
     b = LiftedNetwork([300, 200, 10], "relu", seed=3)
     c = LiftedNetwork([300, 200, 10], "relu", seed=4)
-    assert all(np.array_equal(x, y) for x, y in zip(a.W, b.W))
+    assert all(np.array_equal(x, y) for x, y in zip(a.W, b.W, strict=True))
     assert not np.array_equal(a.W[0], c.W[0])
     for l, W in enumerate(a.W):
         bound = math.sqrt(6.0 / (a.sizes[l] + a.sizes[l + 1]))
@@ -69,7 +69,7 @@ def test_activation_list_and_loss_names():
     assert isinstance(LiftedNetwork([2, 1]).loss, MSELoss) and LiftedNetwork([2, 1]).L == 0
 
 
-# -- feed-forward --------------------------------------------------------------------------------------------------
+# -- feed-forward ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("act", ACT_SPECS, ids=ACT_IDS)
 def test_feed_forward_recursion(act):
     rng = np.random.default_rng(SEED)
@@ -84,7 +84,7 @@ def test_feed_forward_recursion(act):
         assert_close(chain[l + 1], X, rtol=0)
         assert_close(net.pre_activation(l, chain[l]), net.W[l] @ chain[l] + net.b[l][:, None], rtol=0)
     assert_close(chain[-1], net.W[-1] @ X + net.b[-1][:, None], rtol=0)
-    assert all(np.array_equal(x, y) for x, y in zip(net.init_X(X0), chain[1:-1]))
+    assert all(np.array_equal(x, y) for x, y in zip(net.init_X(X0), chain[1:-1], strict=True))
     # samples-first user API
     assert_close(net.forward(X0.T), chain[-1].T, rtol=0)
     assert np.array_equal(net.predict(X0.T), np.argmax(chain[-1], axis=0))
@@ -102,7 +102,7 @@ def test_torch_inputs_keep_device_dtype_and_agree(act):
     for device in DEVICES:
         for dtype, rtol in [(torch.float64, 1e-12), (torch.float32, 1e-5)]:
             chain = net.feed_forward(torch.tensor(X0, dtype=dtype, device=device))
-            for got, want in zip(chain, ref):
+            for got, want in zip(chain, ref, strict=True):
                 assert got.dtype == dtype and got.device.type == device
                 assert_close(got, want, rtol=rtol, scale=np.abs(want).max())
         Xt = torch.tensor(X0, device=device)
@@ -139,8 +139,8 @@ def test_from_torch_round_trip(act):
     net = LiftedNetwork(SIZES, act, "ce", seed=6)
     back = LiftedNetwork.from_torch(net.to_torch(torch.float64), loss="ce")
     assert back.sizes == net.sizes and back.acts == net.acts and back.loss == net.loss
-    assert all(np.array_equal(x, y) for x, y in zip(back.W, net.W))
-    assert all(np.array_equal(x, y) for x, y in zip(back.b, net.b))
+    assert all(np.array_equal(x, y) for x, y in zip(back.W, net.W, strict=True))
+    assert all(np.array_equal(x, y) for x, y in zip(back.b, net.b, strict=True))
 
 
 def test_from_torch_reads_a_torch_built_model():
@@ -164,7 +164,7 @@ def test_from_torch_rejects_other_layers():
         LiftedNetwork.from_torch(nn.Sequential(nn.Linear(3, 4), nn.ReLU()))
 
 
-# -- save / load ---------------------------------------------------------------------------------------------------------
+# -- save / load -------------------------------------------------------------------------------------------------------
 def test_save_load_round_trip(tmp_path):
     rng = np.random.default_rng(SEED)
     net = LiftedNetwork([5, 4, 3, 2], [LeakyReLU(0.07), "tanh"], "ce", seed=7)
@@ -174,15 +174,15 @@ def test_save_load_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.weights"]  # no temporary file left behind
     back = LiftedNetwork.load(path)
     assert back.sizes == net.sizes and back.acts == net.acts and back.loss == net.loss
-    assert all(np.array_equal(x, y) for x, y in zip(back.W, net.W))
-    assert all(np.array_equal(x, y) for x, y in zip(back.b, net.b))
+    assert all(np.array_equal(x, y) for x, y in zip(back.W, net.W, strict=True))
+    assert all(np.array_equal(x, y) for x, y in zip(back.b, net.b, strict=True))
     with np.load(path, allow_pickle=False) as z:  # every entry loads without pickle
         assert all(z[k].dtype != object for k in z.files)
     net.save(path)  # overwriting is fine
     assert LiftedNetwork.load(path).sizes == net.sizes
 
 
-# -- the Lagrangian (7) and the primal (3) -------------------------------------------------------------------------------
+# -- the Lagrangian (7) and the primal (3) -----------------------------------------------------------------------------
 @pytest.mark.parametrize("loss", ["mse", "ce"])
 @pytest.mark.parametrize("act", ACT_SPECS, ids=ACT_IDS)
 def test_lagrangian_equals_primal_at_feed_forward(act, loss):
@@ -211,7 +211,7 @@ def test_lagrangian_is_eq7_term_by_term():
     Yhat = net.W[3] @ Xs[2] + net.b[3][:, None]
     Y = one_hot(labels, 3)
     loss = -np.sum(Y * (Yhat - np.log(np.sum(np.exp(Yhat), axis=0))))
-    reg = sum(r * np.sum(W ** 2) for r, W in zip(rho, net.W))
+    reg = sum(r * np.sum(W ** 2) for r, W in zip(rho, net.W, strict=True))
     pen = [lam[l] * np.sum(a.B(chain[l + 1], net.W[l] @ chain[l] + net.b[l][:, None])) for l, a in enumerate(net.acts)]
     terms = net.lagrangian_terms(X0, labels, Xs, lam, rho)
     assert terms["loss"] == pytest.approx(loss, rel=1e-12)
@@ -237,7 +237,7 @@ def test_lagrangian_is_nondecreasing_in_lambda(lam, bump):
         net.lagrangian_terms(X0, labels, Xs, 1.0, 0.1)["loss"] + net.regularization(0.1), rel=1e-14)
 
 
-# -- Appendix A: rescaling per-layer lambdas into rho ------------------------------------------------------------------------
+# -- Appendix A: rescaling per-layer lambdas into rho ------------------------------------------------------------------
 def _relu_problem(act="relu", L=3, m=10):
     rng = np.random.default_rng(SEED)
     sizes = [4] + [5] * L + [2]
@@ -288,8 +288,8 @@ def test_rescale_to_one_lambda_and_back():
     assert one.lam == [0.8] * 3
     assert one.net.lagrangian(X0, Y, one.Xvars, one.lam, one.rho) == pytest.approx(J, rel=1e-10)
     back = rescale(one.net, one.Xvars, one.lam, one.rho, lam_to=lam)
-    assert all(np.allclose(x, y, rtol=1e-13, atol=0) for x, y in zip(back.net.W, net.W))
-    assert all(np.allclose(x, y, rtol=1e-13, atol=0) for x, y in zip(back.Xvars, Xs))
+    assert all(np.allclose(x, y, rtol=1e-13, atol=0) for x, y in zip(back.net.W, net.W, strict=True))
+    assert all(np.allclose(x, y, rtol=1e-13, atol=0) for x, y in zip(back.Xvars, Xs, strict=True))
     assert np.allclose(back.rho, [rho] * 4, rtol=1e-13)
     # torch X-variables are scaled in place of numpy ones
     tor = rescale(net, [torch.tensor(x) for x in Xs], lam, rho)
@@ -302,14 +302,14 @@ def test_rescale_refuses_non_homogeneous_activations():
         rescale(net, Xs, 2.0, 0.1)
 
 
-# -- copies and weight access ------------------------------------------------------------------------------------------------
+# -- copies and weight access ------------------------------------------------------------------------------------------
 def test_copy_set_weights_and_torch_weights():
     net = LiftedNetwork(SIZES, "tanh", seed=12)
     twin = net.copy()
     twin.W[0][0, 0] += 1.0
     assert net.W[0][0, 0] != twin.W[0][0, 0]
     W, b = net.weights_as_torch(dtype=torch.float32)
-    assert all(w.dtype == torch.float32 and tuple(w.shape) == x.shape for w, x in zip(W, net.W))
+    assert all(w.dtype == torch.float32 and tuple(w.shape) == x.shape for w, x in zip(W, net.W, strict=True))
     twin.set_weights([w * 2 for w in W], b)  # torch in, float64 numpy stored
     assert all(isinstance(w, np.ndarray) and w.dtype == np.float64 for w in twin.W)
     assert_close(twin.W[1], 2 * net.W[1], rtol=1e-6)

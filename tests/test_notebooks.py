@@ -1,26 +1,25 @@
 """The teaching notebooks are tests: each one is executed here and ends with its own assertions.
 
-Three checks:
+The committed ``notebooks/*.ipynb`` are the source of truth (GitHub renders them, ruff lints them:
+``extend-include = ["*.ipynb"]``). Edit one in Jupyter, then strip it with ``python scripts/strip_notebooks.py``.
 
-* every committed notebook is stripped (no outputs, ``execution_count`` None, no widget state), so git diffs show
-  prose and code only;
-* the committed files are exactly what ``scripts/make_notebooks.py`` generates (the script is the reviewed source);
+Checks:
+
+* the four notebooks exist, and every committed notebook is stripped (no outputs, ``execution_count`` None, no
+  widget state), so git diffs show prose and code only;
 * every notebook runs top to bottom with nbclient under ``FENCHEL_FAST=1`` (smaller sizes, same checks); a cell
-  error or a failed assertion fails the test with the cell's traceback.
-
-Runtime: about 80 s in fast mode on 2 busy CPU cores (01: 12 s, 02: 17 s, 03: 25 s, 04: 25 s).
+  error or a failed assertion fails the test with the cell's traceback. These carry the ``notebook`` marker:
+  ``pytest -m "not slow and not notebook"`` skips them locally.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -34,16 +33,9 @@ NOTEBOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb"))
 CELL_TIMEOUT_S = 600
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "scripts" / "make_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_all_expected_notebooks_exist():
     missing = [n for n in EXPECTED if not (NOTEBOOK_DIR / n).exists()]
-    assert not missing, f"notebooks missing from {NOTEBOOK_DIR}: {missing}; run scripts/make_notebooks.py"
+    assert not missing, f"notebooks missing from {NOTEBOOK_DIR}: {missing}; restore them from git"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -52,17 +44,8 @@ def test_notebook_is_stripped(name):
     dirty = [i for i, c in enumerate(nb.cells)
              if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
     assert not dirty, (f"{name}: cells {dirty} carry outputs or execution counts; commit notebooks stripped "
-                       "(regenerate with scripts/make_notebooks.py, or run scripts/strip_notebooks.py)")
-    assert "widgets" not in nb.metadata, f"{name}: widget state in the metadata; strip it"
-
-
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_matches_generator(name):
-    gen = _generator()
-    assert name in gen.NOTEBOOKS, f"{name} is not produced by scripts/make_notebooks.py; add it there"
-    committed = (NOTEBOOK_DIR / name).read_text()
-    assert committed == gen.render(name), (f"{name} differs from scripts/make_notebooks.py; edit the script and "
-                                           "regenerate with `python scripts/make_notebooks.py`")
+                       "(run `python scripts/strip_notebooks.py`)")
+    assert "widgets" not in nb.metadata, f"{name}: widget state in the metadata; run scripts/strip_notebooks.py"
 
 
 def _kernel_name() -> str:
@@ -77,6 +60,7 @@ def _kernel_name() -> str:
     return "python3"
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_executes(name, monkeypatch):
     # The kernel inherits this process's environment: fast sizes, a headless backend, and no GPU surprises.

@@ -1,10 +1,11 @@
 """The torch X-updates (fenchel_cvx.torch.x_hidden / x_last) against the CVXPY face, and their own contract.
 
-Order: argument checks; certificates on their own (the gap bounds the true suboptimality, the residual meets
-tol, an independent KKT residual is small); agreement with CVXPY for every activation x activation and loss x
-activation (value 1e-6 relative, argmin 1e-4); then properties (batched == column by column, float32 ==
-float64, warm starts, NotConvergedWarning, W = 0, boundary data, cuda == cpu). Seeded float64 instances, small
-sizes. Runtime: about 15-30 s on 2 busy CPU cores (half of it in the CVXPY reference solves).
+Order: argument checks; certificates on their own (the gap bounds the true suboptimality, the certificate meets
+tol, the reported residual is the optimality residual of fenchel_cvx.optimality and is small); agreement with
+CVXPY for every activation x activation and loss x activation (value 1e-6 relative, argmin 1e-4); then
+properties (batched == column by column, float32 == float64, warm starts, NotConvergedWarning, W = 0, boundary
+data, cuda == cpu). Seeded float64 instances, small sizes. Runtime: about 15-30 s on 2 busy CPU cores (half of
+it in the CVXPY reference solves).
 """
 
 from __future__ import annotations
@@ -19,17 +20,17 @@ import torch
 
 from fenchel_cvx import cvx
 from fenchel_cvx import torch as ft
-from fenchel_cvx.activations import get_activation
+from fenchel_cvx.activations import Activation, get_activation
 from fenchel_cvx.errors import (
+    ChoiceError,
     DomainError,
-    FenchelError,
     LabelError,
     NotConvergedWarning,
     ShapeError,
     TensorMismatchError,
     ValueRangeError,
 )
-from fenchel_cvx.losses import get_loss
+from fenchel_cvx.losses import Loss, get_loss
 from fenchel_cvx.optimality import x_hidden_residual, x_last_residual
 from fenchel_cvx.subproblems import SUBPROBLEMS
 
@@ -39,6 +40,18 @@ F64 = torch.float64
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class Softsign(Activation):
+    """An activation the torch face does not solve (a subclass of none of its four)."""
+
+    name, domain = "softsign", (-1.0, 1.0)
+
+
+class Hinge(Loss):
+    """A loss the torch face does not solve."""
+
+    name = "hinge"
 
 
 def hidden_instance(act: str, act_prev: str, seed: int = 0, q: int = 5, p: int = 4, m: int = 7):
@@ -123,7 +136,7 @@ def test_argument_errors_are_typed():
         (lambda: ft.x_hidden(W, b, V, U, warn="no", **kw), ValueRangeError, "warn"),
         (lambda: ft.x_hidden(W, b, V, U, Z0=-torch.ones_like(U), **kw), DomainError, "Z0"),
         (lambda: ft.x_hidden(W, b, V, U, Z0=torch.ones(2, 7, dtype=F64), **kw), ShapeError, "Z0"),
-        (lambda: ft.x_hidden(W, b, V, U, **dict(kw, act="softsign")), FenchelError, "act"),
+        (lambda: ft.x_hidden(W, b, V, U, **dict(kw, act=Softsign())), ChoiceError, "act: expected one of"),
     ]
     Wl, bl, Yl, Ul = last_instance("ce")
     kl = {"loss": "ce", "act_prev": "relu", "lam_prev": 1.0}
@@ -132,7 +145,7 @@ def test_argument_errors_are_typed():
         (lambda: ft.x_last(Wl, bl, torch.ones(3, 7, dtype=F64), Ul, **kl), LabelError, "probability"),
         (lambda: ft.x_last(Wl, bl, Yl.to("meta"), Ul, **kl), TensorMismatchError, "device"),
         (lambda: ft.x_last(Wl, bl, torch.ones(4, 7, dtype=F64), Ul, **kl), ShapeError, "Y"),
-        (lambda: ft.x_last(Wl, bl, Yl, Ul, **dict(kl, loss="hinge")), FenchelError, "loss"),
+        (lambda: ft.x_last(Wl, bl, Yl, Ul, **dict(kl, loss=Hinge())), ChoiceError, "loss: expected one of"),
     ]
     for call, err, match in bad:
         with pytest.raises(err, match=match):
@@ -174,10 +187,13 @@ def test_x_hidden_certificates(act, act_prev):
     W, b, V, U = hidden_instance(act, act_prev, seed=3)
     kw = {"act": act, "act_prev": act_prev, "lam": 1.5, "lam_prev": 0.5}
     r = ft.x_hidden(W, b, V, U, tol=1e-13, **kw)
-    assert r.converged and r.status == "optimal" and r.solver == "fista"
-    assert r.residual.shape == (U.shape[1],) and r.max_residual == float(r.residual.max()) <= 1e-13
+    assert r.converged and r.status == "optimal" and r.solver == "fista" and r.backend == "torch"
+    cert = r.info["certificate"]
+    assert cert.shape == (U.shape[1],) and float(cert.max()) <= 1e-13
     assert bool(get_activation(act_prev).in_domain(r.Z).all())
-    assert x_hidden_residual(r.Z, W, b, V, U, **kw).relative < 1e-5
+    kkt = x_hidden_residual(r.Z, W, b, V, U, **kw)
+    assert r.residual.shape == (U.shape[1],) and r.max_residual == float(r.residual.max()) < 1e-5
+    torch.testing.assert_close(r.residual, kkt.per_item / kkt.scale, rtol=1e-6, atol=1e-15)
     assert rel(r.value, float(col_objective_hidden(r.Z, W, b, V, U, **kw).sum())) < 1e-12
 
 
@@ -187,8 +203,10 @@ def test_x_last_certificates(loss, act_prev):
     kw = {"loss": loss, "act_prev": act_prev, "lam_prev": 0.4}
     r = ft.x_last(W, b, Y, U, tol=1e-13, **kw)
     assert r.converged and r.solver == ("dual_newton" if loss == "mse" else "fista")
-    assert r.max_residual <= 1e-13
-    assert x_last_residual(r.Z, W, b, Y, U, **kw).relative < 1e-5
+    assert float(r.info["certificate"].max()) <= 1e-13
+    kkt = x_last_residual(r.Z, W, b, Y, U, **kw)
+    assert r.max_residual < 1e-5 and kkt.relative < 1e-5
+    torch.testing.assert_close(r.residual, kkt.per_item / kkt.scale, rtol=1e-6, atol=1e-15)
     assert rel(r.value, float(col_objective_last(r.Z, W, b, Y, U, **kw).sum())) < 1e-12
 
 
@@ -322,9 +340,10 @@ def test_an_optimal_warm_start_costs_no_iteration():
 
 def test_not_converged_warns_and_reports():
     W, b, V, U = hidden_instance("relu", "relu", seed=14)
-    with pytest.warns(NotConvergedWarning, match=r"x_hidden: stopped at max_iter=1 with max_residual="):
+    with pytest.warns(NotConvergedWarning, match=r"x_hidden: stopped at max_iter=1 with certificate "):
         r = ft.x_hidden(W, b, V, U, act="relu", act_prev="relu", lam=1.0, lam_prev=0.1, tol=1e-15, max_iter=1)
-    assert not r.converged and r.status == "max_iter" and r.max_residual > 1e-15 and r.iterations == 1
+    assert not r.converged and r.status == "max_iter" and r.iterations == 1
+    assert float(r.info["certificate"].max()) > 1e-15 and r.max_residual > 0
     Wl, bl, Y, Ul = last_instance("ce", seed=14)
     with pytest.warns(NotConvergedWarning, match="x_last"):
         r = ft.x_last(Wl, bl, Y, Ul, loss="ce", act_prev="relu", lam_prev=0.1, tol=1e-15, max_iter=1)
@@ -400,7 +419,10 @@ def test_a_capped_solve_keeps_the_start_where_the_last_iterate_is_worse(monkeypa
     torch.testing.assert_close(r.Z, Z0, rtol=0, atol=0)
     start = col_objective_hidden(Z0, W, b, V, U, "relu", "relu", 1.0, 0.3)
     assert r.value == pytest.approx(float(start.sum()), rel=1e-12)
-    assert float(r.max_residual) > float(one.max_residual)  # the start's certificate, not the step's
+    # the start's certificate and residual, not the step's
+    assert float(r.info["certificate"].max()) > float(one.info["certificate"].max())
+    kkt = x_hidden_residual(Z0, W, b, V, U, act="relu", act_prev="relu", lam=1.0, lam_prev=0.3)
+    torch.testing.assert_close(r.residual, kkt.per_item / kkt.scale, rtol=1e-9, atol=0)
 
 
 @pytest.mark.parametrize("act_prev", ["relu", "sigmoid", "tanh"])

@@ -6,13 +6,12 @@ computed numerically when data are loaded. Parameters then appear only in the co
 ``T == W @ Z + b`` (or ``W @ X_in + b``) and one scalar ``t == -<C, vec(Z)>`` carrying the linear term -- while
 the objective is a parameter-free convex function plus one scalar ``offset`` parameter. CVXPY's QP path
 densifies a parametrized objective to (#variables x #parameters) when it extracts quadratic coefficients, so a
-linear term ``-<C, Z>`` written in the objective made compilation 10-100x slower (5 s instead of 0.3 s at
-p = 50, m = 200); written as a constraint it costs one sparse row.
+linear term ``-<C, Z>`` written in the objective makes compilation one to two orders of magnitude slower;
+written as a constraint it costs one sparse row.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,8 +20,9 @@ from typing import Any, ClassVar
 import cvxpy as cp
 import numpy as np
 
-from .._checks import as_array, check_finite, check_scalar
+from .._checks import as_array, check_choice, check_finite, check_scalar
 from ..errors import ShapeError, ValueRangeError
+from ..optimality import Residual
 from ..subproblems import SubproblemResult
 from ._solve import CERTIFIED, SolveInfo, run_solver, warn_inaccurate, worst_status
 
@@ -42,10 +42,8 @@ __all__ = [
 ]
 
 # Nonzeros of the constraint block ``W @ Z`` (``W @ X_in``) one CVXPY model holds under chunk="auto".
-# Clarabel: ~1e6 compiles in about a second and keeps memory modest; bigger blocks gain nothing. OSQP's ADMM
-# needs more iterations on bigger blocks (the slowest column sets the pace), so small blocks win: measured
-# x_hidden ReLU, p = 300: 0.35 s per column in blocks of 2 columns, 0.65 s in blocks of 10, 1.15 s in one
-# block of 40; p = 50, m = 200: 1.4 s in blocks of 10, 1.5 s in blocks of 50, 3.8 s in one block.
+# Clarabel: ~1e6 compiles quickly and keeps memory modest; bigger blocks gain nothing. OSQP's ADMM needs more
+# iterations on bigger blocks (the slowest column sets the pace), so small blocks win.
 AUTO_NNZ = 1_000_000
 AUTO_NNZ_OSQP = 200_000
 
@@ -75,7 +73,7 @@ def as_matrix(x: Any, name: str, shape: tuple[int | None, int | None], layout: s
     arr = np.asarray(as_array(to_numpy(x), name), dtype=float)
     if arr.ndim != 2:
         raise ShapeError(f"{name}: expected a 2-D array {layout}, got shape {arr.shape}")
-    if any(s is not None and s != g for s, g in zip(shape, arr.shape)):
+    if any(s is not None and s != g for s, g in zip(shape, arr.shape, strict=True)):
         want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
         raise ShapeError(f"{name}: expected shape {want} {layout}, got {arr.shape}")
     check_finite(arr, name)
@@ -113,8 +111,7 @@ def blocks(total: int, chunk: int | str | None, nnz_per_item: int, name: str = "
     if chunk is None:
         size = total
     elif isinstance(chunk, str):
-        if chunk != "auto":
-            raise ValueRangeError(f"{name}: expected a positive int, 'auto' or None, got {chunk!r}")
+        check_choice(chunk, name, ("auto",), "or a positive int (items per block), or None (one block)")
         size = max(1, budget // max(1, nnz_per_item))
     else:
         if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
@@ -196,32 +193,37 @@ def clear_model_cache() -> None:
     _CACHE.clear()
 
 
-def finish(subproblem: str, infos: list[SolveInfo], t0: float, value: float, residual: float, qp: bool,
+def finish(subproblem: str, infos: list[SolveInfo], t0: float, value: float, residual: Residual, qp: bool,
            **fields: Any) -> SubproblemResult:
     """Assemble the result of one call from the per-chunk solver reports.
 
     ``value`` is the objective recomputed numerically from the returned variables; the solvers' own
     objectives (summed over chunks) go to ``info["solver_value"]`` and their relative difference to
     ``info["value_gap"]`` -- a check that the model and the numeric formula agree (after polishing it also
-    holds the polishing's improvement). ``residual`` is the returned point's relative optimality residual: an
-    ``optimal_inaccurate`` status becomes ``optimal`` when it is at most :data:`CERTIFIED`, else warns.
+    holds the polishing's improvement). ``residual`` is the returned point's optimality residual
+    (:mod:`fenchel_cvx.optimality`): reported per item as ``per_item / scale``, and its Frobenius ``relative``
+    decides the status -- ``optimal_inaccurate`` becomes ``optimal`` when it is at most :data:`CERTIFIED`, else
+    warns. ``iterations`` is the most any chunk took (the chunks are independent problems).
     """
     extra = fields.pop("info", {})
+    per_item = np.asarray(residual.per_item_relative, dtype=float)
+    relative = float(residual.relative)
     solver_value = float(sum(i.value for i in infos))
     solver_status = worst_status(i.status for i in infos)
     status = solver_status
     if status == cp.OPTIMAL_INACCURATE:
-        if residual <= CERTIFIED:
+        if relative <= CERTIFIED:
             status = cp.OPTIMAL
         else:
-            warn_inaccurate(subproblem, infos[0].solver, residual, qp)
+            warn_inaccurate(subproblem, infos[0].solver, relative, qp)
     info = {
         "solver_status": solver_status,
-        "kkt_residual": float(residual),
+        "kkt_residual": relative,
         "solver_value": solver_value,
         "value_gap": abs(solver_value - value) / max(1.0, abs(value)),
         "chunks": len(infos),
         "chunk_statuses": [i.status for i in infos],
+        "chunk_iterations": [i.iterations for i in infos],
         "solver_time": float(sum(i.solver_time for i in infos)),
         "solver_wall_time": float(sum(i.wall_time for i in infos)),
     }
@@ -229,6 +231,7 @@ def finish(subproblem: str, infos: list[SolveInfo], t0: float, value: float, res
     if polished:
         info["polished"] = all(polished)
     info.update(extra)
-    return SubproblemResult(subproblem=subproblem, value=float(value), status=status, solver=infos[0].solver,
-                            solve_time=time.perf_counter() - t0, iterations=int(sum(i.iterations for i in infos)),
-                            converged=status == cp.OPTIMAL, max_residual=math.nan, info=info, **fields)
+    return SubproblemResult(subproblem=subproblem, value=float(value), status=status, converged=status == cp.OPTIMAL,
+                            backend="cvx", solver=infos[0].solver, solve_time=time.perf_counter() - t0,
+                            residual=per_item, max_residual=float(per_item.max()) if per_item.size else 0.0,
+                            iterations=max(int(i.iterations) for i in infos), info=info, **fields)

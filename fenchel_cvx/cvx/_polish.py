@@ -62,7 +62,7 @@ def _solve_batched(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     try:
         return -np.linalg.solve(H, g[..., None])[..., 0]
     except np.linalg.LinAlgError:
-        return -np.stack([np.linalg.lstsq(Hi, gi, rcond=None)[0] for Hi, gi in zip(H, g)])
+        return -np.stack([np.linalg.lstsq(Hi, gi, rcond=None)[0] for Hi, gi in zip(H, g, strict=True)])
 
 
 def _inv_dF(act: Activation, Z: np.ndarray) -> np.ndarray:
@@ -108,10 +108,7 @@ def polish_x(Z: np.ndarray, W: np.ndarray, b: np.ndarray | None, U_prev: np.ndar
         G, (kind, HT) = grad_hess_T(T)
         grad = W.T @ G + lam_prev * (act_prev.inverse(Zk) - U_prev)
         # W^T H_j W for every column j as batched GEMMs (a three-operand einsum would not use BLAS)
-        if kind == "diag":
-            H = (W.T[None, :, :] * HT.T[:, None, :]) @ W
-        else:
-            H = W.T[None, :, :] @ HT @ W
+        H = (W.T[None, :, :] * HT.T[:, None, :]) @ W if kind == "diag" else W.T[None, :, :] @ HT @ W
         d2 = lam_prev * _inv_dF(act_prev, Zk)  # (p_in, m)
         idx = np.arange(Zk.shape[0])
         H[:, idx, idx] += d2.T

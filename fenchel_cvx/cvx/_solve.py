@@ -25,6 +25,7 @@ from typing import Any
 import cvxpy as cp
 import osqp
 
+from .._checks import check_choice
 from ..activations import Activation
 from ..errors import InaccurateSolutionWarning, SolverError
 from ..losses import Loss, MSELoss
@@ -51,8 +52,8 @@ _OSQP_POLISH = "polish" if int(osqp.__version__.split(".")[0]) < 1 else "polishi
 
 # Defaults: these models are the referee of the torch face, so the returned points must be exact; the
 # solvers get close and polishing finishes. OSQP: ADMM to 1e-7, then OSQP's own active-set polishing (exact
-# when it succeeds) and our Newton polish when it does not. Asking ADMM for 1e-9 gained nothing and cost a lot:
-# x_last (MSE, p = 100, m = 500) ran out of 200000 iterations, the hidden W-update took 7x longer (measured).
+# when it succeeds) and our Newton polish when it does not. Asking ADMM for 1e-9 gains nothing and costs a lot:
+# large MSE x_last models run out of iterations, and the hidden W-update takes several times longer.
 # Clarabel stalls below a gap of ~1e-9 on many exponential-cone instances (then says AlmostSolved); asking for
 # 1e-9 and polishing with Newton afterwards is faster and more accurate than asking for 1e-10 or more.
 _DEFAULT_OPTS: dict[str, dict[str, Any]] = {
@@ -72,9 +73,8 @@ _CANON_BACKEND = getattr(cp.settings, "COO_CANON_BACKEND", None)
 
 # Solvers whose models we compile as DPP (once per model, then only the parameter values change). CVXPY's
 # conic path reshapes the parameter tensor into (#variables x #parameters) columns when it formats cones, so
-# DPP compilation of the conic models grows with their product: measured (x_hidden, p = 100, m = 100, COO
-# backend) 127 s for Clarabel with DPP against 1.0 s without, and 14 s against 0.2 s for a sigmoid model at
-# p = 20, m = 100. OSQP's QP path compiles DPP as fast as not (0.9 s vs 1.0 s) and then re-solves without
+# DPP compilation of the conic models grows with their product, to about a hundred times the cost of compiling
+# without DPP at moderate sizes. OSQP's QP path compiles DPP as fast as not and then re-solves without
 # recompiling and with OSQP's factorization cache. Pass solver_opts={"ignore_dpp": ...} to override.
 _DPP_SOLVERS = frozenset({"OSQP"})
 
@@ -181,15 +181,14 @@ def run_solver(problem: cp.Problem, *, subproblem: str, solver: str, solver_opts
 
     Raises
     ------
+    ChoiceError
+        ``solver`` names no installed CVXPY solver.
     SolverError
         The solver failed or returned a status other than ``optimal`` / ``optimal_inaccurate``
         (an ``optimal_inaccurate`` status is left to the caller, who polishes and then decides).
     """
-    solver = solver.upper()
-    if solver not in cp.installed_solvers():
-        raise SolverError(f"{subproblem}: solver {solver!r} is not installed; installed are "
-                          f"{cp.installed_solvers()}. Pass one of those as solver=",
-                          status="not_installed", subproblem=subproblem, solver=solver)
+    solver = check_choice(solver.upper() if isinstance(solver, str) else solver, "solver", cp.installed_solvers(),
+                          f"{subproblem}: not installed here; pass one of these as solver= (or install it)")
     opts = solver_settings(solver, solver_opts, qp)
     kwargs: dict[str, Any] = {"solver": solver, "ignore_dpp": solver not in _DPP_SOLVERS, **opts}
     if _CANON_BACKEND is not None:

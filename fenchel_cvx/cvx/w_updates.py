@@ -29,7 +29,7 @@ import numpy as np
 from ..activations import Activation, get_activation
 from ..errors import ShapeError
 from ..losses import Loss, get_loss
-from ..optimality import w_hidden_residual, w_last_residual
+from ..optimality import w_hidden_objective, w_hidden_residual, w_last_objective, w_last_residual
 from ..subproblems import SubproblemResult
 from ._model import CvxModel, as_matrix, as_vector, blocks, cached_model, finish, hyper, to_numpy
 from ._polish import can_polish_loss, polish_w_full, polish_w_rows
@@ -59,16 +59,6 @@ def _check_anchor(W0: Any, b0: Any, gamma: float, bias: bool, p_out: int, p_in: 
     W0 = None if W0 is None else as_matrix(W0, "W0", (p_out, p_in), "(p_out, p_in), the shape of W")
     b0 = None if (b0 is None or not bias) else as_vector(b0, "b0", p_out, "one entry per row of W")
     return W0, b0
-
-
-def _penalty(W: np.ndarray, b: np.ndarray | None, rho: float, gamma: float, W0: np.ndarray | None,
-             b0: np.ndarray | None) -> float:
-    val = rho * float(np.sum(W * W))
-    if gamma > 0:
-        val += gamma * float(np.sum((W - W0) ** 2))
-        if b is not None:
-            val += gamma * float(np.sum((b - b0) ** 2))
-    return val
 
 
 class _WModel(CvxModel):
@@ -104,7 +94,7 @@ class _WModel(CvxModel):
                 objective = objective + gamma * cp.sum_squares(b)
         params["offset"] = offset
         variables.update(T=T, t=t)
-        self.problem = cp.Problem(cp.Minimize(objective), [T == pre, t == -lin])
+        self.problem = cp.Problem(cp.Minimize(objective), [T == pre, t == -lin])  # noqa: SIM300 (T: a variable)
         self.params, self.vars = params, variables
 
     def _check_shape(self, X_in: np.ndarray, p_out: int) -> None:
@@ -244,7 +234,7 @@ def w_hidden(X_in: Any, X_next: Any, *, act: str | Activation, lam: float, rho: 
              W0: Any = None, b0: Any = None, bias: bool = True, solver: str | None = None,
              solver_opts: dict | None = None, chunk: int | str | None = "auto",
              polish: bool = True) -> SubproblemResult:
-    r"""Eqs. (17), (19): minimize over W, b  lam B_act(X_next, W X_in + b) + rho ||W||_F^2 + gamma (||W - W0||_F^2 + ||b - b0||^2).
+    r"""Eqs. (17), (19): minimize over W, b  lam B_act(X_next, W X_in + b) + rho ||W||^2 + gamma ||[W, b] - [W0, b0]||^2
 
     The hidden-layer W-update: ``X_in = X_l``, ``X_next = X_{l+1}``, ``act = acts[l]``, ``lam = lam_l``,
     ``W0, b0`` the previous batch's weights (Algorithm 2). Layout: paper's ``(features, samples)``.
@@ -277,7 +267,10 @@ def w_hidden(X_in: Any, X_next: Any, *, act: str | Activation, lam: float, rho: 
     Returns
     -------
     SubproblemResult
-        ``W`` (p_out, p_in), ``b`` (p_out,) or None; ``value`` recomputed numerically; ``info`` holds
+        ``W`` (p_out, p_in), ``b`` (p_out,) or None; ``value`` recomputed numerically; ``residual`` (p_out,),
+        the gradient residual per row relative to the problem's scale (:mod:`fenchel_cvx.optimality`, the
+        same measure as the torch face), and ``max_residual``; ``converged`` (status ``"optimal"``);
+        ``iterations`` (the most any chunk took); ``backend="cvx"``; ``info`` holds ``solver_status``,
         ``solver_value``, ``value_gap``, ``kkt_residual`` (relative gradient norm), chunk statuses and times.
 
     Raises
@@ -316,7 +309,7 @@ def w_hidden(X_in: Any, X_next: Any, *, act: str | Activation, lam: float, rho: 
 
     if chunk == "auto" and (solver or default_solver([act])).upper() == "OSQP":
         # OSQP's ADMM runs until the slowest row of a block converges: one row per model is several times
-        # faster (measured p = 50, m = 200: 20 rows in 1.9 s one by one, 11.8 s in blocks of 10).
+        # faster than blocks of rows.
         chunk = 1
     W, b, infos = _solve_rows(model_for, load, p_out, (p_in + 1) * m, chunk, solver, solver_opts,
                               _hidden_hint(act, rho, gamma, bias))
@@ -329,9 +322,12 @@ _POLISH_ENTRIES = 4_000_000
 
 
 def _w_hidden_result(W, b, infos, t0, X_in, X_next, act, lam, rho, gamma, W0, b0, polish, qp):
-    def residual(Wr, br, rows=slice(None)):
+    def kkt(Wr, br, rows=slice(None)):
         return w_hidden_residual(Wr, br, X_in, X_next[rows], act=act, lam=lam, rho=rho, gamma=gamma,
-                                 W0=None if W0 is None else W0[rows], b0=None if b0 is None else b0[rows]).relative
+                                 W0=None if W0 is None else W0[rows], b0=None if b0 is None else b0[rows])
+
+    def residual(Wr, br, rows=slice(None)):
+        return kkt(Wr, br, rows).relative
 
     info = {}
     if polish:
@@ -363,8 +359,8 @@ def _w_hidden_result(W, b, infos, t0, X_in, X_next, act, lam, rho, gamma, W0, b0
             reports.append(rep)
         info["polish"] = {"accepted": any(r["accepted"] for r in reports),
                           "steps": max(r["steps"] for r in reports), "blocks": len(reports)}
-    value = lam * act.B_sum(X_next, _pre(W, X_in, b)) + _penalty(W, b, rho, gamma, W0, b0)
-    return finish("w_hidden", infos, t0, value, residual(W, b), qp, W=W, b=b, info=info)
+    value = w_hidden_objective(W, b, X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, W0=W0, b0=b0)
+    return finish("w_hidden", infos, t0, value, kkt(W, b), qp, W=W, b=b, info=info)
 
 
 # ----------------------------------------------------------------------------------------------------- w_last
@@ -451,7 +447,7 @@ def build_w_last(W_shape: tuple[int, int], m: int, *, loss: str | Loss, rho: flo
 def w_last(X_in: Any, Y: Any, *, loss: str | Loss, rho: float, gamma: float = 0.0, W0: Any = None, b0: Any = None,
            bias: bool = True, p: int | None = None, solver: str | None = None,
            solver_opts: dict | None = None, polish: bool = True) -> SubproblemResult:
-    r"""Eqs. (18), (20): minimize over W, b  loss(Y, W X_in + b) + rho ||W||_F^2 + gamma (||W - W0||_F^2 + ||b - b0||^2).
+    r"""Eqs. (18), (20): minimize over W, b  loss(Y, W X_in + b) + rho ||W||^2 + gamma ||[W, b] - [W0, b0]||^2
 
     The last-layer W-update: ``X_in = X_L``. The rows are coupled by cross-entropy, so there is no ``chunk``.
     Layout: paper's ``(features, samples)``.
@@ -480,8 +476,8 @@ def w_last(X_in: Any, Y: Any, *, loss: str | Loss, rho: float, gamma: float = 0.
     Returns
     -------
     SubproblemResult
-        ``W`` (p, p_L), ``b`` (p,) or None; ``value`` recomputed numerically; ``info`` as in
-        :func:`w_hidden`.
+        ``W`` (p, p_L), ``b`` (p,) or None; ``value`` recomputed numerically; ``residual`` (p,) per row and the
+        rest as in :func:`w_hidden`.
 
     Raises
     ------
@@ -511,13 +507,16 @@ def _w_last_solve(model: WLastModel, t0: float, X_in: np.ndarray, Y: np.ndarray,
     W, b = model._collect()
 
     def objective(Wr, br):
-        return loss.value(Y, _pre(Wr, X_in, br)) + _penalty(Wr, br, rho, gamma, W0, b0)
+        return w_last_objective(Wr, br, X_in, Y, loss=loss, rho=rho, gamma=gamma, W0=W0, b0=b0)
+
+    def kkt(Wr, br):
+        return w_last_residual(Wr, br, X_in, Y, loss=loss, rho=rho, gamma=gamma, W0=W0, b0=b0)
 
     def residual(Wr, br):
-        return w_last_residual(Wr, br, X_in, Y, loss=loss, rho=rho, gamma=gamma, W0=W0, b0=b0).relative
+        return kkt(Wr, br).relative
 
     info = {}
     if polish and can_polish_loss(loss):
         W, b, info["polish"] = polish_w_full(W, b, X_in, Y, loss=loss, rho=rho, gamma=gamma, W0=W0, b0=b0,
                                              objective=objective, residual=residual)
-    return finish("w_last", [report], t0, objective(W, b), residual(W, b), model.qp, W=W, b=b, info=info)
+    return finish("w_last", [report], t0, objective(W, b), kkt(W, b), model.qp, W=W, b=b, info=info)

@@ -27,7 +27,7 @@ import numpy as np
 from ..activations import Activation, get_activation
 from ..errors import ShapeError
 from ..losses import Loss, get_loss
-from ..optimality import x_hidden_residual, x_last_residual
+from ..optimality import x_hidden_objective, x_hidden_residual, x_last_objective, x_last_residual
 from ..subproblems import SubproblemResult
 from ._model import CvxModel, as_matrix, as_vector, auto_budget, blocks, cached_model, finish, hyper, to_numpy
 from ._polish import can_polish_loss, loss_hessian, polish_x
@@ -70,7 +70,7 @@ class _XModel(CvxModel):
             params["b"] = cp.Parameter(p_out, name="b")
             pre = pre + params["b"][:, None]
         params.update(C=C, offset=offset)
-        constraints = [T == pre, t == -(C @ cp.vec(Z, order="F"))] + act_prev.cvx_domain(Z)
+        constraints = [T == pre, t == -(C @ cp.vec(Z, order="F"))] + act_prev.cvx_domain(Z)  # noqa: SIM300
         objective = smooth(T) + lam_prev * act_prev.cvx_F(Z) + t + offset
         self.problem = cp.Problem(cp.Minimize(objective), constraints)
         self.params = params
@@ -100,7 +100,7 @@ class _XModel(CvxModel):
         Zc = np.clip(Z, lo, hi)
         duals = {}
         names = [n for n, bound in (("lower", lo), ("upper", hi)) if np.isfinite(bound)]
-        for name, con in zip(names, self._domain_constraints):
+        for name, con in zip(names, self._domain_constraints, strict=True):
             if con.dual_value is not None:
                 duals[name] = np.asarray(con.dual_value, dtype=float)
         return Zc, float(np.max(np.abs(Zc - Z), initial=0.0)), duals
@@ -261,11 +261,15 @@ def x_hidden(W: Any, b: Any, X_next: Any, U_prev: Any, *, act: str | Activation,
     Returns
     -------
     SubproblemResult
-        ``Z`` (p_l, m) clipped onto dom(act_prev); ``value`` recomputed with the numpy ``B``;
-        ``status`` ``"optimal"`` (also when the solver said ``optimal_inaccurate`` but the residual is
-        certified below 1e-9; ``info["solver_status"]`` keeps its word); ``info`` holds ``solver_value``,
-        ``value_gap``, ``kkt_residual`` (see :mod:`fenchel_cvx.optimality`), ``polish``, ``duals`` of the
-        domain constraints (before polishing), ``domain_clip``, chunk statuses and times.
+        ``Z`` (p_l, m) clipped onto dom(act_prev); ``value`` recomputed numerically
+        (:func:`fenchel_cvx.optimality.x_hidden_objective`); ``status`` ``"optimal"`` (also when the solver said
+        ``optimal_inaccurate`` but the residual is certified below 1e-9; ``info["solver_status"]`` keeps its
+        word) and ``converged`` (status ``"optimal"``); ``residual`` (m,), the optimality residual per column
+        relative to the problem's scale (:mod:`fenchel_cvx.optimality`, the same measure as the torch face),
+        and ``max_residual``; ``iterations`` (the most any chunk took); ``backend="cvx"``; ``info`` holds
+        ``solver_status``, ``solver_value``, ``value_gap``, ``kkt_residual`` (the Frobenius relative residual),
+        ``polish``, ``duals`` of the domain constraints (before polishing), ``domain_clip``, chunk statuses,
+        iterations and times.
 
     Raises
     ------
@@ -295,9 +299,12 @@ def x_hidden(W: Any, b: Any, X_next: Any, U_prev: Any, *, act: str | Activation,
 
 
 def _x_hidden_result(Z, infos, clip, duals, t0, W, b, X_next, U_prev, act, act_prev, lam, lam_prev, polish, qp):
-    def residual(Zc, cols=slice(None)):
+    def kkt(Zc, cols=slice(None)):
         return x_hidden_residual(Zc, W, b, X_next[:, cols], U_prev[:, cols], act=act, act_prev=act_prev, lam=lam,
-                                 lam_prev=lam_prev).relative
+                                 lam_prev=lam_prev)
+
+    def residual(Zc, cols=slice(None)):
+        return kkt(Zc, cols).relative
 
     def closures(cols):
         Xn, U = X_next[:, cols], U_prev[:, cols]
@@ -313,8 +320,8 @@ def _x_hidden_result(Z, infos, clip, duals, t0, W, b, X_next, U_prev, act, act_p
     info = {"domain_clip": clip, "duals": duals}
     if polish:
         Z, info["polish"] = _polish_columns(Z, W, b, U_prev, act_prev, lam_prev, closures)
-    value = lam * act.B_sum(X_next, _pre(W, Z, b)) + lam_prev * act_prev.B_sum(Z, U_prev)
-    return finish("x_hidden", infos, t0, value, residual(Z), qp, Z=Z, info=info)
+    value = x_hidden_objective(Z, W, b, X_next, U_prev, act=act, act_prev=act_prev, lam=lam, lam_prev=lam_prev)
+    return finish("x_hidden", infos, t0, value, kkt(Z), qp, Z=Z, info=info)
 
 
 # ----------------------------------------------------------------------------------------------------- x_last
@@ -428,7 +435,8 @@ def x_last(W: Any, b: Any, Y: Any, U_prev: Any, *, loss: str | Loss, act_prev: s
     Returns
     -------
     SubproblemResult
-        ``Z`` (p_L, m); ``value = loss + lam_prev B`` recomputed numerically; ``info`` as in :func:`x_hidden`.
+        ``Z`` (p_L, m); ``value = loss + lam_prev B`` recomputed numerically; ``residual`` (m,) and the rest
+        as in :func:`x_hidden`.
 
     Raises
     ------
@@ -457,9 +465,12 @@ def x_last(W: Any, b: Any, Y: Any, U_prev: Any, *, loss: str | Loss, act_prev: s
 
 
 def _x_last_result(Z, infos, clip, duals, t0, W, b, Y, U_prev, loss, act_prev, lam_prev, polish, qp):
-    def residual(Zc, cols=slice(None)):
+    def kkt(Zc, cols=slice(None)):
         return x_last_residual(Zc, W, b, Y[:, cols], U_prev[:, cols], loss=loss, act_prev=act_prev,
-                               lam_prev=lam_prev).relative
+                               lam_prev=lam_prev)
+
+    def residual(Zc, cols=slice(None)):
+        return kkt(Zc, cols).relative
 
     def closures(cols):
         Yc, U = Y[:, cols], U_prev[:, cols]
@@ -475,5 +486,5 @@ def _x_last_result(Z, infos, clip, duals, t0, W, b, Y, U_prev, loss, act_prev, l
     info = {"domain_clip": clip, "duals": duals}
     if polish and can_polish_loss(loss):
         Z, info["polish"] = _polish_columns(Z, W, b, U_prev, act_prev, lam_prev, closures)
-    value = loss.value(Y, _pre(W, Z, b)) + lam_prev * act_prev.B_sum(Z, U_prev)
-    return finish("x_last", infos, t0, value, residual(Z), qp, Z=Z, info=info)
+    value = x_last_objective(Z, W, b, Y, U_prev, loss=loss, act_prev=act_prev, lam_prev=lam_prev)
+    return finish("x_last", infos, t0, value, kkt(Z), qp, Z=Z, info=info)

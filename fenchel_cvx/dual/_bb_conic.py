@@ -67,7 +67,7 @@ class ConicRelaxation:
         for k, v in self.lo.items():  # placeholder values so CVXPY can canonicalize
             v.value = np.zeros(v.shape)
             self.hi[k].value = np.ones(v.shape)
-        for k, v in self.coef.items():
+        for v in self.coef.values():
             v.value = np.zeros(v.shape) if v.shape else 0.0
         data, _, _ = self.problem.get_problem_data(cp.CLARABEL, canon_backend=cp.SCIPY_CANON_BACKEND)
         self.param_prog = data[cp.settings.PARAM_PROB]
@@ -132,7 +132,7 @@ class ConicRelaxation:
         y = np.array(y, dtype=float)
         z0, nn = self.dims.zero, self.dims.nonneg
         y[z0:z0 + nn] = np.maximum(y[z0:z0 + nn], 0.0)
-        for st, d in zip(self.soc_starts, self.soc_dims):
+        for st, d in zip(self.soc_starts, self.soc_dims, strict=True):
             tail = y[st + 1:st + d]
             # the computed norm may be rounded down by ~d eps; inflate before comparing.
             nrm = float(np.sqrt(np.dot(tail, tail))) * (1.0 + 4 * (d + 2) * _EPS)

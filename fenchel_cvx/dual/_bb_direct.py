@@ -160,7 +160,7 @@ def derive_direct(prob: Problem, theta_lo: np.ndarray, theta_hi: np.ndarray, U: 
         boxes[f"P{q}"] = (PL[q], PU[q])
         boxes[f"G{q}"] = (np.zeros((h, m)), GU[q])
     coef = dict(sigma=sigma, tau=tau, sS=sS, sC=sC, rS=rS, rC=rC, Vb=Vb, **mcc)
-    for name, (bl, bu) in boxes.items():
+    for bl, bu in boxes.values():
         if np.any(bl > bu):
             return None
     return NodeData(lo, hi, None, boxes, coef)
@@ -182,7 +182,7 @@ def _pairs(X0: np.ndarray, max_pairs_per_point: int | None) -> tuple[np.ndarray,
         for j in range(m):
             for jj in order[j, 1:max_pairs_per_point + 1]:
                 pairs.add((min(j, jj), max(j, jj)))
-        Ia, Ja = map(np.array, zip(*sorted(pairs)))
+        Ia, Ja = map(np.array, zip(*sorted(pairs), strict=True))
     d = D[Ia, Ja]
     d = d * (1.0 + 1e-11) + 1e-300  # distances rounded up: the cut needs an over-estimate
     return np.stack([Ia, Ja]), d

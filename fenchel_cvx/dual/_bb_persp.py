@@ -53,7 +53,7 @@ def _ordered_pairs(X0: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarra
         for jj in np.argsort(D[j])[1:k + 1]:
             pairs.add((j, int(jj)))
             pairs.add((int(jj), j))
-    Ia, Ja = map(np.array, zip(*sorted(pairs)))
+    Ia, Ja = map(np.array, zip(*sorted(pairs), strict=True))
     return Ia, Ja
 
 
@@ -90,14 +90,14 @@ def envelope_planes(aL, aU, sL, sU, Dsq):
     corners_a = [aL, aL, aU, aU]
     corners_s = [sL, sU, sL, sU]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        F = [f_concave(a, np.where(small, 1.0, s)) for a, s in zip(corners_a, corners_s)]
+        F = [f_concave(a, np.where(small, 1.0, s)) for a, s in zip(corners_a, corners_s, strict=True)]
         wa = aU - aL
         ws = sU - sL
         ok_a = wa > 1e-12 * np.maximum(np.maximum(np.abs(aL), np.abs(aU)), 1e-300)
         ok_s = ws > 1e-12 * np.maximum(sU, 1e-300)
         # corner indices: 0 = (aL, sL), 1 = (aL, sU), 2 = (aU, sL), 3 = (aU, sU)
         tris = [(0, 1, 2), (1, 2, 3), (0, 1, 3), (0, 2, 3)]
-        for t, (i, j, k) in enumerate(tris):
+        for t, (i, _j, _k) in enumerate(tris):
             # plane through three corners of a rectangle: slopes along a at fixed s and along s at fixed a.
             if t == 0:    # 0, 2 share sL; 0, 1 share aL
                 ga, gs = (F[2] - F[0]), (F[1] - F[0])
@@ -111,7 +111,8 @@ def envelope_planes(aL, aU, sL, sU, Dsq):
             gm = np.where(ok_s, gs / np.where(ok_s, ws, 1.0), 0.0)
             de = F[i] - al * corners_a[i] - gm * corners_s[i]
             # shift below every corner value (valid by concavity), then loosen for rounding.
-            over = np.max([al * ca + gm * cs + de - Fc for ca, cs, Fc in zip(corners_a, corners_s, F)], axis=0)
+            over = np.max([al * ca + gm * cs + de - Fc
+                           for ca, cs, Fc in zip(corners_a, corners_s, F, strict=True)], axis=0)
             de = de - np.maximum(over, 0.0)
             scale = (np.abs(al) * np.maximum(np.abs(aL), np.abs(aU)) + np.abs(gm) * np.abs(sU) + np.abs(de)
                      + np.max(np.abs(F), axis=0))
@@ -235,7 +236,7 @@ def derive_persp(prob: Problem, lo: np.ndarray, hi: np.ndarray, tag: tuple, U: f
                 aLp=np.minimum(aL, 0.0), aUp=np.maximum(aU, 0.0))
     for i in range(N_PLANES):
         coef[f"alpha{i}"], coef[f"gamma{i}"], coef[f"delta{i}"] = alpha[i], gamma[i], delta[i]
-    for name, (bl, bu) in boxes.items():
+    for bl, bu in boxes.values():
         if np.any(bl > bu):
             return None
     return NodeData(lo, hi, (tuple(sigma), act), boxes, coef)
@@ -357,7 +358,7 @@ class PerspectiveRelaxation(ConicRelaxation):
                 cons["convexity"] += [gi >= cp.multiply(wl, th), gi >= wv - cp.multiply(wu, 1 - th),
                                       gi <= cp.multiply(wu, th), gi <= wv - cp.multiply(wl, 1 - th)]
             aLp, aUp = C["aLp"], C["aUp"]
-            cons["convexity"] += [Z <= cp.multiply(aUp, th) + G, Z <= Ahat - cp.multiply(aLp, 1 - th) + G]
+            cons["convexity"] += [cp.multiply(aUp, th) + G >= Z, Ahat - cp.multiply(aLp, 1 - th) + G >= Z]
         self.constraints = cons
         self._finish(t[0] + rho * cp.sum(s) + rho * cp.sum(qw) + lam * cp.sum(beta))
 

@@ -39,7 +39,7 @@ class Point:
     X1: np.ndarray  # (h, m)
     J: float = float("nan")
 
-    def copy(self) -> "Point":
+    def copy(self) -> Point:
         return Point(self.W0.copy(), self.b0.copy(), self.W1.copy(), self.b1.copy(), self.X1.copy(), self.J)
 
 

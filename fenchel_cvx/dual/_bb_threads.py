@@ -1,8 +1,8 @@
 """Run tiny dense linear algebra with one OpenBLAS thread (restored afterwards).
 
 The branch-and-bound calls L-BFGS-B and small BLAS kernels on ~100-dimensional problems thousands of times.
-With OpenBLAS's thread pool on a loaded 2-core machine each such call was measured 40x slower (7 ms instead of
-0.2 ms per L-BFGS-B iteration). This is the part of ``threadpoolctl`` we need, without the dependency: find the
+On such small kernels a thread pool costs more in synchronization than it gains, badly so on a loaded machine
+(measured in ``docs/benchmarks.md``). This is the part of ``threadpoolctl`` we need, without the dependency: find the
 OpenBLAS builds already loaded into the process and set their thread count, restoring it on exit. On systems
 where nothing is found it does nothing.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["single_thread_blas"]
 

@@ -109,7 +109,7 @@ class BoundReport:
             f"            = loss {self.loss:.6g} + penalty {self.penalty:.6g} + rho-term {self.regularization:.6g}",
             f"  gap       P - G_hat = {self.gap:.6g} ({rel:.2%} of P)",
             f"  P at the best point's weights : {self.P_best_weights:.6g}",
-            f"  J per start : " + ", ".join(f"{v:.6g}" for v in self.starts),
+            "  J per start : " + ", ".join(f"{v:.6g}" for v in self.starts),
             f"  max solver residual : {self.max_residual:.2e}",
             "  G_hat is not certified: G(lam) <= G_hat. For a certified lower bound on p*, see certify_lower_bound.",
         ])
@@ -166,10 +166,7 @@ def estimate_G(net: LiftedNetwork, X: Any, Y: Any, *, lam: Any, rho: Any, starts
     best: dict | None = None
     per_start, residuals = [], []
     for k in range(int(starts)):
-        if k == 0:
-            net_k = (init or net).copy()
-        else:
-            net_k = LiftedNetwork(net.sizes, net.acts, net.loss, seed=seed + k)
+        net_k = (init or net).copy() if k == 0 else LiftedNetwork(net.sizes, net.acts, net.loss, seed=seed + k)
         bcd = BCD(net_k, BCDSettings(lam=lam_l, rho=rho_l, batch_size=None, epochs=int(iterations),
                                      backend=backend, tol=tol, shuffle=False, seed=seed + k))
         with warnings.catch_warnings():

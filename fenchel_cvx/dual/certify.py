@@ -264,10 +264,8 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
             nd = form.derive(lo, hi, tag, U)
             if nd is not None:
                 roots.append(nd)
-        if not roots:  # impossible in exact arithmetic (the incumbent lies in some root); stay safe
-            roots_failed = True
-        else:
-            roots_failed = False
+        # no root is impossible in exact arithmetic (the incumbent lies in some root); stay safe
+        roots_failed = not roots
         width0 = np.max([nd.hi - nd.lo for nd in roots], axis=0) if roots else None
         if width0 is not None:
             width0 = np.where(np.isfinite(width0) & (width0 > 0), width0, 1.0)
@@ -317,7 +315,7 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
                 else:
                     heapq.heappush(heap, _Node(bound, next(counter), child, res.values))
             new_lower = _lower(heap, pruned_min, U)
-            if new_lower > history[-1][1] or U < history[-1][2]:
+            if new_lower > history[-1][1] or history[-1][2] > U:
                 history.append((time.perf_counter() - t_start, new_lower, U))
             if verbose and nodes % 100 < 2:
                 log(f"{nodes} nodes, {len(heap)} open: lower {new_lower:.6g}, upper {U:.6g}, "

@@ -15,14 +15,14 @@ Layout: samples-first ``X (m, n)``, ``Y (m,)`` or ``(m, p)``.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .._checks import check_scalar, per_layer
-from ..errors import BoundViolationError, ShapeError
+from ..errors import ShapeError
 from ..network import LiftedNetwork
 from .bound import BoundReport, check_weak_duality, estimate_G, paper_layout
 
@@ -62,8 +62,8 @@ class LambdaSweep:
 
     def __str__(self) -> str:
         lines = [f"{'lam':>10} {'G_hat':>12} {'P(W_lam)':>12} {'penalty':>12}"]
-        for row in zip(self.lam, self.G_hat, self.P, self.penalty):
-            lines.append("".join(f"{v:>{w}.5g}" for v, w in zip(row, (10, 13, 13, 13))))
+        for row in zip(self.lam, self.G_hat, self.P, self.penalty, strict=True):
+            lines.append("".join(f"{v:>{w}.5g}" for v, w in zip(row, (10, 13, 13, 13), strict=True)))
         lines.append(f"best primal seen (upper bound on p*): {self.P_min:.6g}")
         return "\n".join(lines)
 

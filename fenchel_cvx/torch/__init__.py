@@ -1,17 +1,32 @@
 """The fast face: batched PyTorch solvers of the four BCD subproblems, one per registry entry.
 
-Same names and arguments as :mod:`fenchel_cvx.cvx` (the CVXPY reference), plus ``tol``, ``max_iter`` and warm
-starts (``Z0`` for the X-updates, ``W_init`` / ``b_init`` for the W-updates). Tensors in, tensors out: device and
-dtype (float32 or float64) follow the inputs. Every result carries an optimality ``residual`` (per column for
-the X-updates, per row for ``w_hidden``), its maximum, the iteration count and ``converged``; stopping at
-``max_iter`` above ``tol`` warns :class:`~fenchel_cvx.errors.NotConvergedWarning`. (Two deliberate exceptions
-for inexact BCD: the X-updates' ``certify=False``, and the one-step W-updates of
-:mod:`~fenchel_cvx.torch.preconditioned`, return ``status="unchecked"`` with NaN residuals.)
+Same names and arguments as :mod:`fenchel_cvx.cvx` (the CVXPY reference), plus ``tol``, ``max_iter``, warm
+starts (``Z0`` for the X-updates, ``W_init`` / ``b_init`` for the W-updates) and the W-updates' ``method``.
+Tensors in, tensors out: device and dtype (float32 or float64) follow the inputs. Every result carries the
+optimality ``residual`` of :mod:`fenchel_cvx.optimality` (per column for the X-updates, per row for the
+W-updates: the same measure as the CVXPY face), its maximum, the iteration count, ``converged`` (the solver's own
+certificate, ``info["certificate"]``, met ``tol``) and ``backend="torch"``; stopping at ``max_iter`` above ``tol``
+warns :class:`~fenchel_cvx.errors.NotConvergedWarning`. Two deliberate exceptions for inexact BCD return
+``status="unchecked"`` with NaN residuals: the X-updates' ``certify=False`` and the W-updates'
+``method="running"`` (one preconditioned step with a running curvature estimate,
+:mod:`~fenchel_cvx.torch.curvature`).
 
 Layout convention: paper layout inside, ``(features, samples)``: one column per data point.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..subproblems import SUBPROBLEMS
 from .w_updates import w_hidden, w_last
 from .x_updates import x_hidden, x_last
 
-__all__ = ["w_hidden", "w_last", "x_hidden", "x_last"]
+__all__ = ["FUNCTIONS", "w_hidden", "w_last", "x_hidden", "x_last"]
+
+#: The solve function of every entry of :data:`fenchel_cvx.subproblems.SUBPROBLEMS`.
+FUNCTIONS: dict[str, Callable] = {"x_hidden": x_hidden, "x_last": x_last, "w_hidden": w_hidden, "w_last": w_last}
+
+if set(FUNCTIONS) != set(SUBPROBLEMS):  # pragma: no cover
+    raise ImportError(f"fenchel_cvx.torch does not cover the subproblem registry: has {sorted(FUNCTIONS)}, "
+                      f"registry {sorted(SUBPROBLEMS)}")

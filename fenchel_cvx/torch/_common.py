@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-from .._checks import check_finite, check_scalar, check_shape
+from .._checks import check_choice, check_finite, check_scalar, check_shape
 from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, Tanh
-from ..errors import FenchelError, NotConvergedWarning, ShapeError, TensorMismatchError, ValueRangeError
+from ..errors import NotConvergedWarning, ShapeError, SolverError, TensorMismatchError, ValueRangeError
+from ..optimality import Residual
 from ..subproblems import SubproblemResult
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "check_tensor",
     "check_tol",
     "finish",
+    "solver_errors",
     "spectral_norm_sq",
     "sup_dphi",
     "tiny",
@@ -111,8 +115,24 @@ def sup_dphi(act: Activation) -> float:
         return 1.0
     if isinstance(act, Sigmoid):
         return 0.25
-    raise FenchelError(f"act: the torch face solves ReLU, LeakyReLU, Sigmoid and Tanh, got {act!r}; use "
-                       "fenchel_cvx.cvx for other activations")
+    check_choice(act, "act", ("relu", "leaky_relu", "sigmoid", "tanh"), "use fenchel_cvx.cvx for other activations")
+    raise AssertionError("unreachable: an Activation is never one of the names")  # pragma: no cover
+
+
+@contextmanager
+def solver_errors(subproblem: str) -> Iterator[None]:
+    """Turn a numerical failure inside a core solver into a :class:`SolverError` naming the subproblem."""
+    try:
+        yield
+    except SolverError as exc:
+        if exc.subproblem:
+            raise
+        raise SolverError(f"{subproblem}: {exc}", status=exc.status, subproblem=subproblem,
+                          solver=exc.solver) from None
+    except (torch.linalg.LinAlgError, FloatingPointError) as exc:
+        raise SolverError(f"{subproblem}: a factorization failed ({exc}); the inputs are probably badly scaled "
+                          "for the dtype: try float64, rho > 0 or gamma > 0, or another method",
+                          status="numerical_error", subproblem=subproblem) from None
 
 
 _SMALL_SIDE = 32
@@ -156,31 +176,38 @@ def tiny(dtype: torch.dtype) -> float:
 
 
 def finish(subproblem: str, *, value: float, solver: str, t0: float, t1: float, Z: torch.Tensor,
-           residual: torch.Tensor, iterations: int, tol: float, max_iter: int, info: dict,
-           stalled: bool = False, warn: bool = True, certified: bool = True) -> SubproblemResult:
-    """Build the :class:`SubproblemResult`; warn :class:`NotConvergedWarning` when ``max(residual) > tol``.
+           certificate: torch.Tensor, residual: Residual | None, iterations: int, tol: float, max_iter: int,
+           info: dict, stalled: bool = False, warn: bool = True, certified: bool = True) -> SubproblemResult:
+    """Build the X-updates' :class:`SubproblemResult`; warn :class:`NotConvergedWarning` when not converged.
 
-    ``status`` is ``"optimal"`` when converged, else ``"stalled"`` when the solver stopped early because the
-    residual stopped decreasing (the dtype's round-off floor lies above ``tol``) or ``"max_iter"``;
-    ``"unchecked"`` (no warning, ``value`` and ``residual`` NaN) when the caller asked for no certificate.
+    ``certificate`` (per column) is what ``tol`` is tested against and goes to ``info["certificate"]``;
+    ``residual`` (:mod:`fenchel_cvx.optimality` at the returned ``Z``) is reported as ``residual = per_item /
+    scale``. ``status`` is ``"optimal"`` when ``max(certificate) <= tol``, else ``"stalled"`` when the solver
+    stopped early because the certificate stopped decreasing (the dtype's round-off floor lies above ``tol``)
+    or ``"max_iter"``; ``"unchecked"`` (no warning, ``value``, ``residual`` and the certificate NaN) when the
+    caller asked for no certificate.
     """
+    info = dict(info, certificate=certificate)
     if not certified:
-        return SubproblemResult(subproblem=subproblem, value=math.nan, status="unchecked", solver=solver,
-                                solve_time=t1 - t0, Z=Z, residual=residual, max_residual=math.nan,
-                                iterations=iterations, converged=False, info=info)
+        nan = Z.new_full((Z.shape[1],), math.nan)
+        return SubproblemResult(subproblem=subproblem, value=math.nan, status="unchecked", converged=False,
+                                backend="torch", solver=solver, solve_time=t1 - t0, Z=Z, residual=nan,
+                                max_residual=math.nan, iterations=iterations, info=info)
     if not math.isfinite(value):
-        raise FenchelError(f"{subproblem}: the objective at the returned point is {value}; the inputs are probably "
-                           "too large for the dtype (try float64)")
-    max_res = float(residual.max()) if residual.numel() else 0.0
-    converged = bool(max_res <= tol)
+        raise SolverError(f"{subproblem}: the objective at the returned point is {value}; the inputs are probably "
+                          "too large for the dtype (try float64)", status="numerical_error", subproblem=subproblem,
+                          solver=solver)
+    max_cert = float(certificate.max()) if certificate.numel() else 0.0
+    converged = bool(max_cert <= tol)
     status = "optimal" if converged else ("stalled" if stalled else "max_iter")
     if not converged and warn:
-        n_bad = int((residual > tol).sum())
-        where = (f"stalled after {iterations} iterations (the residual stopped decreasing: round-off floor of "
+        n_bad = int((certificate > tol).sum())
+        where = (f"stalled after {iterations} iterations (the certificate stopped decreasing: round-off floor of "
                  f"{Z.dtype}?)" if stalled else f"stopped at max_iter={max_iter}")
-        warnings.warn(f"{subproblem}: {where} with max_residual={max_res:.3g} > tol={tol:g} ({n_bad} of "
-                      f"{residual.numel()} columns above tol); raise max_iter, pass the previous solution as Z0, "
+        warnings.warn(f"{subproblem}: {where} with certificate {max_cert:.3g} > tol={tol:g} ({n_bad} of "
+                      f"{certificate.numel()} columns above tol); raise max_iter, pass the previous solution as Z0, "
                       "loosen tol or use float64", NotConvergedWarning, stacklevel=3)
-    return SubproblemResult(subproblem=subproblem, value=value, status=status, solver=solver, solve_time=t1 - t0,
-                            Z=Z, residual=residual, max_residual=max_res, iterations=iterations,
-                            converged=converged, info=info)
+    kkt = residual.per_item_relative.to(Z.dtype)
+    return SubproblemResult(subproblem=subproblem, value=value, status=status, converged=converged, backend="torch",
+                            solver=solver, solve_time=t1 - t0, Z=Z, residual=kkt,
+                            max_residual=float(kkt.max()) if kkt.numel() else 0.0, iterations=iterations, info=info)

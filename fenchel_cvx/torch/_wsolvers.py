@@ -22,27 +22,37 @@ Solvers
 :func:`mm_rows`, :func:`ce_mm`
     Majorization-minimization for the same two problems: one fixed curvature bound
     ``M = s X_a X_a^T + diag(mu)`` shared by every row, one Cholesky per call, a GEMM per step, monotone.
+:func:`running_hidden_step`, :func:`running_last_step`
+    One MM step with a *running* curvature estimate (:class:`~fenchel_cvx.torch.curvature.RunningCurvature`)
+    in place of this batch's ``M``: one gradient and a cheap preconditioning, no certificate.
 
-Each returns the point, a relative gradient residual (see :func:`relative_residual`) and the strong-convexity
-gap bound ``sum_i g_i^2 / (2 mu_i)`` (``inf`` when some ``mu_i = 0``).
+Each certified solver returns the point, its certificate -- a relative gradient residual (see
+:func:`relative_residual`) -- the strong-convexity gap bound ``sum_i g_i^2 / (2 mu_i)`` (``inf`` when some
+``mu_i = 0``), and the pieces of the gradient at the returned point from which the face builds the optimality
+residual of :mod:`fenchel_cvx.optimality` without another GEMM.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
+from .._checks import check_choice
 from ..activations import Activation, LeakyReLU, ReLU
-from ..errors import ValueRangeError
+from ..errors import SolverError
+from ..losses import CrossEntropyLoss, Loss
 from ._common import sup_dphi
 
-__all__ = ["SolveOutput", "ce_mm", "ce_newton", "gap_bound", "majorizer_cholesky", "mm_rows", "piecewise_slopes",
-           "relative_residual", "ridge", "ssn_rows"]
+__all__ = ["SolveOutput", "ce_mm", "ce_newton", "gap_bound", "majorizer_cholesky", "mm_rows", "penalty",
+           "piecewise_slopes", "quadratic", "relative_residual", "ridge", "running_hidden_step", "running_last_step",
+           "ssn_rows"]
 
 _TINY = 1e-300
 _MiB = 1 << 20
+_F64 = torch.float64
 
 
 @dataclass
@@ -54,7 +64,7 @@ class SolveOutput:
     Z : Tensor, shape (r, p_a)
         The solution rows (``[W, b]`` side by side for ``w_last``).
     residual : Tensor, shape (r,) or (1,)
-        Relative gradient residual per row (one entry for a joint problem).
+        The certificate: relative gradient residual per row (one entry for a joint problem).
     gap : Tensor, same shape as ``residual``
         Upper bound on ``f(Z) - f*`` from strong convexity (``inf`` where not strongly convex).
     iterations : int
@@ -65,6 +75,12 @@ class SolveOutput:
         ``max(residual)`` before each step and at the end.
     info : dict
         Method-specific extras (CG iterations, regularizing shifts, ...).
+    grad_sq : Tensor, shape (r,)
+        ``||g_r||^2`` of each row of the gradient at the returned ``Z`` (rows of ``[W, b]`` for ``w_last`` too).
+    fit_sq, target_sq : Tensor, shape (r,)
+        Squared row norms of the two data pieces the gradient's data part is the difference of (``lam phi(U)
+        X_a^T`` and ``lam V X_a^T``; ``h'(Yhat) X_a^T`` and ``c T X_a^T``), at the returned ``Z``: with
+        ``grad_sq`` they give :func:`fenchel_cvx.optimality.gradient_residual`.
     """
 
     Z: torch.Tensor
@@ -74,6 +90,14 @@ class SolveOutput:
     row_iterations: torch.Tensor
     history: list = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    grad_sq: torch.Tensor | None = None
+    fit_sq: torch.Tensor | None = None
+    target_sq: torch.Tensor | None = None
+
+
+def _sq(P: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean norm of each row."""
+    return (P * P).sum(-1)
 
 
 # -- certificates -------------------------------------------------------------------------------------------------
@@ -101,6 +125,31 @@ def gap_bound(G: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
     return torch.full(G.shape[:-1], math.inf, dtype=G.dtype, device=G.device)
 
 
+def quadratic(p_in: int, p_out: int, rho: float, gamma: float, bias: bool, W0: Any, b0: Any, ref: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``mu``, ``lin`` and the augmented anchor ``Z0``: ``rho||W||^2 + gamma||Z - Z0||^2 = mu.z^2/2 - lin.z + c``."""
+    pa = p_in + int(bias)
+    mu = torch.full((pa,), 2.0 * (rho + gamma), dtype=_F64, device=ref.device)
+    if bias:
+        mu[-1] = 2.0 * gamma
+    if gamma > 0:
+        Z0 = W0.to(_F64)
+        if bias:
+            Z0 = torch.cat([Z0, b0.to(_F64).unsqueeze(1)], dim=1)
+        return mu, 2.0 * gamma * Z0, Z0
+    return mu, torch.zeros(p_out, pa, dtype=_F64, device=ref.device), None
+
+
+def penalty(W: torch.Tensor, b: torch.Tensor | None, rho: float, gamma: float, W0: Any, b0: Any) -> float:
+    """``rho ||W||^2 + gamma (||W - W0||^2 + ||b - b0||^2)`` for float64 ``W``, ``b``."""
+    val = rho * float((W * W).sum())
+    if gamma > 0:
+        val += gamma * float(((W - W0.to(_F64)) ** 2).sum())
+        if b is not None:
+            val += gamma * float(((b - b0.to(_F64)) ** 2).sum())
+    return val
+
+
 def piecewise_slopes(act: Activation) -> tuple[float, float] | None:
     """The two values ``phi'`` takes for a piecewise-linear activation (ReLU, leaky ReLU), else ``None``."""
     if isinstance(act, ReLU):
@@ -111,7 +160,7 @@ def piecewise_slopes(act: Activation) -> tuple[float, float] | None:
 
 
 def _chol_solve(L: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """``(L L^T)^{-1} B`` by two triangular solves (torch's batched ``cholesky_solve`` is ~10x slower on CPU)."""
+    """``(L L^T)^{-1} B`` by two triangular solves (torch's batched ``cholesky_solve`` is much slower on CPU)."""
     y = torch.linalg.solve_triangular(L, B, upper=False)
     return torch.linalg.solve_triangular(L.mT, y, upper=True)
 
@@ -179,7 +228,7 @@ class _RowHessians:
             self.cache_H = torch.empty(n, self.pa, self.pa, dtype=self.Xa.dtype, device=self.Xa.device)
             self.cache_d = torch.empty(n, self.m, dtype=self.Xa.dtype, device=self.Xa.device)
         s_lo, s_hi = self.slopes
-        n_hi_all = (D == s_hi).sum(1).tolist()
+        n_hi_all = (D == s_hi).sum(1).tolist()  # noqa: SIM300 (D: a tensor, not a constant)
         for i, r in enumerate(rows.tolist()):
             d, H = D[i], out[i]
             n_hi = n_hi_all[i]
@@ -226,7 +275,9 @@ def _newton_directions(H: torch.Tensor, L: torch.Tensor, G: torch.Tensor, lam: f
         extra = torch.where(bad, torch.maximum(99.0 * shift, 100.0 * base), torch.zeros_like(shift))
         diag.add_(extra.unsqueeze(-1))
         shift = shift + extra
-    raise FloatingPointError("row Hessian not positive definite after regularization")  # pragma: no cover
+    raise SolverError("the row Hessians are not positive definite after regularization (round-off in huge or "
+                      "badly scaled inputs?); try rho > 0 or gamma > 0, rescale X_in, or method='mm'",
+                      status="numerical_error", solver="ssn")  # pragma: no cover
 
 
 def _line_search(U: torch.Tensor, dU: torch.Tensor, V: torch.Tensor, act: Activation, lam: float,
@@ -310,6 +361,7 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
     hess = _RowHessians(Xa, Xt, act, r, cache_bytes=cache_bytes)
     residual = torch.full((r,), math.inf, dtype=Z.dtype, device=Z.device)
     gap = torch.full_like(residual, math.inf)
+    grad_sq, fit_sq = torch.zeros_like(residual), torch.zeros_like(residual)
     row_iters = torch.zeros(r, dtype=torch.int64, device=Z.device)
     active = torch.arange(r, device=Z.device)
     history: list[float] = []
@@ -329,6 +381,7 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
         res = relative_residual(G, (A, VXa, MZ, lin[active]), floor)
         residual[active] = res
         gap[active] = gap_bound(G, mu)
+        grad_sq[active], fit_sq[active] = _sq(G), _sq(A)
         history.append(float(residual.max()))
         keep = ~(res <= tol)
         if it == max_iter or not bool(keep.any()):
@@ -340,7 +393,7 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
             Hbuf = torch.empty(min(chunk, active.numel()), pa, pa, dtype=Z.dtype, device=Z.device)
             Lbuf = torch.empty_like(Hbuf)
         d0 = D.reshape(-1)[0]
-        if bool((D == d0).all()):
+        if bool((D == d0).all()):  # noqa: SIM300
             # every row has the same Hessian d0 X_a X_a^T (the usual cold start from zero): factor it once
             H1 = Hbuf[:1]
             torch.mul(hess.gram(), float(d0), out=H1[0])
@@ -365,7 +418,8 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
         t = _line_search(U, dU, V[active], act, lam, q0, q1, slope0)
         Z[active] = Za + t.unsqueeze(1) * Delta
     info = {"hessian_samples": hess.samples_touched, "hessian_cache": hess.use_cache, "max_shift": max_shift}
-    return SolveOutput(Z, residual, gap, int(row_iters.max()) if r else 0, row_iters, history, info)
+    return SolveOutput(Z, residual, gap, int(row_iters.max()) if r else 0, row_iters, history, info, grad_sq, fit_sq,
+                       _sq(VX))
 
 
 # -- (d) last W-update ----------------------------------------------------------------------------------------
@@ -402,7 +456,8 @@ def ridge(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor
     G = YX - TX + MW - lin
     res = _joint_residual(G, (YX, TX, MW, lin))
     return SolveOutput(W, res, gap_bound(G.reshape(1, -1), mu.repeat(W.shape[0])), 0,
-                       torch.zeros(1, dtype=torch.int64, device=W.device), [float(res)], {"linear_solver": solver})
+                       torch.zeros(1, dtype=torch.int64, device=W.device), [float(res)], {"linear_solver": solver},
+                       _sq(G), _sq(YX), _sq(TX))
 
 
 class _CE:
@@ -418,11 +473,12 @@ class _CE:
         f = lse.sum() - (self.T * Yh).sum() + 0.5 * (self.mu * W * W).sum() - (self.lin * W).sum()
         return float(f), torch.exp(Yh - lse)
 
-    def gradient(self, W: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def gradient(self, W: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The gradient, its certificate and the data piece ``softmax(Yhat) X_a^T``."""
         SX = S @ self.Xt
         MW = self.mu * W
         G = SX - self.TX + MW - self.lin
-        return G, _joint_residual(G, (SX, self.TX, MW, self.lin))
+        return G, _joint_residual(G, (SX, self.TX, MW, self.lin)), SX
 
     def hessian(self, S: torch.Tensor, chunk_bytes: int) -> torch.Tensor:
         r"""``sum_j (diag s_j - s_j s_j^T) kron x_j x_j^T + I kron diag(mu)``, shape (K p_a, K p_a).
@@ -460,7 +516,7 @@ def _pcg(hvp, precond, g: torch.Tensor, rtol: float, max_iter: int) -> tuple[tor
     rz = (r * z).sum()
     g_norm = float(g.norm())
     k = 0
-    for k in range(1, max_iter + 1):
+    for k in range(1, max_iter + 1):  # noqa: B007 (k is returned: the CG steps taken)
         Hp = hvp(p)
         pHp = (p * Hp).sum()
         if not float(pHp) > 0:
@@ -499,7 +555,7 @@ def ce_newton(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Te
     cg_total, max_shift = 0, 0.0
     precond_L = None
     f, S = ce.value(W)
-    G, res_t = ce.gradient(W, S)
+    G, res_t, SX = ce.gradient(W, S)
     res = float(res_t)
     it = 0
     for it in range(max_iter + 1):
@@ -540,12 +596,13 @@ def ce_newton(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Te
             t *= 0.5
         W = W + t * Delta
         f, S = f_new, S_new
-        G, res_t = ce.gradient(W, S)
+        G, res_t, SX = ce.gradient(W, S)
         res = float(res_t)
     out_res = torch.tensor([res], dtype=W.dtype, device=W.device)
     return SolveOutput(W, out_res, gap_bound(G.reshape(1, -1), mu.repeat(K)), it,
                        torch.tensor([it], dtype=torch.int64, device=W.device), history,
-                       {"method": method, "cg_iterations": cg_total, "max_shift": max_shift})
+                       {"method": method, "cg_iterations": cg_total, "max_shift": max_shift}, _sq(G), _sq(SX),
+                       _sq(ce.TX))
 
 
 # -- majorization-minimization (both W-updates) -----------------------------------------------------------------
@@ -573,7 +630,9 @@ def majorizer_cholesky(Xa: torch.Tensor, Xt: torch.Tensor, s: float, mu: torch.T
         extra = max(99.0 * ridge, 100.0 * ridge_rel * scale)
         M.diagonal().add_(extra)
         ridge += extra
-    raise FloatingPointError("curvature bound not positive definite after regularization")  # pragma: no cover
+    raise SolverError("the curvature bound s X_a X_a^T + diag(mu) is not positive definite after regularization "
+                      "(round-off in huge or badly scaled inputs?); try rho > 0 or gamma > 0, or rescale X_in",
+                      status="numerical_error", solver="mm")  # pragma: no cover
 
 
 def mm_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: torch.Tensor,
@@ -594,8 +653,7 @@ def mm_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: 
     ``form="kernel"`` (chosen by ``"auto"`` when there are fewer samples than coordinates, ``m < p_a``, and
     every ``mu_i > 0``) takes the same steps in sample space; see :func:`_mm_rows_kernel`.
     """
-    if form not in ("auto", "primal", "kernel"):
-        raise ValueRangeError(f"form: expected 'auto', 'primal' or 'kernel', got {form!r}")
+    check_choice(form, "form", ("auto", "primal", "kernel"))
     wide = form == "kernel" or (form == "auto" and Xa.shape[1] < Xa.shape[0])
     if wide and bool((mu > 0).all()) and Z.shape[0] and Xa.shape[1]:
         return _mm_rows_kernel(Xa, V, act, lam, mu, lin, Z, tol=tol, max_iter=max_iter)
@@ -606,6 +664,7 @@ def mm_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: 
     L, ridge = majorizer_cholesky(Xa, Xt, lam * sup_dphi(act), mu)
     residual = torch.full((r,), math.inf, dtype=Z.dtype, device=Z.device)
     gap = torch.full_like(residual, math.inf)
+    grad_sq, fit_sq = torch.zeros_like(residual), torch.zeros_like(residual)
     row_iters = torch.zeros(r, dtype=torch.int64, device=Z.device)
     active = torch.arange(r, device=Z.device)
     history: list[float] = []
@@ -617,6 +676,7 @@ def mm_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: 
         res = relative_residual(G, (A, VXa, MZ, la), floor)
         residual[active] = res
         gap[active] = gap_bound(G, mu)
+        grad_sq[active], fit_sq[active] = _sq(G), _sq(A)
         history.append(float(residual.max()))
         keep = ~(res <= tol)
         if it == max_iter or not bool(keep.any()):
@@ -625,7 +685,8 @@ def mm_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: 
         row_iters[active] += 1
         Z[active] = Za - _chol_solve(L, G.T).T
     info = {"ridge": ridge, "curvature_bound": lam * sup_dphi(act)}
-    return SolveOutput(Z, residual, gap, int(row_iters.max()) if r else 0, row_iters, history, info)
+    return SolveOutput(Z, residual, gap, int(row_iters.max()) if r else 0, row_iters, history, info, grad_sq, fit_sq,
+                       _sq(VX))
 
 
 def _mm_rows_kernel(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: torch.Tensor,
@@ -663,11 +724,15 @@ def _mm_rows_kernel(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: flo
     history: list[float] = []
     row_iters = torch.zeros(r, dtype=torch.int64, device=Z.device)
 
+    fit_sq = None
+
     def exact(Z: torch.Tensor, U: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        nonlocal fit_sq
         A = lam * (act.forward(U) @ Xt)
         MZ = mu * Z
         G = A - VX + MZ - lin
         scale = A.norm(dim=1) + VX.norm(dim=1) + MZ.norm(dim=1) + lin.norm(dim=1)
+        fit_sq = _sq(A)
         return G, relative_residual(G, (A, VX, MZ, lin), floor), scale
 
     G, residual, scale = exact(Z, U)
@@ -709,7 +774,8 @@ def _mm_rows_kernel(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: flo
             # continue from the exact point: rows that moved are Z_b + A X_a^T D^{-1}, with U recomputed
             Ub = torch.where(moved[:, None], U - A @ Kd, Ub)
     info = {"ridge": 0.0, "curvature_bound": c, "form": "kernel", "U": U}
-    return SolveOutput(Z, residual, gap_bound(G, mu), int(row_iters.max()) if r else 0, row_iters, history, info)
+    return SolveOutput(Z, residual, gap_bound(G, mu), int(row_iters.max()) if r else 0, row_iters, history, info,
+                       _sq(G), fit_sq, _sq(VX))
 
 
 def ce_mm(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor, W: torch.Tensor, *,
@@ -727,7 +793,7 @@ def ce_mm(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor
     L, ridge = majorizer_cholesky(Xa, ce.Xt, 0.5, mu)
     history: list[float] = []
     _, S = ce.value(W)
-    G, res_t = ce.gradient(W, S)
+    G, res_t, SX = ce.gradient(W, S)
     res = float(res_t)
     it = 0
     for it in range(max_iter + 1):
@@ -736,9 +802,103 @@ def ce_mm(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor
             break
         W = W - _chol_solve(L, G.T).T
         _, S = ce.value(W)
-        G, res_t = ce.gradient(W, S)
+        G, res_t, SX = ce.gradient(W, S)
         res = float(res_t)
     out_res = torch.tensor([res], dtype=W.dtype, device=W.device)
     return SolveOutput(W, out_res, gap_bound(G.reshape(1, -1), mu.repeat(K)), it,
                        torch.tensor([it], dtype=torch.int64, device=W.device), history,
-                       {"method": "mm", "ridge": ridge})
+                       {"method": "mm", "ridge": ridge}, _sq(G), _sq(SX), _sq(ce.TX))
+
+
+# -- one step with a running curvature estimate (method="running") ---------------------------------------------
+def _direction(grad_rows: torch.Tensor, grad_bias: torch.Tensor | None, W: torch.Tensor, b: torch.Tensor | None,
+               rho: float, gamma: float, W0: Any, b0: Any, curvature: Any) -> tuple:
+    """The gradient ``G`` (regularizer's part added) and the step ``D = G M~^{-1}``, rows ``[w_r; b_r]``, float64."""
+    W64 = W.to(_F64)
+    G = grad_rows.to(_F64).add_(W64, alpha=2.0 * (rho + gamma))
+    if gamma > 0:
+        G.add_(W0.to(_F64), alpha=-2.0 * gamma)
+    if b is not None:
+        gb = grad_bias.to(_F64)
+        if gamma > 0:
+            gb = gb + 2.0 * gamma * (b.to(_F64) - b0.to(_F64))
+        G = torch.cat([G, gb[:, None]], 1)
+    return G, curvature.precondition(G)
+
+
+def _apply(W: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor) -> tuple:
+    """``[W, b] - D`` in float64, back in the input dtype."""
+    W_new = (W.to(_F64) - D[:, :W.shape[1]]).to(W.dtype).contiguous()
+    b_new = None if b is None else (b.to(_F64) - D[:, -1]).to(b.dtype).contiguous()
+    return W_new, b_new
+
+
+def _row_steps(X_in: torch.Tensor, U: torch.Tensor, V: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None,
+               G: torch.Tensor, D: torch.Tensor, act: Activation, lam: float, rho: float, gamma: float, W0: Any,
+               b0: Any) -> torch.Tensor:
+    """Per row, the ``t`` minimizing ``f_r(z_r - t d_r)`` (eq. 19's row objective), by :func:`_line_search`."""
+    p = W.shape[1]
+    X64, U64, V64 = X_in.to(_F64), U.to(_F64), V.to(_F64)
+    Delta = -D
+    dU = Delta[:, :p] @ X64
+    if b is not None:
+        dU += Delta[:, p:]
+    Z = W.to(_F64) if b is None else torch.cat([W.to(_F64), b.to(_F64)[:, None]], 1)
+    mu, lin, _ = quadratic(p, W.shape[0], rho, gamma, b is not None, W0, b0, Z)
+    q0 = ((mu * Z - lin) * Delta).sum(1)  # the regularizer's slope along Delta at t = 0
+    q1 = (mu * Delta * Delta).sum(1)
+    return _line_search(U64, dU, V64, act, lam, q0, q1, (G * Delta).sum(1))
+
+
+def running_hidden_step(X_in: torch.Tensor, X_next: torch.Tensor, U: torch.Tensor, W: torch.Tensor,
+                        b: torch.Tensor | None, act: Activation, lam: float, rho: float, gamma: float, W0: Any,
+                        b0: Any, curvature: Any, relax: float, line_search: bool) -> tuple:
+    r"""One step ``[W, b] <- [W, b] - omega G \tilde M^{-1}`` on eq. (19) from ``U = W X_in + b`` (input dtype).
+
+    ``G = lam (phi(U) - X_next) X_a^T + mu [W, b] - 2 gamma [W0, b0]``: one GEMM; ``curvature.precondition``
+    applies ``\tilde M^{-1}``. ``line_search``: per row the exact minimizer along the step (one more GEMM),
+    else the step times ``relax``. Returns ``(W_new, b_new)`` in the input dtype.
+    """
+    R = act.forward(U).sub_(X_next).mul_(lam)  # forward returns a new tensor: U is left alone
+    G, D = _direction(R @ X_in.T, R.sum(1) if b is not None else None, W, b, rho, gamma, W0, b0, curvature)
+    if line_search:
+        D.mul_(_row_steps(X_in, U, X_next, W, b, G, D, act, lam, rho, gamma, W0, b0)[:, None])
+    elif relax != 1.0:
+        D.mul_(relax)
+    return _apply(W, b, D)
+
+
+_HALVINGS = 30  # backtracking trials of running_last_step's line search (the step shrinks to 1e-9 of its length)
+
+
+def running_last_step(X_in: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, loss: Loss,
+                      rho: float, gamma: float, W0: Any, b0: Any, curvature: Any, relax: float,
+                      line_search: bool) -> tuple:
+    r"""One step ``[W, b] <- [W, b] - omega G \tilde M^{-1}`` on eq. (20), ``Y`` (K, m) targets in the input dtype.
+
+    ``G = h'(W X_in + b) X_a^T + mu [W, b] - 2 gamma [W0, b0]`` (``h' = softmax(.) - Y`` for cross-entropy,
+    ``2(. - Y)`` for MSE): two small GEMMs. ``line_search``: halve the step until the objective does not
+    increase (at most ``_HALVINGS`` times, then no step), one small GEMM per trial.
+    """
+    Yhat = torch.addmm(b.reshape(-1, 1), W, X_in) if b is not None else W @ X_in
+
+    def objective(W_: torch.Tensor, b_: torch.Tensor | None, Yhat_: torch.Tensor) -> float:
+        return float(loss.value(Y, Yhat_)) + penalty(W_.to(_F64), None if b_ is None else b_.to(_F64), rho, gamma,
+                                                     W0, b0)
+
+    f0 = objective(W, b, Yhat) if line_search else math.nan
+    H = torch.softmax(Yhat, 0).sub_(Y) if isinstance(loss, CrossEntropyLoss) else Yhat.sub_(Y).mul_(2.0)
+    _, D = _direction(H @ X_in.T, H.sum(1) if b is not None else None, W, b, rho, gamma, W0, b0, curvature)
+    if relax != 1.0:
+        D.mul_(relax)
+    W_new, b_new = _apply(W, b, D)
+    for _ in range(_HALVINGS if line_search else 0):
+        Yhat_new = torch.addmm(b_new[:, None], W_new, X_in) if b_new is not None else W_new @ X_in
+        if objective(W_new, b_new, Yhat_new) <= f0:
+            break
+        D.mul_(0.5)
+        W_new, b_new = _apply(W, b, D)
+    else:
+        if line_search:  # no trial step decreased the objective: stay put
+            W_new, b_new = W.clone(), None if b is None else b.clone()
+    return W_new, b_new

@@ -1,53 +1,101 @@
 r"""Batched torch solvers of the W-updates: eqs. (17)/(19) (hidden layer) and (18)/(20) (last layer).
 
 Side by side with :mod:`fenchel_cvx.cvx.w_updates`: same names, same arguments, same first line of math, plus
-``tol``, ``max_iter``, the warm start ``W_init`` / ``b_init`` and ``warn``. Matrices are in the paper's layout
-``(features, samples)``; ``W X_in + b`` means ``W X_in + b 1^T``; the bias is not penalized by ``rho``; with
-``bias=False`` the bias is fixed at 0 and ``result.b`` is ``None``.
+``tol``, ``max_iter``, the warm start ``W_init`` / ``b_init``, ``warn`` and the ``method`` with its settings.
+Matrices are in the paper's layout ``(features, samples)``; ``W X_in + b`` means ``W X_in + b 1^T``; the bias
+is not penalized by ``rho``; with ``bias=False`` the bias is fixed at 0 and ``result.b`` is ``None``.
 
 Tensors in, tensors out: every tensor must be float32 or float64 with the dtype and device of ``X_in``, and
 ``W``, ``b`` and ``residual`` come back in that dtype on that device. The arithmetic inside is float64 whatever
 the input dtype (the row Hessians reach condition numbers near 1e7, about ``1/eps`` of float32), so a float32
 call returns the float64 answer rounded to float32.
 
-========  ===========================================================  ===========================================
-function  method                                                       stopping test (``residual``)
-========  ===========================================================  ===========================================
-w_hidden  batched semismooth Newton over the rows of W, exact line     per row: ``||grad f_r|| / (sum of the norms
-          search, converged rows frozen                                of the gradient's terms)`` ``<= tol``
-w_last    MSE: ridge closed form (float64 Cholesky); cross-entropy:    the same ratio for the whole W (one entry)
-          Newton with the exact Hessian, or Newton-CG when large
-both      ``method="mm"``: majorization-minimization, one shared       the same as the method above
-          curvature bound ``M`` (one Cholesky), a GEMM per step
-========  ===========================================================  ===========================================
+==========  =========================================================  ==========================================
+method      algorithm                                                  stopping test (``info["certificate"]``)
+==========  =========================================================  ==========================================
+``newton``  w_hidden: batched semismooth Newton over the rows of W,    per row: ``||grad f_r|| / (sum of the
+(default)   exact line search, converged rows frozen. w_last: MSE      norms of the gradient's terms)`` ``<= tol``
+            ridge closed form (float64 Cholesky); cross-entropy        (w_last: the same ratio for the whole W,
+            Newton with the exact Hessian, or Newton-CG when large     one entry)
+``mm``      majorization-minimization, one shared curvature bound      the same as above
+            ``M`` (one Cholesky per call), a GEMM per step, monotone
+``running`` ``max_iter`` MM steps with a running estimate of ``M``     none: ``status="unchecked"``
+            (:mod:`~fenchel_cvx.torch.curvature`), no certificate
+==========  =========================================================  ==========================================
+
+Every certified result reports ``residual``, the optimality residual of :mod:`fenchel_cvx.optimality` per row
+of ``[W, b]``, built from the gradient the solver holds at the returned point (no extra GEMM).
 
 Inexact updates (the paper's CIFAR-10 experiment takes one gradient step on (19)-(20), Sec. 5.3):
 ``max_iter=k, warn=False`` takes at most ``k`` warm-started steps from ``W_init`` and returns
 ``converged=False`` (unless ``tol`` was reached) without a warning. ``method="mm"`` suits this best: an MM step
-never increases the objective and costs a few GEMMs (measured on CPU, 784-300-10, m=500: ~100x cheaper than a
-semismooth Newton step, whose 300 row Hessians are 785x785 each). The MSE ``w_last`` is a closed form either way.
+never increases the objective and costs a few GEMMs and one ``p_a x p_a`` Cholesky, where a semismooth Newton
+step factors one ``p_a x p_a`` Hessian per row. The MSE ``w_last`` is a closed form either way.
+
+``method="running"`` (inexact BCD at about a backprop step's cost). The MM step minimizes a quadratic upper
+bound of the W-update,
+
+.. math::  Z \leftarrow Z - G M^{-1}, \qquad M = s\, X_a X_a^\top + \operatorname{diag}(\mu),
+
+with ``G`` the gradient at ``Z = [W, b]``, ``X_a = [X_in; 1^T]`` and ``s`` a bound on the curvature of the data
+term (``lam sup phi'`` for eq. 19, ``1/2`` for cross-entropy (Boehning), ``2`` for MSE). On a batch of ``m``
+samples that costs a ``p_a x p_a`` Gram matrix and its factorization every batch, several times the arithmetic
+of a backprop step on a wide input layer. Consecutive batches of one layer have nearly the same second moment
+``X_a X_a^T / m``, so :class:`~fenchel_cvx.torch.curvature.RunningCurvature` keeps a running mean ``S`` of it,
+refreshed from the batch at hand every ``every`` batches, and the running steps use
+``\hat M = s m S + diag(mu)`` in place of ``M``, replaced by its rank-``k`` approximation *from above* (the top
+``k`` eigenpairs and the ``(k+1)``-th eigenvalue ``sigma`` for the rest, ``\tilde M \succeq \hat M``), so
+applying ``\tilde M^{-1}`` costs ``4 r p_a k`` flops. A step is one gradient -- one GEMM with ``X_a^T``, given
+``U = W X_in + b`` from the feed-forward -- and one cheap preconditioning. The caller owns the estimate and
+calls ``curvature.observe(X_in)`` once per batch before the step.
+
+What is given up: ``\hat M`` bounds the batch's curvature only on average, so a step is not guaranteed to
+decrease its block objective, and no certificate is computed (``value``, ``residual`` NaN, status
+``"unchecked"``; ``benchmarks/bench_inexact.py --descent N`` counts the steps that raised their block objective
+in training). ``line_search=True`` buys the guarantee back for one more GEMM: each row of ``w_hidden`` takes the
+exact minimizer of its objective along the step, ``w_last`` halves the step until the objective does not
+increase. With a curvature refreshed from the same batch at full rank the step *is* the ``"mm"`` step (the exact
+solution for the MSE ``w_last``), and iterated on one batch it converges to the W-update's argmin (both tested).
+In a data-parallel run every part is a sum over samples (``X_a X_a^T`` and the gradient), so each process adds
+its shard's contribution before the (replicated) factorization and preconditioning.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from typing import Any
 
 import torch
 
-from .._checks import check_scalar
+from .._checks import check_choice, check_scalar
 from ..activations import Activation, get_activation
-from ..errors import NotConvergedWarning, ShapeError, TensorMismatchError, ValueRangeError
+from ..errors import NotConvergedWarning, ShapeError, SolverError, TensorMismatchError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
+from ..optimality import gradient_residual
 from ..subproblems import SubproblemResult
-from ._common import check_max_iter, check_tensor, check_tol
-from ._wsolvers import SolveOutput, ce_mm, ce_newton, mm_rows, ridge, ssn_rows
+from ._common import check_max_iter, check_tensor, check_tol, solver_errors
+from ._wsolvers import (
+    SolveOutput,
+    ce_mm,
+    ce_newton,
+    mm_rows,
+    penalty,
+    quadratic,
+    ridge,
+    running_hidden_step,
+    running_last_step,
+    ssn_rows,
+)
+from .curvature import RunningCurvature
 
 __all__ = ["w_hidden", "w_last"]
 
 _LAYOUT = "(features, samples)"
 _F64 = torch.float64
+_HIDDEN_METHODS = ("auto", "newton", "mm", "running")
+_LAST_METHODS = ("auto", "newton", "newton_cg", "mm", "running")
 
 
 # -- argument checks shared by both updates -------------------------------------------------------------------
@@ -86,21 +134,6 @@ def _augment(X_in: torch.Tensor, bias: bool) -> torch.Tensor:
     return torch.cat([X, X.new_ones(1, X.shape[1])]) if bias else X.clone(memory_format=torch.contiguous_format)
 
 
-def _quadratic(p_in: int, p_out: int, rho: float, gamma: float, bias: bool, W0: Any, b0: Any, ref: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """``mu``, ``lin`` and the augmented anchor ``Z0``: ``rho||W||^2 + gamma||Z - Z0||^2 = mu.z^2/2 - lin.z + c``."""
-    pa = p_in + int(bias)
-    mu = torch.full((pa,), 2.0 * (rho + gamma), dtype=_F64, device=ref.device)
-    if bias:
-        mu[-1] = 2.0 * gamma
-    if gamma > 0:
-        Z0 = W0.to(_F64)
-        if bias:
-            Z0 = torch.cat([Z0, b0.to(_F64).unsqueeze(1)], dim=1)
-        return mu, 2.0 * gamma * Z0, Z0
-    return mu, torch.zeros(p_out, pa, dtype=_F64, device=ref.device), None
-
-
 def _start(W_init: Any, b_init: Any, Z0: torch.Tensor | None, bias: bool, p_out: int, p_in: int,
            ref: torch.Tensor) -> torch.Tensor:
     """The augmented starting rows: ``[W_init, b_init]``, else the anchor ``[W0, b0]`` (gamma > 0), else 0."""
@@ -112,45 +145,97 @@ def _start(W_init: Any, b_init: Any, Z0: torch.Tensor | None, bias: bool, p_out:
     return Z
 
 
-def _penalty(W: torch.Tensor, b: torch.Tensor | None, rho: float, gamma: float, W0: Any, b0: Any) -> float:
-    val = rho * float((W * W).sum())
-    if gamma > 0:
-        val += gamma * float(((W - W0.to(_F64)) ** 2).sum())
-        if b is not None:
-            val += gamma * float(((b - b0.to(_F64)) ** 2).sum())
-    return val
-
-
 def _result(subproblem: str, out: SolveOutput, p_in: int, bias: bool, dtype: torch.dtype, value_fn: Any,
-            solver: str, t0: float, tol: float, max_iter: int, warn: bool, unit: str) -> SubproblemResult:
-    """Cast back to the input dtype, evaluate the objective there, warn if not converged, build the result."""
-    W = out.Z[:, :p_in].to(dtype).contiguous()
-    b = out.Z[:, p_in].to(dtype).contiguous() if bias else None
+            solver: str, t0: float, tol: float, max_iter: int, warn: bool, unit: str, reg: dict) -> SubproblemResult:
+    """Cast back to the input dtype, evaluate the objective there, warn if not converged, build the result.
+
+    ``residual`` is :func:`fenchel_cvx.optimality.gradient_residual` from the gradient pieces the solver holds
+    at the returned point; the solver's own certificate (what ``tol`` is tested against) goes to
+    ``info["certificate"]``.
+    """
+    W64 = out.Z[:, :p_in]
+    b64 = out.Z[:, p_in] if bias else None
+    W = W64.to(dtype).contiguous()
+    b = b64.to(dtype).contiguous() if bias else None
     # the value at the point we return (after rounding to the input dtype), in float64
     value = value_fn(W.to(_F64), None if b is None else b.to(_F64))
-    residual = out.residual.to(dtype)
-    max_res = float(out.residual.max()) if out.residual.numel() else 0.0
-    converged = bool(max_res <= tol)
+    if not math.isfinite(value):
+        raise SolverError(f"{subproblem}: the objective at the returned point is {value}; the inputs are probably "
+                          "too large for the dtype (try float64 or rescale X_in)", status="numerical_error",
+                          subproblem=subproblem, solver=solver)
+    data = (math.sqrt(float(out.fit_sq.sum())), math.sqrt(float(out.target_sq.sum())))
+    kkt = gradient_residual(out.grad_sq, data, W64, b64, **reg).per_item_relative
+    certificate = out.residual.to(dtype)
+    max_cert = float(out.residual.max()) if out.residual.numel() else 0.0
+    converged = bool(max_cert <= tol)
     if not converged and warn:
         n_bad = int((out.residual > tol).sum())
-        warnings.warn(f"{subproblem}: stopped at max_iter={max_iter} with max_residual={max_res:.3g} > tol={tol:g} "
+        warnings.warn(f"{subproblem}: stopped at max_iter={max_iter} with certificate {max_cert:.3g} > tol={tol:g} "
                       f"({n_bad} of {out.residual.numel()} {unit} above tol); raise max_iter, warm-start with "
                       "W_init/b_init, loosen tol, or pass warn=False for a deliberately inexact update",
                       NotConvergedWarning, stacklevel=3)
     info = dict(out.info)
-    info.update(gap=out.gap, gap_bound=float(out.gap.sum()), row_iterations=out.row_iterations,
-                history=out.history)
+    info.update(certificate=certificate, gap=out.gap, gap_bound=float(out.gap.sum()),
+                row_iterations=out.row_iterations, history=out.history)
     return SubproblemResult(subproblem=subproblem, value=float(value), status="optimal" if converged else "max_iter",
-                            solver=solver, solve_time=time.perf_counter() - t0, W=W, b=b, residual=residual,
-                            max_residual=max_res, iterations=out.iterations, converged=converged, info=info)
+                            converged=converged, backend="torch", solver=solver, solve_time=time.perf_counter() - t0,
+                            W=W, b=b, residual=kkt.to(dtype),
+                            max_residual=float(kkt.max()) if kkt.numel() else 0.0, iterations=out.iterations,
+                            info=info)
+
+
+# -- method="running": the arguments it alone takes ------------------------------------------------------------
+def _check_running(method: str, W_init: Any, b_init: Any, bias: bool, p_in: int, curvature: Any, relax: Any,
+                   line_search: Any, U: Any = None) -> tuple[float, bool]:
+    """Validate the running method's arguments, or reject them for any other method; ``(relax, line_search)``."""
+    if method != "running":
+        for name, value, given in (("curvature", curvature, curvature is not None), ("relax", relax, relax != 1.0),
+                                   ("line_search", line_search, line_search is not False), ("U", U, U is not None)):
+            if given:
+                shown = repr(value) if isinstance(value, (bool, int, float, str)) else f"a {type(value).__name__}"
+                raise ValueRangeError(f"{name}: only method='running' takes it, got {shown} with method={method!r}; "
+                                      f"pass method='running' or leave {name} out")
+        return 1.0, False
+    if W_init is None or (bias and b_init is None):
+        missing = "W_init" if W_init is None else "b_init"
+        raise ShapeError(f"{missing}: required with method='running' (the point the step starts from, e.g. the "
+                         "current weights); pass W_init= and b_init= (or bias=False)")
+    if not isinstance(curvature, RunningCurvature):
+        raise ValueRangeError(f"curvature: expected a RunningCurvature (fenchel_cvx.torch.curvature) with "
+                              f"method='running', got {type(curvature).__name__}")
+    if curvature.p_a != p_in + int(bias) or curvature.bias != bias:
+        raise ShapeError(f"curvature: built for {curvature.p_a} augmented inputs, the layer has "
+                         f"{p_in + int(bias)} (p_in + bias)")
+    v = check_scalar(relax, "relax")
+    if not v > 0:
+        raise ValueRangeError(f"relax: expected a step multiplier > 0 (1: the preconditioned step itself), got {v}")
+    if not isinstance(line_search, bool):
+        raise ValueRangeError(f"line_search: expected True or False, got {line_search!r}")
+    if line_search and v != 1.0:
+        raise ValueRangeError(f"relax: the line search chooses the step length itself; got relax={v} with "
+                              "line_search=True (pass one or the other)")
+    return v, line_search
+
+
+def _unchecked(subproblem: str, W: torch.Tensor, b: torch.Tensor | None, t0: float, steps: int,
+               curvature: RunningCurvature, n_cert: int) -> SubproblemResult:
+    """The result of uncertified running steps: ``value``, ``residual`` and the certificate NaN."""
+    nan = W.new_full((W.shape[0],), math.nan)
+    return SubproblemResult(subproblem=subproblem, value=math.nan, status="unchecked", converged=False,
+                            backend="torch", solver="running_mm", solve_time=time.perf_counter() - t0, W=W, b=b,
+                            residual=nan, max_residual=math.nan, iterations=steps,
+                            info={"certificate": W.new_full((n_cert,), math.nan), "refreshes": curvature.refreshes,
+                                  "rank": curvature.rank})
 
 
 # --------------------------------------------------------------------------------------------------- w_hidden
 def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation, lam: float, rho: float,
              gamma: float = 0.0, W0: torch.Tensor | None = None, b0: torch.Tensor | None = None, bias: bool = True,
              tol: float = 1e-6, max_iter: int = 100, W_init: torch.Tensor | None = None,
-             b_init: torch.Tensor | None = None, warn: bool = True, method: str = "auto") -> SubproblemResult:
-    r"""Eqs. (17), (19): minimize over W, b  lam B_act(X_next, W X_in + b) + rho ||W||_F^2 + gamma (||W - W0||_F^2 + ||b - b0||^2).
+             b_init: torch.Tensor | None = None, warn: bool = True, method: str = "auto",
+             curvature: RunningCurvature | None = None, relax: float = 1.0, line_search: bool = False,
+             U: torch.Tensor | None = None) -> SubproblemResult:
+    r"""Eqs. (17), (19): minimize over W, b  lam B_act(X_next, W X_in + b) + rho ||W||^2 + gamma ||[W, b] - [W0, b0]||^2
 
     The hidden-layer W-update: ``X_in = X_l``, ``X_next = X_{l+1}``, ``act`` the activation of layer ``l+1``.
     Layout: paper's ``(features, samples)``. It separates over the rows ``z_r = [w_r; b_r]`` of ``[W, b]``:
@@ -181,17 +266,25 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     steps are taken in sample space (Woodbury, ``m x m``; ``info["form"] == "kernel"``), which needs no
     ``p_a x p_a`` factorization and only ``m``-sized products between the first and the last step.
 
-    **Stopping test** (``residual``, per row): with the gradient
+    ``method="running"``: ``max_iter`` steps ``[W, b] <- [W, b] - relax G \tilde M^{-1}`` from ``(W_init,
+    b_init)`` with ``curvature``'s running estimate ``\tilde M`` of ``M`` (see the module docstring), no
+    certificate. The first step's gradient ``G = lam (phi(U) - X_next) X_a^T + mu [W, b] - 2 gamma [W0, b0]``
+    uses ``U = W_init X_in + b_init`` when given (the feed-forward has it), so it costs one GEMM
+    (``2 p_out p_in m`` flops) plus ``4 p_out p_a k`` for the preconditioning; each later step recomputes ``U``.
+    Inexact BCD calls it with ``max_iter=1`` after ``curvature.observe(X_in)``.
+
+    **Stopping test** (``info["certificate"]``, per row): with the gradient
     ``g_r = lam X_a (phi(u_r) - v_r) + mu z_r - 2 gamma z0_r`` of ``f_r`` w.r.t. ``[w_r; b_r]``,
 
-    .. math::  \mathrm{residual}_r = \frac{\|g_r\|}{\max\bigl(\lambda\|X_a\phi(u_r)\| + \lambda\|X_a v_r\|
-               + \|\mu z_r\| + 2\gamma\|z^0_r\|,\; s\bigr)},
+    .. math::  \mathrm{certificate}_r = \frac{\|g_r\|}{\max\bigl(\lambda\|X_a\phi(u_r)\|
+               + \lambda\|X_a v_r\| + \|\mu z_r\| + 2\gamma\|z^0_r\|,\; s\bigr)},
 
     the gradient relative to the terms that cancel in it at the optimum (``s`` = the mean over rows of
     ``lam ||X_a v_r||``, a floor for rows whose terms all vanish). The solve stops when every row has
-    ``residual_r <= tol``. ``info["gap"]`` holds the certified suboptimality ``f_r - f_r^* <= sum_i
-    g_{ri}^2 / (2 mu_i)`` per row (``inf`` when some ``mu_i = 0``, i.e. ``gamma = 0`` with a bias, or
-    ``rho = gamma = 0``).
+    ``certificate_r <= tol``. ``residual`` reports the same gradient rows relative to the whole problem's scale
+    (:func:`fenchel_cvx.optimality.w_hidden_residual`, shared with the CVXPY face), from the gradient the solver
+    already holds. ``info["gap"]`` holds the certified suboptimality ``f_r - f_r^* <= sum_i g_{ri}^2 / (2 mu_i)``
+    per row (``inf`` when some ``mu_i = 0``, i.e. ``gamma = 0`` with a bias, or ``rho = gamma = 0``).
 
     Parameters
     ----------
@@ -214,45 +307,72 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     bias : bool
         Whether ``b`` is a variable (else fixed at 0 and ``result.b`` is ``None``).
     tol : float
-        Target of ``max(residual)``; default ``1e-6``.
+        Target of ``max(info["certificate"])``; default ``1e-6`` (unused by ``method="running"``).
     max_iter : int
         Steps at most (default 100; Newton: 5-25 are typical from a cold start, fewer warm; MM needs
-        hundreds to thousands to reach ``tol=1e-6`` from a cold start).
+        hundreds to thousands to reach ``tol=1e-6`` from a cold start); ``method="running"`` takes exactly
+        ``max_iter`` steps (inexact BCD: 1).
     W_init : Tensor, shape (p_out, p_in), optional
-        Warm start (e.g. the current ``W_l``). Default: ``W0`` when ``gamma > 0``, else 0.
+        Warm start (e.g. the current ``W_l``). Default: ``W0`` when ``gamma > 0``, else 0. Required by
+        ``method="running"``.
     b_init : Tensor, shape (p_out,), optional
-        Warm start of ``b``; default ``b0`` when ``gamma > 0``, else 0.
+        Warm start of ``b``; default ``b0`` when ``gamma > 0``, else 0. Required by ``method="running"`` with a
+        bias.
     warn : bool
         Warn :class:`~fenchel_cvx.errors.NotConvergedWarning` when stopping at ``max_iter`` above ``tol``
         (default). ``False`` for deliberately inexact updates, e.g. ``max_iter=1``: one Newton step.
-    method : {"auto", "newton", "mm"}
-        ``"newton"`` (= ``"auto"``, the default): semismooth Newton; ``"mm"``: majorization-minimization.
+    method : {"auto", "newton", "mm", "running"}
+        ``"newton"`` (= ``"auto"``, the default): semismooth Newton; ``"mm"``: majorization-minimization;
+        ``"running"``: uncertified MM steps with a running curvature estimate.
+    curvature : RunningCurvature, optional
+        ``method="running"`` only (required there): from
+        :func:`~fenchel_cvx.torch.curvature.hidden_curvature` with the same ``act``, ``lam``, ``rho``, ``gamma``.
+    relax : float
+        ``method="running"`` only: step multiplier ``omega > 0``, ``[W, b] <- [W, b] - omega G \tilde M^{-1}``.
+        With an exact bound any ``omega < 2`` still decreases the objective (by at least
+        ``omega (1 - omega/2) G M^{-1} G^T``), and the bound is loose (``phi' = 0`` on a ReLU's inactive samples,
+        where it counts ``sup phi' = 1``); ``benchmarks/bench_inexact.py --descent N --relax OMEGA`` counts the
+        steps that raised their block objective in training.
+    line_search : bool
+        ``method="running"`` only: take, per row, the exact minimizer of the objective along the step (the
+        safeguarded 1-D Newton search of the Newton method): the step then never increases the objective,
+        whatever the curvature estimate. Costs one more GEMM (``D X_a``) and ``O(p_out m)`` per search step.
+    U : Tensor, shape (p_out, m), optional
+        ``method="running"`` only: ``W_init X_in + b_init`` when the caller already has it (the feed-forward
+        does); computed otherwise.
 
     Returns
     -------
     SubproblemResult
         ``W`` (p_out, p_in) and ``b`` (p_out,) or ``None`` in the input dtype/device; ``value`` the full
-        objective (constants included) at the returned point, computed in float64; ``residual`` (p_out,);
-        ``max_residual``; ``iterations`` (Newton steps of the slowest row); ``converged``; ``status``
-        ``"optimal"`` or ``"max_iter"``; ``solver="ssn"`` or ``"mm"``; ``info``: ``gap`` (p_out,) and
-        ``gap_bound`` (their sum), ``row_iterations``, ``history`` (max residual per step); Newton:
-        ``hessian_samples`` (sample columns used to form Hessians), ``max_shift``; MM: ``ridge``,
-        ``curvature_bound`` (``lam s_max``).
+        objective (constants included) at the returned point, computed in float64; ``residual`` (p_out,), the
+        optimality residual per row; ``max_residual``; ``iterations`` (steps of the slowest row); ``converged``;
+        ``status`` ``"optimal"`` or ``"max_iter"``; ``backend="torch"``; ``solver="ssn"`` or ``"mm"``; ``info``:
+        ``certificate`` (p_out,), ``gap`` (p_out,) and ``gap_bound`` (their sum), ``row_iterations``, ``history``
+        (max certificate per step); Newton: ``hessian_samples`` (sample columns used to form Hessians),
+        ``max_shift``; MM: ``ridge``, ``curvature_bound`` (``lam s_max``). ``method="running"``: ``value``,
+        ``residual`` and ``info["certificate"]`` NaN, ``status="unchecked"``, ``converged=False``,
+        ``solver="running_mm"``, ``iterations=max_iter``, ``info``: ``refreshes``, ``rank`` of the estimate.
 
     Raises
     ------
     TensorMismatchError
         A non-tensor, a dtype other than float32/float64, or a dtype/device different from ``X_in``'s.
     ShapeError
-        Shapes that do not fit, or ``W0``/``b0`` missing when ``gamma > 0``.
+        Shapes that do not fit, ``W0``/``b0`` missing when ``gamma > 0``, ``W_init``/``b_init`` missing with
+        ``method="running"``, or a ``curvature`` built for another layer.
     DomainError
         NaN/inf entries, or ``X_next`` outside the domain of ``act``.
     ValueRangeError
-        ``lam <= 0``, ``rho < 0``, ``gamma < 0``, ``tol <= 0``, ``max_iter < 1``, an unknown ``method``.
+        ``lam <= 0``, ``rho < 0``, ``gamma < 0``, ``tol <= 0``, ``max_iter < 1``, ``relax <= 0``, or a
+        running-only argument (``curvature``, ``relax``, ``line_search``, ``U``) with another method.
+    ChoiceError
+        An unknown ``method``, or an activation the torch face does not solve.
+    SolverError
+        A factorization failed even after regularization (badly scaled inputs).
     """
     t0 = time.perf_counter()
-    if method not in ("auto", "newton", "mm"):
-        raise ValueRangeError(f"method: expected 'auto', 'newton' or 'mm', got {method!r}")
+    check_choice(method, "method", _HIDDEN_METHODS)
     act = get_activation(act)
     lam = check_scalar(lam, "lam", positive=True)
     rho = check_scalar(rho, "rho", nonneg=True)
@@ -266,11 +386,23 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     p_in, p_out = X_in.shape[0], X_next.shape[0]
     W0, b0 = _check_anchor(W0, b0, gamma, bias, p_out, p_in, X_in)
     _check_init(W_init, b_init, bias, p_out, p_in, X_in)
+    relax, line_search = _check_running(method, W_init, b_init, bias, p_in, curvature, relax, line_search, U)
+    if method == "running":
+        if U is not None:
+            check_tensor(U, "U", ref=X_in, shape=(p_out, X_in.shape[1]), layout="(p_out, samples): W X_in + b")
+        with torch.no_grad(), solver_errors("w_hidden"):
+            W, b = W_init, (b_init if bias else None)
+            for k in range(max_iter):
+                if k > 0 or U is None:
+                    U = torch.addmm(b[:, None], W, X_in) if b is not None else W @ X_in
+                W, b = running_hidden_step(X_in, X_next, U, W, b, act, lam, rho, gamma, W0, b0, curvature, relax,
+                                           line_search)
+        return _unchecked("w_hidden", W, b, t0, max_iter, curvature, p_out)
 
-    with torch.no_grad():  # a solver, not a layer: inputs that require grad must not grow a graph here
+    with torch.no_grad(), solver_errors("w_hidden"):  # a solver, not a layer: inputs that require grad grow no graph
         Xa = _augment(X_in, bias)
         V = X_next.to(_F64)
-        mu, lin, Z0 = _quadratic(p_in, p_out, rho, gamma, bias, W0, b0, X_in)
+        mu, lin, Z0 = quadratic(p_in, p_out, rho, gamma, bias, W0, b0, X_in)
         Z = _start(W_init, b_init, Z0, bias, p_out, p_in, X_in)
         if method == "mm":
             out, solver = mm_rows(Xa, V, act, lam, mu, lin, Z, tol=tol, max_iter=max_iter), "mm"
@@ -283,14 +415,16 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
             U = out.info.pop("U", None)
             if U is None or X_in.dtype != _F64:
                 U = W @ X64 if b is None else W @ X64 + b.unsqueeze(1)
-            return lam * act.B_sum(V, U) + _penalty(W, b, rho, gamma, W0, b0)
+            return lam * act.B_sum(V, U) + penalty(W, b, rho, gamma, W0, b0)
 
-        return _result("w_hidden", out, p_in, bias, X_in.dtype, value, solver, t0, tol, max_iter, warn, "rows")
+        reg = {"rho": rho, "gamma": gamma, "W0": W0, "b0": b0}
+        return _result("w_hidden", out, p_in, bias, X_in.dtype, value, solver, t0, tol, max_iter, warn, "rows", reg)
 
 
 # ----------------------------------------------------------------------------------------------------- w_last
-def _targets(Y: Any, loss: Loss, p: int | None, W0: Any, W_init: Any, X_in: torch.Tensor) -> torch.Tensor:
-    """``Y`` as float64 ``(p, m)`` target columns on ``X_in``'s device."""
+def _targets(Y: Any, loss: Loss, p: int | None, W0: Any, W_init: Any, X_in: torch.Tensor,
+             dtype: torch.dtype = _F64) -> torch.Tensor:
+    """``Y`` as ``(p, m)`` target columns of ``dtype`` on ``X_in``'s device."""
     if not isinstance(Y, torch.Tensor):
         check_tensor(Y, "Y")  # raises TensorMismatchError with the conversion hint
     if Y.device != X_in.device:
@@ -310,14 +444,22 @@ def _targets(Y: Any, loss: Loss, p: int | None, W0: Any, W_init: Any, X_in: torc
             p = int(ref.shape[0]) if ref is not None else (int(Y.max()) + 1 if Y.numel() else 1)
     else:
         raise ShapeError(f"Y: expected a (p, m) target matrix or (m,) integer labels, got shape {tuple(Y.shape)}")
-    return loss.targets(Y, int(p), like=X_in.new_empty(0, dtype=_F64))
+    return loss.targets(Y, int(p), like=X_in.new_empty(0, dtype=dtype))
+
+
+def _check_loss(loss: Loss) -> None:
+    """The torch face solves MSE and cross-entropy."""
+    known = "mse" if isinstance(loss, MSELoss) else "ce" if isinstance(loss, CrossEntropyLoss) else loss
+    check_choice(known, "loss", ("mse", "ce"), "use fenchel_cvx.cvx for other losses")
 
 
 def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float, gamma: float = 0.0,
            W0: torch.Tensor | None = None, b0: torch.Tensor | None = None, bias: bool = True, p: int | None = None,
            tol: float = 1e-6, max_iter: int = 50, W_init: torch.Tensor | None = None,
-           b_init: torch.Tensor | None = None, warn: bool = True, method: str = "auto") -> SubproblemResult:
-    r"""Eqs. (18), (20): minimize over W, b  loss(Y, W X_in + b) + rho ||W||_F^2 + gamma (||W - W0||_F^2 + ||b - b0||^2).
+           b_init: torch.Tensor | None = None, warn: bool = True, method: str = "auto",
+           curvature: RunningCurvature | None = None, relax: float = 1.0,
+           line_search: bool = False) -> SubproblemResult:
+    r"""Eqs. (18), (20): minimize over W, b  loss(Y, W X_in + b) + rho ||W||^2 + gamma ||[W, b] - [W0, b0]||^2
 
     The last-layer W-update: ``X_in = X_L``. Layout: paper's ``(features, samples)``. With ``X_a = [X_in; 1^T]``
     and ``Z = [W, b]`` the regularizer is ``sum_i mu_i ||Z[:, i]||^2 / 2 - <2 gamma Z0, Z> + const`` with
@@ -330,19 +472,25 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
     with the exact ``(p p_a) x (p p_a)`` Hessian (``method="newton"``, about ``(p p_a)^2 m`` flops per step) or
     with conjugate gradients on Hessian-vector products preconditioned by Boehning's bound
     ``I kron (X_a X_a^T / 2 + diag(mu))`` (``method="newton_cg"``, ``4 p p_a m`` flops per CG step);
-    ``method="auto"`` takes the exact Hessian when ``p p_a <= 1000`` (measured on CPU, K=10, p_L=300, m=2000:
-    exact Newton 64 s, Newton-CG 5.8 s). ``method="mm"``: majorization-minimization with Boehning's bound
+    ``method="auto"`` takes the exact Hessian when ``p p_a <= 1000`` (beyond that, forming and factoring the
+    dense Hessian costs far more than the CG steps). ``method="mm"``: majorization-minimization with Boehning's bound
     ``H <= I kron (X_a X_a^T / 2 + diag(mu))``: ``[W, b] <- [W, b] - G M^{-1}`` with
     ``M = X_a X_a^T / 2 + diag(mu)`` (plus a ridge of ``1e-12`` times its mean diagonal where some ``mu_i = 0``,
     in ``M`` only), one Cholesky per call; it never increases the objective and converges linearly -- meant
     for a few warm-started steps (inexact BCD). Softmax is invariant to adding the same
     constant to every class, so with ``gamma = 0`` the bias (and, with ``rho = gamma = 0``, every column of
     ``W``) is determined only up to such a shift: the returned ``b`` then has mean zero over the classes.
+    ``method="running"`` (both losses): ``max_iter`` steps ``[W, b] <- [W, b] - relax G \tilde M^{-1}`` from
+    ``(W_init, b_init)`` with ``curvature``'s running estimate of ``M`` (the module docstring), ``h' =
+    softmax(.) - Y`` (CE) or ``2(. - Y)`` (MSE); three small GEMMs per step, no certificate. With a curvature
+    refreshed from this batch at full rank it is the ``"mm"`` step (CE) and the exact solution (MSE).
 
-    **Stopping test** (``residual``, one entry): the gradient ``G = (h'(Yhat) - c Y) X_a^T + mu Z - 2 gamma Z0``
-    of the objective w.r.t. ``Z = [W, b]`` relative to its terms,
-    ``||G|| / (||h'(Yhat) X_a^T|| + ||c Y X_a^T|| + ||mu Z|| + 2 gamma ||Z0||)`` with ``h'(Yhat) = 2 Yhat``,
-    ``c = 2`` (MSE) or ``h'(Yhat) = softmax(Yhat)``, ``c = 1`` (CE); stop at ``<= tol``.
+    **Stopping test** (``info["certificate"]``, one entry): the gradient
+    ``G = (h'(Yhat) - c Y) X_a^T + mu Z - 2 gamma Z0`` of the objective w.r.t. ``Z = [W, b]`` relative to its
+    terms, ``||G|| / (||h'(Yhat) X_a^T|| + ||c Y X_a^T|| + ||mu Z|| + 2 gamma ||Z0||)`` with
+    ``h'(Yhat) = 2 Yhat``, ``c = 2`` (MSE) or ``h'(Yhat) = softmax(Yhat)``, ``c = 1`` (CE); stop at ``<= tol``.
+    ``residual`` reports the rows of the same ``G`` relative to the problem's scale
+    (:func:`fenchel_cvx.optimality.w_last_residual`), from the gradient the solver already holds.
     ``info["gap"]`` bounds ``f - f^*`` by ``sum G^2 / (2 mu)`` (``inf`` if some ``mu_i = 0``).
 
     Parameters
@@ -365,49 +513,72 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
         Number of outputs; only needed with integer labels when neither ``W0`` nor ``W_init`` is given
         (default: largest label + 1, too small when the batch misses the last classes).
     tol : float
-        Target of the residual (default ``1e-6``).
+        Target of ``info["certificate"]`` (default ``1e-6``; unused by ``method="running"``).
     max_iter : int
-        Newton (or MM) steps at most (cross-entropy; default 50; MM to ``tol=1e-6`` needs hundreds or more).
+        Newton (or MM) steps at most (cross-entropy; default 50; MM to ``tol=1e-6`` needs hundreds or more);
+        ``method="running"`` takes exactly ``max_iter`` steps (inexact BCD: 1).
     W_init, b_init : Tensor, optional
-        Warm start for cross-entropy (default ``W0``, ``b0`` when ``gamma > 0``, else 0).
+        Warm start for cross-entropy (default ``W0``, ``b0`` when ``gamma > 0``, else 0); required by
+        ``method="running"``.
     warn : bool
         Warn when stopping at ``max_iter`` above ``tol``; ``False`` for deliberately inexact updates.
-    method : {"auto", "newton", "newton_cg", "mm"}
-        Cross-entropy solver (ignored for MSE, always the closed form).
+    method : {"auto", "newton", "newton_cg", "mm", "running"}
+        Cross-entropy solver (ignored for MSE, always the closed form), or ``"running"`` for either loss.
+    curvature : RunningCurvature, optional
+        ``method="running"`` only (required there): from :func:`~fenchel_cvx.torch.curvature.last_curvature`.
+    relax : float
+        ``method="running"`` only: step multiplier, as in :func:`w_hidden`.
+    line_search : bool
+        ``method="running"`` only: halve the step until the objective does not increase (at most 30 times, then
+        no step), one small GEMM (``p p_L m``) per trial.
 
     Returns
     -------
     SubproblemResult
-        ``W`` (p, p_L), ``b`` (p,) or ``None``; ``value`` (float64, at the returned point); ``residual`` (1,);
-        ``solver`` ``"cholesky"`` (MSE) or ``"newton"`` / ``"newton_cg"`` / ``"mm"``; ``info``: ``gap``, ``gap_bound``,
-        ``history``, ``cg_iterations``.
+        ``W`` (p, p_L), ``b`` (p,) or ``None``; ``value`` (float64, at the returned point); ``residual`` (p,),
+        the optimality residual per row; ``backend="torch"``; ``solver`` ``"cholesky"`` (MSE) or ``"newton"`` /
+        ``"newton_cg"`` / ``"mm"``; ``iterations`` (0 for the closed form); ``info``: ``certificate`` (1,),
+        ``gap``, ``gap_bound``, ``history``, ``cg_iterations``. ``method="running"``: as in :func:`w_hidden`.
 
     Raises
     ------
     TensorMismatchError, ShapeError, DomainError, ValueRangeError, LabelError
+        As :func:`w_hidden`.
+    ChoiceError
+        An unknown ``method``, or a loss the torch face does not solve.
+    SolverError
+        A factorization failed even after regularization.
     """
     t0 = time.perf_counter()
     loss = get_loss(loss)
+    _check_loss(loss)
     rho = check_scalar(rho, "rho", nonneg=True)
     gamma = check_scalar(gamma, "gamma", nonneg=True)
     tol, max_iter, warn = check_tol(tol), check_max_iter(max_iter), _check_warn(warn)
-    if method not in ("auto", "newton", "newton_cg", "mm"):
-        raise ValueRangeError(f"method: expected 'auto', 'newton', 'newton_cg' or 'mm', got {method!r}")
+    check_choice(method, "method", _LAST_METHODS)
     if p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 1):
         raise ValueRangeError(f"p: expected a positive int (the number of outputs) or None, got {p!r}")
     bias = bool(bias)
     check_tensor(X_in, "X_in", shape=(None, None), layout=_LAYOUT)
-    T = _targets(Y, loss, p, W0, W_init, X_in)
+    running = method == "running"
+    T = _targets(Y, loss, p, W0, W_init, X_in, X_in.dtype if running else _F64)
     p_in, K = X_in.shape[0], T.shape[0]
     W0, b0 = _check_anchor(W0, b0, gamma, bias, K, p_in, X_in)
     _check_init(W_init, b_init, bias, K, p_in, X_in)
+    relax, line_search = _check_running(method, W_init, b_init, bias, p_in, curvature, relax, line_search)
+    if running:
+        with torch.no_grad(), solver_errors("w_last"):
+            W, b = W_init, (b_init if bias else None)
+            for _ in range(max_iter):
+                W, b = running_last_step(X_in, T, W, b, loss, rho, gamma, W0, b0, curvature, relax, line_search)
+        return _unchecked("w_last", W, b, t0, max_iter, curvature, 1)
 
-    with torch.no_grad():  # a solver, not a layer: inputs that require grad must not grow a graph here
+    with torch.no_grad(), solver_errors("w_last"):  # a solver, not a layer: inputs that require grad grow no graph
         Xa = _augment(X_in, bias)
-        mu, lin, Z0 = _quadratic(p_in, K, rho, gamma, bias, W0, b0, X_in)
+        mu, lin, Z0 = quadratic(p_in, K, rho, gamma, bias, W0, b0, X_in)
         if isinstance(loss, MSELoss):
             out, solver = ridge(Xa, T, mu, lin), "cholesky"
-        elif isinstance(loss, CrossEntropyLoss):
+        else:  # cross-entropy (_check_loss)
             Z = _start(W_init, b_init, Z0, bias, K, p_in, X_in)
             if method == "mm":
                 out = ce_mm(Xa, T, mu, lin, Z, tol=tol, max_iter=max_iter)
@@ -417,12 +588,11 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
             free = mu == 0
             if bool(free.any()):  # the softmax shift: pick the representative with zero mean over classes
                 out.Z[:, free] -= out.Z[:, free].mean(0, keepdim=True)
-        else:  # pragma: no cover - get_loss only knows these two
-            raise ValueRangeError(f"loss: the torch face solves 'mse' and 'ce', got {loss!r}")
         X64 = X_in.to(_F64)
 
         def value(W: torch.Tensor, b: torch.Tensor | None) -> float:
             Yhat = W @ X64 if b is None else W @ X64 + b.unsqueeze(1)
-            return float(loss.value(T, Yhat)) + _penalty(W, b, rho, gamma, W0, b0)
+            return float(loss.value(T, Yhat)) + penalty(W, b, rho, gamma, W0, b0)
 
-        return _result("w_last", out, p_in, bias, X_in.dtype, value, solver, t0, tol, max_iter, warn, "entries")
+        reg = {"rho": rho, "gamma": gamma, "W0": W0, "b0": b0}
+        return _result("w_last", out, p_in, bias, X_in.dtype, value, solver, t0, tol, max_iter, warn, "entries", reg)

@@ -13,8 +13,8 @@ with a smooth convex ``ell`` -- ``lam B_act(v, .)`` for :func:`x_hidden`, the lo
 ``c = lam_prev``. ``P`` is strongly convex with modulus ``mu = c / sup phi_prev'`` (``F_prev'' >= 1/sup
 phi_prev'``), so the argmin is unique.
 
-Certificate: what ``residual`` means
-------------------------------------
+Certificate: what ``tol`` is tested against (``info["certificate"]``)
+---------------------------------------------------------------------
 Fenchel duality with the dual point ``s = grad ell(t)`` at any ``t`` gives, for every ``z`` in the domain,
 
 .. math::  \text{gap}(z) = D_\ell(Wz + b,\ t) + c\, B_{prev}\big(z,\ u - W^\top s / c\big)
@@ -24,21 +24,26 @@ a sum of Bregman / Fenchel-Young terms, each ``>= 0`` and evaluated without canc
 ``lam B_act(phi(t), Wz+b)``, ``||Wz+b - t||^2`` or a KL divergence). With ``t = Wz + b`` the first term vanishes
 and the gap is ``c B_prev(z, u - grad g(z)/c)``, zero exactly at the argmin, where ``z = phi_prev(u - grad
 g(z)/c)``; it is at least ``(mu/2) ||R||^2`` for the natural residual ``R`` of :mod:`fenchel_cvx.optimality`.
-The ``residual`` of column ``j`` is the *relative* gap
+The certificate of column ``j`` is the *relative* gap
 
-.. math::  \text{residual}_j = \text{gap}_j / \text{scale}_j,
+.. math::  \text{certificate}_j = \text{gap}_j / \text{scale}_j,
 
 ``scale_j`` being the sum of the absolute values of the terms whose sum is ``P_j`` (elementwise ``lam|F(v)|``,
 ``lam|F*(Wz+b)|``, ``lam|v (Wz+b)|``, ``c|F_prev(z)|``, ``c|F*_prev(u)|``, ``c|u z|``, or the loss's split form
 ``|y|^2, |yhat|^2, 2|y yhat|`` / ``|lse(yhat)|, |y yhat|``): the magnitude below which ``P_j`` cannot be resolved
-in floating point. ``residual_j <= tol`` certifies that column ``j``'s value is within ``tol * scale_j`` of its
+in floating point. ``certificate_j <= tol`` certifies that column ``j``'s value is within ``tol * scale_j`` of its
 minimum and that ``||z_j - z_j*|| <= sqrt(2 tol scale_j / mu)``: the default ``tol = 1e-6`` pins values to
 about 1e-6 and argmins to about 1e-3 relative; argmins to 1e-4..1e-5 need ``tol`` near 1e-9..1e-10 (a few more
 iterations: convergence is linear). ``info["gap"]`` holds the absolute gaps. The certificate is evaluated in
 float64 for float32 inputs (float32 round-off in the entropic ``B`` terms alone would floor it near 1e-8).
 
-Methods (chosen by measurement; numbers in the torch-face report)
------------------------------------------------------------------
+The reported ``residual`` is not the certificate but the optimality residual of :mod:`fenchel_cvx.optimality`
+(the natural residual ``R`` per column over ``max(1, ||Z||_F)``: the same measure as the CVXPY face), formed
+once at the returned point from the ``W Z + b`` the solver kept: one GEMM per call. It is linear in the
+distance to the argmin where the gap is quadratic, so a certificate of ``tol`` puts it near ``sqrt(tol)``.
+
+Methods
+-------
 * FISTA on ``g(z) = ell(Wz+b)`` with the *exact* proximal map of ``c B_prev(., u)`` (forward-backward: nothing
   about ``F_prev`` is differentiated, so the entropic sigmoid/tanh ``F`` with its infinite slope at the
   boundary is no obstacle). ``prox(r)`` solves ``x + a phi_prev(x) = u + a r`` (``a = L/c``) and returns
@@ -50,8 +55,8 @@ Methods (chosen by measurement; numbers in the torch-face report)
   the gap costs no GEMM and is checked at iterations predicted from the observed linear rate; finished columns
   leave the batch. Iterations grow like ``sqrt(kappa) log(1/tol)``, ``kappa = L / mu = lam ||W||_2^2 sup phi'
   sup phi_prev' / lam_prev``. A per-column Newton method would need ``p x p`` Hessians, ``m q p^2`` flops per
-  step (5e10 at 300x300, m = 2000, against 7e8 for a FISTA step) -- not competitive at the kappa of 5-150 met
-  in practice.
+  step against ``4 q p m`` for a FISTA step (a factor ``p / 4``) -- not competitive at the moderate kappa met
+  in training.
 * :func:`x_last` with the MSE loss, every ``act_prev``: the dual is smooth and strongly concave in ``alpha`` in
   ``R^K`` per column, ``D(alpha) = alpha^T (y - b) - ||alpha||^2/4 + c F*_prev(u) - c F*_prev(u + W^T alpha /
   c)``, with primal ``z(alpha) = phi_prev(u + W^T alpha / c)`` (in the domain by construction) and gap exactly
@@ -59,9 +64,9 @@ Methods (chosen by measurement; numbers in the torch-face report)
   phi_prev') W^T / c`` (batched Cholesky in float64) and a per-column Armijo search: 3-5 steps at any
   conditioning, where FISTA needs ``sqrt(kappa)`` times more. Cross-entropy uses FISTA (``L = ||W||_2^2 / 2``).
 * On CPU the columns are solved in blocks of about ``_CPU_BLOCK`` entries per ``(rows, block)`` array, which
-  keeps an iteration's arrays in cache (2x faster at m = 30,000 on the 2-core test machine); on a GPU, one
-  batch. FISTA stops early, with status ``"stalled"`` and a warning, when the residual has not halved in
-  ``_STALL`` iterations (the dtype's round-off floor lies above ``tol``).
+  keeps an iteration's arrays in cache; on a GPU, one batch. FISTA stops early, with status ``"stalled"`` and a
+  warning, when the certificate has not halved in ``_STALL`` iterations (the dtype's round-off floor lies above
+  ``tol``).
 """
 
 from __future__ import annotations
@@ -72,12 +77,23 @@ from typing import Any
 
 import torch
 
-from .._checks import check_ndim, check_scalar
+from .._checks import check_choice, check_ndim, check_scalar
 from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, get_activation
-from ..errors import FenchelError, ShapeError, TensorMismatchError, ValueRangeError
+from ..errors import ShapeError, TensorMismatchError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
+from ..optimality import Residual, natural_residual
 from ..subproblems import SubproblemResult
-from ._common import check_bias, check_max_iter, check_tensor, check_tol, finish, spectral_norm_sq, sup_dphi, tiny
+from ._common import (
+    check_bias,
+    check_max_iter,
+    check_tensor,
+    check_tol,
+    finish,
+    solver_errors,
+    spectral_norm_sq,
+    sup_dphi,
+    tiny,
+)
 
 __all__ = ["x_hidden", "x_last"]
 
@@ -270,7 +286,7 @@ def _bounded_prox(act: Activation, r: torch.Tensor, a: float, Zg: torch.Tensor) 
     shrinks at every step, and a step that leaves it or does not halve the step before last bisects -- and
     started from the better (smaller ``|h|``) of two guesses: ``r - a z_prev``, exact once the outer iterates
     settle, and the root for the piecewise-linear "hard" ``phi`` (slope ``s`` through ``phi(0)``, clipped to
-    ``[lo, hi]``), within O(1) of the root from anywhere. Measured: 3-5 steps per call at ``a s`` up to 40.
+    ``[lo, hi]``), within O(1) of the root from anywhere.
     """
     lo, hi = act.domain
     s = sup_dphi(act)
@@ -318,8 +334,8 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
 
     Momentum is the strongly convex constant ``(1 - sqrt(q)) / (1 + sqrt(q))``, ``q = mu / (L + mu)``, with
     ``mu`` the modulus of the prox term; a column whose step makes an obtuse angle with its gradient mapping
-    restarts (O'Donoghue & Candes), which covers a larger local modulus. Measured against FISTA's ``t_k``
-    schedule with the same restart: equal at kappa ~ 4, 1.7x fewer iterations at kappa 30-400.
+    restarts (O'Donoghue & Candes), which covers a larger local modulus; at large kappa it takes fewer
+    iterations than FISTA's ``t_k`` schedule with the same restart.
 
     Accelerated iterates need not decrease the objective, so a column stopped by ``max_iter`` (not by ``tol``)
     keeps its start ``Z0`` -- with the certificate computed there -- if that is the lower of the two: a capped
@@ -342,6 +358,7 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
     idx = torch.arange(m, device=Z0.device)
     Z, T = Z0, affine(Z0)
     T0 = T
+    T_out = T.clone() if certify else None  # W z + b of every returned column: the optimality residual needs it
     dZ, dT = Z, T  # placeholders: the first step has no momentum
     beta = Z0.new_zeros(m)
     history, k, next_check = [], 0, 0
@@ -354,7 +371,7 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
         else:
             Yv, Ty = torch.addcmul(Z, beta, dZ), torch.addcmul(T, beta, dT)
         G = Wt @ smooth.grad_part(Ty)
-        if certify and (k == next_check or k == max_iter):
+        if certify and k in (next_check, max_iter):
             gap, res = _certificate(smooth, prev, Z, T, Ty, G)
             if k == 0:
                 start = (Z0, T, gap, res)
@@ -372,6 +389,7 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
             if bool(done.any()):
                 cols = idx[done]
                 Z_out[:, cols], res_out[cols], gap_out[cols] = Z[:, done], res[done].to(Z.dtype), gap[done].to(Z.dtype)
+                T_out[:, cols] = T[:, done]
                 keep = ~done
                 if not bool(keep.any()):
                     break
@@ -384,8 +402,8 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
         beta = torch.where(restart, 0.0, momentum)
         dT = Tnew - T
         Z, T = Znew, Tnew
-    return {"Z": Z_out, "residual": res_out, "gap": gap_out, "iterations": k, "lipschitz": L, "mu": prev.mu,
-            "history": history, "stalled": stalled}
+    return {"Z": Z_out, "T": T_out, "residual": res_out, "gap": gap_out, "iterations": k, "lipschitz": L,
+            "mu": prev.mu, "history": history, "stalled": stalled}
 
 
 def _unchecked_end(smooth: Any, prev: _PrevTerm, Z0: torch.Tensor, T0: torch.Tensor, Z: torch.Tensor,
@@ -394,8 +412,8 @@ def _unchecked_end(smooth: Any, prev: _PrevTerm, Z0: torch.Tensor, T0: torch.Ten
     back = smooth.value(T0) + prev.partial_value(Z0) < smooth.value(T) + prev.partial_value(Z)
     Z = torch.where(back, Z0, Z) if bool(back.any()) else Z
     nan = Z.new_full((Z.shape[1],), math.nan)
-    return {"Z": Z, "residual": nan, "gap": nan.clone(), "iterations": k, "lipschitz": L, "mu": prev.mu,
-            "history": [], "stalled": False}
+    return {"Z": Z, "T": None, "residual": nan, "gap": nan.clone(), "iterations": k, "lipschitz": L,
+            "mu": prev.mu, "history": [], "stalled": False}
 
 
 def _no_worse_than_start(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor, gap: torch.Tensor,
@@ -450,6 +468,7 @@ def _dual_newton_mse(Y: torch.Tensor, prev: _PrevTerm, W: torch.Tensor, b: torch
     Yb = Y - b if b is not None else Y
     A = 2.0 * (Yb - W @ Z0)  # the dual point of the loss at Z0: -grad ell(W Z0 + b)
     Z_out, res_out, gap_out = Z0.clone(), Z0.new_full((m,), float("inf")), Z0.new_full((m,), float("inf"))
+    T_out = Y.new_empty(K, m)
     idx = torch.arange(m, device=Z0.device)
     Yc, U = Y, prev.U
     eps, floor = torch.finfo(Z0.dtype).eps, tiny(Z0.dtype)
@@ -470,6 +489,7 @@ def _dual_newton_mse(Y: torch.Tensor, prev: _PrevTerm, W: torch.Tensor, b: torch
         if bool(done.any()):
             cols = idx[done]
             Z_out[:, cols], res_out[cols], gap_out[cols] = Z[:, done], res[done], gap[done]
+            T_out[:, cols] = T[:, done]
             keep = ~done
             if not bool(keep.any()):
                 break
@@ -496,7 +516,8 @@ def _dual_newton_mse(Y: torch.Tensor, prev: _PrevTerm, W: torch.Tensor, b: torch
                 break
             tau = torch.where(ok, tau, 0.5 * tau)
         A = A + tau * Dir
-    return {"Z": Z_out, "residual": res_out, "gap": gap_out, "iterations": k, "history": history, "stalled": False}
+    return {"Z": Z_out, "T": T_out, "residual": res_out, "gap": gap_out, "iterations": k, "history": history,
+            "stalled": False}
 
 
 def _value(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None, Z: torch.Tensor) -> float:
@@ -514,7 +535,7 @@ def _in_blocks(engine: Any, smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: to
     """Run ``engine`` on blocks of columns and glue the answers (the problem separates over columns).
 
     On CPU a block keeps each ``(p, block)`` array near ``_CPU_BLOCK`` entries so the dozen arrays of an
-    iteration stay in cache (measured 2-3x faster at m = 60,000 than one batch); on a GPU one batch is best.
+    iteration stay in cache; on a GPU one batch is best.
     """
     L = smooth.curv * spectral_norm_sq(W)
     if L <= 0.0:  # W = 0: the data term is constant, one prox step from anywhere is exact
@@ -538,10 +559,23 @@ def _in_blocks(engine: Any, smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: to
     else:
         slowest = max(outs, key=lambda o: o["iterations"])
         out = dict(slowest, Z=torch.cat([o["Z"] for o in outs], 1),
+                   T=None if outs[0]["T"] is None else torch.cat([o["T"] for o in outs], 1),
                    residual=torch.cat([o["residual"] for o in outs]), gap=torch.cat([o["gap"] for o in outs]),
                    stalled=any(o["stalled"] for o in outs))
     out.update(lipschitz=L, mu=prev.mu, blocks=len(outs), value=value)
     return out
+
+
+def _optimality(out: dict, smooth: Any, prev: _PrevTerm, W: torch.Tensor) -> Residual | None:
+    """The optimality residual of :mod:`fenchel_cvx.optimality` at the returned ``Z``, from its ``T = W Z + b``.
+
+    ``grad f = W^T grad ell(T)`` (``grad ell = gscale * grad_part``): one GEMM, as the solver kept ``T``.
+    ``None`` for an uncertified run (its residual is reported as NaN).
+    """
+    if out["T"] is None:
+        return None
+    grad_f = (W.T @ smooth.grad_part(out["T"])).mul_(smooth.gscale)
+    return natural_residual(out["Z"], grad_f, prev.U, act_prev=prev.act, lam_prev=prev.c)
 
 
 # -- public API ----------------------------------------------------------------------------------------------------
@@ -597,8 +631,9 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
     leaky ReLU, safeguarded scalar Newton inside ``[0, 1]`` / ``[-1, 1]`` for sigmoid and tanh), step ``1/L``,
     ``L = lam sup(phi_act') ||W||_2^2``, strongly convex momentum with per-column gradient restart. Cost per
     iteration: two GEMMs (``4 q p m`` flops) plus elementwise work. Stops per column once the relative Fenchel
-    gap (``residual``, see the module docstring) is ``<= tol``; finished columns leave the batch. Strongly
-    convex with modulus ``lam_prev / sup(phi_prev')``: the argmin is unique.
+    gap (``info["certificate"]``, see the module docstring) is ``<= tol``; finished columns leave the batch; the
+    optimality ``residual`` is then formed once (one GEMM). Strongly convex with modulus
+    ``lam_prev / sup(phi_prev')``: the argmin is unique.
 
     Parameters
     ----------
@@ -624,21 +659,24 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
         Warm start in ``dom(act_prev)``, e.g. the current ``X_l`` (default ``phi_prev(U_prev)``, the
         feed-forward value). Columns it already solves to ``tol`` cost no iteration.
     warn : bool
-        Warn :class:`NotConvergedWarning` (naming the subproblem and the residual) when stopping above ``tol``.
+        Warn :class:`NotConvergedWarning` (naming the subproblem and the certificate) when stopping above ``tol``.
     certify : bool
         ``False``: take exactly ``max_iter`` FISTA steps and compute no certificate (inexact BCD, where the
-        certificate would cost as much as the steps): ``residual`` is NaN, ``value`` NaN, ``status``
-        ``"unchecked"``, no warning; each column still returns the lower-objective of ``Z0`` and its last iterate.
+        certificate would cost as much as the steps): ``residual`` and the certificate NaN, ``value`` NaN,
+        ``status`` ``"unchecked"``, ``converged=False``, no warning; each column still returns the lower-objective
+        of ``Z0`` and its last iterate.
 
     Returns
     -------
     SubproblemResult
         ``Z`` (Tensor (p, m), dtype and device of ``W``), ``value`` (the full objective with constants, float,
-        evaluated in float64), ``residual`` (Tensor (m,), relative gap per column), ``max_residual``,
-        ``iterations`` (the most any column took), ``converged`` (``max_residual <= tol``), ``status``
-        (``"optimal"``, ``"max_iter"`` or ``"stalled"``), ``solver="fista"``; ``info``: ``gap`` (absolute gaps,
-        (m,)), ``lipschitz`` (L), ``mu``, ``history`` (``(iteration, max residual)`` at each check of the slowest
-        block), ``blocks`` (column blocks solved one after another).
+        evaluated in float64), ``residual`` (Tensor (m,), the optimality residual per column relative to the
+        problem's scale, see :mod:`fenchel_cvx.optimality`), ``max_residual``, ``iterations`` (the most any
+        column took), ``converged`` (every certificate ``<= tol``), ``status`` (``"optimal"``, ``"max_iter"`` or
+        ``"stalled"``), ``backend="torch"``, ``solver="fista"``; ``info``: ``certificate`` (Tensor (m,), relative
+        gap per column), ``gap`` (absolute gaps, (m,)), ``lipschitz`` (L), ``mu``, ``history`` (``(iteration,
+        max certificate)`` at each check of the slowest block), ``blocks`` (column blocks solved one after
+        another).
 
     Raises
     ------
@@ -650,8 +688,10 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
         NaN/inf entries, ``X_next`` outside ``dom(act)`` or ``Z0`` outside ``dom(act_prev)``.
     ValueRangeError
         ``lam <= 0``, ``lam_prev <= 0``, ``tol <= 0``, ``max_iter < 1`` or a non-bool ``warn``.
-    FenchelError
+    ChoiceError
         An activation the torch face does not solve (only ReLU, LeakyReLU, Sigmoid and Tanh).
+    SolverError
+        A non-finite objective at the returned point (inputs too large for the dtype) or a failed factorization.
     """
     t0 = time.perf_counter()
     _check_W(W)
@@ -664,11 +704,13 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
     act.check_domain(X_next, "X_next")
     certify = _check_certify(certify)
     smooth, prev = _ActTerm(act, lam, X_next), _PrevTerm(act_prev, c, U_prev)
-    out = _in_blocks(_fista, smooth, prev, W, bcol, Z0, tol, max_iter, certify)
+    with solver_errors("x_hidden"):
+        out = _in_blocks(_fista, smooth, prev, W, bcol, Z0, tol, max_iter, certify)
     info = {k: out[k] for k in ("gap", "lipschitz", "mu", "history", "blocks")}
     return finish("x_hidden", value=out["value"], solver="fista", t0=t0, t1=time.perf_counter(), Z=out["Z"],
-                  residual=out["residual"], iterations=out["iterations"], tol=tol, max_iter=max_iter, info=info,
-                  stalled=out["stalled"], warn=warn, certified=certify)
+                  certificate=out["residual"], residual=_optimality(out, smooth, prev, W),
+                  iterations=out["iterations"], tol=tol, max_iter=max_iter, info=info, stalled=out["stalled"],
+                  warn=warn, certified=certify)
 
 
 @torch.no_grad()
@@ -685,7 +727,7 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
     dual), ``4 K p m + 2 K^2 p m`` flops per step, 3-5 steps at any conditioning; the primal point
     ``phi_prev(U_prev + W^T alpha / lam_prev)`` is in the domain by construction. Cross-entropy -- FISTA with the
     exact prox of the ``B_prev`` term, ``L = ||W||_2^2 / 2``, two GEMMs per iteration. Both stop per column on
-    the relative Fenchel gap (``residual``, see the module docstring).
+    the relative Fenchel gap (``info["certificate"]``, see the module docstring).
 
     Parameters
     ----------
@@ -725,13 +767,15 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
 
     Raises
     ------
-    TensorMismatchError, ShapeError, DomainError, ValueRangeError
+    TensorMismatchError, ShapeError, DomainError, ValueRangeError, SolverError
         As :func:`x_hidden`; :class:`LabelError` for labels out of range or non-probability columns (CE).
+    ChoiceError
+        A loss other than MSE and cross-entropy, or an ``act_prev`` the torch face does not solve.
     """
     t0 = time.perf_counter()
     loss = get_loss(loss)
-    if not isinstance(loss, (MSELoss, CrossEntropyLoss)):
-        raise FenchelError(f"loss: the torch face solves 'mse' and 'ce', got {loss!r}; use fenchel_cvx.cvx")
+    known = "mse" if isinstance(loss, MSELoss) else "ce" if isinstance(loss, CrossEntropyLoss) else loss
+    check_choice(known, "loss", ("mse", "ce"), "use fenchel_cvx.cvx for other losses")
     K = _check_W(W).shape[0]
     if not isinstance(Y, torch.Tensor):
         check_tensor(Y, "Y")  # raises the torch-face message
@@ -750,14 +794,16 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
                                                          T_Y.shape[1])
     certify = _check_certify(certify) or isinstance(loss, MSELoss)
     prev = _PrevTerm(act_prev, c, U_prev)
-    if isinstance(loss, MSELoss):
-        smooth, solver = _MSETerm(T_Y), "dual_newton"
-        out = _in_blocks(lambda sm, *args: _dual_newton_mse(sm.Y, *args), smooth, prev, W, bcol, Z0, tol,
-                         max_iter)
-    else:
-        smooth, solver = _CETerm(T_Y), "fista"
-        out = _in_blocks(_fista, smooth, prev, W, bcol, Z0, tol, max_iter, certify)
+    with solver_errors("x_last"):
+        if isinstance(loss, MSELoss):
+            smooth, solver = _MSETerm(T_Y), "dual_newton"
+            out = _in_blocks(lambda sm, *args: _dual_newton_mse(sm.Y, *args), smooth, prev, W, bcol, Z0, tol,
+                             max_iter)
+        else:
+            smooth, solver = _CETerm(T_Y), "fista"
+            out = _in_blocks(_fista, smooth, prev, W, bcol, Z0, tol, max_iter, certify)
     info = {k: out[k] for k in ("gap", "history", "blocks") + (("lipschitz", "mu") if solver == "fista" else ())}
     return finish("x_last", value=out["value"], solver=solver, t0=t0, t1=time.perf_counter(), Z=out["Z"],
-                  residual=out["residual"], iterations=out["iterations"], tol=tol, max_iter=max_iter, info=info,
-                  stalled=out["stalled"], warn=warn, certified=certify)
+                  certificate=out["residual"], residual=_optimality(out, smooth, prev, W),
+                  iterations=out["iterations"], tol=tol, max_iter=max_iter, info=info, stalled=out["stalled"],
+                  warn=warn, certified=certify)

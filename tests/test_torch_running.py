@@ -1,5 +1,6 @@
-"""Preconditioned W-steps with a running curvature (inexact BCD's fast mode), paired with the MM steps, the
-closed form and the CVXPY reference; plus the uncertified capped X-updates they run with.
+"""The W-updates' ``method="running"`` (inexact BCD's fast mode: preconditioned steps with a running curvature),
+paired with the MM steps, the closed form and the CVXPY reference; plus the uncertified capped X-updates they run
+with.
 
 Runtime: a few seconds on 2 CPU cores.
 """
@@ -14,17 +15,21 @@ import torch
 
 from fenchel_cvx import cvx
 from fenchel_cvx import torch as tf
-from fenchel_cvx.errors import CheckpointError, DomainError, ShapeError, ValueRangeError
-from fenchel_cvx.torch.preconditioned import (
-    RunningCurvature,
-    hidden_curvature,
-    last_curvature,
-    w_hidden_step,
-    w_last_step,
-)
+from fenchel_cvx.errors import CheckpointError, ChoiceError, DomainError, ShapeError, ValueRangeError
+from fenchel_cvx.losses import Loss
+from fenchel_cvx.torch.curvature import RunningCurvature, hidden_curvature, last_curvature
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 F64 = torch.float64
+
+
+def w_hidden_step(X_in, X_next, U, W, b, **kw):
+    """One running step from ``(W, b)`` with the feed-forward's ``U``: BCD's call."""
+    return tf.w_hidden(X_in, X_next, W_init=W, b_init=b, U=U, method="running", max_iter=1, warn=False, **kw)
+
+
+def w_last_step(X_in, Y, W, b, **kw):
+    return tf.w_last(X_in, Y, W_init=W, b_init=b, method="running", max_iter=1, warn=False, **kw)
 
 
 def _hidden(p_in=7, r=5, m=40, seed=0, act="relu"):
@@ -36,6 +41,12 @@ def _hidden(p_in=7, r=5, m=40, seed=0, act="relu"):
     if act in ("sigmoid",):
         V = 0.05 + 0.9 * V
     return X, V, W, b
+
+
+class _Hinge(Loss):
+    """A loss the torch face does not solve."""
+
+    name = "hinge"
 
 
 def _rel(a, b):
@@ -59,7 +70,9 @@ def test_hidden_step_with_this_batchs_curvature_is_the_mm_step(act, rho, gamma, 
     out = w_hidden_step(X, V, U, W, b, curvature=curv, **kw)
     assert _rel(out.W, ref.W) < 1e-9 and _rel(out.b, ref.b) < 1e-9
     assert out.status == "unchecked" and np.isnan(out.max_residual) and np.isnan(out.value)
-    assert out.iterations == 1 and not out.converged
+    assert out.iterations == 1 and not out.converged and out.backend == "torch" and out.solver == "running_mm"
+    assert out.residual.shape == (V.shape[0],) and bool(torch.isnan(out.residual).all())
+    assert bool(torch.isnan(out.info["certificate"]).all())
 
 
 def test_last_step_with_this_batchs_curvature_is_the_mm_step_or_the_closed_form():
@@ -149,14 +162,38 @@ def test_hidden_steps_converge_to_the_cvxpy_argmin():
     ref = cvx.w_hidden(X.numpy(), V.numpy(), **{k: (v.numpy() if torch.is_tensor(v) else v) for k, v in kw.items()})
     curv = hidden_curvature(4, act="relu", lam=1.0, rho=0.1, gamma=0.5, rank=2, every=10**9)
     curv.observe(X)  # one refresh; low rank: a conservative (larger) bound, so plain MM convergence, slower
-    for _ in range(400):
-        r = w_hidden_step(X, V, W @ X + b[:, None], W, b, curvature=curv, **kw)
-        W, b = r.W, r.b
+    r = tf.w_hidden(X, V, W_init=W, b_init=b, method="running", curvature=curv, max_iter=400, **kw)
+    assert r.iterations == 400 and r.status == "unchecked"
+    W, b = r.W, r.b
     np.testing.assert_allclose(W.numpy(), ref.W, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(b.numpy(), ref.b, rtol=1e-5, atol=1e-6)
     # and the torch solver certifies the point as optimal
     cert = tf.w_hidden(X, V, **kw, W_init=W, b_init=b, max_iter=1, warn=False, method="mm")
-    assert cert.max_residual < 1e-7
+    assert float(cert.info["certificate"].max()) < 1e-7 and cert.max_residual < 1e-7
+
+
+def test_more_steps_recompute_U_and_equal_repeated_single_steps():
+    X, V, W, b = _hidden(seed=6)
+    kw = {"act": "relu", "lam": 0.5, "rho": 0.1, "gamma": 1.0, "W0": W + 0.1, "b0": b}
+    c = hidden_curvature(7, act="relu", lam=0.5, rho=0.1, gamma=1.0, rank=3)
+    c.observe(X)
+    three = tf.w_hidden(X, V, W_init=W, b_init=b, method="running", curvature=c, max_iter=3, **kw)
+    Wk, bk = W, b
+    for _ in range(3):  # U=None: each call forms W X_in + b itself, as the later steps of one call do
+        r = tf.w_hidden(X, V, W_init=Wk, b_init=bk, method="running", curvature=c, max_iter=1, **kw)
+        Wk, bk = r.W, r.b
+    assert three.iterations == 3 and torch.equal(three.W, Wk) and torch.equal(three.b, bk)
+    # w_last likewise
+    g = torch.Generator().manual_seed(6)
+    Y = torch.nn.functional.one_hot(torch.randint(0, 5, (40,), generator=g), 5).T.to(F64)
+    WL, bL = 0.3 * torch.randn(5, 7, generator=g, dtype=F64), torch.zeros(5, dtype=F64)
+    cl = last_curvature(7, loss="ce", rho=0.1, gamma=0.0, rank=None)
+    cl.observe(X)
+    two = tf.w_last(X, Y, loss="ce", rho=0.1, W_init=WL, b_init=bL, method="running", curvature=cl, max_iter=2)
+    one = w_last_step(X, Y, WL, bL, loss="ce", rho=0.1, curvature=cl)
+    one = w_last_step(X, Y, one.W, one.b, loss="ce", rho=0.1, curvature=cl)
+    assert two.iterations == 2 and torch.equal(two.W, one.W) and torch.equal(two.b, one.b)
+    assert two.residual.shape == (5,) and bool(torch.isnan(two.residual).all())
 
 
 # -- the running estimate -----------------------------------------------------------------------------------------
@@ -251,6 +288,27 @@ def test_bad_step_inputs_raise_typed_errors():
         w_hidden_step(X, V, U, W, b, act="relu", lam=-1.0, rho=0.0, gamma=1.0, W0=W, b0=b, curvature=c)
     with pytest.raises(ValueRangeError, match="curvature: expected a RunningCurvature"):
         w_hidden_step(X, V, U, W, b, act="relu", lam=0.5, rho=0.0, gamma=1.0, W0=W, b0=b, curvature="exact")
+    with pytest.raises(ShapeError, match="W_init: required with method='running'"):
+        tf.w_hidden(X, V, act="relu", lam=0.5, rho=0.0, method="running", curvature=c)
+    with pytest.raises(ShapeError, match="b_init: required with method='running'"):
+        tf.w_hidden(X, V, act="relu", lam=0.5, rho=0.0, method="running", curvature=c, W_init=W)
+    with pytest.raises(ChoiceError, match="loss: expected one of"):
+        w_last_step(X, V[:4], W[:4], b[:4], loss=_Hinge(), rho=0.0, curvature=c)
+
+
+@pytest.mark.parametrize("arg", [{"curvature": "exact"}, {"relax": 1.5}, {"line_search": True}, {"U": "U"}])
+@pytest.mark.parametrize("method", ["auto", "mm"])
+def test_running_arguments_are_refused_by_the_other_methods(arg, method):
+    X, V, W, b = _hidden()
+    if "U" in arg:
+        arg = {"U": W @ X + b[:, None]}
+    name = next(iter(arg))
+    with pytest.raises(ValueRangeError, match=f"{name}: only method='running' takes it"):
+        tf.w_hidden(X, V, act="relu", lam=0.5, rho=0.1, method=method, W_init=W, b_init=b, **arg)
+    if name != "U":
+        Y = torch.nn.functional.one_hot(torch.arange(X.shape[1]) % 3, 3).T.to(F64)
+        with pytest.raises(ValueRangeError, match=f"{name}: only method='running' takes it"):
+            tf.w_last(X, Y, loss="ce", rho=0.1, method=method, **arg)
 
 
 # -- uncertified capped X-updates -----------------------------------------------------------------------------------

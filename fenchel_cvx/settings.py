@@ -1,0 +1,589 @@
+r"""Every setting of a training run, defined once: name, default, valid range, help and resume rule.
+
+The settings are small frozen dataclasses, grouped by what they configure. Each field carries a :class:`Spec`
+(its help text, its range or choices, whether a resumed run may change it, and its command-line flag), and every
+instance checks itself when it is built, so a bad value fails where it is written, with a typed error that names
+it. Everything else derives from these classes:
+
+* the trainers take :class:`BCDSettings` (Fenchel BCD, Algorithms 1 and 2) or :class:`BackpropSettings` (Adam /
+  SGD), both made of the shared :class:`TrainerSettings` -- batches, epochs, seed, device, ``rho`` -- plus their
+  own options (:class:`BCDOptions`, :class:`BackpropOptions`);
+* a run directory stores a :class:`RunConfig`, which *composes* the groups (``data``, ``network``, ``train``,
+  ``fenchel``, ``backprop``) instead of copying their fields;
+* ``fenchel-cvx train`` generates one flag per field (:func:`fields_of`), with the same defaults and help;
+* :func:`resumable` says which settings a resumed run may change (the checkpoint fingerprint leaves them out).
+
+Defaults are the paper's main batched experiment (Fig. 2 setting, Appendix C): batches of 500, inexact W-updates
+(one majorization-minimization step per block), ``lam = 0.1``, no ridge, proximal weights ``gamma = (1, 100)``.
+``None`` for ``rho`` or ``gamma`` means "Appendix C's value for this mode" and is resolved per layer by
+:func:`layer_values` once the depth is known: batched ``rho = 0``, ``gamma = (1, 100)``; full batch (Algorithm 1)
+``rho = (1e-2, 10)``, ``gamma = 0``; hidden layers take the first value, the output layer the second.
+
+Appendix C, batched 784-300-10: "for batched models we do not use pi" yet it lists ``rho_1 = 1, lambda_1 = 0.1,
+rho_2 = 100``. The official code (``beeperman/Fenchel_Lifted_Networks``, ``mnist_batch.py``) runs that model with
+the ridge weight ``rho = 0`` and the *offset* weights (``rhod``, our ``gamma``) at 10 and 100, so we read the
+listed rho's as the proximal weights: ``lam = 0.1, rho = 0, gamma = (1, 100)``.
+
+This module imports nothing heavy (no torch, no CVXPY), so the command line can build its parser from it at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._checks import check_choice
+from .errors import FenchelError, ShapeError, ValueRangeError
+
+__all__ = [
+    "ACTIVATION_NAMES",
+    "DATASET_NAMES",
+    "DTYPES",
+    "LOSS_NAMES",
+    "METHODS",
+    "BCDOptions",
+    "BCDSettings",
+    "BackpropOptions",
+    "BackpropSettings",
+    "DataSettings",
+    "NetworkSettings",
+    "RunConfig",
+    "Spec",
+    "TrainerSettings",
+    "fields_of",
+    "layer_values",
+    "resumable",
+]
+
+#: Trainers of a run: Fenchel BCD, and the backprop baselines.
+METHODS = ("fenchel", "adam", "sgd")
+#: Data sets ``fenchel_cvx.data.load_dataset`` knows (the shipped MNIST subset first).
+DATASET_NAMES = ("mnist-small", "mnist", "cifar10", "synthetic")
+#: Hidden activations with a torch solver (the registry in ``fenchel_cvx.activations`` holds the same names).
+ACTIVATION_NAMES = ("relu", "leaky_relu", "sigmoid", "tanh")
+#: Output losses (the registry in ``fenchel_cvx.losses``).
+LOSS_NAMES = ("ce", "mse")
+#: Working precisions of the torch trainers.
+DTYPES = ("float64", "float32")
+
+
+# -- one field's description ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Spec:
+    """What a settings field means and which values it takes.
+
+    Attributes
+    ----------
+    help : str
+        One line for ``--help`` and the docs (the default is appended automatically).
+    kind : str
+        ``"int"``, ``"float"``, ``"bool"``, ``"choice"``, ``"text"``, ``"layers"`` (a number or one per layer),
+        ``"sizes"`` (layer widths ``n-p_1-...-p``) or ``"json"`` (a dict).
+    choices : tuple, optional
+        The allowed values of a ``"choice"``.
+    low : float, optional
+        Smallest allowed value (numbers; each entry for ``"layers"``).
+    strict : bool
+        ``low`` itself is excluded (``> low`` rather than ``>= low``).
+    none : str, optional
+        What ``None`` means; ``None`` is allowed only when this is given (e.g. "full batch").
+    resumable : bool
+        A resumed run may change it: it does not change the weights the run produces.
+    flag : str, optional
+        The command-line flag (default ``--`` + the name with dashes).
+    flag_off : str, optional
+        For booleans: the flag that sets ``False`` (default ``--no-<name>``).
+    metavar : str, optional
+        Placeholder in ``--help``.
+    none_word : str, optional
+        The word that means ``None`` on the command line (e.g. ``full`` for ``--batch-size``).
+    group : str
+        Heading in ``--help``.
+    """
+
+    help: str
+    kind: str
+    choices: tuple = ()
+    low: float | None = None
+    strict: bool = False
+    none: str | None = None
+    resumable: bool = False
+    flag: str | None = None
+    flag_off: str | None = None
+    metavar: str | None = None
+    none_word: str | None = None
+    group: str = "training"
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` in canonical form (tuples for sequences), or a typed error naming ``name``."""
+        if hasattr(value, "tolist") and self.kind in ("layers", "sizes", "int", "float"):
+            value = value.tolist()  # numpy arrays and scalars, torch tensors
+        if value is None:
+            if self.none is None:
+                raise ValueRangeError(f"{name}: expected {self.expects()}, got None")
+            return None
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueRangeError(f"{name}: expected True or False, got {value!r}")
+            return value
+        if self.kind == "choice":
+            return check_choice(value, name, self.choices)
+        if self.kind == "text":
+            if not isinstance(value, str) or not value:
+                raise ValueRangeError(f"{name}: expected a non-empty string, got {value!r}")
+            return value
+        if self.kind == "json":
+            if not isinstance(value, dict):
+                raise ValueRangeError(f"{name}: expected a dict, got {type(value).__name__}")
+            return dict(value)
+        if self.kind == "sizes":
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) < 2 or \
+                    any(not _is_int(s) or s < 1 for s in value):
+                raise ShapeError(f"{name}: expected layer sizes [n, p_1, ..., p] of positive integers, got {value!r}")
+            return tuple(int(s) for s in value)
+        if self.kind == "layers" and not _is_number(value):
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
+                raise ValueRangeError(f"{name}: expected {self.expects()}, got {value!r}")
+            return tuple(self._number(f"{name}[{i}]", v) for i, v in enumerate(value))
+        return self._number(name, value)
+
+    def _number(self, name: str, value: Any) -> int | float:
+        integral = self.kind == "int"
+        if not (_is_int(value) if integral else _is_number(value)) or not math.isfinite(value):
+            raise ValueRangeError(f"{name}: expected {self.expects()}, got {value!r}")
+        value = int(value) if integral else float(value)
+        if self.low is not None and (value <= self.low if self.strict else value < self.low):
+            raise ValueRangeError(f"{name}: expected {self.expects()}, got {value!r}")
+        return value
+
+    def expects(self) -> str:
+        """The allowed values in words, e.g. "an integer >= 1 or None (full batch)"."""
+        if self.kind == "bool":
+            text = "True or False"
+        elif self.kind == "choice":
+            text = "one of " + ", ".join(map(repr, self.choices))
+        elif self.kind in ("text", "json", "sizes"):
+            text = {"text": "a string", "json": "a dict", "sizes": "layer sizes [n, p_1, ..., p]"}[self.kind]
+        else:
+            what = "an integer" if self.kind == "int" else "a finite number"
+            if self.low is not None:
+                what += f" {'>' if self.strict else '>='} {_fmt(self.low)}"
+            text = what if self.kind != "layers" else f"{what}, or a sequence of them (one per layer)"
+        return text + (f", or None ({self.none})" if self.none is not None else "")
+
+
+def setting(default: Any, help: str, kind: str, **spec: Any) -> Any:
+    """A dataclass field with its :class:`Spec` (defaults that are dicts get a factory)."""
+    meta = {"spec": Spec(help=help, kind=kind, **spec)}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+class _Checked:
+    """Base of every settings group: checks every field on construction, then the cross-field rules."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            spec = f.metadata.get("spec")
+            if spec is not None:
+                object.__setattr__(self, f.name, spec.check(f.name, getattr(self, f.name)))
+        for cls in type(self).__mro__:
+            rule = cls.__dict__.get("_rules")
+            if rule is not None:
+                rule(self)
+
+    def to_dict(self) -> dict:
+        """JSON-able copy (tuples become lists; nested groups become dicts)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Any:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`FenchelError` naming them."""
+        if not isinstance(d, dict):
+            raise FenchelError(f"{cls.__name__}: expected a dict of settings, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = set(d) - names
+        if extra:
+            raise FenchelError(f"{cls.__name__}: unknown keys {sorted(extra)}; expected a subset of "
+                               f"{sorted(names)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> Any:
+        """A checked copy with ``changes`` applied (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+# -- the groups ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class TrainerSettings(_Checked):
+    """The training loop's settings, shared by Fenchel BCD and the backprop baselines.
+
+    Same batches, same epochs, same seed, same objective weights: a Fenchel run and a baseline built from the same
+    ``TrainerSettings`` see the same batches in the same order.
+    """
+
+    batch_size: int | None = setting(
+        500, "samples per batch (Algorithm 2; Appendix C: 500)", "int", low=1,
+        none="full batch: Algorithm 1, or full-batch gradient descent", metavar="M|full", none_word="full")
+    epochs: int = setting(3, "passes over the training data (with --resume: the new total)", "int", low=0,
+                          resumable=True, metavar="N")
+    rho: float | tuple | None = setting(
+        None, "ridge weights rho_l ||W_l||_F^2 >= 0, one or one per layer l = 0..L (also the baselines' weight "
+        "penalty)", "layers", low=0.0, none="Appendix C: 0 batched, 0.01,10 full batch", metavar="R")
+    seed: int = setting(0, "seed of the initial weights, the batch order and synthetic data", "int", low=0,
+                        metavar="S")
+    shuffle: bool = setting(True, "draw a fresh order of the training set every epoch", "bool")
+    eval_every: int | None = setting(None, "also evaluate every N batches", "int", low=1, none="once per epoch",
+                                     resumable=True, metavar="N")
+    device: str = setting("cpu", "torch device, e.g. cpu or cuda", "text", resumable=True, metavar="DEV")
+    dtype: str = setting("float64", "working precision", "choice", choices=DTYPES)
+    threads: int | None = setting(None, "torch CPU threads while training (1 on a machine shared with other "
+                                  "jobs)", "int", low=1, none="torch's choice", resumable=True, metavar="N")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BCDOptions(_Checked):
+    """What only Fenchel BCD has: multipliers, proximal weights, sweeps, inexact steps, solver face."""
+
+    lam: float | tuple = setting(0.1, "Lagrange multipliers lam_l > 0 of the penalties B_l, one or one per hidden "
+                                 "layer", "layers", low=0.0, strict=True, metavar="L", group="Fenchel BCD")
+    gamma: float | tuple | None = setting(
+        None, "proximal weights gamma_l ||W_l - W_l^0||^2 to the previous batch's weights (eqs. 19-20), one or one "
+        "per layer", "layers", low=0.0, none="Appendix C: 1,100 batched, 0 full batch", metavar="G",
+        group="Fenchel BCD")
+    K: int = setting(1, "BCD sweeps (alternations) per batch, Algorithm 2", "int", low=1, metavar="K",
+                     flag="--K", group="Fenchel BCD")
+    tol: float = setting(1e-6, "subproblem solvers' optimality tolerance", "float", low=0.0, strict=True,
+                         metavar="TOL", group="Fenchel BCD")
+    max_iter: int | None = setting(None, "iteration cap of every exact subproblem solve", "int", low=1,
+                                   none="each solver's own", metavar="N", group="Fenchel BCD")
+    backend: str = setting("torch", "subproblem face: the batched torch solvers or the CVXPY reference (small nets)",
+                           "choice", choices=("torch", "cvx"), group="Fenchel BCD")
+    prediction: str = setting("feedforward", "test-prediction rule (section 4.3; argmin is eq. 12)", "choice",
+                              choices=("feedforward", "argmin"), group="Fenchel BCD")
+    record_blocks: bool = setting(False, "record J after every block update (one more evaluation per block)",
+                                  "bool", resumable=True, group="Fenchel BCD")
+    solver_options: dict = setting({}, "extra keyword arguments for every subproblem call, as JSON (e.g. "
+                                   "'{\"solver\": \"CLARABEL\"}' for the cvx face)", "json", metavar="JSON",
+                                   group="Fenchel BCD")
+    inexact: bool | None = setting(
+        None, "W-updates take --inexact-iters warm-started majorization-minimization steps (J still never rises) "
+        "instead of exact solves", "bool", none="inexact batched, exact full batch", flag_off="--exact",
+        group="inexact BCD")
+    inexact_iters: int = setting(1, "steps per inexact W-update", "int", low=1, metavar="N", group="inexact BCD")
+    inexact_x_iters: int | None = setting(
+        None, "in inexact mode, also cap the FISTA X-updates at N warm-started steps (a capped column keeps the "
+        "better of its start and last iterate)", "int", low=1, none="solved to --tol", metavar="N",
+        group="inexact BCD")
+    curvature: str = setting(
+        "batch", "curvature of the inexact W-steps: 'batch', the batch's own majorization bound (monotone, "
+        "certified); 'running', one step per block with a running estimate of it (about a backprop step's cost, "
+        "uncertified)", "choice", choices=("batch", "running"), group="inexact BCD")
+    curvature_every: int = setting(100, "batches between refreshes of the running curvature", "int", low=1,
+                                   metavar="N", group="inexact BCD")
+    curvature_rank: int | None = setting(64, "eigenpairs kept of each running curvature", "int", low=1,
+                                         none="the exact inverse", metavar="K|full", none_word="full",
+                                         group="inexact BCD")
+    curvature_relax: float = setting(1.0, "step multiplier omega > 0 of the running W-steps (1: the preconditioned "
+                                     "step; above 2 some steps raise their block objective)", "float", low=0.0,
+                                     strict=True, metavar="OMEGA", group="inexact BCD")
+    curvature_line_search: bool = setting(
+        False, "running W-steps take their length from a line search, so J never rises block to block (one more "
+        "GEMM per hidden layer)", "bool", group="inexact BCD")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackpropOptions(_Checked):
+    """What only the backprop baselines have."""
+
+    lr: float | None = setting(None, "learning rate of adam/sgd, on the mean loss of a batch", "float", low=0.0,
+                               strict=True, none="Appendix C: adam 1e-3, sgd 1e-2", metavar="LR", group="backprop")
+    reduction: str = setting("mean", "the optimizer sees the batch objective divided by the batch size ('mean', "
+                             "TensorFlow's convention, under which Appendix C's rates were chosen) or the sum",
+                             "choice", choices=("mean", "sum"), group="backprop")
+    momentum: float = setting(0.0, "SGD momentum in [0, 1) (Appendix C: plain SGD)", "float", low=0.0,
+                              metavar="BETA", group="backprop")
+
+    def _rules(self) -> None:
+        if not self.momentum < 1.0:
+            raise ValueRangeError(f"momentum: expected a number in [0, 1), got {self.momentum!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BCDSettings(BCDOptions, TrainerSettings):
+    """Settings of :class:`~fenchel_cvx.bcd.BCD`: :class:`TrainerSettings` plus :class:`BCDOptions`.
+
+    The defaults are the command line's (the paper's main batched experiment), so
+    ``BCD(net, BCDSettings())`` trains exactly as ``fenchel-cvx train`` does. Every field is listed, with its range
+    and help, by ``fenchel-cvx train --help``.
+    """
+
+    def _rules(self) -> None:
+        if self.curvature == "running" and not self.is_inexact:
+            raise ValueRangeError("curvature: 'running' shapes the steps of inexact W-updates; set inexact=True "
+                                  "(the default for batched runs), or curvature='batch'")
+        if self.curvature_line_search and self.curvature_relax != 1.0:
+            raise ValueRangeError(f"curvature_relax: the line search sets the step length; got curvature_relax="
+                                  f"{self.curvature_relax} with curvature_line_search=True (pass one or the other)")
+        if self.is_inexact and self.backend == "cvx":
+            raise ValueRangeError("inexact: the cvx backend always solves to completion; use backend='torch' for "
+                                  "inexact W-updates, or inexact=False")
+
+    @property
+    def is_inexact(self) -> bool:
+        """``inexact``, with ``None`` resolved: inexact for batched runs, exact for full batch."""
+        return (self.batch_size is not None) if self.inexact is None else bool(self.inexact)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackpropSettings(BackpropOptions, TrainerSettings):
+    """Settings of :class:`~fenchel_cvx.baselines.Backprop`: :class:`TrainerSettings`, :class:`BackpropOptions`
+    and the optimizer (a run's ``--method``)."""
+
+    optimizer: str = setting("adam", "torch.optim.Adam or torch.optim.SGD", "choice", choices=("adam", "sgd"))
+
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, or Appendix C's rate for the optimizer (Adam ``1e-3``, SGD ``1e-2``)."""
+        return DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr)
+
+
+#: Appendix C: "for models trained using Adam, the learning rate was set to 1e-3 and for SGD to 1e-2".
+DEFAULT_LR = {"adam": 1e-3, "sgd": 1e-2}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSettings(_Checked):
+    """Which data a run trains on."""
+
+    dataset: str = setting("mnist-small", "data set ('mnist-small' is shipped; mnist and cifar10 need --data-dir)",
+                           "choice", choices=DATASET_NAMES, group="data")
+    data_dir: str | None = setting(None, "folder holding the data files (mnist: the four IDX files; cifar10: "
+                                   "cifar-10-batches-py or cifar10_*.npz); nothing is downloaded", "text",
+                                   none="not needed for mnist-small and synthetic", resumable=True, metavar="DIR",
+                                   group="data")
+    n_train: int | None = setting(None, "training samples: synthetic size, or a random subsample of a real set",
+                                  "int", low=1, none="all; synthetic 1000", metavar="M", group="data")
+    n_test: int | None = setting(None, "test samples, as --n-train", "int", low=1, none="all; synthetic 200",
+                                 metavar="M", group="data")
+
+    def _rules(self) -> None:
+        if self.dataset in ("mnist-small", "synthetic") and self.data_dir is not None:
+            raise ValueRangeError(f"data_dir: the {self.dataset!r} data set reads no files, got data_dir="
+                                  f"{self.data_dir!r}; drop it, or choose dataset='mnist' or 'cifar10'")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkSettings(_Checked):
+    """The architecture of a run's network."""
+
+    arch: tuple | None = setting(None, "layer sizes n-p_1-...-p, e.g. 784-300-10", "sizes",
+                                 none="<features>-300-<classes> of the data set", metavar="N-H-P", group="network")
+    loss: str = setting("ce", "output loss, summed over samples", "choice", choices=LOSS_NAMES, group="network")
+    activation: str = setting("relu", "hidden activation", "choice", choices=ACTIVATION_NAMES, group="network")
+
+    def sizes_for(self, n: int, p: int) -> list[int]:
+        """The layer sizes for data with ``n`` features and ``p`` classes (``arch``, or ``n-300-p``).
+
+        Raises
+        ------
+        ShapeError
+            ``arch`` does not start with ``n`` and end with ``p``.
+        """
+        sizes = list(self.arch) if self.arch else [n, 300, p]
+        if sizes[0] != n or sizes[-1] != p:
+            raise ShapeError(f"arch: the data have {n} features and {p} classes, so the architecture must read "
+                             f"{n}-...-{p}, got {'-'.join(map(str, sizes))}; try {n}-300-{p}")
+        return sizes
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig(_Checked):
+    """Everything that defines one training run: the groups above, composed.
+
+    ``fenchel-cvx train`` builds one from its flags (one flag per field of every group). The trainer's settings
+    are derived, never copied: :meth:`bcd_settings` is ``train`` + ``fenchel``, :meth:`backprop_settings` is
+    ``train`` + ``backprop`` + the optimizer named by ``method``.
+    """
+
+    method: str = setting("fenchel", "trainer: Fenchel BCD or a backprop baseline", "choice", choices=METHODS,
+                          group="method")
+    data: DataSettings = field(default_factory=DataSettings)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    train: TrainerSettings = field(default_factory=TrainerSettings)
+    fenchel: BCDOptions = field(default_factory=BCDOptions)
+    backprop: BackpropOptions = field(default_factory=BackpropOptions)
+
+    def _rules(self) -> None:
+        for name, cls in _GROUPS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise FenchelError(f"{name}: expected a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        if self.method == "fenchel":
+            self.bcd_settings()  # cross-field rules of the combination
+
+    def trainer_settings(self) -> BCDSettings | BackpropSettings:
+        """The settings of this run's trainer."""
+        return self.bcd_settings() if self.method == "fenchel" else self.backprop_settings()
+
+    def bcd_settings(self) -> BCDSettings:
+        """``train`` + ``fenchel`` as one :class:`BCDSettings`."""
+        return BCDSettings(**_shallow(self.train), **_shallow(self.fenchel))
+
+    def backprop_settings(self, optimizer: str | None = None) -> BackpropSettings:
+        """``train`` + ``backprop`` as one :class:`BackpropSettings` for ``optimizer`` (default: ``method``)."""
+        opt = optimizer or self.method
+        return BackpropSettings(**_shallow(self.train), **_shallow(self.backprop), optimizer=opt)
+
+    def with_values(self, values: dict[str, Any]) -> RunConfig:
+        """A checked copy with settings replaced, by dotted path or plain name.
+
+        ``{"train.epochs": 5, "method": "adam"}`` and ``{"epochs": 5, "method": "adam"}`` are the same: every
+        setting's name is unique across the groups.
+        """
+        top: dict[str, Any] = {}
+        groups: dict[str, dict[str, Any]] = {}
+        for path, value in values.items():
+            group, _, name = path.rpartition(".")
+            if not group and name != "method" and name not in _GROUPS:
+                group = _HOME.get(name, "")
+                if not group:
+                    raise FenchelError(f"{name}: not a setting of a run; expected one of "
+                                       f"{sorted(_HOME) + ['method']}")
+            if group:
+                groups.setdefault(group, {})[name] = value
+            else:
+                top[name] = value
+        for group, changes in groups.items():
+            if group not in _GROUPS:
+                raise FenchelError(f"{group}: not a settings group of a run; expected one of {sorted(_GROUPS)}")
+            top[group] = getattr(self, group).replace(**changes)
+        return self.replace(**top)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by dotted path (``"train.epochs"``, ``"method"``, ...)."""
+        out = {"method": self.method}
+        for group in _GROUPS:
+            out.update({f"{group}.{k}": v for k, v in _shallow(getattr(self, group)).items()})
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """Inverse of :meth:`to_dict` (nested dicts per group); unknown keys raise :class:`FenchelError`."""
+        if not isinstance(d, dict):
+            raise FenchelError(f"RunConfig: expected a dict, got {type(d).__name__}")
+        if set(d) - {"method", *_GROUPS}:
+            d = _from_flat(d)
+        extra = set(d) - {"method", *_GROUPS}
+        if extra:
+            raise FenchelError(f"RunConfig: unknown keys {sorted(extra)}; expected method and the groups "
+                               f"{sorted(_GROUPS)}")
+        kw: dict[str, Any] = {k: _GROUPS[k].from_dict(v) for k, v in d.items() if k in _GROUPS}
+        if "method" in d:
+            kw["method"] = d["method"]
+        return cls(**kw)
+
+
+_GROUPS: dict[str, type] = {"data": DataSettings, "network": NetworkSettings, "train": TrainerSettings,
+                            "fenchel": BCDOptions, "backprop": BackpropOptions}
+#: The group of every setting, by name (the names are unique across the groups).
+_HOME: dict[str, str] = {f.name: group for group, cls in _GROUPS.items() for f in dataclasses.fields(cls)}
+
+
+def _from_flat(d: dict) -> dict:
+    """A run config written before the groups existed (one flat dict; ``sizes`` for ``arch``), as groups."""
+    home = {**_HOME, "sizes": "network"}
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if key == "method" or key in _GROUPS:
+            out[key] = value
+        elif key in home:
+            out.setdefault(home[key], {})["arch" if key == "sizes" else key] = value
+        else:
+            raise FenchelError(f"RunConfig: unknown setting {key!r}; expected method and the groups "
+                               f"{sorted(_GROUPS)}")
+    return out
+
+
+def _shallow(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+# -- what derives from the specs -----------------------------------------------------------------------------------
+def fields_of(cls: type = RunConfig, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Spec]]:
+    """Every settings field under ``cls``, depth first: ``(dotted path, field, spec)``.
+
+    Over :class:`RunConfig` this is the list the command line turns into flags, one per field.
+    """
+    for f in dataclasses.fields(cls):
+        spec = f.metadata.get("spec")
+        if spec is not None:
+            yield prefix + f.name, f, spec
+        elif f.name in _GROUPS and cls is RunConfig:
+            yield from fields_of(_GROUPS[f.name], prefix=f"{f.name}.")
+
+
+def resumable() -> frozenset[str]:
+    """Names of the settings a resumed run may change (they do not change the weights it produces)."""
+    names = set()
+    for cls in (RunConfig, BCDSettings, BackpropSettings):
+        names.update(path.rpartition(".")[2] for path, _, spec in fields_of(cls) if spec.resumable)
+    return frozenset(names)
+
+
+def layer_values(value: Any, count: int, name: str, *, batched: bool, positive: bool = False) -> list[float]:
+    """Per-layer values of ``lam`` (``count = L``), ``rho`` or ``gamma`` (``count = L + 1``).
+
+    A number broadcasts, a sequence of one value too; a sequence of ``count`` values is taken as it is; ``None``
+    takes Appendix C's value for the mode (see the module docstring): hidden layers the first entry of the pair,
+    the output layer the second.
+
+    Raises
+    ------
+    ShapeError
+        A sequence whose length is neither 1 nor ``count``.
+    ValueRangeError
+        A negative entry (a non-positive one with ``positive``).
+    """
+    if value is None:
+        pair = _APPENDIX_C[batched][name]
+        return [float(pair[0])] * (count - 1) + [float(pair[1])] if count else []
+    values = [value] if _is_number(value) else list(value)
+    if len(values) == 1:
+        values = values * count
+    if len(values) != count:
+        raise ShapeError(f"{name}: expected one value or {count} per-layer values, got {len(values)} "
+                         f"({', '.join(map(_fmt, values))})")
+    spec = Spec(help="", kind="float", low=0.0, strict=positive)
+    return [float(spec.check(f"{name}[{i}]" if count > 1 else name, v)) for i, v in enumerate(values)]
+
+
+# Appendix C, 784-300-10: (hidden layers, output layer) for batched and full-batch training.
+_APPENDIX_C = {
+    True: {"rho": (0.0, 0.0), "gamma": (1.0, 100.0)},
+    False: {"rho": (1e-2, 10.0), "gamma": (0.0, 0.0)},
+}

@@ -1,0 +1,259 @@
+r"""A running estimate of a W-update's curvature bound, for the uncertified ``method="running"`` W-steps.
+
+The majorization-minimization (MM) step of :func:`~fenchel_cvx.torch.w_hidden` / :func:`~fenchel_cvx.torch.w_last`
+(``method="mm"``) minimizes a quadratic upper bound of the W-update with the curvature bound
+
+.. math::  M = s\, X_a X_a^\top + \operatorname{diag}(\mu),
+
+``X_a = [X_in; 1^T]`` and ``s`` a bound on the curvature of the data term (``lam sup phi'`` for eq. 19, ``1/2``
+for cross-entropy (Boehning), ``2`` for MSE). Forming and factoring ``M`` every batch costs a ``p_a x p_a`` Gram
+matrix and a factorization. Consecutive batches of one layer have nearly the same second moment
+``X_a X_a^T / m``: :class:`RunningCurvature` keeps a running mean ``S`` of it, refreshed from the batch at hand
+every ``every`` batches, and hands ``method="running"`` the preconditioner of
+
+.. math::  \hat M = s\, m\, S + \operatorname{diag}(\mu),
+
+replaced by its rank-``k`` approximation *from above*: the top ``k`` eigenpairs of ``\hat M`` and its
+``(k+1)``-th eigenvalue ``sigma`` for the rest (``\tilde M \succeq \hat M``), so applying ``\tilde M^{-1}`` costs
+``4 r p_a k`` flops. :func:`hidden_curvature` and :func:`last_curvature` build the estimate of a layer;
+the caller calls :meth:`RunningCurvature.observe` once per batch and passes the estimate as ``curvature=``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._checks import check_finite, check_scalar
+from ..activations import Activation, get_activation
+from ..errors import CheckpointError, ShapeError, ValueRangeError
+from ..losses import CrossEntropyLoss, Loss, get_loss
+from ._common import sup_dphi
+
+__all__ = ["RunningCurvature", "hidden_curvature", "last_curvature"]
+
+_F64 = torch.float64
+_RIDGE_REL = 1e-12  # floor of the eigenvalues, relative to the mean diagonal (an all-zero input pixel with mu = 0)
+
+
+class RunningCurvature:
+    r"""Running estimate of a W-update's curvature bound ``M = s X_a X_a^T + diag(mu)`` (``p_a x p_a``).
+
+    Parameters
+    ----------
+    s : float
+        Curvature bound of the data term per unit of ``X_a X_a^T``: ``lam sup phi'`` (hidden layer),
+        ``0.5`` (cross-entropy, Boehning), ``2`` (MSE).
+    mu : Tensor, shape (p_a,)
+        The diagonal of the regularizer's Hessian, ``2(rho + gamma)`` on weights and ``2 gamma`` on the bias.
+    bias : bool
+        Whether the last coordinate is the bias's (``X_a = [X_in; 1^T]``, ``p_a = p_in + 1``).
+    every : int
+        Batches between refreshes: :meth:`observe` folds the batch's second moment into ``S`` on its 1st,
+        ``every+1``-th, ... call (a Gram matrix and an eigen-decomposition, ``p_a^2 m + O(p_a^3)`` flops).
+    rank : int or None
+        Eigenpairs kept; ``None`` (or ``>= p_a - 1``) keeps the exact inverse of ``\hat M``.
+    decay : float
+        ``S`` is the plain mean of the refreshes so far until there are ``1 / (1 - decay)`` of them, then an
+        exponential moving average with this decay (a layer's inputs drift as the weights before it train).
+
+    Attributes
+    ----------
+    S : Tensor, shape (p_a, p_a) or None
+        The running mean of ``x_a x_a^T`` (float64); ``None`` before the first :meth:`observe`.
+    refreshes : int
+        Refreshes folded into ``S``.
+    calls : int
+        :meth:`observe` calls so far.
+    """
+
+    def __init__(self, s: float, mu: torch.Tensor, *, bias: bool = True, every: int = 100, rank: int | None = 64,
+                 decay: float = 0.9):
+        self.s = check_scalar(s, "s", positive=True)
+        if not isinstance(mu, torch.Tensor) or mu.ndim != 1 or not bool(torch.isfinite(mu).all()) or \
+                bool((mu < 0).any()):
+            raise ValueRangeError(f"mu: expected a 1-D tensor of finite values >= 0, got {mu!r}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueRangeError(f"every: expected an integer >= 1 (batches between refreshes), got {every!r}")
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+            raise ValueRangeError(f"rank: expected None or an integer >= 1, got {rank!r}")
+        if not (isinstance(decay, (int, float)) and 0.0 <= decay < 1.0):
+            raise ValueRangeError(f"decay: expected a float in [0, 1), got {decay!r}")
+        if not isinstance(bias, bool) or (bias and mu.shape[0] < 1):
+            raise ValueRangeError(f"bias: expected True or False (True needs len(mu) >= 1), got {bias!r}")
+        self.mu = mu.detach().to(_F64)
+        self.bias = bias
+        self.every, self.rank, self.decay = every, rank, float(decay)
+        self.S: torch.Tensor | None = None
+        self.m = 0  # batch size of the last refresh: M_hat is formed for it
+        self.refreshes = 0
+        self.calls = 0
+        self._factor: tuple | None = None
+
+    @property
+    def p_a(self) -> int:
+        return int(self.mu.shape[0])
+
+    def observe(self, X_in: torch.Tensor) -> bool:
+        """Count a batch with inputs ``X_in`` ``(p_in, m)``; refresh ``S`` and the factor when due.
+
+        Returns whether this call refreshed.
+        """
+        p_in = self.p_a - int(self.bias)
+        if not isinstance(X_in, torch.Tensor) or X_in.ndim != 2 or X_in.shape[0] != p_in or X_in.shape[1] < 1:
+            got = tuple(X_in.shape) if isinstance(X_in, torch.Tensor) else type(X_in).__name__
+            raise ShapeError(f"X_in: expected the layer's inputs of shape ({p_in}, m), m >= 1, got {got}")
+        due = self.calls % self.every == 0
+        self.calls += 1
+        if not due:
+            return False
+        X = X_in.detach().to(_F64)
+        check_finite(X, "X_in")
+        m = X.shape[1]
+        G = X.new_empty(self.p_a, self.p_a)
+        torch.mm(X, X.T, out=G[:p_in, :p_in])
+        if self.bias:
+            G[:p_in, p_in] = G[p_in, :p_in] = X.sum(1)
+            G[p_in, p_in] = m
+        G /= m
+        self.refreshes += 1
+        w = max(1.0 / self.refreshes, 1.0 - self.decay)
+        self.S = G if self.S is None else torch.lerp(self.S.to(G.device), G, w)
+        self.m = m
+        self._factor = None
+        return True
+
+    def _factored(self) -> tuple:
+        """The factor of ``\tilde M`` for the current ``S``, formed on first use after a refresh."""
+        if self.S is None:
+            raise ValueRangeError("curvature: no batch observed yet; call observe(X_in) before stepping")
+        if self._factor is None:
+            self._factor = self._factorize()
+        return self._factor
+
+    def _factorize(self) -> tuple:
+        M = (self.s * self.m) * self.S
+        M.diagonal().add_(self.mu.to(M.device))
+        M = 0.5 * (M + M.T)
+        ev, V = torch.linalg.eigh(M)
+        ev, V = ev.flip(0), V.flip(1)  # descending
+        floor = _RIDGE_REL * max(float(M.diagonal().mean()), 0.0) or _RIDGE_REL
+        ev = ev.clamp_min(floor)
+        p = ev.shape[0]
+        if self.rank is None or self.rank >= p - 1:
+            return ("full", (V / ev) @ V.T)
+        k = self.rank
+        sigma = float(ev[k])  # the (k+1)-th eigenvalue bounds the rest from above
+        return ("lowrank", V[:, :k].contiguous(), 1.0 / ev[:k] - 1.0 / sigma, sigma)
+
+    def precondition(self, G: torch.Tensor) -> torch.Tensor:
+        r"""``G \tilde M^{-1}`` for rows ``G`` ``(r, p_a)`` (float64)."""
+        if G.ndim != 2 or G.shape[1] != self.p_a:
+            raise ShapeError(f"G: expected rows of length {self.p_a}, got shape {tuple(G.shape)}")
+        f = self._factored()
+        if f[0] == "full":
+            return G @ f[1].to(G.device)
+        _, Vk, corr, sigma = f
+        Vk, corr = Vk.to(G.device), corr.to(G.device)
+        return torch.addmm(G, (G @ Vk) * corr * sigma, Vk.T).div_(sigma)
+
+    def matrix(self) -> torch.Tensor:
+        r"""The matrix ``\tilde M`` the steps use (``p_a x p_a``, float64): for tests and inspection."""
+        f = self._factored()
+        if f[0] == "full":
+            return torch.linalg.inv(f[1])
+        _, Vk, corr, sigma = f
+        lam_k = 1.0 / (corr + 1.0 / sigma)
+        return sigma * torch.eye(self.p_a, dtype=_F64, device=Vk.device) + (Vk * (lam_k - sigma)) @ Vk.T
+
+    def to(self, device: str | torch.device) -> RunningCurvature:
+        """A copy of this estimate with its tensors on ``device``."""
+        return RunningCurvature.from_state_dict(self.state_dict(), device=device)
+
+    # -- checkpoints: plain tensors and numbers ---------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Plain CPU tensors, numbers and strings (safe for ``torch.load(weights_only=True)``)."""
+        def cpu(t):
+            return t.detach().to("cpu").clone() if torch.is_tensor(t) else t
+        f = self._factor
+        return {"s": self.s, "mu": cpu(self.mu), "bias": self.bias, "every": self.every, "rank": self.rank,
+                "decay": self.decay, "S": cpu(self.S), "m": self.m, "refreshes": self.refreshes, "calls": self.calls,
+                "factor": None if f is None else [cpu(x) for x in f]}
+
+    @classmethod
+    def from_state_dict(cls, d: dict, device: str | torch.device = "cpu") -> RunningCurvature:
+        try:
+            rc = cls(float(d["s"]), d["mu"].to(device), bias=bool(d["bias"]), every=int(d["every"]), rank=d["rank"],
+                     decay=float(d["decay"]))
+            rc.S = None if d["S"] is None else d["S"].to(device=device, dtype=_F64)
+            rc.m, rc.refreshes, rc.calls = int(d["m"]), int(d["refreshes"]), int(d["calls"])
+            f = d["factor"]
+            rc._factor = None if f is None else tuple([f[0]] + [x.to(device) if torch.is_tensor(x) else x
+                                                                 for x in f[1:]])
+        except (KeyError, TypeError, AttributeError, ValueRangeError) as exc:
+            raise CheckpointError(f"curvature: expected a RunningCurvature state dict, got an unreadable one ({exc})"
+                                  ) from None
+        return rc
+
+
+# -- estimates for the two W-updates -------------------------------------------------------------------------
+def _regularizer(rho: float, gamma: float, bias: bool, p_in: int, device: str | torch.device) -> torch.Tensor:
+    """``mu``: ``2(rho + gamma)`` on the weights, ``2 gamma`` on the bias (which ``rho`` does not penalize)."""
+    mu = torch.full((p_in + int(bias),), 2.0 * (rho + gamma), dtype=_F64, device=device)
+    if bias:
+        mu[p_in] = 2.0 * gamma
+    return mu
+
+
+def hidden_curvature(p_in: int, *, act: str | Activation, lam: float, rho: float, gamma: float, bias: bool = True,
+                     device: str | torch.device = "cpu", **kw: Any) -> RunningCurvature:
+    """A :class:`RunningCurvature` for eq. (19): ``s = lam sup phi'``, ``mu`` from ``rho`` and ``gamma``.
+
+    Parameters
+    ----------
+    p_in : int
+        Inputs of the layer (``X_in`` has shape ``(p_in, m)``).
+    act, lam, rho, gamma, bias
+        As :func:`~fenchel_cvx.torch.w_hidden`.
+    device : str or torch.device
+        Where the estimate lives.
+    **kw
+        ``every``, ``rank``, ``decay`` of :class:`RunningCurvature`.
+
+    Raises
+    ------
+    ValueRangeError
+        ``lam <= 0``, ``rho < 0``, ``gamma < 0`` or a bad ``every`` / ``rank`` / ``decay``.
+    """
+    act = get_activation(act)
+    mu = _regularizer(check_scalar(rho, "rho", nonneg=True), check_scalar(gamma, "gamma", nonneg=True), bias, p_in,
+                      device)
+    return RunningCurvature(check_scalar(lam, "lam", positive=True) * sup_dphi(act), mu, bias=bias, **kw)
+
+
+def last_curvature(p_in: int, *, loss: str | Loss, rho: float, gamma: float, bias: bool = True,
+                   device: str | torch.device = "cpu", **kw: Any) -> RunningCurvature:
+    """A :class:`RunningCurvature` for eq. (20): ``s = 1/2`` (cross-entropy, Boehning's bound) or ``2`` (MSE).
+
+    Parameters
+    ----------
+    p_in : int
+        Inputs of the last layer (``X_L`` has shape ``(p_in, m)``).
+    loss, rho, gamma, bias
+        As :func:`~fenchel_cvx.torch.w_last`.
+    device : str or torch.device
+        Where the estimate lives.
+    **kw
+        ``every``, ``rank``, ``decay`` of :class:`RunningCurvature`.
+
+    Raises
+    ------
+    ValueRangeError
+        ``rho < 0``, ``gamma < 0`` or a bad ``every`` / ``rank`` / ``decay``.
+    """
+    loss = get_loss(loss)
+    s = 0.5 if isinstance(loss, CrossEntropyLoss) else 2.0
+    mu = _regularizer(check_scalar(rho, "rho", nonneg=True), check_scalar(gamma, "gamma", nonneg=True), bias, p_in,
+                      device)
+    return RunningCurvature(s, mu, bias=bias, **kw)

@@ -1,0 +1,155 @@
+"""Settings defined once (fenchel_cvx.settings): each field checks itself, the groups compose, nothing is copied.
+
+The command-line side of the same contract (one flag per field, same defaults) is in test_cli.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from fenchel_cvx import settings as S
+from fenchel_cvx.errors import ChoiceError, FenchelError, ShapeError, ValueRangeError
+
+
+def test_every_field_has_a_spec_with_help():
+    for cls in (S.BCDSettings, S.BackpropSettings, S.DataSettings, S.NetworkSettings):
+        for f in dataclasses.fields(cls):
+            spec = f.metadata.get("spec")
+            assert spec is not None and spec.help, (cls.__name__, f.name)
+            # the default passes the field's own check
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            spec.check(f.name, default)
+
+
+def test_setting_names_are_unique_across_the_groups():
+    names = [f.name for cls in (S.DataSettings, S.NetworkSettings, S.TrainerSettings, S.BCDOptions,
+                                S.BackpropOptions) for f in dataclasses.fields(cls)]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_trainer_settings_are_compositions_not_copies():
+    """BCDSettings = TrainerSettings + BCDOptions: every field is defined in exactly one group."""
+    def own(cls):
+        return {f.name for f in dataclasses.fields(cls)}
+    assert own(S.BCDSettings) == own(S.TrainerSettings) | own(S.BCDOptions)
+    assert own(S.BackpropSettings) == own(S.TrainerSettings) | own(S.BackpropOptions) | {"optimizer"}
+    for name in own(S.TrainerSettings):
+        a = next(f for f in dataclasses.fields(S.BCDSettings) if f.name == name)
+        b = next(f for f in dataclasses.fields(S.BackpropSettings) if f.name == name)
+        assert a.metadata["spec"] is b.metadata["spec"] and a.default == b.default, name
+
+
+@pytest.mark.parametrize("kw,err,needle", [
+    ({"batch_size": 0}, ValueRangeError, "batch_size"), ({"batch_size": 2.5}, ValueRangeError, "batch_size"),
+    ({"batch_size": True}, ValueRangeError, "batch_size"), ({"epochs": -1}, ValueRangeError, "epochs"),
+    ({"lam": 0.0}, ValueRangeError, "lam"), ({"lam": [0.1, -1.0]}, ValueRangeError, r"lam\[1\]"),
+    ({"lam": "big"}, ValueRangeError, "lam"), ({"rho": float("nan")}, ValueRangeError, "rho"),
+    ({"gamma": -0.1}, ValueRangeError, "gamma"), ({"dtype": "float16"}, ChoiceError, "dtype"),
+    ({"backend": "jax"}, ChoiceError, "backend"), ({"curvature": "exact"}, ChoiceError, "curvature"),
+    ({"seed": -1}, ValueRangeError, "seed"), ({"threads": 0}, ValueRangeError, "threads"),
+    ({"curvature_rank": 0}, ValueRangeError, "curvature_rank"), ({"record_blocks": 1}, ValueRangeError, "record"),
+    ({"curvature": "running", "batch_size": None}, ValueRangeError, "inexact"),
+    ({"curvature_line_search": True, "curvature_relax": 2.0}, ValueRangeError, "curvature_relax"),
+    ({"backend": "cvx", "inexact": True}, ValueRangeError, "inexact"),
+])
+def test_bad_values_fail_where_they_are_written(kw, err, needle):
+    with pytest.raises(err, match=needle) as info:
+        S.BCDSettings(**kw)
+    assert "expected" in str(info.value) or "set" in str(info.value) or "use" in str(info.value)
+
+
+def test_backprop_and_data_rules():
+    with pytest.raises(ValueRangeError, match="momentum"):
+        S.BackpropSettings(momentum=1.0)
+    with pytest.raises(ChoiceError, match="optimizer"):
+        S.BackpropSettings(optimizer="rmsprop")
+    with pytest.raises(ValueRangeError, match="data_dir"):
+        S.DataSettings(dataset="mnist-small", data_dir="/somewhere")
+    with pytest.raises(ShapeError, match="arch"):
+        S.NetworkSettings(arch=(784,))
+    with pytest.raises(ShapeError, match="784-...-10"):
+        S.NetworkSettings(arch=(20, 5, 10)).sizes_for(784, 10)
+    assert S.NetworkSettings().sizes_for(784, 10) == [784, 300, 10]
+
+
+def test_settings_are_frozen_and_replace_checks():
+    s = S.BCDSettings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.epochs = 5  # type: ignore[misc]
+    assert s.replace(epochs=5).epochs == 5
+    with pytest.raises(ValueRangeError):
+        s.replace(epochs=-5)
+
+
+def test_numpy_numbers_and_sequences_are_accepted_and_canonical():
+    s = S.BCDSettings(batch_size=np.int64(100), lam=np.array([0.1, 0.2]), gamma=[1, 10])
+    assert s.batch_size == 100 and type(s.batch_size) is int
+    assert s.lam == (0.1, 0.2) and s.gamma == (1.0, 10.0)
+    json.dumps(s.to_dict())  # JSON-able
+
+
+def test_defaults_are_the_papers_batched_experiment():
+    s = S.BCDSettings()
+    assert (s.batch_size, s.K, s.lam, s.inexact_iters, s.is_inexact) == (500, 1, 0.1, 1, True)
+    assert S.layer_values(s.rho, 2, "rho", batched=True) == [0.0, 0.0]
+    assert S.layer_values(s.gamma, 2, "gamma", batched=True) == [1.0, 100.0]
+    assert S.layer_values(None, 2, "rho", batched=False) == [1e-2, 10.0]
+    assert S.layer_values(None, 3, "gamma", batched=True) == [1.0, 1.0, 100.0]
+    assert S.BCDSettings(batch_size=None).is_inexact is False
+
+
+def test_layer_values_broadcast_and_check():
+    assert S.layer_values(0.5, 3, "lam", batched=True) == [0.5, 0.5, 0.5]
+    assert S.layer_values([0.5], 3, "lam", batched=True) == [0.5, 0.5, 0.5]
+    with pytest.raises(ShapeError, match="rho: expected one value or 3"):
+        S.layer_values([1.0, 2.0], 3, "rho", batched=True)
+    with pytest.raises(ValueRangeError, match="lam"):
+        S.layer_values([1.0, 0.0], 2, "lam", batched=True, positive=True)
+
+
+def test_run_config_composes_the_groups():
+    cfg = S.RunConfig().with_values({"train.epochs": 5, "gamma": (1.0, 10.0), "method": "sgd", "lr": 0.1})
+    assert cfg.train.epochs == 5 and cfg.fenchel.gamma == (1.0, 10.0)
+    bp = cfg.backprop_settings()
+    assert (bp.optimizer, bp.lr, bp.epochs, bp.learning_rate) == ("sgd", 0.1, 5, 0.1)
+    bcd = cfg.bcd_settings()
+    assert bcd.gamma == (1.0, 10.0) and bcd.epochs == 5
+    assert S.RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(FenchelError, match="not a setting"):
+        cfg.with_values({"epoch": 5})
+    with pytest.raises(FenchelError, match="unknown keys"):
+        S.RunConfig.from_dict({"method": "adam", "train": {"epochz": 1}})
+    with pytest.raises(ValueRangeError, match="inexact"):  # the combination is checked too
+        S.RunConfig().with_values({"curvature": "running", "batch_size": None})
+
+
+def test_a_config_written_before_the_groups_still_loads():
+    flat = {"method": "fenchel", "dataset": "mnist-small", "data_dir": None, "sizes": [784, 300, 10], "loss": "ce",
+            "batch_size": 500, "epochs": 3, "lam": [0.1], "rho": [0.0, 0.0], "gamma": [1.0, 100.0], "inexact": True,
+            "curvature": "batch", "lr": None, "seed": 0}
+    cfg = S.RunConfig.from_dict(flat)
+    assert cfg.network.arch == (784, 300, 10) and cfg.fenchel.gamma == (1.0, 100.0) and cfg.train.epochs == 3
+
+
+def test_one_place_says_what_may_change_on_resume():
+    assert S.resumable() == {"epochs", "device", "eval_every", "threads", "data_dir", "record_blocks"}
+    from fenchel_cvx.checkpoint import run_config
+    from fenchel_cvx.network import LiftedNetwork
+    net = LiftedNetwork([3, 4, 2], "relu", "ce")
+    a, b = run_config(net, S.BCDSettings(epochs=1)), run_config(net, S.BCDSettings(epochs=9, threads=1))
+    assert a == b
+    assert run_config(net, S.BCDSettings(seed=1)) != a
+
+
+def test_the_settings_choices_are_the_registries():
+    """settings.py names choices without importing torch; the registries that own them must agree."""
+    from fenchel_cvx.activations import ACTIVATIONS
+    from fenchel_cvx.data import DATASETS
+    from fenchel_cvx.losses import LOSSES
+    assert set(S.ACTIVATION_NAMES) == set(ACTIVATIONS)
+    assert set(S.LOSS_NAMES) == set(LOSSES)
+    assert tuple(S.DATASET_NAMES) == tuple(DATASETS)
