@@ -10,8 +10,8 @@ Cases (float64, synthetic data, seeded):
 * ``last``: ``w_last`` cross-entropy with K = 10 classes, ``p`` inputs, ``m`` samples, both Newton variants,
   and the MSE closed form.
 
-The numbers in the torch W-update report were taken with ``--threads 1`` on a 2-core CPU shared with other jobs
-(oversubscribed OpenMP threads make small ops 10-100x slower there).
+Run it with ``--threads 1`` on a CPU shared with other jobs: oversubscribed OpenMP threads slow small operations
+down by far more than a second thread gains. Results and their machines are in ``docs/benchmarks.md``.
 
 Examples::
 

@@ -11,7 +11,7 @@ Cases (float64 unless ``--float32``, synthetic data, Xavier weights, seeded):
 
 Every run first prints two baselines measured in the same process (one 300x300x2000 GEMM, one elementwise pass
 over 300x2000 doubles): on a shared CPU the absolute times move by 5x from minute to minute, the ratios much less.
-The numbers in the torch X-update report were taken with ``--threads 1`` on a 2-core CPU shared with other jobs.
+Results and their machines are in ``docs/benchmarks.md`` (``--threads 1`` on a CPU shared with other jobs).
 
 Examples::
 

@@ -174,6 +174,10 @@ class Backprop(Trainer):
                 f = f + r * (W[l] * W[l]).sum()
         return f
 
+    def _ready(self, state: BackpropState) -> None:
+        # building the first optimizer imports part of torch (seconds), which is not training time
+        self._optimizer(state)
+
     def _update(self, state: BackpropState, X0: torch.Tensor, T: torch.Tensor) -> dict:
         """One optimizer step on the batch objective (divided by the batch size for ``reduction="mean"``)."""
         opt = self._optimizer(state)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._checks import check_choice
-from .errors import FenchelError, ShapeError, ValueRangeError
+from .errors import ChoiceError, FenchelError, ShapeError, ValueRangeError
 
 __all__ = [
     "ACTIVATION_NAMES",
@@ -221,7 +221,7 @@ class _Checked:
         names = {f.name for f in dataclasses.fields(cls)}
         extra = set(d) - names
         if extra:
-            raise FenchelError(f"{cls.__name__}: unknown keys {sorted(extra)}; expected a subset of "
+            raise ChoiceError(f"{cls.__name__}: unknown keys {sorted(extra)}; expected a subset of "
                                f"{sorted(names)}")
         return cls(**d)
 
@@ -472,7 +472,7 @@ class RunConfig(_Checked):
             if not group and name != "method" and name not in _GROUPS:
                 group = _HOME.get(name, "")
                 if not group:
-                    raise FenchelError(f"{name}: not a setting of a run; expected one of "
+                    raise ChoiceError(f"{name}: not a setting of a run; expected one of "
                                        f"{sorted(_HOME) + ['method']}")
             if group:
                 groups.setdefault(group, {})[name] = value
@@ -480,7 +480,7 @@ class RunConfig(_Checked):
                 top[name] = value
         for group, changes in groups.items():
             if group not in _GROUPS:
-                raise FenchelError(f"{group}: not a settings group of a run; expected one of {sorted(_GROUPS)}")
+                raise ChoiceError(f"{group}: not a settings group of a run; expected one of {sorted(_GROUPS)}")
             top[group] = getattr(self, group).replace(**changes)
         return self.replace(**top)
 
@@ -500,7 +500,7 @@ class RunConfig(_Checked):
             d = _from_flat(d)
         extra = set(d) - {"method", *_GROUPS}
         if extra:
-            raise FenchelError(f"RunConfig: unknown keys {sorted(extra)}; expected method and the groups "
+            raise ChoiceError(f"RunConfig: unknown keys {sorted(extra)}; expected method and the groups "
                                f"{sorted(_GROUPS)}")
         kw: dict[str, Any] = {k: _GROUPS[k].from_dict(v) for k, v in d.items() if k in _GROUPS}
         if "method" in d:
@@ -524,7 +524,7 @@ def _from_flat(d: dict) -> dict:
         elif key in home:
             out.setdefault(home[key], {})["arch" if key == "sizes" else key] = value
         else:
-            raise FenchelError(f"RunConfig: unknown setting {key!r}; expected method and the groups "
+            raise ChoiceError(f"RunConfig: unknown setting {key!r}; expected method and the groups "
                                f"{sorted(_GROUPS)}")
     return out
 

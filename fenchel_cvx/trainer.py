@@ -306,6 +306,7 @@ class Trainer:
         T = self.loss.targets(Y if torch.is_tensor(Y) else np.asarray(Y), self.sizes[-1], like=X0)
         if T.shape[1] != X0.shape[1]:
             raise ShapeError(f"Y: expected {X0.shape[1]} columns to match X0, got {T.shape[1]}")
+        self._ready(state)
         t0 = time.perf_counter()
         last = self._update(state, X0, T)
         if self.device.type == "cuda":  # so that the clock measures the work, not the queueing
@@ -315,6 +316,9 @@ class Trainer:
         state.elapsed += dt
         state.last = {**last, "time": dt, "batch_size": int(X0.shape[1])}
         return state
+
+    def _ready(self, state: TrainState) -> None:
+        """Set-up a method needs before its first batch (not counted as training time)."""
 
     def _update(self, state: TrainState, X0: torch.Tensor, T: torch.Tensor) -> dict:
         raise NotImplementedError

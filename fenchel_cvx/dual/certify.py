@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_finite, check_scalar
+from .._checks import check_choice, check_finite, check_scalar
 from ..errors import ShapeError, ValueRangeError
 from ._bb_boxes import NodeData
 from ._bb_direct import DirectFormulation
@@ -230,8 +230,7 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
         Non-finite data.
     """
     X0, Yp, h, lam, rho = _validate(X, Y, hidden, lam, rho, time_limit, rel_gap)
-    if formulation not in ("auto", "perspective", "direct"):
-        raise ValueRangeError(f"formulation: expected 'auto', 'perspective' or 'direct', got {formulation!r}")
+    check_choice(formulation, "formulation", ("auto", "perspective", "direct"))
     if formulation == "perspective" and Yp.shape[0] != 1:
         raise ValueRangeError(f"formulation: 'perspective' needs a single output, got p={Yp.shape[0]}; use "
                               "'direct' or 'auto'")
