@@ -236,7 +236,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cdir = out / f"compare-{compare}"
         data = load_data(cfg)
         if args.resume and (cdir / CONFIG).exists():
-            summaries.append(train_run(None, cdir, resume=True, overrides=given, progress=progress, data=data))
+            # the main run has already refused any other change; the comparison differs in its method only
+            keep = {k: v for k, v in given.items() if k.rpartition(".")[2] in resumable()}
+            summaries.append(train_run(None, cdir, resume=True, overrides=keep, progress=progress, data=data))
         else:
             summaries.append(train_run(cfg.replace(method=compare), cdir, progress=progress, data=data))
     sizes = summary["sizes"]

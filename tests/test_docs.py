@@ -40,7 +40,8 @@ def test_readme_quick_start_runs_verbatim(tmp_path, monkeypatch):
     exec(compile(block, str(README), "exec"), {"__name__": "__readme__"})
 
 
-@pytest.mark.parametrize("obj", ["fenchel_cvx.bcd.BCD", "fenchel_cvx.baselines.Backprop", "fenchel_cvx.cvx"])
+@pytest.mark.parametrize("obj", ["fenchel_cvx.bcd.BCD", "fenchel_cvx.baselines.Backprop", "fenchel_cvx.cvx",
+                                 "fenchel_cvx.verification"])
 def test_docstring_examples_run(obj):
     try:
         target = importlib.import_module(obj)
