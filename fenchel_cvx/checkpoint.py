@@ -4,11 +4,14 @@ A checkpoint is one file written by :func:`torch.save` and read back with ``torc
 loading never executes code from the file: it may hold only tensors, numbers, strings, lists, dicts and ``None``
 (what ``BCDState.state_dict()`` and the baselines' ``state_dict()`` produce). Layout::
 
-    {"format": "fenchel_cvx.checkpoint", "version": 2, "meta": {...JSON-able...}, "state": trainer_state_dict}
+    {"format": "fenchel_cvx.checkpoint", "version": 2, "meta": {...JSON-able...}, "state": trainer_state_dict,
+     "checksum": SHA-256 of meta and state}
 
 Writes are atomic: the bytes go to a temporary file in the same directory, are flushed and ``fsync``-ed, and
 ``os.replace`` swaps it in (then the directory is ``fsync``-ed), so a run killed during a save leaves the previous
-checkpoint untouched. A run's identity is its *fingerprint*: the SHA-256 of the canonical JSON of its
+checkpoint untouched; the next save removes the temporary file such a kill left behind. The checksum
+(:func:`content_digest`) is recomputed on load, so a file damaged after it was written is refused rather than
+resumed from. A run's identity is its *fingerprint*: the SHA-256 of the canonical JSON of its
 configuration (:func:`run_config`: method, layer sizes, activations, loss and every setting that changes the
 trajectory -- seed included; the settings :func:`fenchel_cvx.settings.resumable` names -- ``epochs``, ``device``,
 reporting options -- are left out so a run can be extended or moved). :func:`load_checkpoint` refuses a
@@ -18,6 +21,7 @@ checkpoint from another run and names the keys that differ.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import math
@@ -37,10 +41,12 @@ from .settings import resumable
 __all__ = [
     "FORMAT",
     "VERSION",
+    "content_digest",
     "file_mode",
     "load_checkpoint",
     "run_config",
     "run_fingerprint",
+    "remove_stale_temporaries",
     "save_checkpoint",
     "write_atomic",
 ]
@@ -135,8 +141,10 @@ def save_checkpoint(path: str | os.PathLike, trainer_state_dict: dict, meta: dic
     if not path.parent.is_dir():
         raise CheckpointError(f"path: the directory {path.parent} of checkpoint {path} does not exist; create it "
                               "first")
-    payload = {"format": FORMAT, "version": VERSION, "meta": meta, "state": trainer_state_dict}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    payload = {"format": FORMAT, "version": VERSION, "meta": meta, "state": trainer_state_dict,
+               "checksum": content_digest(meta, trainer_state_dict)}
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(payload, fh)
@@ -155,6 +163,58 @@ def save_checkpoint(path: str | os.PathLike, trainer_state_dict: dict, meta: dic
     return path
 
 
+_TMP = ".tmp"  # suffix of the temporary file of an atomic write
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files an atomic write of ``path`` left behind when its process was killed.
+
+    A write goes to ``.<name>.<random>.tmp`` beside ``path`` and is renamed over it when complete, so any such
+    file still present belongs to a write that never finished (one run writes one directory at a time).
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    path = Path(path)
+    removed = []
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*{_TMP}"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed.append(stale)
+    return removed
+
+
+def content_digest(meta: Any, state: Any) -> str:
+    """SHA-256 (hex) of a checkpoint's content: every tensor's dtype, shape and bytes, every other value's repr.
+
+    Stored in the checkpoint and recomputed on load, so bytes damaged anywhere in the file -- tensor data or
+    structure -- are caught instead of resuming from altered weights.
+    """
+    h = hashlib.sha256()
+    _feed(h, {"meta": meta, "state": state})
+    return h.hexdigest()
+
+
+def _feed(h: Any, x: Any) -> None:
+    if isinstance(x, torch.Tensor):
+        t = x.detach().to("cpu").contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(x, dict):
+        h.update(f"D{len(x)}:".encode())
+        for k in sorted(x, key=str):
+            _feed(h, str(k))
+            _feed(h, x[k])
+    elif isinstance(x, (list, tuple)):
+        h.update(f"L{len(x)}:".encode())
+        for v in x:
+            _feed(h, v)
+    else:
+        h.update(f"{type(x).__name__}:{x!r};".encode())
+
+
 def file_mode() -> int:
     """``rw-r--r--`` under the process umask: the mode of every file a run writes (``mkstemp`` makes 0600)."""
     umask = os.umask(0)
@@ -165,7 +225,8 @@ def file_mode() -> int:
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically (a temporary file in the same folder, then ``os.replace``)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP, dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="") as fh:
             fh.write(text)
@@ -212,7 +273,8 @@ def load_checkpoint(path: str | os.PathLike, *, config: dict | None = None,
     ------
     CheckpointError
         Missing file, unreadable or corrupt file (truncated, random bytes, not a torch file, or holding objects
-        other than plain data), wrong format, or a checkpoint of a different run (the differing keys are named).
+        other than plain data), a damaged one (content that does not match its checksum), wrong format, or a
+        checkpoint of a different run (the differing keys are named).
     """
     path = Path(path)
     if not path.exists():
@@ -234,6 +296,10 @@ def load_checkpoint(path: str | os.PathLike, *, config: dict | None = None,
     if version != VERSION:
         raise CheckpointError(f"checkpoint {path}: format version {version!r}, this fenchel_cvx reads {VERSION}")
     meta = payload.get("meta") or {}
+    if payload.get("checksum") != content_digest(meta, payload["state"]):
+        raise CheckpointError(f"checkpoint {path} is damaged: its content does not match the checksum written with "
+                              "it (bytes changed on disk or in a copy); delete it and resume from an earlier copy, "
+                              "or start afresh")
     if config is not None:
         want = run_fingerprint(config)
         have = meta.get("fingerprint")

@@ -121,7 +121,8 @@ def settings_given(args: argparse.Namespace) -> dict[str, Any]:
 def _in_flag_words(message: str) -> str:
     """A settings error message in the command line's words: ``batch_size: ...`` -> ``--batch-size: ...``,
     ``inexact=True`` -> ``--inexact``, ``device='cpu'`` -> ``--device cpu``."""
-    for path, flag in sorted(FLAGS.items(), key=lambda kv: -len(kv[0])):
+    words = {**FLAGS, **{action[2:].replace("-", "_"): action for action in ACTIONS}}
+    for path, flag in sorted(words.items(), key=lambda kv: -len(kv[0])):
         name = re.escape(path.rpartition(".")[2])
         message = re.sub(rf"(?<![\w.-]){name}=True\b", flag, message)
         message = re.sub(rf"(?<![\w.-]){name}=False\b", "--no-" + flag[2:], message)

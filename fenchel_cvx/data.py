@@ -32,6 +32,7 @@ import gzip
 import hashlib
 import io
 import itertools
+import math
 import pickle
 import zlib
 from collections.abc import Sequence
@@ -246,7 +247,7 @@ def read_idx(path: str | Path, magic: int | None = None) -> np.ndarray:
         raise DataFileError(f"{path}: expected a header of {header} bytes for {ndim} dimensions, got "
                             f"{len(buf)} bytes; the file is truncated or malformed, copy it again")
     shape = tuple(int(s) for s in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape, dtype=np.int64))
+    expected = math.prod(shape)  # exact: a numpy product of crafted sizes can wrap around
     if len(buf) - header != expected:
         kind = "truncated" if len(buf) - header < expected else "longer than its header says"
         raise DataFileError(f"{path}: header shape {shape} needs {expected} data bytes, got {len(buf) - header};"

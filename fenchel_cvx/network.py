@@ -37,7 +37,7 @@ from torch import nn
 
 from ._checks import as_array, check_finite, check_ndim, check_shape, is_torch, per_layer
 from .activations import ACTIVATIONS, Activation, LeakyReLU, ReLU, Sigmoid, Tanh, get_activation
-from .errors import CheckpointError, DomainError, FenchelError, ShapeError, ValueRangeError
+from .errors import CheckpointError, DomainError, FenchelError, LabelError, ShapeError, ValueRangeError
 from .losses import LOSSES, Loss, get_loss
 
 __all__ = ["LiftedNetwork"]
@@ -70,6 +70,13 @@ def _to_numpy(x: Array, name: str = "array") -> np.ndarray:
         return np.array(x, dtype=float)
     except (TypeError, ValueError) as exc:
         raise DomainError(f"{name}: expected a numeric array, got {type(x).__name__} ({exc})") from None
+
+
+def _check_holds_data(x: Array, name: str) -> None:
+    """A torch tensor on the ``meta`` device (shapes only) or of a complex dtype is not data we can use."""
+    if is_torch(x) and (x.is_meta or x.is_complex()):
+        raise DomainError(f"{name}: expected a real tensor that holds data (on 'cpu' or 'cuda'), got dtype {x.dtype} "
+                          f"on device {x.device}")
 
 
 def _like(x: Array, ref: Array, name: str) -> Array:
@@ -249,6 +256,7 @@ class LiftedNetwork:
 
     # -- input validation -----------------------------------------------------------------------------------
     def _check_X0(self, X0: Array, name: str = "X0") -> Array:
+        _check_holds_data(X0, name)
         if is_torch(X0):
             X0 = X0 if X0.is_floating_point() else X0.to(torch.get_default_dtype())
         else:
@@ -431,8 +439,10 @@ class LiftedNetwork:
             Pre-softmax scores for cross-entropy; same backend (and torch device/dtype) as ``X``.
         """
         X = as_array(X, "X")
+        _check_holds_data(X, "X")
         check_ndim(X, "X", 2, "(m, n): samples x features; reshape a single sample with X.reshape(1, -1)")
         check_shape(X, "X", (None, self.n), "(m, n): samples x features")
+        check_finite(X, "X")  # here, so that a bad entry is reported at the user's (sample, feature) index
         return self.feed_forward(X.T)[-1].T
 
     def predict(self, X: Array) -> Array:
@@ -448,12 +458,27 @@ class LiftedNetwork:
         X : array, shape (m, n)
             Samples first.
         labels : array of int, shape (m,)
+            Classes ``0..p-1``.
+
+        Raises
+        ------
+        LabelError
+            Labels that are not integers in ``0..p-1`` (a label the network cannot output would silently count
+            as a miss).
         """
         pred = _to_numpy(self.predict(X)).astype(np.int64)
-        lab = _to_numpy(labels, "labels")
+        lab = _to_numpy(labels, "labels") if is_torch(labels) else np.asarray(labels)
+        if lab.dtype.kind not in "biuf":
+            raise LabelError(f"labels: expected integer class labels 0..{self.p - 1}, got an array of dtype "
+                             f"{lab.dtype}; map class names to 0..{self.p - 1} first")
         check_shape(lab, "labels", (pred.shape[0],), "(m,): one integer label per sample")
         if pred.shape[0] == 0:
             raise ShapeError("X: expected at least one sample to compute an accuracy, got 0")
+        bad = (lab != np.round(lab)) | (lab < 0) | (lab > self.p - 1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise LabelError(f"labels: expected integer classes 0..{self.p - 1} (the network has {self.p} outputs), "
+                             f"got {lab[i].item()!r} at labels[{i}] ({int(bad.sum())} such labels)")
         return float(np.mean(pred == lab))
 
     # -- torch interop --------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ boundary.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -34,7 +35,7 @@ import torch
 from . import __version__
 from .baselines import Backprop, BackpropState
 from .bcd import BCD, BCDState
-from .checkpoint import file_mode, load_checkpoint, run_config, save_checkpoint, write_atomic
+from .checkpoint import file_mode, load_checkpoint, remove_stale_temporaries, run_config, save_checkpoint, write_atomic
 from .data import Dataset, load_dataset
 from .errors import CheckpointError, FenchelError
 from .network import LiftedNetwork
@@ -301,11 +302,31 @@ def train_run(cfg: RunConfig | None, out: str | os.PathLike, *, resume: bool = F
     ds, arrays = data if data is not None else load_data(cfg)
     trainer = make_trainer(cfg, ds.n_features, ds.n_classes)
     net, sizes = trainer.network, trainer.sizes
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train_into(out, cfg, trainer, net, sizes, arrays, resume, progress, echo)
+    except Exception:
+        # a run that failed before its first checkpoint leaves nothing to resume: do not leave its folder behind
+        if created and not (out / CHECKPOINT).exists():
+            for f in (CONFIG, METRICS, MODEL, SUMMARY):
+                with contextlib.suppress(FileNotFoundError):
+                    (out / f).unlink()
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+def _train_into(out: Path, cfg: RunConfig, trainer: BCD | Backprop, net: LiftedNetwork, sizes: list, arrays: dict,
+                resume: bool, progress: bool, echo: Callable[[str], None] | None) -> dict:
+    """:func:`train_run` once the run directory exists and the trainer is built."""
     identity = run_config(net, {**trainer.settings.to_dict(), "resolved": trainer.resolved(),
                                 "data": {"dataset": cfg.data.dataset, "n_train": cfg.data.n_train,
                                          "n_test": cfg.data.n_test}}, method=cfg.method)
-    out.mkdir(parents=True, exist_ok=True)
     state: BCDState | BackpropState | None = None
+    if resume:
+        for f in (CHECKPOINT, CONFIG, METRICS, SUMMARY):
+            remove_stale_temporaries(out / f)
     if resume and (out / CHECKPOINT).exists():
         ck = load_checkpoint(out / CHECKPOINT, config=identity)
         cls = BCDState if cfg.method == "fenchel" else BackpropState

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ._checks import check_choice, check_finite, check_ndim
-from .errors import CheckpointError, FenchelError, LabelError, ShapeError
+from .errors import CheckpointError, DomainError, FenchelError, LabelError, ShapeError
 from .settings import TrainerSettings, layer_values
 
 __all__ = ["HISTORY_KEYS", "TrainState", "Trainer", "affine", "feed_forward"]
@@ -416,7 +416,7 @@ class Trainer:
     def _as_tensor(self, A: Array, name: str) -> torch.Tensor:
         if torch.is_tensor(A):
             if A.is_meta or A.is_complex():
-                raise FenchelError(f"{name}: expected a real tensor that holds data (on 'cpu' or 'cuda'), got "
+                raise DomainError(f"{name}: expected a real tensor that holds data (on 'cpu' or 'cuda'), got "
                                    f"dtype {A.dtype} on device {A.device}")
             return A.detach().to(device=self.device, dtype=self.dtype)
         arr = np.asarray(A)
