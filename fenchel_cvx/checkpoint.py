@@ -211,8 +211,11 @@ def _feed(h: Any, x: Any) -> None:
         h.update(f"L{len(x)}:".encode())
         for v in x:
             _feed(h, v)
-    else:
+    elif x is None or isinstance(x, (bool, int, float, str)):
         h.update(f"{type(x).__name__}:{x!r};".encode())
+    else:  # anything else would be pickled as an object, and load_checkpoint refuses to run such code
+        raise CheckpointError(f"state: expected plain data (tensors, numbers, strings, lists, dicts, None), got a "
+                              f"{type(x).__name__}; convert it with state_dict() or to a tensor")
 
 
 def file_mode() -> int:

@@ -135,6 +135,8 @@ class LiftedNetwork:
         self.L = len(self.sizes) - 2
         self.acts = self._check_activations(activations, self.L)
         self.loss = get_loss(loss)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueRangeError(f"seed: expected None or an integer >= 0, got {seed!r}")
         rng = np.random.default_rng(seed)
         self.W: list[np.ndarray] = []
         self.b: list[np.ndarray] = []
@@ -486,7 +488,16 @@ class LiftedNetwork:
         """``nn.Sequential(Linear, activation, ..., Linear)`` computing the same outputs (samples first).
 
         The cross-entropy softmax is not included: the module returns the scores, as :meth:`forward` does.
+
+        Parameters
+        ----------
+        dtype : torch.dtype or {"float32", "float64"}
+        device : str or torch.device, optional
         """
+        if isinstance(dtype, str) and dtype in ("float32", "float64"):
+            dtype = getattr(torch, dtype)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueRangeError(f"dtype: expected a floating torch dtype such as torch.float32, got {dtype!r}")
         layers: list[nn.Module] = []
         for l in range(self.L + 1):
             lin = nn.Linear(self.sizes[l], self.sizes[l + 1], bias=True, dtype=dtype, device=device)

@@ -210,6 +210,9 @@ class Trainer:
     requires_grad: ClassVar[bool] = False
 
     def __init__(self, network: Any, settings: TrainerSettings | None = None):
+        if not all(hasattr(network, a) for a in ("L", "acts", "loss", "sizes", "W", "b")):
+            raise FenchelError(f"network: expected a LiftedNetwork, got {type(network).__name__}; build one with "
+                               "fenchel_cvx.LiftedNetwork(sizes, activation, loss)")
         s = self.settings_class() if settings is None else settings
         if not isinstance(s, self.settings_class):
             raise FenchelError(f"settings: expected a {self.settings_class.__name__}, got {type(s).__name__}")

@@ -177,3 +177,28 @@ def test_resume_removes_stale_temporaries(tmp_path, capsys):
         f.write_bytes(b"x" * 100)
     assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 0
     assert not any(f.exists() for f in litter)
+
+
+# -- variants found while fixing the above ------------------------------------------------------------------------
+def test_more_entry_points_raise_typed_errors(tmp_path):
+    from fenchel_cvx import cvx
+    from fenchel_cvx import torch as ft
+    from fenchel_cvx.errors import FenchelError, TensorMismatchError, ValueRangeError
+    rng = np.random.default_rng(1)
+    W, U, Xn = rng.normal(size=(3, 4)), rng.normal(size=(4, 5)), np.abs(rng.normal(size=(3, 5)))
+    problem = dict(act="relu", act_prev="relu", lam=1.0, lam_prev=1.0)
+    with pytest.raises(ValueRangeError, match="solver_opts: expected a dict"):
+        cvx.x_hidden(W, None, Xn, U, solver_opts="verbose", **problem)
+    meta = [torch.as_tensor(a).to("meta") for a in (W, Xn, U)]
+    with pytest.raises(TensorMismatchError, match="W: .*meta"):
+        ft.x_hidden(meta[0], None, meta[1], meta[2], **problem)
+    with pytest.raises(ValueRangeError, match="seed"):
+        LiftedNetwork([3, 4, 2], seed="a")
+    with pytest.raises(ValueRangeError, match="dtype"):
+        NET.to_torch(dtype="half-precision")
+    assert NET.to_torch(dtype="float64")[0].weight.dtype == torch.float64
+    with pytest.raises(FenchelError, match="network: expected a LiftedNetwork"):
+        BCD("my network")
+    with pytest.raises(CheckpointError, match="plain data"):
+        save_checkpoint(tmp_path / "x.pt", {"W": [torch.ones(2)], "extra": object()})
+    assert not list(tmp_path.iterdir())  # refused before anything was written

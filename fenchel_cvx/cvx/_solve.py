@@ -27,7 +27,7 @@ import osqp
 
 from .._checks import check_choice
 from ..activations import Activation
-from ..errors import InaccurateSolutionWarning, SolverError
+from ..errors import InaccurateSolutionWarning, SolverError, ValueRangeError
 from ..losses import Loss, MSELoss
 
 __all__ = [
@@ -104,6 +104,9 @@ def default_solver(acts: Iterable[Activation], loss: Loss | None = None) -> str:
 
 def solver_settings(solver: str, solver_opts: dict[str, Any] | None, qp: bool = True) -> dict[str, Any]:
     """The default settings of ``solver`` (for a QP or an exponential-cone model) updated with ``solver_opts``."""
+    if solver_opts is not None and not isinstance(solver_opts, dict):
+        raise ValueRangeError(f"solver_opts: expected a dict of {solver} settings, e.g. {{'max_iter': 1000}}, got "
+                              f"{type(solver_opts).__name__}")
     opts = dict(_DEFAULT_OPTS.get(solver, {}))
     if not qp:
         opts.update(_CONIC_OPTS.get(solver, {}))

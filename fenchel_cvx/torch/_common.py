@@ -67,6 +67,9 @@ def check_tensor(x: Any, name: str, *, ref: torch.Tensor | None = None, shape: t
         raise TensorMismatchError(f"{name}: expected a torch.Tensor (this is the torch face), got "
                                   f"{type(x).__name__}; convert with torch.as_tensor(x, dtype=..., device=...) "
                                   "or call the same function in fenchel_cvx.cvx")
+    if x.is_meta:
+        raise TensorMismatchError(f"{name}: expected a tensor that holds data (on 'cpu' or 'cuda'), got one on the "
+                                  "'meta' device (shapes only)")
     if x.dtype not in FLOAT_DTYPES:
         raise TensorMismatchError(f"{name}: expected dtype float32 or float64, got {x.dtype}; cast with "
                                   f"{name}.to(torch.float64)")
