@@ -1,0 +1,420 @@
+r"""Layers as linear maps: dense, convolution and average pooling, the linear part of every lifted layer.
+
+A lifted layer is ``X_{l+1} = phi_l(U_l)`` with a pre-activation ``U_l = A_l(X_l; W_l) + b_l`` that is linear
+in ``X_l`` for fixed ``W_l`` and linear in ``W_l`` for fixed ``X_l`` (section 4, eq. 11). Three kinds cover the
+paper's networks:
+
+* **dense**: ``U = W X + b``, ``W`` of shape ``(p_out, p_in)``;
+* **conv**: ``U = W * X + b``, a 2-D convolution with a kernel ``W`` of shape ``(C_out, C_in, k, k)``, stride
+  ``s`` and zero padding ``q``; the bias has one entry per output channel, shared by every position;
+* either one preceded by **average pooling** (``pool = r``: ``r x r`` windows, stride ``r``), eq. (11)'s
+  ``W * Pool(X)``; a dense layer after images flattens them (``C, H, W`` in C order).
+
+Layout, as everywhere inside the math: a data matrix is ``(features, samples)``, one flattened sample per
+column (``C * H * W`` features for an image, in C order). Every method accepts numpy arrays (computed in float64)
+or torch tensors (in their own dtype and device) and returns the same kind.
+
+What the two faces need from a layer, and what they get:
+
+* the X-updates (fixed ``W``): :meth:`Layer.apply` and its adjoint :meth:`Layer.adjoint` (``conv2d`` and its
+  transpose, pooling and its transpose), a bound on the operator norm (:meth:`Layer.norm_sq`, power iteration),
+  and for the CVXPY face the explicit matrix of the map (:meth:`Layer.matrix`, tiny images: "a convolution is a
+  matrix");
+* the W-updates (fixed ``X``): a convolution is linear in its kernel, ``W * Pool(X) = W_mat P`` with the kernel as
+  a ``(C_out, C_in k^2)`` matrix and ``P`` the patches of ``Pool(X)`` (one column per sample and output position,
+  :meth:`Layer.patches`), so the conv W-update *is* the dense one on ``(P, V)`` with ``V`` the targets arranged
+  the same way (:meth:`Layer.arrange`) -- the same model, solver and certificate, the bias shared across
+  positions.
+
+Architectures are written as specs (:func:`parse_arch`), e.g. ``"784-300-10"`` (dense) or LeNet-5 on MNIST,
+``"1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10"``: an input shape, then one token per layer -- ``cC kK [sS] [pQ]`` a
+convolution with ``C`` output channels, kernel ``K``, stride ``S`` (default 1) and padding ``Q`` (default 0);
+``fN`` or ``N`` a dense layer with ``N`` outputs; an ``aR`` prefix average-pools the layer's input in ``R x R``
+windows first. :func:`lenet5` builds the paper's LeNet-5 for an input shape.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import ShapeError, ValueRangeError
+
+__all__ = ["Layer", "build_layers", "lenet5", "parse_arch"]
+
+Array = Any
+
+
+@dataclass(frozen=True)
+class Layer:
+    """The linear part ``U = A(X; W) + b`` of one lifted layer.
+
+    Attributes
+    ----------
+    kind : {"dense", "conv"}
+    in_shape : tuple of int
+        ``(n,)`` for a vector input, ``(C, H, W)`` for an image.
+    out_shape : tuple of int
+        ``(p,)`` (dense) or ``(C_out, H_out, W_out)`` (conv).
+    pool : int
+        Average-pooling window (and stride) applied to the input first; 1 = none.
+    kernel, stride, padding : int
+        Convolution geometry (dense: 0, 1, 0).
+    """
+
+    kind: str
+    in_shape: tuple
+    out_shape: tuple
+    pool: int = 1
+    kernel: int = 0
+    stride: int = 1
+    padding: int = 0
+    _pooled: tuple = field(default=(), repr=False, compare=False)
+
+    # -- sizes --------------------------------------------------------------------------------------------------
+    @property
+    def n_in(self) -> int:
+        """Features of ``X_l`` (flattened)."""
+        return math.prod(self.in_shape)
+
+    @property
+    def n_out(self) -> int:
+        """Features of ``U_l`` (flattened)."""
+        return math.prod(self.out_shape)
+
+    @property
+    def pooled_shape(self) -> tuple:
+        """The input's shape after pooling (the input itself when ``pool == 1``)."""
+        return self._pooled or self.in_shape
+
+    @property
+    def weight_shape(self) -> tuple:
+        """``(p_out, p_in)`` (dense, ``p_in`` after pooling and flattening) or ``(C_out, C_in, k, k)``."""
+        if self.kind == "dense":
+            return (self.n_out, math.prod(self.pooled_shape))
+        return (self.out_shape[0], self.pooled_shape[0], self.kernel, self.kernel)
+
+    @property
+    def bias_shape(self) -> tuple:
+        """One bias per output unit (dense) or per output channel (conv)."""
+        return (self.out_shape[0],)
+
+    @property
+    def fans(self) -> tuple[int, int]:
+        """``(fan_in, fan_out)`` of the Glorot (Xavier) initialization, as TensorFlow counts them."""
+        if self.kind == "dense":
+            return self.weight_shape[1], self.weight_shape[0]
+        c_out, c_in, k, _ = self.weight_shape
+        return c_in * k * k, c_out * k * k
+
+    @property
+    def positions(self) -> int:
+        """Output positions per sample (``H_out W_out`` for conv, 1 for dense)."""
+        return 1 if self.kind == "dense" else self.out_shape[1] * self.out_shape[2]
+
+    @property
+    def patch_size(self) -> int:
+        """Rows of :meth:`patches`: what one output unit sees (``C_in k^2`` for conv)."""
+        return self.weight_shape[1] if self.kind == "dense" else math.prod(self.weight_shape[1:])
+
+    @property
+    def is_plain_dense(self) -> bool:
+        """A dense layer without pooling: ``A(X; W)`` is the matrix product ``W X``."""
+        return self.kind == "dense" and self.pool == 1
+
+    def describe(self) -> str:
+        """The layer's spec token (``"a2c16k5"``, ``"f120"``)."""
+        pre = f"a{self.pool}" if self.pool > 1 else ""
+        if self.kind == "dense":
+            return f"{pre}f{self.n_out}"
+        extra = (f"s{self.stride}" if self.stride != 1 else "") + (f"p{self.padding}" if self.padding else "")
+        return f"{pre}c{self.out_shape[0]}k{self.kernel}{extra}"
+
+    # -- the map for fixed W (X-updates) ------------------------------------------------------------------------
+    def apply(self, W: Array, b: Array | None, X: Array) -> Array:
+        """``A(X; W) + b``: ``X`` of shape ``(n_in, m)`` to ``(n_out, m)`` (``b=None``: no bias)."""
+        if self.is_plain_dense:
+            if _is_torch(X):
+                return W @ X if b is None else torch.addmm(b[:, None], W, X)
+            return W @ X if b is None else W @ X + b[:, None]
+        back, (Wt, bt, Xt) = _to_torch(W, b, X)
+        m = Xt.shape[1]
+        Z = self._pool(Xt.T.reshape(m, *self.in_shape))
+        if self.kind == "dense":
+            U = Z.reshape(m, -1) @ Wt.T
+            if bt is not None:
+                U = U + bt
+        else:
+            U = F.conv2d(Z, Wt, bt, stride=self.stride, padding=self.padding).reshape(m, -1)
+        return back(U.T)
+
+    def adjoint(self, W: Array, G: Array) -> Array:
+        """``A^T(G; W)``: ``G`` of shape ``(n_out, m)`` to ``(n_in, m)`` (the bias plays no part)."""
+        if self.is_plain_dense:
+            return W.T @ G
+        back, (Wt, Gt) = _to_torch(W, G)
+        m = Gt.shape[1]
+        if self.kind == "dense":
+            Z = (Gt.T @ Wt).reshape(m, *self.pooled_shape)
+        else:
+            Z = torch.nn.grad.conv2d_input((m, *self.pooled_shape), Wt, Gt.T.reshape(m, *self.out_shape),
+                                           stride=self.stride, padding=self.padding)
+        return back(self._unpool(Z).reshape(m, -1).T)
+
+    def norm_sq(self, W: Array) -> float:
+        """An upper estimate of ``||A||_2^2`` (the map on one sample): the top eigenvalue of ``A^T A`` by Lanczos
+        (ARPACK, on the CPU in float64) times ``1.01``.
+
+        The map acts on each sample alike, so one sample's operator is all there is. Lanczos, not the power
+        iteration: a convolution's top singular values cluster, where the power iteration stalls 1% low. The
+        solvers that use this as a Lipschitz constant stop on certificates, so a rare underestimate would cost
+        iterations, never accuracy.
+        """
+        from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+        Wd = (W.detach().to("cpu", torch.float64) if _is_torch(W) else
+              torch.as_tensor(np.asarray(W, dtype=float)))
+        if not bool(Wd.any()):
+            return 0.0
+
+        def gram(v: np.ndarray) -> np.ndarray:
+            x = torch.as_tensor(np.asarray(v, dtype=float).reshape(-1, 1))
+            return self.adjoint(Wd, self.apply(Wd, None, x)).numpy().ravel()
+
+        op = LinearOperator((self.n_in, self.n_in), matvec=gram, dtype=float)
+        v0 = np.random.default_rng(12345).standard_normal(self.n_in)
+        try:
+            top = float(eigsh(op, k=1, which="LA", tol=1e-8, v0=v0, return_eigenvectors=False)[0])
+        except ArpackNoConvergence as exc:  # keep the best estimate found; the certificate still decides
+            top = float(np.max(exc.eigenvalues)) if len(exc.eigenvalues) else float(gram(v0) @ v0 / (v0 @ v0))
+        return top * 1.01
+
+    def matrix(self, W: Array) -> np.ndarray:
+        """The explicit ``(n_out, n_in)`` matrix of ``X -> A(X; W)`` (float64 numpy; meant for tiny images)."""
+        Wn = W.detach().to("cpu", torch.float64).numpy() if _is_torch(W) else np.asarray(W, dtype=float)
+        if self.is_plain_dense:
+            return Wn.copy()
+        return np.ascontiguousarray(self.apply(Wn, None, np.eye(self.n_in)))
+
+    def bias_rows(self, b: Array | None) -> Array | None:
+        """The bias as one entry per output feature ``(n_out,)`` (a conv bias repeated over positions)."""
+        if b is None or self.kind == "dense":
+            return b
+        if _is_torch(b):
+            return b.repeat_interleave(self.positions)
+        return np.repeat(np.asarray(b, dtype=float), self.positions)
+
+    # -- the map for fixed X (W-updates) ------------------------------------------------------------------------
+    def patches(self, X: Array) -> Array:
+        """The columns the weights act on: ``A(X; W) = W_mat @ patches(X)`` arranged by :meth:`arrange`.
+
+        Dense: the (pooled, flattened) input, ``(p_in, m)``. Conv: the ``C_in k^2`` patches of ``Pool(X)``, one
+        column per sample and output position, ``(C_in k^2, m * H_out W_out)`` (sample-major).
+        """
+        if self.is_plain_dense:
+            return X
+        back, (Xt,) = _to_torch(X)
+        m = Xt.shape[1]
+        Z = self._pool(Xt.T.reshape(m, *self.in_shape))
+        if self.kind == "dense":
+            return back(Z.reshape(m, -1).T.contiguous())
+        P = F.unfold(Z, self.kernel, padding=self.padding, stride=self.stride)  # (m, C_in k^2, positions)
+        return back(P.permute(1, 0, 2).reshape(P.shape[1], -1).contiguous())
+
+    def arrange(self, V: Array) -> Array:
+        """Output-side matrix ``(n_out, m)`` in the columns of :meth:`patches`: ``(C_out, m * positions)``."""
+        if self.kind == "dense":
+            return V
+        back, (Vt,) = _to_torch(V)
+        m = Vt.shape[1]
+        c = self.out_shape[0]
+        return back(Vt.T.reshape(m, c, self.positions).permute(1, 0, 2).reshape(c, -1).contiguous())
+
+    def weight_matrix(self, W: Array) -> Array:
+        """The kernel as the ``(C_out, C_in k^2)`` matrix acting on :meth:`patches` (dense: ``W`` itself)."""
+        return W if self.kind == "dense" else W.reshape(W.shape[0], -1)
+
+    def weight_from_matrix(self, Wm: Array) -> Array:
+        """Inverse of :meth:`weight_matrix`."""
+        return Wm if self.kind == "dense" else Wm.reshape(self.weight_shape)
+
+    # -- pooling and its adjoint --------------------------------------------------------------------------------
+    def _pool(self, Z: torch.Tensor) -> torch.Tensor:
+        return Z if self.pool == 1 else F.avg_pool2d(Z, self.pool)
+
+    def _unpool(self, Z: torch.Tensor) -> torch.Tensor:
+        """Adjoint of average pooling: spread each value evenly over its window (rows a window misses get 0)."""
+        if self.pool == 1:
+            return Z
+        r = self.pool
+        up = Z.repeat_interleave(r, dim=2).repeat_interleave(r, dim=3) / (r * r)
+        H, W_ = self.in_shape[1:]
+        if up.shape[2:] == (H, W_):
+            return up
+        out = up.new_zeros(up.shape[0], up.shape[1], H, W_)
+        out[:, :, :up.shape[2], :up.shape[3]] = up
+        return out
+
+
+def _is_torch(x: Any) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def _to_torch(*arrays: Array) -> tuple[Any, tuple]:
+    """Torch views of the arrays (numpy in float64) and a function that converts a result back."""
+    if any(_is_torch(a) for a in arrays if a is not None):
+        return (lambda t: t), arrays
+    return ((lambda t: t.numpy()),
+            tuple(None if a is None else torch.as_tensor(np.asarray(a, dtype=float)) for a in arrays))
+
+
+# -- building layers from a spec ------------------------------------------------------------------------------
+_TOKEN = re.compile(r"^(?:a(?P<pool>\d+))?(?:(?P<conv>c(?P<ch>\d+)k(?P<k>\d+)(?:s(?P<s>\d+))?(?:p(?P<p>\d+))?)|"
+                    r"f?(?P<dense>\d+))$")
+
+
+def parse_arch(spec: str | Sequence[int] | Sequence[Layer], in_shape: Sequence[int] | None = None) -> list[Layer]:
+    """Layers from an architecture spec.
+
+    Parameters
+    ----------
+    spec : str, sequence of int, or sequence of Layer
+        ``"784-300-10"`` or ``[784, 300, 10]`` (dense; the first entry is the input size), a conv spec such as
+        ``"1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10"`` (see the module docstring), ``"lenet5"`` (needs
+        ``in_shape``; 10 classes unless the spec reads ``"lenet5:N"``), or layers already built (checked).
+    in_shape : sequence of int, optional
+        The input's shape, ``(n,)`` or ``(C, H, W)``, when the spec does not start with it.
+
+    Returns
+    -------
+    list of Layer
+        ``L + 1`` layers; the last one is dense (the output layer).
+
+    Raises
+    ------
+    ShapeError
+        A token that is not a layer, sizes that do not chain (a kernel larger than its padded input, pooling
+        that leaves no pixel), a convolution after a dense layer, or an output layer that is not dense.
+    """
+    if isinstance(spec, (list, tuple)) and spec and all(isinstance(x, Layer) for x in spec):
+        layers = list(spec)
+        for l, (a, b) in enumerate(zip(layers[:-1], layers[1:], strict=True)):
+            if a.out_shape != b.in_shape:
+                raise ShapeError(f"layers[{l + 1}]: expected input shape {a.out_shape} (the output of layers[{l}]), "
+                                 f"got {b.in_shape}")
+        _check_output(layers)
+        return layers
+    if isinstance(spec, str):
+        text = spec.strip().lower()
+        if text.startswith("lenet5"):
+            classes = int(text.partition(":")[2] or 10)
+            if in_shape is None:
+                raise ShapeError("arch: 'lenet5' needs the input shape (C, H, W); pass in_shape or write the full "
+                                 "spec, e.g. 1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10")
+            return lenet5(in_shape, classes)
+        tokens = [t for t in re.split(r"[-\s]+", text) if t]
+    else:
+        try:
+            tokens = [str(int(t)) for t in spec]
+        except (TypeError, ValueError):
+            raise ShapeError(f"arch: expected layer sizes [n, p_1, ..., p] or a spec string, got {spec!r}") from None
+    if tokens and re.fullmatch(r"\d+(x\d+){0,2}", tokens[0]):  # a spec that starts with its input shape
+        given = tuple(int(s) for s in tokens[0].split("x"))
+        if in_shape is not None and math.prod(given) != math.prod(in_shape):
+            raise ShapeError(f"arch: the spec starts with the input shape {'x'.join(map(str, given))}, but the data "
+                             f"have shape {'x'.join(map(str, in_shape))}")
+        in_shape = tuple(in_shape) if in_shape is not None and len(in_shape) == 3 and len(given) == 1 else given
+        tokens = tokens[1:]
+    if in_shape is None:
+        raise ShapeError(f"arch: expected an input shape first (e.g. 784 or 1x28x28), got {spec!r}")
+    if not tokens:
+        raise ShapeError(f"arch: expected at least one layer after the input shape, got {spec!r}")
+    return build_layers(tuple(int(s) for s in in_shape), tokens)
+
+
+def build_layers(in_shape: tuple, tokens: Sequence[str]) -> list[Layer]:
+    """Layers from an input shape and spec tokens (``"c6k5p2"``, ``"a2f120"``, ``"10"``); see :func:`parse_arch`."""
+    if len(in_shape) not in (1, 3) or any(s < 1 for s in in_shape):
+        raise ShapeError(f"arch: expected an input shape (n,) or (C, H, W) of positive sizes, got {in_shape}")
+    layers: list[Layer] = []
+    shape = tuple(in_shape)
+    for i, tok in enumerate(tokens):
+        mt = _TOKEN.match(tok)
+        if mt is None:
+            raise ShapeError(f"arch: layer token {i + 1} {tok!r} is not a layer; expected cCkK[sS][pP] (conv), fN or "
+                             "N (dense), optionally prefixed by aR (average pooling), e.g. a2c16k5")
+        pool = int(mt["pool"] or 1)
+        if pool < 1:
+            raise ShapeError(f"arch: layer token {i + 1} {tok!r}: the pooling window must be >= 1")
+        pooled = shape
+        if pool > 1:
+            if len(shape) != 3:
+                raise ShapeError(f"arch: layer token {i + 1} {tok!r} pools a vector input of shape {shape}; pooling "
+                                 "needs an image (C, H, W)")
+            pooled = (shape[0], shape[1] // pool, shape[2] // pool)
+            if pooled[1] < 1 or pooled[2] < 1:
+                raise ShapeError(f"arch: layer token {i + 1} {tok!r}: pooling {shape} in {pool}x{pool} windows leaves "
+                                 "no pixel")
+        if mt["conv"]:
+            if len(shape) != 3:
+                raise ShapeError(f"arch: layer token {i + 1} {tok!r} is a convolution after a vector of shape "
+                                 f"{shape}; convolutions need an image (C, H, W)")
+            ch, k, s, p = int(mt["ch"]), int(mt["k"]), int(mt["s"] or 1), int(mt["p"] or 0)
+            if ch < 1 or k < 1 or s < 1:
+                raise ShapeError(f"arch: layer token {i + 1} {tok!r}: channels, kernel and stride must be >= 1")
+            h = (pooled[1] + 2 * p - k) // s + 1
+            w = (pooled[2] + 2 * p - k) // s + 1
+            if h < 1 or w < 1:
+                raise ShapeError(f"arch: layer token {i + 1} {tok!r}: a {k}x{k} kernel does not fit the input "
+                                 f"{pooled[1]}x{pooled[2]} with padding {p}")
+            layer = Layer("conv", shape, (ch, h, w), pool, k, s, p, _pooled=pooled if pool > 1 else ())
+        else:
+            n = int(mt["dense"])
+            if n < 1:
+                raise ShapeError(f"arch: layer token {i + 1} {tok!r}: a dense layer needs >= 1 output")
+            layer = Layer("dense", shape, (n,), pool, _pooled=pooled if pool > 1 else ())
+        layers.append(layer)
+        shape = layer.out_shape
+    _check_output(layers)
+    return layers
+
+
+def _check_output(layers: list[Layer]) -> None:
+    if not layers or layers[-1].kind != "dense":
+        got = layers[-1].describe() if layers else "none"
+        raise ShapeError(f"arch: the output layer must be dense (fN: one score per class), got {got}")
+
+
+def lenet5(in_shape: Sequence[int], classes: int = 10) -> list[Layer]:
+    """LeNet-5 as the paper trains it: conv 6@5x5, ReLU, average pool 2, conv 16@5x5, ReLU, average pool 2,
+    fc 120, fc 84, fc ``classes``.
+
+    The official code zero-pads 28x28 MNIST to 32x32; padding the first convolution by 2 is the same map (the
+    network sees the same numbers), so MNIST keeps its 28x28 images.
+
+    Parameters
+    ----------
+    in_shape : (C, H, W)
+        E.g. ``(1, 28, 28)`` (MNIST) or ``(3, 32, 32)`` (CIFAR-10); images smaller than 32x32 get padding.
+    classes : int
+
+    Raises
+    ------
+    ShapeError
+        Not an image shape, or an image larger than 32x32 by an odd amount.
+    """
+    shape = tuple(int(s) for s in in_shape)
+    if len(shape) != 3:
+        raise ShapeError(f"in_shape: LeNet-5 takes images (C, H, W), got {shape}")
+    if classes < 1:
+        raise ValueRangeError(f"classes: expected >= 1, got {classes}")
+    pad = max(0, (32 - min(shape[1:])) // 2)
+    first = f"c6k5p{pad}" if pad else "c6k5"
+    return build_layers(shape, [first, "a2c16k5", "a2f120", "f84", f"f{classes}"])

@@ -1,0 +1,91 @@
+"""Layers as linear maps (fenchel_cvx.layers): the map, its adjoint, its norm, its matrix and its patches agree.
+
+A convolution (and average pooling before it) is checked against torch's own modules, the adjoint by the
+dot-product identity, the explicit matrix against the map, the norm against the matrix's largest singular
+value, and the patch form ``W_mat @ patches(X) = arrange(A(X))`` that makes the conv W-update a dense one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fenchel_cvx.errors import ShapeError
+from fenchel_cvx.layers import lenet5, parse_arch
+
+SPECS = ["1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10", "3x9x9-c4k3s2p1-a2c5k2-f3", "2x8x8-a2f6-f2", "1x7x7-c2k3s2-f4",
+         "784-300-10"]
+LAYERS = [(spec, i, lay) for spec in SPECS for i, lay in enumerate(parse_arch(spec))]
+
+
+def _reference(lay, W, b, X):
+    m = X.shape[1]
+    if len(lay.in_shape) == 1:
+        return (X.T @ W.T + b).T
+    Z = X.T.reshape(m, *lay.in_shape)
+    if lay.pool > 1:
+        Z = F.avg_pool2d(Z, lay.pool)
+    if lay.kind == "conv":
+        return F.conv2d(Z, W, b, stride=lay.stride, padding=lay.padding).reshape(m, -1).T
+    return (Z.reshape(m, -1) @ W.T + b).T
+
+
+@pytest.mark.parametrize("spec,i,lay", LAYERS, ids=[f"{s}[{i}]" for s, i, _ in LAYERS])
+def test_map_adjoint_patches_matrix_and_norm(spec, i, lay):
+    g = torch.Generator().manual_seed(i)
+    W = torch.randn(lay.weight_shape, dtype=torch.float64, generator=g)
+    b = torch.randn(lay.bias_shape, dtype=torch.float64, generator=g)
+    X = torch.randn(lay.n_in, 3, dtype=torch.float64, generator=g)
+    U = lay.apply(W, b, X)
+    assert U.shape == (lay.n_out, 3)
+    torch.testing.assert_close(U, _reference(lay, W, b, X), rtol=1e-12, atol=1e-12)
+    G = torch.randn(lay.n_out, 3, dtype=torch.float64, generator=g)
+    lhs, rhs = float((lay.apply(W, None, X) * G).sum()), float((X * lay.adjoint(W, G)).sum())
+    assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12)
+    torch.testing.assert_close(lay.weight_matrix(W) @ lay.patches(X), lay.arrange(lay.apply(W, None, X)),
+                               rtol=1e-12, atol=1e-12)
+    assert torch.equal(lay.weight_from_matrix(lay.weight_matrix(W)), W)
+    # numpy in, numpy out, same numbers
+    Un = lay.apply(W.numpy(), b.numpy(), X.numpy())
+    assert isinstance(Un, np.ndarray) and np.allclose(Un, U.numpy(), rtol=1e-12, atol=1e-12)
+    if lay.n_in <= 2000:
+        M = lay.matrix(W)
+        assert np.allclose(M @ X.numpy() + lay.bias_rows(b.numpy())[:, None], U.numpy(), rtol=1e-12, atol=1e-12)
+        true = np.linalg.norm(M, 2) ** 2
+        assert true <= lay.norm_sq(W) <= 1.02 * true
+
+
+def test_float32_and_shapes_follow_the_input():
+    lay = parse_arch("3x9x9-c4k3s2p1-f3")[0]
+    W, X = torch.randn(lay.weight_shape), torch.randn(lay.n_in, 2)
+    assert lay.apply(W, None, X).dtype == torch.float32
+    assert lay.patches(X).shape == (lay.patch_size, 2 * lay.positions)
+
+
+def test_specs_and_lenet5():
+    assert [la.describe() for la in lenet5((1, 28, 28))] == ["c6k5p2", "a2c16k5", "a2f120", "f84", "f10"]
+    assert [la.describe() for la in lenet5((3, 32, 32))] == ["c6k5", "a2c16k5", "a2f120", "f84", "f10"]
+    assert parse_arch("lenet5", (1, 28, 28)) == lenet5((1, 28, 28))
+    assert [la.weight_shape for la in parse_arch([784, 300, 10])] == [(300, 784), (10, 300)]
+    assert parse_arch("c4k3-f2", in_shape=(1, 6, 6))[0].out_shape == (4, 4, 4)
+    # a dense spec over image data flattens it
+    assert parse_arch("784-300-10", in_shape=(1, 28, 28))[0].in_shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ("1x28x28-c6k5-c6k5-f10x", "not a layer"), ("784-c6k5-f10", "convolution after a vector"),
+    ("1x4x4-c6k7-f10", "does not fit"), ("1x28x28-c6k5", "output layer must be dense"),
+    ("784-a2f10", "pools a vector"), ("1x2x2-a4f10", "leaves no pixel"), ("c6k5-f10", "input shape first"),
+])
+def test_bad_specs_say_what_is_wrong(spec, needle):
+    with pytest.raises(ShapeError, match=needle):
+        parse_arch(spec)
+
+
+def test_a_spec_that_contradicts_the_data():
+    with pytest.raises(ShapeError, match="the data have shape 3x32x32"):
+        parse_arch("1x28x28-c6k5-f10", in_shape=(3, 32, 32))
+    with pytest.raises(ShapeError, match="needs the input shape"):
+        parse_arch("lenet5")
