@@ -168,7 +168,7 @@ class Backprop(Trainer):
         Tensor
             0-d, differentiable.
         """
-        f = self.loss.value(T, feed_forward(list(W), list(b), self.acts, X0)[-1])
+        f = self.loss.value(T, feed_forward(list(W), list(b), self.acts, X0, self.layers)[-1])
         for l, r in enumerate(self.rho):
             if r > 0:
                 f = f + r * (W[l] * W[l]).sum()

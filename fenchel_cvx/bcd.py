@@ -68,7 +68,7 @@ import torch
 from ._checks import per_layer
 from .errors import CheckpointError, ShapeError
 from .settings import BCDSettings, layer_values
-from .trainer import HISTORY_KEYS, Trainer, TrainState, affine, feed_forward
+from .trainer import HISTORY_KEYS, Trainer, TrainState, feed_forward, pre_activation
 
 __all__ = ["BCD", "HISTORY_KEYS", "BCDSettings", "BCDState", "feed_forward", "lagrangian_terms"]
 
@@ -112,7 +112,8 @@ class BCDState(TrainState):
 
 
 def lagrangian_terms(W: list, b: list, X: list, Y: torch.Tensor, *, acts: list, loss: Any,
-                     lam: float | Sequence[float], rho: float | Sequence[float]) -> dict:
+                     lam: float | Sequence[float], rho: float | Sequence[float],
+                     layers: Sequence[Any] | None = None) -> dict:
     r"""Eq. (7) on torch tensors: ``J = L(Y, W_L X_L + b_L) + sum rho_l ||W_l||^2 + sum lam_l B_l(X_{l+1}, U_l)``.
 
     ``U_l = W_l X_l + b_l`` (paper layout).
@@ -130,6 +131,8 @@ def lagrangian_terms(W: list, b: list, X: list, Y: torch.Tensor, *, acts: list, 
     acts, loss : the network's activations and loss.
     lam : float or sequence of L floats
     rho : float or sequence of L+1 floats
+    layers : sequence of Layer, optional
+        The linear maps ``U_l = A_l(X_l; W_l) + b_l`` (:mod:`fenchel_cvx.layers`); ``None``: dense.
 
     Returns
     -------
@@ -140,8 +143,10 @@ def lagrangian_terms(W: list, b: list, X: list, Y: torch.Tensor, *, acts: list, 
     L = len(acts)
     lam = per_layer(lam, L, "lam", nonneg=True)
     rho = per_layer(rho, L + 1, "rho", nonneg=True)
-    out_loss = float(loss.value(Y, affine(W[L], b[L], X[L])))
-    pen = sum(lam[l] * float(acts[l].B(X[l + 1], affine(W[l], b[l], X[l])).sum()) for l in range(L))
+    maps = [None] * (L + 1) if layers is None else list(layers)
+    out_loss = float(loss.value(Y, pre_activation(maps[L], W[L], b[L], X[L])))
+    pen = sum(lam[l] * float(acts[l].B(X[l + 1], pre_activation(maps[l], W[l], b[l], X[l])).sum())
+              for l in range(L))
     reg = sum(rho[l] * float((W[l] * W[l]).sum()) for l in range(L + 1))
     return {"loss": out_loss, "penalty": float(pen), "regularization": float(reg),
             "total": out_loss + float(pen) + float(reg)}
@@ -272,7 +277,7 @@ class BCD(Trainer):
         else:
             X, U_in = [X0], None  # feed-forward (line 5), keeping W_0 X_0 + b_0 for the first sweep
             for l, act in enumerate(self.acts):
-                U = affine(state.W[l], state.b[l], X[-1])
+                U = self._pre(l, state.W, state.b, X[-1])
                 U_in = U if l == 0 else U_in
                 X.append(act.forward(U))
         W0 = [w.clone() for w in state.W] if any(g > 0 for g in self.gamma) else None
@@ -304,17 +309,19 @@ class BCD(Trainer):
         # W_0 X_0 + b_0 is needed by the X-update of X_1 and by the running W_0 step; X_0 and W_0 do not change
         # in between, so it is formed once (or taken from the feed-forward)
         if L >= 1:
-            U = U0 if L == 1 and U0 is not None else affine(W[L - 1], b[L - 1], X[L - 1])
+            U = U0 if L == 1 and U0 is not None else self._pre(L - 1, W, b, X[L - 1])
             U0 = U if L == 1 else U0
             r = self.face("x_last", W=W[L], b=b[L], Y=T, U_prev=U, loss=self.loss, act_prev=self.acts[L - 1],
-                          lam_prev=self.lam[L - 1], Z0=X[L], **(tol if self.loss.name == "mse" else xtol))
+                          lam_prev=self.lam[L - 1], Z0=X[L], **self._layer(L),
+                          **(tol if self.loss.name == "mse" else xtol))
             X[L] = r.Z
             self._record(blocks, "x_last", L, r, state, X, T)
         for l in range(L - 1, 0, -1):
-            U = U0 if l == 1 and U0 is not None else affine(W[l - 1], b[l - 1], X[l - 1])
+            U = U0 if l == 1 and U0 is not None else self._pre(l - 1, W, b, X[l - 1])
             U0 = U if l == 1 else U0
             r = self.face("x_hidden", W=W[l], b=b[l], X_next=X[l + 1], U_prev=U, act=self.acts[l],
-                          act_prev=self.acts[l - 1], lam=self.lam[l], lam_prev=self.lam[l - 1], Z0=X[l], **xtol)
+                          act_prev=self.acts[l - 1], lam=self.lam[l], lam_prev=self.lam[l - 1], Z0=X[l],
+                          **self._layer(l), **xtol)
             X[l] = r.Z
             self._record(blocks, "x_hidden", l, r, state, X, T)
         if running:
@@ -322,17 +329,17 @@ class BCD(Trainer):
             return
         # inexact: a few warm-started MM steps, deliberately unconverged, so no NotConvergedWarning; MM steps never
         # increase the block objective, so J stays monotone (a Newton step with a line search would be too, but
-        # costs ~100x more per step on wide layers: one p_a x p_a Hessian per row instead of one shared bound)
+        # forms and factors one p_a x p_a Hessian per row where MM shares one bound)
         wtol = dict(tol, max_iter=s.inexact_iters, warn=False, method="mm") if s.is_inexact else tol
         prox = self._prox(L, W0, b0)
         r = self.face("w_last", X_in=X[L], Y=T, loss=self.loss, rho=self.rho[L], W_init=W[L], b_init=b[L],
-                      **prox, **wtol)
+                      **self._layer(L), **prox, **wtol)
         W[L], b[L] = r.W, r.b
         self._record(blocks, "w_last", L, r, state, X, T)
         for l in range(L - 1, -1, -1):
             prox = self._prox(l, W0, b0)
             r = self.face("w_hidden", X_in=X[l], X_next=X[l + 1], act=self.acts[l], lam=self.lam[l],
-                          rho=self.rho[l], W_init=W[l], b_init=b[l], **prox, **wtol)
+                          rho=self.rho[l], W_init=W[l], b_init=b[l], **self._layer(l), **prox, **wtol)
             W[l], b[l] = r.W, r.b
             self._record(blocks, "w_hidden", l, r, state, X, T)
 
@@ -344,27 +351,38 @@ class BCD(Trainer):
             from .torch.curvature import hidden_curvature, last_curvature
 
             kw = {"every": s.curvature_every, "rank": s.curvature_rank, "device": self.device}
-            state.curvature = [hidden_curvature(self.sizes[l], act=self.acts[l], lam=self.lam[l], rho=self.rho[l],
-                                                gamma=self.gamma[l], **kw) for l in range(L)]
-            state.curvature.append(last_curvature(self.sizes[L], loss=self.loss, rho=self.rho[L],
+            # a layer's curvature lives on what its weights act on: the input's patches (the input, when dense)
+            lay = self.layers
+            state.curvature = [hidden_curvature(lay[l].patch_size, act=self.acts[l], lam=self.lam[l],
+                                                rho=self.rho[l], gamma=self.gamma[l], **kw) for l in range(L)]
+            state.curvature.append(last_curvature(lay[L].patch_size, loss=self.loss, rho=self.rho[L],
                                                   gamma=self.gamma[L], **kw))
         curv = state.curvature
         if first:  # once per batch: the refresh cadence counts batches, not sweeps
             for l in range(L + 1):
-                curv[l].observe(X[l])
+                curv[l].observe(self.layers[l].patches(X[l]))
         step = {"method": "running", "relax": s.curvature_relax, "line_search": s.curvature_line_search,
                 "max_iter": 1, "warn": False}
         r = self.face("w_last", X_in=X[L], Y=T, loss=self.loss, rho=self.rho[L], W_init=W[L], b_init=b[L],
-                      curvature=curv[L], **step, **self._prox(L, W0, b0))
+                      curvature=curv[L], **self._layer(L), **step, **self._prox(L, W0, b0))
         W[L], b[L] = r.W, r.b
         self._record(blocks, "w_last", L, r, state, X, T)
         for l in range(L - 1, -1, -1):
-            U = U0 if l == 0 and U0 is not None else affine(W[l], b[l], X[l])
+            U = U0 if l == 0 and U0 is not None else self._pre(l, W, b, X[l])
             r = self.face("w_hidden", X_in=X[l], X_next=X[l + 1], act=self.acts[l], lam=self.lam[l],
-                          rho=self.rho[l], W_init=W[l], b_init=b[l], U=U, curvature=curv[l], **step,
-                          **self._prox(l, W0, b0))
+                          rho=self.rho[l], W_init=W[l], b_init=b[l], U=U, curvature=curv[l], **self._layer(l),
+                          **step, **self._prox(l, W0, b0))
             W[l], b[l] = r.W, r.b
             self._record(blocks, "w_hidden", l, r, state, X, T)
+
+    def _pre(self, l: int, W: list, b: list, X: torch.Tensor) -> torch.Tensor:
+        """``U_l = A_l(X; W_l) + b_l``."""
+        return self.layers[l].apply(W[l], b[l], X)
+
+    def _layer(self, l: int) -> dict:
+        """The ``layer`` argument of a face call: nothing for a plain dense layer (the faces' default map)."""
+        layer = self.layers[l]
+        return {} if layer.is_plain_dense else {"layer": layer}
 
     def _prox(self, l: int, W0: list | None, b0: list | None) -> dict:
         g = self.gamma[l]
@@ -383,7 +401,7 @@ class BCD(Trainer):
 
     def _J(self, state: BCDState, X: list, T: torch.Tensor) -> float:
         return lagrangian_terms(state.W, state.b, X, T, acts=self.acts, loss=self.loss, lam=self.lam,
-                                rho=self.rho)["total"]
+                                rho=self.rho, layers=self.layers)["total"]
 
     @torch.no_grad()
     def batch_terms(self, state: BCDState, X: list | None = None, T: torch.Tensor | None = None) -> dict:
@@ -392,8 +410,9 @@ class BCD(Trainer):
             X, T = self._last_batch if self._last_batch is not None else (None, None)
         if X is None:
             return {"J": math.nan, "penalty": math.nan, "primal": math.nan}
-        t = lagrangian_terms(state.W, state.b, X, T, acts=self.acts, loss=self.loss, lam=self.lam, rho=self.rho)
-        Yhat = feed_forward(state.W, state.b, self.acts, X[0])[-1]
+        t = lagrangian_terms(state.W, state.b, X, T, acts=self.acts, loss=self.loss, lam=self.lam, rho=self.rho,
+                             layers=self.layers)
+        Yhat = feed_forward(state.W, state.b, self.acts, X[0], self.layers)[-1]
         reg = t["regularization"]
         return {"J": t["total"], "penalty": t["penalty"], "primal": float(self.loss.value(T, Yhat)) + reg}
 
@@ -408,7 +427,7 @@ class BCD(Trainer):
         MSE (or no hidden layer) reduces to feed-forward exactly; see the module docstring.
         """
         L, p = self.L, self.sizes[-1]
-        ff = feed_forward(W, b, self.acts, X0)
+        ff = feed_forward(W, b, self.acts, X0, self.layers)
         if self.loss.name == "mse" or L == 0:
             return ff[-1].argmax(0)
         m = X0.shape[1]
@@ -421,17 +440,18 @@ class BCD(Trainer):
             X = list(ff[:-1])
             prev = math.inf
             for _ in range(1 if L == 1 else sweeps):
-                U = affine(W[L - 1], b[L - 1], X[L - 1])
+                U = self._pre(L - 1, W, b, X[L - 1])
                 X[L] = self.face("x_last", W=W[L], b=b[L], Y=T, U_prev=U, loss=self.loss,
-                                 act_prev=self.acts[L - 1], lam_prev=self.lam[L - 1], Z0=X[L], **tol).Z
+                                 act_prev=self.acts[L - 1], lam_prev=self.lam[L - 1], Z0=X[L], **self._layer(L),
+                                 **tol).Z
                 for l in range(L - 1, 0, -1):
-                    U = affine(W[l - 1], b[l - 1], X[l - 1])
+                    U = self._pre(l - 1, W, b, X[l - 1])
                     X[l] = self.face("x_hidden", W=W[l], b=b[l], X_next=X[l + 1], U_prev=U, act=self.acts[l],
                                      act_prev=self.acts[l - 1], lam=self.lam[l], lam_prev=self.lam[l - 1],
-                                     Z0=X[l], **tol).Z
-                val = self.loss.per_sample(T, affine(W[L], b[L], X[L]))
+                                     Z0=X[l], **self._layer(l), **tol).Z
+                val = self.loss.per_sample(T, self._pre(L, W, b, X[L]))
                 for l in range(L):
-                    val = val + self.lam[l] * self.acts[l].B(X[l + 1], affine(W[l], b[l], X[l])).sum(0)
+                    val = val + self.lam[l] * self.acts[l].B(X[l + 1], self._pre(l, W, b, X[l])).sum(0)
                 cur = float(val.sum())
                 if prev - cur <= self.settings.tol * max(abs(cur), 1.0):
                     break

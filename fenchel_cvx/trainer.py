@@ -36,7 +36,7 @@ from ._checks import check_choice, check_finite, check_ndim
 from .errors import CheckpointError, DomainError, FenchelError, LabelError, ShapeError
 from .settings import TrainerSettings, layer_values
 
-__all__ = ["HISTORY_KEYS", "TrainState", "Trainer", "affine", "feed_forward"]
+__all__ = ["HISTORY_KEYS", "TrainState", "Trainer", "affine", "feed_forward", "pre_activation"]
 
 Array = Any
 
@@ -60,22 +60,31 @@ def affine(W: torch.Tensor, b: torch.Tensor | None, X: torch.Tensor) -> torch.Te
     return W @ X if b is None else torch.addmm(b[:, None], W, X)
 
 
-def feed_forward(W: Sequence[torch.Tensor], b: Sequence[torch.Tensor], acts: Sequence[Any],
-                 X0: torch.Tensor) -> list[torch.Tensor]:
+def pre_activation(layer: Any, W: torch.Tensor, b: torch.Tensor | None, X: torch.Tensor) -> torch.Tensor:
+    """``A(X; W) + b``: the layer's linear map (:class:`~fenchel_cvx.layers.Layer`), or ``W X + b`` for ``None``."""
+    return affine(W, b, X) if layer is None else layer.apply(W, b, X)
+
+
+def feed_forward(W: Sequence[torch.Tensor], b: Sequence[torch.Tensor], acts: Sequence[Any], X0: torch.Tensor,
+                 layers: Sequence[Any] | None = None) -> list[torch.Tensor]:
     """``[X_0, X_1, ..., X_L, Yhat]`` by the network's feed-forward rule, paper layout ``(features, m)``.
 
     Parameters
     ----------
     W, b : sequences of Tensor
-        ``W_l`` ``(p_{l+1}, p_l)`` and ``b_l`` ``(p_{l+1},)``, ``l = 0..L``.
+        ``W_l`` (``layers[l].weight_shape``; ``(p_{l+1}, p_l)`` for dense layers) and ``b_l``, ``l = 0..L``.
     acts : sequence of Activation
         ``L`` hidden activations.
     X0 : Tensor, shape (n, m)
+        Flattened inputs, one column per sample.
+    layers : sequence of Layer, optional
+        The linear maps (:mod:`fenchel_cvx.layers`); ``None``: every layer dense, ``W_l X_l + b_l``.
     """
+    maps = [None] * len(W) if layers is None else list(layers)
     out = [X0]
     for l, act in enumerate(acts):
-        out.append(act.forward(affine(W[l], b[l], out[-1])))
-    out.append(affine(W[-1], b[-1], out[-1]))
+        out.append(act.forward(pre_activation(maps[l], W[l], b[l], out[-1])))
+    out.append(pre_activation(maps[-1], W[-1], b[-1], out[-1]))
     return out
 
 
@@ -222,6 +231,7 @@ class Trainer:
         self.acts = list(network.acts)
         self.loss = network.loss
         self.sizes = list(network.sizes)
+        self.layers = list(getattr(network, "layers", None) or _dense_layers(self.sizes))
         self.batched = s.batch_size is not None
         self.rho = layer_values(s.rho, self.L + 1, "rho", batched=self.batched)
         try:
@@ -241,6 +251,12 @@ class Trainer:
     def method(self) -> str:
         """The ``method`` column of the history rows."""
         raise NotImplementedError
+
+    @property
+    def arch(self) -> str:
+        """The architecture as a spec (``"784-300-10"``, ``"1x28x28-c6k5p2-..."``)."""
+        first = "x".join(map(str, self.layers[0].in_shape))
+        return "-".join([first] + [la.describe() if not la.is_plain_dense else str(la.n_out) for la in self.layers])
 
     def resolved(self) -> dict:
         """The per-layer values this trainer uses where the settings say "Appendix C" (``None``)."""
@@ -269,10 +285,10 @@ class Trainer:
             raise CheckpointError(f"state: expected a {self.state_class.__name__}, got {type(state).__name__}; was "
                                   "it made by another trainer?")
         shapes = [tuple(w.shape) for w in state.W]
-        want = [(q, r) for r, q in zip(self.sizes[:-1], self.sizes[1:], strict=True)]
-        if shapes != want or [tuple(v.shape) for v in state.b] != [(q,) for q in self.sizes[1:]]:
-            raise CheckpointError(f"state.W: expected weights of the architecture {'-'.join(map(str, self.sizes))} "
-                                  f"(shapes {want}), got {shapes}; resume with the same network sizes")
+        want = [tuple(layer.weight_shape) for layer in self.layers]
+        if shapes != want or [tuple(v.shape) for v in state.b] != [tuple(la.bias_shape) for la in self.layers]:
+            raise CheckpointError(f"state.W: expected weights of the architecture {self.arch} (shapes {want}), got "
+                                  f"{shapes}; resume with the same network")
 
         def mv(t: torch.Tensor) -> torch.Tensor:
             if t.device == self.device and t.dtype == self.dtype and t.is_contiguous():
@@ -433,13 +449,7 @@ class Trainer:
         if y is None:
             raise ShapeError(f"{yname}: expected labels (m,) or targets (m, p) to go with {xname}, got None")
         n = self.sizes[0]
-        shape = tuple(np.shape(X)) if not torch.is_tensor(X) else tuple(X.shape)
-        if len(shape) > 2:
-            raise ShapeError(f"{xname}: expected samples x features of shape (m, {n}), got images of shape {shape}; "
-                             "flatten and scale them first -- Dataset.arrays('train') does both -- or pass the "
-                             "Dataset itself to run()")
-        Xs = self._as_tensor(X, xname)
-        check_ndim(Xs, xname, 2, f"(m, {n}): samples x features")
+        Xs = self._samples(X, xname)
         check_finite(Xs, xname)
         if Xs.shape[1] != n:
             raise ShapeError(f"{xname}: expected shape (m, {n}) (samples x features), got {tuple(Xs.shape)}")
@@ -458,12 +468,29 @@ class Trainer:
             labels = Y.argmax(0) if onehot else None
         return Xs.contiguous(), Y, labels
 
+    def _samples(self, X: Array, name: str) -> torch.Tensor:
+        """Samples-first inputs as a tensor ``(m, n)``: features, or images of the network's input shape
+        (flattened in (C, H, W) order, as the math lays them out)."""
+        n, image = self.sizes[0], tuple(self.layers[0].in_shape)
+        shape = tuple(np.shape(X)) if not torch.is_tensor(X) else tuple(X.shape)
+        raw = not torch.is_tensor(X) and np.asarray(X).dtype.kind in "ui"
+        if len(shape) > 2 and (shape[1:] != image or raw):
+            want = f"(m, {n}) features" + (f" or (m, {', '.join(map(str, image))}) images" if len(image) == 3 else "")
+            raise ShapeError(f"{name}: expected {want}, got {'raw integer ' if raw else ''}images of shape {shape}; "
+                             "scale (and flatten) them first -- Dataset.arrays('train') does -- or pass the Dataset "
+                             "itself to run()")
+        Xs = self._as_tensor(X, name)
+        if Xs.ndim > 2:
+            Xs = Xs.reshape(Xs.shape[0], -1)
+        check_ndim(Xs, name, 2, f"(m, {n}): samples x features")
+        return Xs
+
     def _test_rule(self) -> str:
         return "feedforward"
 
     def _labels(self, state: TrainState, W: list, b: list, X0: torch.Tensor, rule: str) -> torch.Tensor:
         """Predicted classes ``(m,)`` of the columns of ``X0`` under ``rule`` (feed-forward here)."""
-        return feed_forward(W, b, self.acts, X0)[-1].argmax(0)
+        return feed_forward(W, b, self.acts, X0, self.layers)[-1].argmax(0)
 
     @torch.no_grad()
     def _evaluate_t(self, state: TrainState, X0: torch.Tensor, Y: torch.Tensor, labels: torch.Tensor | None,
@@ -473,7 +500,7 @@ class Trainer:
         total, correct, m = 0.0, 0, X0.shape[1]
         for j in range(0, m, _EVAL_CHUNK):
             Xc, Yc = X0[:, j:j + _EVAL_CHUNK], Y[:, j:j + _EVAL_CHUNK]
-            out = feed_forward(W, b, self.acts, Xc)[-1]
+            out = feed_forward(W, b, self.acts, Xc, self.layers)[-1]
             total += float(self.loss.value(Yc, out))
             if labels is not None:
                 pred = out.argmax(0) if rule == "feedforward" else self._labels(state, W, b, Xc, rule)
@@ -489,8 +516,7 @@ class Trainer:
     def predict(self, state: TrainState, X: Array, *, rule: str | None = None) -> np.ndarray:
         """Class labels ``(m,)`` for samples-first ``X`` ``(m, n)`` (feed-forward, or the method's ``rule``)."""
         rule = self._test_rule() if rule is None else check_choice(rule, "rule", self._rules())
-        Xs = self._as_tensor(X, "X")
-        check_ndim(Xs, "X", 2, f"(m, {self.sizes[0]}): samples x features")
+        Xs = self._samples(X, "X")
         check_finite(Xs, "X")
         if Xs.shape[1] != self.sizes[0]:
             raise ShapeError(f"X: expected shape (m, {self.sizes[0]}), got {tuple(Xs.shape)}")
@@ -501,6 +527,12 @@ class Trainer:
 
     def _rules(self) -> tuple[str, ...]:
         return ("feedforward",)
+
+
+def _dense_layers(sizes: Sequence[int]) -> list:
+    from .layers import parse_arch
+
+    return parse_arch(list(sizes))
 
 
 def _label_array(y: Array, name: str) -> np.ndarray:
