@@ -53,8 +53,8 @@ def _curve(run_dir: Path) -> list[tuple[float, float]]:
 def _breakdown(cfg: RunConfig, data, batches: int) -> str:
     """Milliseconds per batch: each BCD block, the rest of a BCD step, and an Adam step, on the same batches."""
     ds, arrays = data
-    bcd = make_trainer(cfg, ds.n_features, ds.n_classes)
-    adam = make_trainer(cfg.replace(method="adam"), ds.n_features, ds.n_classes)
+    bcd = make_trainer(cfg, ds.image_shape, ds.n_classes)
+    adam = make_trainer(cfg.replace(method="adam"), ds.image_shape, ds.n_classes)
     Xs, Y, _ = bcd._prepare(arrays["X"], arrays["y"], "X", "y")
     X0 = Xs.T.contiguous()
     sb, sa = bcd.init_state(), adam.init_state()
@@ -88,7 +88,7 @@ def _breakdown(cfg: RunConfig, data, batches: int) -> str:
 def _descent(cfg: RunConfig, data, batches: int) -> str:
     """Run ``batches`` batches of the running-curvature mode; count W-steps that raised their block objective."""
     ds, arrays = data
-    bcd = make_trainer(cfg, ds.n_features, ds.n_classes)
+    bcd = make_trainer(cfg, ds.image_shape, ds.n_classes)
     changes: dict[str, list[float]] = defaultdict(list)
 
     def penalty(W, b, kw):

@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     lines[0] = lines[0].replace("curvature |", "curvature (every, rank, relax) |")
     for g in grid:
         cfg = base.with_values(g)
-        bcd = make_trainer(cfg, ds.n_features, ds.n_classes)
+        bcd = make_trainer(cfg, ds.image_shape, ds.n_classes)
         f, resolved = cfg.fenchel, bcd.resolved()
         t0 = time.perf_counter()
         state = bcd.run(d["X"][fit], d["y"][fit], X_test=d["X"][val], y_test=d["y"][val], progress=False)

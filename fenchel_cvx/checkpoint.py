@@ -76,7 +76,7 @@ def run_config(network: Any, settings: Any, *, method: str = "fenchel") -> dict:
     Parameters
     ----------
     network : LiftedNetwork
-        Gives ``sizes``, ``acts`` (their ``repr``, e.g. ``LeakyReLU(alpha=0.01)``) and ``loss``.
+        Gives ``arch``, ``sizes``, ``acts`` (their ``repr``, e.g. ``LeakyReLU(alpha=0.01)``) and ``loss``.
     settings : dataclass or dict
         ``BCDSettings``, ``BackpropSettings`` or a plain dict; the settings a resumed run may change
         (:func:`fenchel_cvx.settings.resumable`) are dropped.
@@ -96,7 +96,8 @@ def run_config(network: Any, settings: Any, *, method: str = "fenchel") -> dict:
         raise CheckpointError(f"settings: expected a settings dataclass or a dict, got {type(settings).__name__}")
     keep = resumable()
     s = {k: v for k, v in s.items() if k not in keep}
-    return _canonical({"method": method, "sizes": list(network.sizes), "activations": [repr(a) for a in network.acts],
+    return _canonical({"method": method, "arch": network.arch, "sizes": list(network.sizes),
+                       "activations": [repr(a) for a in network.acts],
                        "loss": getattr(network.loss, "name", repr(network.loss)), "settings": s})
 
 

@@ -18,9 +18,23 @@ classification`
 
 Layout convention. Inside the math (network internals, subproblems) a data matrix is ``(features, samples)``
 as in the paper. Everything this module returns is **samples-first**, as PyTorch and scikit-learn expect:
-images are ``(m, 28, 28)`` (MNIST) or ``(m, 32, 32, 3)`` (CIFAR-10, height-width-channel) ``uint8`` arrays,
-labels ``(m,)`` ``int64``, and :meth:`Dataset.arrays` / :func:`to_float` give float matrices ``(m, d)``
-scaled to ``[0, 1]``. Transpose once, at the boundary, when you hand them to the math (``X.T``).
+stored images are ``(m, 28, 28)`` (MNIST) or ``(m, 32, 32, 3)`` (CIFAR-10, height-width-channel) ``uint8``
+arrays, labels ``(m,)`` ``int64``. A :class:`Dataset` knows its image shape (:attr:`Dataset.image_shape`:
+``(1, 28, 28)``, ``(3, 32, 32)``, or ``(n,)`` for feature vectors) and gives floats in two shapes, with the same
+numbers: :meth:`Dataset.images` ``(m, C, H, W)`` (channels first, as torch's convolutions want) and
+:meth:`Dataset.arrays` ``(m, C * H * W)``, each image flattened in ``(C, H, W)`` order (the order in which
+:mod:`fenchel_cvx.layers` flattens images). Transpose once, at the boundary, when you hand them to the math
+(``X.T``).
+
+Scaling (:attr:`Dataset.scaling`). ``"unit"``: ``uint8`` pixels divided by 255, into ``[0, 1]``; features that
+are already floats (synthetic data) are left as they are. This is MNIST's (and the shipped subset's).
+``"channel"``: per-channel standardization, ``(x / 255 - mean_c) / std_c``, with the mean and the (population)
+standard deviation of channel ``c`` over **every training image and pixel** as loaded -- the whole training split,
+computed exactly once when the data set is read and kept by :meth:`Dataset.subsample` and
+:meth:`Dataset.shuffled`, so train and test are scaled alike with training statistics only
+(:attr:`Dataset.channel_stats`). This is CIFAR-10's default, the ``transforms.Normalize(mean, std)`` users of
+torchvision expect (about ``(0.4914, 0.4822, 0.4465)`` and ``(0.2470, 0.2435, 0.2616)`` on the official
+training set); ``load_dataset("cifar10", ..., scaling="unit")`` gives the ``[0, 1]`` pixels instead.
 
 Every failure to read a file raises :class:`~fenchel_cvx.errors.DataFileError` (a
 :class:`~fenchel_cvx.errors.FenchelError`) that names the file and says what to do.
@@ -44,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_scalar
+from ._checks import check_choice, check_scalar
 from .activations import Activation, get_activation
 from .errors import ChoiceError, DataFileError, ShapeError, ValueRangeError
 from .settings import DATASET_NAMES
@@ -53,8 +67,10 @@ __all__ = [
     "CIFAR10_CLASSES",
     "DATASETS",
     "MNIST_CLASSES",
+    "SCALINGS",
     "Dataset",
     "Teacher",
+    "channel_stats",
     "load_dataset",
     "load_mnist_subset",
     "make_synthetic_classification",
@@ -70,6 +86,8 @@ MNIST_CLASSES: tuple[str, ...] = tuple(str(d) for d in range(10))
 CIFAR10_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer",
                                     "dog", "frog", "horse", "ship", "truck")
 DATASETS: tuple[str, ...] = DATASET_NAMES  # defined once, with the settings that name them
+#: How :meth:`Dataset.images` and :meth:`Dataset.arrays` scale the inputs (see the module docstring).
+SCALINGS: tuple[str, ...] = ("unit", "channel")
 
 _MNIST_FILES = {  # split -> (images stem, labels stem), the names LeCun's site and torchvision use
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -92,7 +110,8 @@ class Dataset:
     name : str
         ``"mnist-small"``, ``"mnist"``, ``"cifar10"``, ``"synthetic"`` or a name of your own.
     train_x : numpy.ndarray, shape (m_train, ...)
-        Samples-first inputs: ``uint8`` images ``(m, 28, 28)`` / ``(m, 32, 32, 3)`` or float features ``(m, n)``.
+        Samples-first inputs as stored: ``uint8`` images ``(m, H, W)`` (one channel, e.g. MNIST ``(m, 28, 28)``)
+        or ``(m, H, W, C)`` (channels last, e.g. CIFAR-10 ``(m, 32, 32, 3)``), or features ``(m, n)``.
     train_y : numpy.ndarray of int64, shape (m_train,)
         Class labels in ``0 .. len(classes) - 1``.
     test_x, test_y : numpy.ndarray
@@ -101,6 +120,23 @@ class Dataset:
         Class names, index = label.
     provenance : str
         Where the arrays came from (files and checksums, selection rule, seed), empty when unknown.
+    scaling : {"unit", "channel"}, default "unit"
+        How :meth:`images` and :meth:`arrays` scale the inputs: ``"unit"`` divides ``uint8`` pixels by 255 (floats
+        are left alone); ``"channel"`` then standardizes each channel with :attr:`channel_stats` (the module
+        docstring has the details). CIFAR-10's readers set ``"channel"``.
+    channel_stats : ((float, ...), (float, ...)) or None
+        Per-channel ``(mean, std)`` of the training images in ``[0, 1]`` pixel units, one entry per channel.
+        Computed from ``train_x`` when the data set is built with ``scaling="channel"`` and none are given, then
+        kept by :meth:`shuffled` and :meth:`subsample` (the statistics of the training set as loaded).
+
+    Raises
+    ------
+    ChoiceError
+        An unknown ``scaling``.
+    ShapeError
+        ``"channel"`` scaling of feature vectors, or ``channel_stats`` that do not have one entry per channel.
+    ValueRangeError
+        A channel that is constant over the training set (standard deviation 0) under ``"channel"`` scaling.
     """
 
     name: str
@@ -110,10 +146,52 @@ class Dataset:
     test_y: np.ndarray
     classes: tuple[str, ...]
     provenance: str = field(default="", repr=False)
+    scaling: str = "unit"
+    channel_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        check_choice(self.scaling, "scaling", SCALINGS)
+        if self.scaling != "channel" and self.channel_stats is None:
+            return
+        shape = self.image_shape
+        if len(shape) != 3:
+            raise ShapeError(f"scaling: 'channel' standardizes the channels of images, but {self.name!r} holds "
+                             f"feature vectors of shape {shape}; use scaling='unit'")
+        stats = channel_stats(self.train_x) if self.channel_stats is None else self.channel_stats
+        try:
+            mean, std = (tuple(float(v) for v in part) for part in stats)
+        except (TypeError, ValueError):
+            raise ShapeError(f"channel_stats: expected (mean, std), one number per channel each, got {stats!r}") \
+                from None
+        if len(mean) != shape[0] or len(std) != shape[0]:
+            raise ShapeError(f"channel_stats: expected {shape[0]} means and {shape[0]} standard deviations (one per "
+                             f"channel), got {len(mean)} and {len(std)}")
+        if self.scaling == "channel" and not all(math.isfinite(s) and s > 0 for s in std):
+            c = next(i for i, s in enumerate(std) if not (math.isfinite(s) and s > 0))
+            raise ValueRangeError(f"channel_stats: channel {c} has standard deviation {std[c]} over the training "
+                                  "images, so it cannot be standardized; use scaling='unit'")
+        object.__setattr__(self, "channel_stats", (mean, std))
 
     def __repr__(self) -> str:
+        scaled = "" if self.scaling == "unit" else f", scaling={self.scaling!r}"
         return (f"Dataset({self.name!r}, train_x={self.train_x.dtype}{self.train_x.shape}, "
-                f"test_x={self.test_x.dtype}{self.test_x.shape}, classes={self.n_classes})")
+                f"test_x={self.test_x.dtype}{self.test_x.shape}, classes={self.n_classes}{scaled})")
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """One input's shape as the networks see it: ``(C, H, W)`` for images, ``(n,)`` for feature vectors.
+
+        ``(1, 28, 28)`` for MNIST, ``(3, 32, 32)`` for CIFAR-10, ``(n_features,)`` for synthetic data. Stored
+        arrays ``(m, H, W)`` have one channel; ``(m, H, W, C)`` are channels last.
+        """
+        s = tuple(int(v) for v in self.train_x.shape[1:])
+        if len(s) == 1:
+            return s
+        if len(s) == 2:
+            return (1, *s)
+        if len(s) == 3:
+            return (s[2], s[0], s[1])
+        raise ShapeError(f"train_x: expected samples of shape (n,), (H, W) or (H, W, C), got {s}")
 
     @property
     def n_features(self) -> int:
@@ -125,15 +203,54 @@ class Dataset:
         """Number of classes ``p``."""
         return len(self.classes)
 
-    def arrays(self, split: str = "train", dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
-        """Float inputs ``X`` of shape ``(m, d)`` (``uint8`` scaled to ``[0, 1]``) and labels ``y`` ``(m,)``.
-
-        Samples-first; the math wants ``X.T`` (``(d, m)``).
-        """
+    def _split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         if split not in ("train", "test"):
             raise ChoiceError(f"split: expected 'train' or 'test', got {split!r}")
-        x, y = (self.train_x, self.train_y) if split == "train" else (self.test_x, self.test_y)
-        return to_float(x, dtype), y
+        return (self.train_x, self.train_y) if split == "train" else (self.test_x, self.test_y)
+
+    def images(self, split: str = "train", dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
+        """Float inputs ``X`` of shape ``(m, C, H, W)`` (``(m, n)`` for feature vectors) and labels ``y`` ``(m,)``.
+
+        Channels first, scaled as :attr:`scaling` says (CIFAR-10: standardized per channel with the training
+        statistics; MNIST: ``[0, 1]``). ``X.reshape(m, -1)`` is :meth:`arrays`.
+
+        Parameters
+        ----------
+        split : {"train", "test"}
+        dtype : numpy dtype, default float64
+
+        Returns
+        -------
+        X : numpy.ndarray, shape (m, C, H, W) or (m, n)
+        y : numpy.ndarray of int64, shape (m,)
+        """
+        x, y = self._split(split)
+        chw = _channels_first(x)
+        flat = to_float(chw, dtype)
+        if self.scaling == "channel":
+            if np.may_share_memory(flat, x):  # float images come back as views: never scale the stored data
+                flat = flat.copy()
+            mean, std = (np.asarray(v, dtype=dtype) for v in self.channel_stats)
+            per = flat.reshape(len(flat), len(mean), -1)  # a view: standardized in place
+            per -= mean[:, None]
+            per /= std[:, None]
+        return flat.reshape(chw.shape), y
+
+    def arrays(self, split: str = "train", dtype: Any = np.float64, *,
+               images: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Float inputs ``X`` of shape ``(m, d)`` (or ``(m, C, H, W)`` with ``images=True``) and labels ``(m,)``.
+
+        Each image is flattened in ``(C, H, W)`` order, scaled as :attr:`scaling` says (MNIST: ``uint8`` divided
+        by 255, into ``[0, 1]``; CIFAR-10: standardized per channel). Samples-first; the math wants ``X.T``
+        (``(d, m)``). ``images=True`` is :meth:`images`.
+        """
+        X, y = self.images(split, dtype)
+        return (X, y) if images else (X.reshape(len(X), -1), y)
+
+    def with_scaling(self, scaling: str) -> Dataset:
+        """A copy scaled another way (``"unit"`` or ``"channel"``; the channel statistics are kept, or computed
+        from this training split when there are none yet)."""
+        return replace(self, scaling=scaling)
 
     def shuffled(self, seed: int = 0) -> Dataset:
         """A copy with each split in a random order drawn from ``numpy.random.default_rng(seed)``.
@@ -149,7 +266,8 @@ class Dataset:
     def subsample(self, n_train: int | None = None, n_test: int | None = None, *, seed: int = 0) -> Dataset:
         """A copy keeping ``n_train`` / ``n_test`` samples drawn without replacement (``None`` keeps all).
 
-        The kept samples stay in their original relative order; the draw uses ``default_rng(seed)``.
+        The kept samples stay in their original relative order; the draw uses ``default_rng(seed)``. The channel
+        statistics stay those of the training set as loaded.
         """
         rng = np.random.default_rng(seed)
 
@@ -164,6 +282,55 @@ class Dataset:
         i_test = pick(n_test, len(self.test_y), "n_test")
         return replace(self, train_x=self.train_x[i_train], train_y=self.train_y[i_train],
                        test_x=self.test_x[i_test], test_y=self.test_y[i_test])
+
+
+def _channels_first(x: np.ndarray) -> np.ndarray:
+    """Stored samples ``(m, n)``, ``(m, H, W)`` or ``(m, H, W, C)`` as ``(m, n)`` or ``(m, C, H, W)`` (C order)."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4:
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return x
+
+
+def channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and population standard deviation of images, in ``[0, 1]`` pixel units.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (m, H, W) or (m, H, W, C)
+        Samples-first images as stored (channels last); ``uint8`` pixels count as ``value / 255``.
+
+    Returns
+    -------
+    mean, std : tuple of C floats
+        Over every sample and pixel of each channel (``ddof=0``). For ``uint8`` the sums are exact (a histogram
+        of the 256 values per channel), so the result does not depend on the order of the samples.
+
+    Raises
+    ------
+    ShapeError
+        Not images, or no samples.
+    """
+    x = np.asarray(x)
+    if x.ndim not in (3, 4) or len(x) == 0:
+        raise ShapeError(f"x: expected at least one image, (m, H, W) or (m, H, W, C), got shape {x.shape}")
+    planes = x[..., None] if x.ndim == 3 else x
+    means, stds = [], []
+    for c in range(planes.shape[-1]):
+        v = planes[..., c]
+        if v.dtype == np.uint8:
+            counts = np.bincount(v.ravel(), minlength=256).astype(np.float64)
+            levels = np.arange(256, dtype=np.float64) / 255.0
+            mean = float(counts @ levels / counts.sum())
+            std = math.sqrt(float(counts @ (levels - mean) ** 2 / counts.sum()))
+        else:
+            f = v.astype(np.float64)
+            mean, std = float(f.mean()), float(f.std())
+        means.append(mean)
+        stds.append(std)
+    return tuple(means), tuple(stds)
 
 
 def to_float(x: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
@@ -459,7 +626,7 @@ def _read_cifar_pickles(folder: Path) -> Dataset:
     x_tr = np.concatenate([p[0] for p in parts])
     y_tr = np.concatenate([p[1] for p in parts])
     prov = f"CIFAR-10 python batches in {folder} (official batch order)"
-    return Dataset("cifar10", x_tr, y_tr, x_te, y_te, _cifar_classes_from_meta(folder), prov)
+    return Dataset("cifar10", x_tr, y_tr, x_te, y_te, _cifar_classes_from_meta(folder), prov, scaling="channel")
 
 
 def _npz_arrays(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
@@ -496,7 +663,7 @@ def _read_cifar_npz(folder: Path) -> Dataset:
     x_tr, y_tr, classes = _npz_arrays(folder / "cifar10_train.npz", "train")
     x_te, y_te, _ = _npz_arrays(folder / "cifar10_test.npz", "test")
     prov = f"CIFAR-10 npz layout in {folder} (sorted by class and file name: shuffle before use)"
-    return Dataset("cifar10", x_tr, y_tr, x_te, y_te, classes, prov)
+    return Dataset("cifar10", x_tr, y_tr, x_te, y_te, classes, prov, scaling="channel")
 
 
 def read_cifar10(data_dir: str | Path) -> Dataset:
@@ -516,7 +683,10 @@ def read_cifar10(data_dir: str | Path) -> Dataset:
     Returns
     -------
     Dataset
-        ``train_x`` uint8 ``(m, 32, 32, 3)`` (height, width, RGB), ``train_y`` int64 ``(m,)``, same for test.
+        ``train_x`` uint8 ``(m, 32, 32, 3)`` (height, width, RGB), ``train_y`` int64 ``(m,)``, same for test;
+        ``image_shape`` ``(3, 32, 32)``; ``scaling="channel"`` with the per-channel mean and standard deviation
+        of these training images (:attr:`Dataset.channel_stats`), so :meth:`Dataset.images` gives standardized
+        ``(m, 3, 32, 32)`` floats (``.with_scaling("unit")`` for pixels in ``[0, 1]``).
 
     Raises
     ------
@@ -743,7 +913,7 @@ def make_synthetic_classification(m: int, n: int, classes: int, seed: int = 0, *
 
 # -- one door ------------------------------------------------------------------------------------------------------
 def load_dataset(name: str, data_dir: str | Path | None = None, *, seed: int = 0, n_train: int = 1000,
-                 n_test: int = 200, n_features: int = 20, classes: int = 10) -> Dataset:
+                 n_test: int = 200, n_features: int = 20, classes: int = 10, scaling: str | None = None) -> Dataset:
     """Load a data set by name; samples-first arrays (see :class:`Dataset`).
 
     Parameters
@@ -760,14 +930,28 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, seed: int = 0
         Seed of the synthetic teacher and of the CIFAR-10 npz shuffle; other data sets keep their file order.
     n_train, n_test, n_features, classes : int
         Sizes of the synthetic data set (ignored by the others).
+    scaling : {"unit", "channel"}, optional
+        How :meth:`Dataset.images` / :meth:`Dataset.arrays` scale the inputs; ``None`` keeps the data set's own:
+        ``"channel"`` (per-channel standardization with training statistics) for CIFAR-10, ``"unit"`` (pixels in
+        ``[0, 1]``; synthetic features as drawn) for the others.
 
     Raises
     ------
     DataFileError
         ``data_dir`` missing or not a folder, a file missing or unreadable (the message names it).
-    ValueRangeError
-        Unknown ``name``.
+    ChoiceError
+        Unknown ``name`` or ``scaling``.
+    ShapeError
+        ``scaling="channel"`` for the synthetic feature vectors.
     """
+    if scaling is not None:
+        check_choice(scaling, "scaling", SCALINGS)
+    ds = _load(name, data_dir, seed=seed, n_train=n_train, n_test=n_test, n_features=n_features, classes=classes)
+    return ds if scaling is None or scaling == ds.scaling else ds.with_scaling(scaling)
+
+
+def _load(name: str, data_dir: str | Path | None, *, seed: int, n_train: int, n_test: int, n_features: int,
+          classes: int) -> Dataset:
     key = str(name).lower().replace("_", "-")
     if key == "mnist-small":
         return load_mnist_subset()

@@ -1,23 +1,27 @@
 r"""The lifted network: weights, feed-forward, the Lagrangian (7) and the primal objective (3).
 
-A network with ``L`` hidden layers has sizes ``[n, p_1, ..., p_L, p]``, weights ``W_l`` of shape
-``(p_{l+1}, p_l)`` and biases ``b_l`` of shape ``(p_{l+1},)`` for ``l = 0..L``, and one activation
-``phi_l`` per hidden layer. The feed-forward recursion (eq. 1) is
+A network is a sequence of ``L + 1`` layers (:class:`~fenchel_cvx.layers.Layer`), each the linear part
+``U_l = A_l(X_l; W_l) + b_l`` of a lifted layer -- dense (``W_l X_l``), a convolution (``W_l * X_l``) or either one
+after average pooling (``W_l * Pool(X_l)``, eq. 11) -- and one activation ``phi_l`` per hidden layer. The
+feed-forward recursion (eq. 1) is
 
-.. math::  X_{l+1} = \phi_l(W_l X_l + b_l 1^T), \quad l = 0..L-1, \qquad \hat Y = W_L X_L + b_L 1^T.
+.. math::  X_{l+1} = \phi_l(A_l(X_l; W_l) + b_l), \quad l = 0..L-1, \qquad \hat Y = A_L(X_L; W_L) + b_L.
 
-The Lagrangian (eq. 7) of the lifted model, with ``pi_l(W_l) = ||W_l||_F^2``, is
+For a fully connected network ``A_l(X_l; W_l) = W_l X_l`` with ``W_l`` of shape ``(p_{l+1}, p_l)``; a convolution
+has a kernel ``W_l`` of shape ``(C_out, C_in, k, k)`` and one bias per output channel. The Lagrangian (eq. 7) of the
+lifted model, with ``pi_l(W_l) = ||W_l||_F^2`` (the kernel's Frobenius norm for a convolution), is
 
-.. math::  J(W, X) = \mathcal L(Y, W_L X_L + b_L 1^T) + \sum_{l=0}^{L} \rho_l \|W_l\|_F^2
-           + \sum_{l=0}^{L-1} \lambda_l B_l(X_{l+1}, W_l X_l + b_l 1^T).
+.. math::  J(W, X) = \mathcal L(Y, A_L(X_L; W_L) + b_L) + \sum_{l=0}^{L} \rho_l \|W_l\|_F^2
+           + \sum_{l=0}^{L-1} \lambda_l B_l(X_{l+1}, A_l(X_l; W_l) + b_l).
 
 Biases are explicit instead of the paper's ones-row trick (a column appended to ``W_l``, a row of ones to
 ``X_l``), so ``rho`` penalizes ``W_l`` only, never ``b_l``.
 
 Layout convention: inside the math (every method here except the samples-first user API) a data matrix is
-``(features, samples)`` as in the paper. :meth:`LiftedNetwork.forward`, :meth:`~LiftedNetwork.predict` and
-:meth:`~LiftedNetwork.accuracy` take samples-first arrays ``(m, n)`` as PyTorch and scikit-learn do, and
-transpose once at the boundary.
+``(features, samples)`` as in the paper, an image flattened in ``(C, H, W)`` order into one column.
+:meth:`LiftedNetwork.forward`, :meth:`~LiftedNetwork.predict` and :meth:`~LiftedNetwork.accuracy` take
+samples-first arrays -- ``(m, n)`` rows, or ``(m, C, H, W)`` images for a network whose input is an image -- as
+PyTorch and scikit-learn do, and transpose once at the boundary.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -37,7 +42,8 @@ from torch import nn
 
 from ._checks import as_array, check_finite, check_ndim, check_shape, is_torch, per_layer
 from .activations import ACTIVATIONS, Activation, LeakyReLU, ReLU, Sigmoid, Tanh, get_activation
-from .errors import CheckpointError, DomainError, FenchelError, LabelError, ShapeError, ValueRangeError
+from .errors import CheckpointError, ChoiceError, DomainError, FenchelError, LabelError, ShapeError, ValueRangeError
+from .layers import Layer, build_layers, parse_arch
 from .losses import LOSSES, Loss, get_loss
 
 __all__ = ["LiftedNetwork"]
@@ -45,7 +51,8 @@ __all__ = ["LiftedNetwork"]
 Array = Any  # numpy.ndarray or torch.Tensor
 
 _FORMAT = "fenchel_cvx.LiftedNetwork"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the architecture spec is stored ("arch"); 1: layer sizes only (dense networks)
+_READABLE_VERSIONS = (1, 2)
 
 # Our activations and the torch modules that compute the same phi.
 _TO_TORCH = {
@@ -60,6 +67,8 @@ _FROM_TORCH = {
     nn.Sigmoid: lambda mod: Sigmoid(),
     nn.Tanh: lambda mod: Tanh(),
 }
+_SUPPORTED_MODULES = ("Linear, Conv2d (square kernel, zero padding, no dilation or groups), AvgPool2d (kernel == "
+                      "stride), Flatten, a leading Unflatten, " + ", ".join(t.__name__ for t in _FROM_TORCH))
 
 
 def _to_numpy(x: Array, name: str = "array") -> np.ndarray:
@@ -93,46 +102,125 @@ def _activation_spec(act: Activation, where: str) -> dict:
     return {"name": act.name, **act.__dict__}
 
 
+def _shape_text(shape: Sequence[int]) -> str:
+    return "x".join(map(str, shape))
+
+
+def _is_dense_vector_net(layers: Sequence[Layer]) -> bool:
+    """Every layer plain dense on a vector input: the network of layer sizes ``n-p_1-...-p``."""
+    return len(layers[0].in_shape) == 1 and all(la.is_plain_dense for la in layers)
+
+
+def _arch_string(layers: Sequence[Layer]) -> str:
+    """The spec that :func:`~fenchel_cvx.layers.parse_arch` turns back into ``layers``.
+
+    ``"784-300-10"`` for a fully connected network on vectors, else the input shape and one token per layer
+    (``"1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10"``).
+    """
+    if _is_dense_vector_net(layers):
+        return "-".join(str(s) for s in [layers[0].n_in] + [la.n_out for la in layers])
+    return "-".join([_shape_text(layers[0].in_shape)] + [la.describe() for la in layers])
+
+
+def _check_in_shape(in_shape: Any) -> tuple[int, ...] | None:
+    if in_shape is None:
+        return None
+    try:
+        shape = tuple(in_shape)
+    except TypeError:
+        shape = ()
+    if len(shape) not in (1, 3) or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1
+                                       for s in shape):
+        raise ShapeError(f"in_shape: expected (n,) or (C, H, W) of positive integers, e.g. (1, 28, 28), got "
+                         f"{in_shape!r}")
+    return tuple(int(s) for s in shape)
+
+
 class LiftedNetwork:
-    r"""A fully connected network seen as the lifted model of eqs. (3) and (7).
+    r"""A network of dense, convolution and average-pooling layers seen as the lifted model of eqs. (3) and (7).
 
     Parameters
     ----------
-    sizes : sequence of int, length L + 2
-        ``[n, p_1, ..., p_L, p]``: input features, hidden widths, outputs. ``L = len(sizes) - 2 >= 0``.
+    arch : sequence of int, str, or sequence of Layer
+        The architecture: layer sizes ``[n, p_1, ..., p_L, p]`` (a fully connected network; ``L =
+        len(arch) - 2 >= 0``), a spec string (``"784-300-10"``, ``"1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10"``,
+        ``"lenet5"``; see :func:`~fenchel_cvx.layers.parse_arch`), or layers already built
+        (:class:`~fenchel_cvx.layers.Layer`, e.g. from :func:`~fenchel_cvx.layers.lenet5`).
     activations : str, Activation, or sequence of L of them
         One activation for every hidden layer (a single one is used for all): ``"relu"``, ``"leaky_relu"``,
         ``"sigmoid"``, ``"tanh"`` or an :class:`~fenchel_cvx.activations.Activation` instance.
     loss : str or Loss, default "mse"
         ``"mse"`` (``||Y - Yhat||_F^2``) or ``"ce"`` (softmax cross-entropy), summed over samples.
+    in_shape : (n,) or (C, H, W), optional
+        The input's shape, for specs that do not start with it (``"lenet5"``, ``"c6k5p2-..."``). With layer
+        sizes it makes the network take images whose ``C * H * W`` equals ``n`` (flattened; same weights).
     seed : int or None
-        Seed of the numpy Generator used for the Xavier (Glorot) uniform initialization
-        ``W_l ~ U(-a, a)``, ``a = sqrt(6 / (p_l + p_{l+1}))``; biases start at zero.
+        Seed of the numpy Generator used for the Xavier (Glorot) uniform initialization, layer by layer:
+        ``W_l ~ U(-a, a)`` of shape ``layers[l].weight_shape``, ``a = sqrt(6 / (fan_in + fan_out))`` with the fans
+        TensorFlow counts (dense ``p_l`` and ``p_{l+1}``; a ``k x k`` kernel ``C_in k^2`` and ``C_out k^2``, see
+        :attr:`Layer.fans <fenchel_cvx.layers.Layer.fans>`); biases start at zero. For layer sizes the draws are
+        the same, call for call, as those of the fully connected network of earlier versions.
 
     Attributes
     ----------
-    W : list of L + 1 ndarray, shape (p_{l+1}, p_l), float64
-    b : list of L + 1 ndarray, shape (p_{l+1},), float64
+    layers : list of L + 1 Layer
+        The linear maps ``U_l = A_l(X_l; W_l) + b_l``; the last one is dense (the output layer).
+    W : list of L + 1 ndarray, float64
+        ``W[l]`` of shape ``layers[l].weight_shape``: ``(p_{l+1}, p_l)`` (dense; after pooling ``p_l`` counts the
+        pooled input) or ``(C_out, C_in, k, k)`` (convolution).
+    b : list of L + 1 ndarray, float64
+        ``b[l]`` of shape ``layers[l].bias_shape``: one per output unit (dense) or per output channel (conv).
         Explicit biases; they replace the paper's ones-row trick and are not penalized by ``rho``.
     acts : list of L Activation
-        ``acts[l]`` produces ``X_{l+1} = phi_l(W_l X_l + b_l)``; ``X_{l+1}`` must lie in its domain.
+        ``acts[l]`` produces ``X_{l+1} = phi_l(A_l(X_l; W_l) + b_l)``; ``X_{l+1}`` must lie in its domain.
     loss : Loss
-    sizes : list of int
+    sizes : list of L + 2 int
+        Flattened feature counts ``[n_0, n_1, ..., n_L, p]``: ``sizes[l] = layers[l].n_in`` (``C * H * W`` for an
+        image), ``sizes[-1] = layers[-1].n_out``. ``X_l`` is ``(sizes[l], m)`` in the paper layout.
+    in_shape : tuple of int
+        ``(n,)`` or ``(C, H, W)``: one sample's input shape.
+    arch : str
+        The architecture as a spec: ``"784-300-10"`` for a fully connected network on vectors, else
+        ``"1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10"`` style (input shape, one token per layer).
+        ``LiftedNetwork(net.arch, ...)`` rebuilds the same layers.
     L : int
         Number of hidden layers.
+
+    Raises
+    ------
+    ShapeError
+        Sizes that are not positive integers, a spec that is not an architecture or does not chain, ``in_shape``
+        that contradicts the spec, the wrong number of activations.
 
     Notes
     -----
     Layout: the math methods (:meth:`feed_forward`, :meth:`init_X`, :meth:`pre_activation`,
-    :meth:`lagrangian`, :meth:`primal_objective`) take ``(features, samples)`` matrices as in the paper;
-    :meth:`forward`, :meth:`predict` and :meth:`accuracy` take samples-first ``(m, n)`` arrays. Numpy inputs
-    compute in float64; torch inputs compute in the input's dtype on the input's device (the weights are cast).
+    :meth:`lagrangian`, :meth:`primal_objective`) take ``(features, samples)`` matrices as in the paper (images
+    flattened in ``(C, H, W)`` order, one per column); :meth:`forward`, :meth:`predict` and :meth:`accuracy` take
+    samples-first ``(m, n)`` arrays, or ``(m, C, H, W)`` images. Numpy inputs compute in float64; torch inputs
+    compute in the input's dtype on the input's device (the weights are cast).
+
+    Examples
+    --------
+    >>> net = LiftedNetwork("lenet5", "relu", "ce", in_shape=(1, 28, 28), seed=0)
+    >>> net.arch, net.sizes, net.W[1].shape
+    ('1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10', [784, 4704, 1600, 120, 84, 10], (16, 6, 5, 5))
     """
 
-    def __init__(self, sizes: Sequence[int], activations: str | Activation | Sequence[str | Activation] = "relu",
-                 loss: str | Loss = "mse", *, seed: int | None = None):
-        self.sizes = self._check_sizes(sizes)
-        self.L = len(self.sizes) - 2
+    def __init__(self, arch: Sequence[int] | str | Sequence[Layer],
+                 activations: str | Activation | Sequence[str | Activation] = "relu", loss: str | Loss = "mse", *,
+                 in_shape: Sequence[int] | None = None, seed: int | None = None):
+        shape = _check_in_shape(in_shape)
+        if isinstance(arch, str):
+            layers = parse_arch(arch, shape)
+        elif isinstance(arch, (list, tuple)) and arch and all(isinstance(x, Layer) for x in arch):
+            layers = parse_arch(list(arch))
+            if shape is not None and shape != layers[0].in_shape:
+                raise ShapeError(f"in_shape: expected the first layer's input shape {layers[0].in_shape} (or None), "
+                                 f"got {shape}")
+        else:
+            layers = parse_arch(self._check_sizes(arch), shape)
+        self._set_layers(layers)
         self.acts = self._check_activations(activations, self.L)
         self.loss = get_loss(loss)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
@@ -140,18 +228,27 @@ class LiftedNetwork:
         rng = np.random.default_rng(seed)
         self.W: list[np.ndarray] = []
         self.b: list[np.ndarray] = []
-        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:], strict=True):
+        for layer in self.layers:
+            fan_in, fan_out = layer.fans
             a = math.sqrt(6.0 / (fan_in + fan_out))
-            self.W.append(rng.uniform(-a, a, size=(fan_out, fan_in)))
-            self.b.append(np.zeros(fan_out))
+            self.W.append(rng.uniform(-a, a, size=layer.weight_shape))
+            self.b.append(np.zeros(layer.bias_shape))
 
     # -- construction helpers ---------------------------------------------------------------------------------
+    def _set_layers(self, layers: Sequence[Layer]) -> None:
+        self.layers: list[Layer] = list(layers)
+        self.L = len(self.layers) - 1
+        self.sizes = [la.n_in for la in self.layers] + [self.layers[-1].n_out]
+        self.in_shape: tuple[int, ...] = tuple(self.layers[0].in_shape)
+        self.arch = _arch_string(self.layers)
+
     @staticmethod
     def _check_sizes(sizes: Any) -> list[int]:
         try:
             seq = list(sizes)
         except TypeError:
-            raise ShapeError(f"sizes: expected a sequence [n, p_1, ..., p_L, p], got {sizes!r}") from None
+            raise ShapeError(f"sizes: expected a sequence [n, p_1, ..., p_L, p], a spec string or a list of "
+                             f"Layer, got {sizes!r}") from None
         if len(seq) < 2:
             raise ShapeError(f"sizes: expected at least [n, p] (input and output sizes), got {seq}")
         out = []
@@ -171,14 +268,14 @@ class LiftedNetwork:
             raise FenchelError(f"activations: expected a name, an Activation or a list of {L}, "
                                f"got {activations!r}") from None
         if len(seq) != L:
-            raise ShapeError(f"activations: expected one per hidden layer ({L}, from sizes), got {len(seq)}; "
-                             "pass a single name to use it everywhere")
+            raise ShapeError(f"activations: expected one per hidden layer ({L}, from the architecture), got "
+                             f"{len(seq)}; pass a single name to use it everywhere")
         return [get_activation(a) for a in seq]
 
     # -- sizes -----------------------------------------------------------------------------------------------
     @property
     def n(self) -> int:
-        """Input features ``p_0``."""
+        """Input features ``p_0`` (flattened: ``C * H * W`` for an image)."""
         return self.sizes[0]
 
     @property
@@ -188,12 +285,13 @@ class LiftedNetwork:
 
     @property
     def n_params(self) -> int:
-        """Number of weights and biases."""
+        """Number of weights (kernel entries) and biases."""
         return sum(w.size + b.size for w, b in zip(self.W, self.b, strict=True))
 
     def __repr__(self) -> str:
         acts = ", ".join(repr(a) for a in self.acts)
-        return f"LiftedNetwork(sizes={self.sizes}, activations=[{acts}], loss={self.loss!r})"
+        what = f"sizes={self.sizes}" if _is_dense_vector_net(self.layers) else f"arch={self.arch!r}"
+        return f"LiftedNetwork({what}, activations=[{acts}], loss={self.loss!r})"
 
     # -- weights ---------------------------------------------------------------------------------------------
     def set_weights(self, W: Sequence[Array], b: Sequence[Array] | None = None) -> None:
@@ -201,38 +299,48 @@ class LiftedNetwork:
 
         Parameters
         ----------
-        W : sequence of L + 1 arrays (numpy or torch), shape (p_{l+1}, p_l)
-        b : sequence of L + 1 arrays, shape (p_{l+1},), or None
-            ``None`` sets every bias to zero.
+        W : sequence of L + 1 arrays (numpy or torch)
+            ``W[l]`` of shape ``layers[l].weight_shape``: ``(p_{l+1}, p_l)`` or a kernel ``(C_out, C_in, k, k)``.
+        b : sequence of L + 1 arrays, or None
+            ``b[l]`` of shape ``layers[l].bias_shape`` (``(p_{l+1},)`` or ``(C_out,)``); ``None`` sets every bias
+            to zero.
 
         Raises
         ------
         ShapeError
-            Wrong count or shape; :class:`DomainError` for NaN/inf entries.
+            Wrong count or shape (the message names the layer, e.g. ``a2c16k5``); :class:`DomainError` for
+            NaN/inf entries.
         """
         W = list(W)
         if len(W) != self.L + 1:
-            raise ShapeError(f"W: expected {self.L + 1} weight matrices (sizes {self.sizes}), got {len(W)}")
+            raise ShapeError(f"W: expected {self.L + 1} weight arrays (architecture {self.arch}), got {len(W)}")
         b = [None] * (self.L + 1) if b is None else list(b)
         if len(b) != self.L + 1:
-            raise ShapeError(f"b: expected {self.L + 1} bias vectors (sizes {self.sizes}), got {len(b)}")
+            raise ShapeError(f"b: expected {self.L + 1} bias vectors (architecture {self.arch}), got {len(b)}")
         new_W, new_b = [], []
-        for l, (w, bias) in enumerate(zip(W, b, strict=True)):
-            rows, cols = self.sizes[l + 1], self.sizes[l]
+        for l, (w, bias, layer) in enumerate(zip(W, b, self.layers, strict=True)):
             w = _to_numpy(w, f"W[{l}]")
-            check_shape(w, f"W[{l}]", (rows, cols), "(p_{l+1}, p_l)")
+            if tuple(w.shape) != layer.weight_shape:
+                if layer.kind == "conv":
+                    what = f"the kernel of layer {layer.describe()} with shape {layer.weight_shape} (C_out, C_in, k, k)"
+                else:
+                    what = f"shape {layer.weight_shape} (p_{{l+1}}, p_l) of layer {layer.describe()}"
+                raise ShapeError(f"W[{l}]: expected {what}, got {tuple(w.shape)}")
             check_finite(w, f"W[{l}]")
-            bias = np.zeros(rows) if bias is None else _to_numpy(bias, f"b[{l}]")
-            check_shape(bias, f"b[{l}]", (rows,), "(p_{l+1},)")
+            bias = np.zeros(layer.bias_shape) if bias is None else _to_numpy(bias, f"b[{l}]")
+            if tuple(bias.shape) != layer.bias_shape:
+                per = "one per output channel" if layer.kind == "conv" else "one per output unit"
+                raise ShapeError(f"b[{l}]: expected shape {layer.bias_shape} ({per}) of layer {layer.describe()}, "
+                                 f"got {tuple(bias.shape)}")
             check_finite(bias, f"b[{l}]")
             new_W.append(w)
             new_b.append(bias)
         self.W, self.b = new_W, new_b
 
     def copy(self) -> LiftedNetwork:
-        """An independent copy (weights copied, activations and loss shared; they are stateless)."""
+        """An independent copy (weights copied; layers, activations and loss shared: they are immutable)."""
         net = LiftedNetwork.__new__(LiftedNetwork)
-        net.sizes, net.L = list(self.sizes), self.L
+        net._set_layers(self.layers)
         net.acts, net.loss = list(self.acts), self.loss
         net.W = [w.copy() for w in self.W]
         net.b = [b.copy() for b in self.b]
@@ -244,8 +352,10 @@ class LiftedNetwork:
 
         Returns
         -------
-        W : list of L + 1 Tensor, shape (p_{l+1}, p_l)
-        b : list of L + 1 Tensor, shape (p_{l+1},)
+        W : list of L + 1 Tensor
+            ``W[l]`` of shape ``layers[l].weight_shape`` (``(p_{l+1}, p_l)`` or ``(C_out, C_in, k, k)``).
+        b : list of L + 1 Tensor
+            ``b[l]`` of shape ``layers[l].bias_shape``.
         """
         W = [torch.tensor(w, dtype=dtype, device=device) for w in self.W]
         b = [torch.tensor(v, dtype=dtype, device=device) for v in self.b]
@@ -255,6 +365,13 @@ class LiftedNetwork:
         if is_torch(X):
             return self.weights_as_torch(X.device, X.dtype)
         return self.W, self.b
+
+    def _affine(self, l: int, W: Array, b: Array, X: Array) -> Array:
+        """``A_l(X; W) + b``, ``X`` of shape ``(sizes[l], m)``; a plain dense layer is the matrix product."""
+        layer = self.layers[l]
+        if layer.is_plain_dense:
+            return W @ X + b[:, None]
+        return layer.apply(W, b, X)
 
     # -- input validation -----------------------------------------------------------------------------------
     def _check_X0(self, X0: Array, name: str = "X0") -> Array:
@@ -300,17 +417,17 @@ class LiftedNetwork:
 
     # -- the math (paper layout) ----------------------------------------------------------------------------
     def pre_activation(self, l: int, X_l: Array) -> Array:
-        """``U_l = W_l X_l + b_l 1^T``.
+        """``U_l = A_l(X_l; W_l) + b_l``: ``W_l X_l + b_l 1^T`` (dense) or ``W_l * Pool(X_l) + b_l`` (conv).
 
         Parameters
         ----------
         l : int, 0..L
-        X_l : ndarray or Tensor, shape (p_l, m)
-            Paper layout (features x samples).
+        X_l : ndarray or Tensor, shape (sizes[l], m)
+            Paper layout (features x samples; an image flattened in ``(C, H, W)`` order per column).
 
         Returns
         -------
-        ndarray or Tensor, shape (p_{l+1}, m)
+        ndarray or Tensor, shape (sizes[l + 1], m)
         """
         l = self._check_layer(l)
         X_l = as_array(X_l, f"X_{l}")
@@ -319,8 +436,8 @@ class LiftedNetwork:
         if is_torch(X_l):
             W = torch.as_tensor(self.W[l], dtype=X_l.dtype, device=X_l.device)
             b = torch.as_tensor(self.b[l], dtype=X_l.dtype, device=X_l.device)
-            return W @ X_l + b[:, None]
-        return self.W[l] @ X_l + self.b[l][:, None]
+            return self._affine(l, W, b, X_l)
+        return self._affine(l, self.W[l], self.b[l], X_l)
 
     def feed_forward(self, X0: Array) -> list[Array]:
         """The recursion (1): ``[X_0, X_1, ..., X_L, Yhat]``.
@@ -328,24 +445,24 @@ class LiftedNetwork:
         Parameters
         ----------
         X0 : ndarray or Tensor, shape (n, m)
-            Paper layout (features x samples).
+            Paper layout (features x samples; images flattened in ``(C, H, W)`` order, one per column).
 
         Returns
         -------
-        list of L + 2 arrays, shapes (p_l, m)
+        list of L + 2 arrays, shapes (sizes[l], m)
             Same backend as ``X0``; torch keeps the device and dtype.
         """
         X = self._check_X0(X0)
         Ws, bs = self._weights_like(X)
         out = [X]
         for l, act in enumerate(self.acts):
-            X = act.forward(Ws[l] @ X + bs[l][:, None])
+            X = act.forward(self._affine(l, Ws[l], bs[l], X))
             out.append(X)
-        out.append(Ws[self.L] @ X + bs[self.L][:, None])
+        out.append(self._affine(self.L, Ws[self.L], bs[self.L], X))
         return out
 
     def init_X(self, X0: Array) -> list[Array]:
-        """X-variables by feed-forward (Algorithm 1, line 3): ``[X_1, ..., X_L]``, each ``(p_l, m)``."""
+        """X-variables by feed-forward (Algorithm 1, line 3): ``[X_1, ..., X_L]``, each ``(sizes[l], m)``."""
         return self.feed_forward(X0)[1:-1]
 
     def lagrangian_terms(self, X0: Array, Y: Array, Xvars: Sequence[Array], lam: Any, rho: Any) -> dict:
@@ -356,18 +473,18 @@ class LiftedNetwork:
         X0 : ndarray or Tensor, shape (n, m)
             Inputs, paper layout (features x samples).
         Y : array, shape (p, m), or integer labels (m,)
-        Xvars : list of L arrays, shape (p_l, m) for l = 1..L
+        Xvars : list of L arrays, shape (sizes[l], m) for l = 1..L
             ``X_l`` must lie in the domain of ``acts[l-1]`` (e.g. ``>= 0`` after a ReLU).
         lam : float or sequence of L floats, >= 0
-            Multipliers ``lam_l`` of ``B_l(X_{l+1}, W_l X_l + b_l)``; a scalar is used for every layer.
+            Multipliers ``lam_l`` of ``B_l(X_{l+1}, A_l(X_l; W_l) + b_l)``; a scalar is used for every layer.
         rho : float or sequence of L + 1 floats, >= 0
-            Weights of ``||W_l||_F^2`` (biases are not penalized).
+            Weights of ``||W_l||_F^2`` (a kernel's Frobenius norm for a convolution; biases are not penalized).
 
         Returns
         -------
         dict
-            ``loss`` = L(Y, W_L X_L + b_L), ``penalty`` = sum_l lam_l B_l(...), ``penalty_per_layer`` (list of
-            L floats), ``regularization`` = sum_l rho_l ||W_l||_F^2, ``total`` (their sum); Python floats.
+            ``loss`` = L(Y, A_L(X_L; W_L) + b_L), ``penalty`` = sum_l lam_l B_l(...), ``penalty_per_layer`` (list
+            of L floats), ``regularization`` = sum_l rho_l ||W_l||_F^2, ``total`` (their sum); Python floats.
 
         Raises
         ------
@@ -382,9 +499,9 @@ class LiftedNetwork:
         rho = per_layer(rho, self.L + 1, "rho", nonneg=True)
         Ws, bs = self._weights_like(X0)
         chain = [X0] + Xs
-        Yhat = Ws[self.L] @ chain[self.L] + bs[self.L][:, None]
+        Yhat = self._affine(self.L, Ws[self.L], bs[self.L], chain[self.L])
         loss = float(self.loss.value(self._targets(Y, m, like=Yhat), Yhat))
-        per = [lam[l] * act.B_sum(chain[l + 1], Ws[l] @ chain[l] + bs[l][:, None])
+        per = [lam[l] * act.B_sum(chain[l + 1], self._affine(l, Ws[l], bs[l], chain[l]))
                for l, act in enumerate(self.acts)]
         reg = self.regularization(rho)
         penalty = float(sum(per))
@@ -392,7 +509,7 @@ class LiftedNetwork:
                 "total": loss + penalty + reg}
 
     def lagrangian(self, X0: Array, Y: Array, Xvars: Sequence[Array], lam: Any, rho: Any) -> float:
-        r"""Eq. (7): ``L(Y, W_L X_L + b_L) + sum_l rho_l ||W_l||_F^2 + sum_{l<L} lam_l B_l(X_{l+1}, W_l X_l + b_l)``.
+        r"""Eq. (7): ``L(Y, A_L(X_L) + b_L) + sum_l rho_l ||W_l||_F^2 + sum_{l<L} lam_l B_l(X_{l+1}, A_l(X_l) + b_l)``.
 
         Paper layout (features x samples); see :meth:`lagrangian_terms` for the parameters and errors.
 
@@ -403,7 +520,8 @@ class LiftedNetwork:
         return self.lagrangian_terms(X0, Y, Xvars, lam, rho)["total"]
 
     def regularization(self, rho: Any) -> float:
-        """``sum_l rho_l ||W_l||_F^2`` (``rho`` scalar or L + 1 values, >= 0; biases not penalized)."""
+        """``sum_l rho_l ||W_l||_F^2`` (``rho`` scalar or L + 1 values, >= 0; a kernel's Frobenius norm for a
+        convolution; biases not penalized)."""
         rho = per_layer(rho, self.L + 1, "rho", nonneg=True)
         return float(sum(r * float(np.sum(w * w)) for r, w in zip(rho, self.W, strict=True)))
 
@@ -427,28 +545,43 @@ class LiftedNetwork:
         return loss + self.regularization(rho)
 
     # -- samples-first user API ------------------------------------------------------------------------------
+    def _samples_first(self, X: Array, name: str = "X") -> Array:
+        """Checked samples-first rows ``(m, n)`` from ``(m, n)`` or, for an image network, ``(m, C, H, W)``."""
+        X = as_array(X, name)
+        _check_holds_data(X, name)
+        rows = f"(m, {self.n}): samples x features"
+        if len(self.in_shape) == 3:
+            images = f"(m, {', '.join(map(str, self.in_shape))}): samples x channels x height x width"
+            check_ndim(X, name, (2, 4), f"{rows}, or images {images}")
+            if X.ndim == 4:
+                check_shape(X, name, (None, *self.in_shape), images)
+                check_finite(X, name)  # reported at the user's (sample, channel, row, column) index
+                return X.reshape(X.shape[0], -1)
+        else:
+            check_ndim(X, name, 2, "(m, n): samples x features; reshape a single sample with X.reshape(1, -1)")
+        check_shape(X, name, (None, self.n), rows)
+        check_finite(X, name)  # here, so that a bad entry is reported at the user's (sample, feature) index
+        return X
+
     def forward(self, X: Array) -> Array:
         """Network outputs for samples-first inputs.
 
         Parameters
         ----------
-        X : ndarray or Tensor, shape (m, n)
-            One row per sample (samples first, as in PyTorch / scikit-learn).
+        X : ndarray or Tensor, shape (m, n), or (m, C, H, W) for a network whose input is an image
+            One sample per row (samples first, as in PyTorch / scikit-learn); rows of an image network are
+            images flattened in ``(C, H, W)`` order.
 
         Returns
         -------
         ndarray or Tensor, shape (m, p)
             Pre-softmax scores for cross-entropy; same backend (and torch device/dtype) as ``X``.
         """
-        X = as_array(X, "X")
-        _check_holds_data(X, "X")
-        check_ndim(X, "X", 2, "(m, n): samples x features; reshape a single sample with X.reshape(1, -1)")
-        check_shape(X, "X", (None, self.n), "(m, n): samples x features")
-        check_finite(X, "X")  # here, so that a bad entry is reported at the user's (sample, feature) index
-        return self.feed_forward(X.T)[-1].T
+        return self.feed_forward(self._samples_first(X).T)[-1].T
 
     def predict(self, X: Array) -> Array:
-        """Argmax class labels, shape ``(m,)`` (int64 numpy or long tensor), for samples-first ``X (m, n)``."""
+        """Argmax class labels, shape ``(m,)`` (int64 numpy or long tensor), for samples-first ``X`` ``(m, n)``
+        or images ``(m, C, H, W)``."""
         out = self.forward(X)
         return out.argmax(dim=1) if is_torch(out) else np.argmax(out, axis=1)
 
@@ -457,7 +590,7 @@ class LiftedNetwork:
 
         Parameters
         ----------
-        X : array, shape (m, n)
+        X : array, shape (m, n), or (m, C, H, W) for an image network
             Samples first.
         labels : array of int, shape (m,)
             Classes ``0..p-1``.
@@ -485,72 +618,188 @@ class LiftedNetwork:
 
     # -- torch interop --------------------------------------------------------------------------------------
     def to_torch(self, dtype: torch.dtype = torch.float32, device: str | torch.device | None = None) -> nn.Sequential:
-        """``nn.Sequential(Linear, activation, ..., Linear)`` computing the same outputs (samples first).
+        """An ``nn.Sequential`` computing the same outputs as :meth:`forward`, samples first.
 
-        The cross-entropy softmax is not included: the module returns the scores, as :meth:`forward` does.
+        Layer by layer: ``nn.AvgPool2d(r)`` where the layer pools its input, ``nn.Conv2d`` (stride, zero padding,
+        bias) for a convolution, ``nn.Flatten()`` before the first dense layer after images, ``nn.Linear`` for a
+        dense layer, and the activation after every hidden layer. A fully connected network on vectors is exactly
+        ``Sequential(Linear, act, ..., Linear)``.
+
+        Input: ``(m, n)`` rows for a network on vectors; **``(m, C, H, W)`` images** for a network whose input is an
+        image, as torch's convolutions expect (no ``nn.Unflatten`` is added, so the module is the plain CNN a torch
+        user writes; for flat rows prepend ``nn.Unflatten(1, net.in_shape)`` yourself -- :meth:`from_torch` reads
+        such a leading Unflatten back). A fully connected network over images starts with ``nn.Flatten()``, which
+        takes both ``(m, C, H, W)`` and ``(m, n)``. The cross-entropy softmax is not included: the module returns
+        the scores, as :meth:`forward` does.
 
         Parameters
         ----------
         dtype : torch.dtype or {"float32", "float64"}
         device : str or torch.device, optional
+
+        Returns
+        -------
+        torch.nn.Sequential
         """
         if isinstance(dtype, str) and dtype in ("float32", "float64"):
             dtype = getattr(torch, dtype)
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueRangeError(f"dtype: expected a floating torch dtype such as torch.float32, got {dtype!r}")
-        layers: list[nn.Module] = []
-        for l in range(self.L + 1):
-            lin = nn.Linear(self.sizes[l], self.sizes[l + 1], bias=True, dtype=dtype, device=device)
+        mods: list[nn.Module] = []
+        image = len(self.in_shape) == 3
+        for l, layer in enumerate(self.layers):
+            if layer.pool > 1:
+                mods.append(nn.AvgPool2d(layer.pool))
+            if layer.kind == "conv":
+                c_out, c_in, k, _ = layer.weight_shape
+                mod: nn.Module = nn.Conv2d(c_in, c_out, k, stride=layer.stride, padding=layer.padding, bias=True,
+                                           dtype=dtype, device=device)
+            else:
+                if image:
+                    mods.append(nn.Flatten())
+                    image = False
+                mod = nn.Linear(layer.weight_shape[1], layer.weight_shape[0], bias=True, dtype=dtype, device=device)
             with torch.no_grad():
-                lin.weight.copy_(torch.as_tensor(self.W[l]))
-                lin.bias.copy_(torch.as_tensor(self.b[l]))
-            layers.append(lin)
+                mod.weight.copy_(torch.as_tensor(self.W[l]))
+                mod.bias.copy_(torch.as_tensor(self.b[l]))
+            mods.append(mod)
+            if layer.kind == "conv":
+                image = True
             if l < self.L:
                 act = self.acts[l]
                 make = _TO_TORCH.get(type(act))
                 if make is None:
                     raise FenchelError(f"acts[{l}]: {act!r} has no torch module; supported: "
                                        f"{sorted(t.__name__ for t in _TO_TORCH)}")
-                layers.append(make(act))
-        return nn.Sequential(*layers)
+                mods.append(make(act))
+        return nn.Sequential(*mods)
 
     @classmethod
-    def from_torch(cls, seq: nn.Sequential, loss: str | Loss = "mse") -> LiftedNetwork:
-        """Read ``nn.Sequential(Linear, act, Linear, ..., Linear)`` (acts: ReLU, LeakyReLU, Sigmoid, Tanh).
+    def from_torch(cls, seq: nn.Sequential, loss: str | Loss = "mse", *,
+                   in_shape: Sequence[int] | None = None) -> LiftedNetwork:
+        """Read an ``nn.Sequential`` of the form :meth:`to_torch` writes.
 
-        A Linear without bias gives a zero bias. Raises :class:`FenchelError` for any other layer or order,
-        :class:`ShapeError` when consecutive Linear sizes do not chain.
+        Accepted, in order: an optional leading ``nn.Unflatten(1, (C, H, W))`` (it gives the input shape), then
+        layers ``[AvgPool2d] [Flatten] Conv2d|Linear``, each hidden one followed by exactly one activation (ReLU,
+        LeakyReLU, Sigmoid, Tanh), the last one a ``Linear`` (the output layer). ``Conv2d``: square kernel, one
+        stride and one zero padding for both axes (``padding="valid"``, or ``"same"`` at stride 1 with an odd
+        kernel), no dilation, one group; ``AvgPool2d``: square window with stride equal to it, no padding. A layer
+        without bias gives a zero bias. Weights are copied exactly (as float64).
+
+        Parameters
+        ----------
+        seq : torch.nn.Sequential
+        loss : str or Loss, default "mse"
+            Not part of the module; name it here.
+        in_shape : (C, H, W) or (n,), optional
+            The input's shape. Needed when the module starts with a convolution or pooling (torch does not record
+            image sizes) unless it starts with ``nn.Unflatten``; with a leading ``Linear`` it may name the images
+            that the network's rows flatten.
+
+        Returns
+        -------
+        LiftedNetwork
+
+        Raises
+        ------
+        ChoiceError
+            A module that is not supported (``MaxPool2d``: max pooling is not linear; ``BatchNorm``, ``Dropout``,
+            ...), a padding mode other than zeros, or modules in an order a lifted network does not have (two
+            layers without an activation between them, an output layer that is not ``Linear``).
+        ShapeError
+            Non-square kernels, strides, paddings or pooling windows, pooling whose stride differs from its window,
+            sizes that do not chain, a missing or contradicting ``in_shape``.
+        ValueRangeError
+            ``dilation != 1`` or ``groups != 1`` in a ``Conv2d``, pooling with padding, ``ceil_mode`` or a divisor.
         """
         if not isinstance(seq, nn.Sequential):
             raise FenchelError(f"seq: expected a torch.nn.Sequential, got {type(seq).__name__}")
         mods = list(seq)
-        supported = "Linear, " + ", ".join(t.__name__ for t in _FROM_TORCH)
-        W, b, acts, sizes = [], [], [], []
-        for i, mod in enumerate(mods):
-            want_linear = i % 2 == 0
-            if isinstance(mod, nn.Linear):
-                if not want_linear:
-                    raise FenchelError(f"seq[{i}]: expected an activation between two Linear layers, got "
-                                       f"{mod}; a lifted network alternates Linear and activation")
-                if sizes and mod.in_features != sizes[-1]:
-                    raise ShapeError(f"seq[{i}]: expected in_features {sizes[-1]} to match the previous "
-                                     f"Linear, got {mod.in_features}")
-                if not sizes:
-                    sizes.append(mod.in_features)
-                sizes.append(mod.out_features)
+        shape = _check_in_shape(in_shape)
+        start = 0
+        if mods and isinstance(mods[0], nn.Unflatten):
+            given = _unflatten_shape(mods[0])
+            if shape is not None and shape != given:
+                raise ShapeError(f"in_shape: seq[0] unflattens rows into {given}, got in_shape={shape}")
+            shape, start = given, 1
+        first_shape = shape
+        tokens: list[str] = []
+        W: list[np.ndarray] = []
+        b: list[np.ndarray] = []
+        acts: list[Activation] = []
+        pool, flat, pending = 1, False, []  # pooling and flattening seen since the last layer, and where
+        for i in range(start, len(mods)):
+            mod = mods[i]
+            want_act = len(tokens) > len(acts)
+            if type(mod) in _FROM_TORCH:
+                if not want_act:
+                    raise ChoiceError(f"seq[{i}]: expected a Linear or Conv2d layer (optionally after AvgPool2d or "
+                                      f"Flatten), got {type(mod).__name__}; a lifted network alternates layers and "
+                                      "activations, one activation after every hidden layer")
+                acts.append(_FROM_TORCH[type(mod)](mod))
+                continue
+            if want_act:
+                raise ChoiceError(f"seq[{i}]: expected an activation between two layers (one of "
+                                  f"{', '.join(t.__name__ for t in _FROM_TORCH)}), got {type(mod).__name__}; a lifted "
+                                  "network alternates layers and activations")
+            if isinstance(mod, nn.AvgPool2d):
+                if pool > 1 or flat:
+                    raise ChoiceError(f"seq[{i}]: expected at most one AvgPool2d before a layer, and before any "
+                                      f"Flatten, got {type(mod).__name__} after {', '.join(pending)}")
+                if shape is None or len(shape) != 3:
+                    raise ShapeError(f"in_shape: seq[{i}] pools images, but the input shape is unknown; pass "
+                                     "in_shape=(C, H, W), e.g. (1, 28, 28)" if shape is None else
+                                     f"seq[{i}]: AvgPool2d needs images (C, H, W), got an input of shape {shape}")
+                pool = _avgpool_window(mod, i)
+                pending.append("AvgPool2d")
+            elif isinstance(mod, nn.Flatten):
+                if (mod.start_dim, mod.end_dim) != (1, -1):
+                    raise ShapeError(f"seq[{i}]: expected Flatten(start_dim=1, end_dim=-1) (one row per sample), got "
+                                     f"start_dim={mod.start_dim}, end_dim={mod.end_dim}")
+                flat = True
+                pending.append("Flatten")
+            elif isinstance(mod, nn.Conv2d):
+                if shape is None:
+                    raise ShapeError(f"in_shape: seq[{i}] is a Conv2d, whose input height and width torch does not "
+                                     "record; pass in_shape=(C, H, W), e.g. (1, 28, 28), or start the Sequential with "
+                                     "nn.Unflatten(1, (C, H, W))")
+                if flat or len(shape) != 3:
+                    raise ShapeError(f"seq[{i}]: a Conv2d needs images (C, H, W), got "
+                                     f"{'flattened rows' if flat else f'an input of shape {shape}'}")
+                if mod.in_channels != shape[0]:
+                    raise ShapeError(f"seq[{i}]: expected in_channels {shape[0]} (the input is {_shape_text(shape)}), "
+                                     f"got {mod.in_channels}")
+                k, s, p = _conv_geometry(mod, i)
+                token = (f"a{pool}" if pool > 1 else "") + f"c{mod.out_channels}k{k}s{s}p{p}"
+                shape = _one_layer(shape, token, i).out_shape
+                tokens.append(token)
+                W.append(_to_numpy(mod.weight))
+                b.append(np.zeros(mod.out_channels) if mod.bias is None else _to_numpy(mod.bias))
+                pool, flat, pending = 1, False, []
+            elif isinstance(mod, nn.Linear):
+                if shape is None:
+                    shape = first_shape = (mod.in_features,)
+                if len(shape) == 3 and not flat and (tokens or pool > 1):
+                    raise ShapeError(f"seq[{i}]: a Linear after images needs an nn.Flatten() before it, got the "
+                                     f"{_shape_text(shape)} images directly")
+                token = (f"a{pool}" if pool > 1 else "") + f"f{mod.out_features}"
+                layer = _one_layer(shape, token, i)
+                if mod.in_features != layer.weight_shape[1]:
+                    raise ShapeError(f"seq[{i}]: expected in_features {layer.weight_shape[1]} to match the previous "
+                                     f"layer's output {_shape_text(layer.pooled_shape)}, got {mod.in_features}")
+                shape = layer.out_shape
+                tokens.append(token)
                 W.append(_to_numpy(mod.weight))
                 b.append(np.zeros(mod.out_features) if mod.bias is None else _to_numpy(mod.bias))
-            elif type(mod) in _FROM_TORCH:
-                if want_linear:
-                    raise FenchelError(f"seq[{i}]: expected a Linear layer, got {type(mod).__name__}; a lifted "
-                                       "network starts and ends with Linear and alternates with activations")
-                acts.append(_FROM_TORCH[type(mod)](mod))
+                pool, flat, pending = 1, False, []
             else:
-                raise FenchelError(f"seq[{i}]: unsupported layer {type(mod).__name__}; supported: {supported}")
-        if not mods or not isinstance(mods[-1], nn.Linear):
-            raise FenchelError("seq: expected the last layer to be Linear (the output layer W_L X_L + b_L), "
-                               f"got {type(mods[-1]).__name__ if mods else 'an empty Sequential'}")
-        net = cls(sizes, acts, loss)
+                hint = "; max pooling is not linear, use AvgPool2d" if isinstance(mod, nn.MaxPool2d) else ""
+                raise ChoiceError(f"seq[{i}]: unsupported layer {type(mod).__name__}; supported: "
+                                  f"{_SUPPORTED_MODULES}{hint}")
+        if not tokens or not isinstance(mods[-1], nn.Linear):
+            got = type(mods[-1]).__name__ if len(mods) > start else "an empty Sequential"
+            raise ChoiceError(f"seq: expected the last layer to be Linear (the output layer A_L(X_L) + b_L), got {got}")
+        net = cls(build_layers(first_shape, tokens), acts, loss)
         net.set_weights(W, b)
         return net
 
@@ -558,7 +807,8 @@ class LiftedNetwork:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the network to ``path`` exactly (an ``.npz``: arrays ``W_l``, ``b_l`` and a JSON ``meta``).
 
-        No pickle is involved; the write is atomic (a temporary file renamed over ``path``).
+        ``meta`` holds the architecture spec (:attr:`arch`), the flattened ``sizes``, the activations and the
+        loss. No pickle is involved; the write is atomic (a temporary file renamed over ``path``).
 
         Returns
         -------
@@ -567,7 +817,8 @@ class LiftedNetwork:
         path = Path(path)
         if LOSSES.get(self.loss.name) is not type(self.loss):
             raise FenchelError(f"loss: only the registered losses {sorted(LOSSES)} can be saved, got {self.loss!r}")
-        meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "sizes": self.sizes,
+        meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "arch": self.arch, "in_shape": list(self.in_shape),
+                "sizes": self.sizes,
                 "activations": [_activation_spec(a, f"acts[{l}]") for l, a in enumerate(self.acts)],
                 "loss": self.loss.name}
         arrays = {"meta": np.array(json.dumps(meta))}
@@ -589,6 +840,9 @@ class LiftedNetwork:
     def load(cls, path: str | os.PathLike) -> LiftedNetwork:
         """Read a network written by :meth:`save` (``np.load(allow_pickle=False)``: the file cannot run code).
 
+        Reads the current format (the architecture spec) and format 1 (layer sizes of a fully connected network,
+        written before convolutions existed).
+
         Raises
         ------
         CheckpointError
@@ -608,15 +862,20 @@ class LiftedNetwork:
                 if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
                     raise CheckpointError(f"{str(path)!r}: not a LiftedNetwork file (meta format "
                                           f"{meta.get('format') if isinstance(meta, dict) else meta!r})")
-                if meta.get("version") != _FORMAT_VERSION:
+                if meta.get("version") not in _READABLE_VERSIONS:
                     raise CheckpointError(f"{str(path)!r}: format version {meta.get('version')!r} is not "
-                                          f"supported (expected {_FORMAT_VERSION})")
+                                          f"supported (expected one of {list(_READABLE_VERSIONS)}); it was written "
+                                          "by a newer fenchel_cvx")
                 n_layers = len(meta["sizes"]) - 1
                 W = [np.asarray(z[f"W_{l}"]) for l in range(n_layers)]
                 b = [np.asarray(z[f"b_{l}"]) for l in range(n_layers)]
             acts = [get_activation(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
                     for spec in meta["activations"]]
-            net = cls(meta["sizes"], acts, meta["loss"])
+            arch = meta["sizes"] if meta["version"] == 1 else meta["arch"]
+            net = cls(arch, acts, meta["loss"])
+            if net.sizes != list(meta["sizes"]):
+                raise CheckpointError(f"{str(path)!r}: the architecture {net.arch} has sizes {net.sizes}, but the "
+                                      f"file records {meta['sizes']}; the file is corrupt")
             net.set_weights(W, b)
         except CheckpointError:
             raise
@@ -625,3 +884,70 @@ class LiftedNetwork:
                                   f"({type(exc).__name__}: {exc}); it may be truncated or not written by "
                                   "LiftedNetwork.save") from exc
         return net
+
+
+# -- reading torch modules -----------------------------------------------------------------------------------------
+def _pair(value: Any, what: str, i: int) -> int:
+    """One int from an int or an equal pair; :class:`ShapeError` for unequal pairs (non-square geometry)."""
+    if isinstance(value, (tuple, list)):
+        if len(set(value)) != 1:
+            raise ShapeError(f"seq[{i}]: expected a square {what} (one value for both axes), got {tuple(value)}")
+        value = value[0]
+    return int(value)
+
+
+def _conv_geometry(mod: nn.Conv2d, i: int) -> tuple[int, int, int]:
+    """``(kernel, stride, padding)`` of a Conv2d the layers can express, else a typed error."""
+    k = _pair(mod.kernel_size, "kernel", i)
+    s = _pair(mod.stride, "stride", i)
+    if _pair(mod.dilation, "dilation", i) != 1:
+        raise ValueRangeError(f"seq[{i}]: expected dilation 1, got {mod.dilation}; dilated convolutions are not "
+                              "supported")
+    if mod.groups != 1:
+        raise ValueRangeError(f"seq[{i}]: expected groups 1, got {mod.groups}; grouped (depthwise) convolutions are "
+                              "not supported")
+    if mod.padding_mode != "zeros":
+        raise ChoiceError(f"seq[{i}]: expected padding_mode 'zeros', got {mod.padding_mode!r}")
+    pad = mod.padding
+    if pad == "valid":
+        p = 0
+    elif pad == "same":
+        if s != 1 or k % 2 == 0:
+            raise ShapeError(f"seq[{i}]: padding='same' is supported at stride 1 with an odd kernel, got stride {s} "
+                             f"and kernel {k}; give the padding as an integer")
+        p = (k - 1) // 2
+    else:
+        p = _pair(pad, "padding", i)
+    return k, s, p
+
+
+def _avgpool_window(mod: nn.AvgPool2d, i: int) -> int:
+    """The window ``r`` of an ``AvgPool2d(r)`` (stride ``r``, no padding), else a typed error."""
+    r = _pair(mod.kernel_size, "pooling window", i)
+    s = r if mod.stride is None or mod.stride == () else _pair(mod.stride, "pooling stride", i)
+    if s != r:
+        raise ShapeError(f"seq[{i}]: expected AvgPool2d with stride equal to its window {r}, got stride {s}")
+    if _pair(mod.padding, "pooling padding", i) != 0 or mod.ceil_mode or mod.divisor_override is not None:
+        raise ValueRangeError(f"seq[{i}]: expected AvgPool2d without padding, ceil_mode or divisor_override, got "
+                              f"padding={mod.padding}, ceil_mode={mod.ceil_mode}, "
+                              f"divisor_override={mod.divisor_override}")
+    return r
+
+
+def _unflatten_shape(mod: nn.Unflatten) -> tuple[int, ...]:
+    if mod.dim not in (1, -1) or isinstance(mod.unflattened_size, (str, dict)):
+        raise ShapeError(f"seq[0]: expected nn.Unflatten(1, (C, H, W)) that turns rows into images, got dim={mod.dim}, "
+                         f"unflattened_size={mod.unflattened_size}")
+    shape = tuple(int(s) for s in mod.unflattened_size)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ShapeError(f"seq[0]: expected nn.Unflatten to give images (C, H, W), got {shape}")
+    return shape
+
+
+def _one_layer(shape: tuple, token: str, i: int) -> Layer:
+    """The layer of one spec token on input ``shape`` (errors re-worded for ``seq[i]``)."""
+    try:  # a convolution alone is not a network: give it a dense output layer to check it
+        layers = build_layers(tuple(shape), [token, "f1"] if "c" in token else [token])
+    except ShapeError as exc:
+        raise ShapeError(f"seq[{i}]: {re.sub(r'^arch: (layer token [0-9]+ )?', '', str(exc))}") from None
+    return layers[0]

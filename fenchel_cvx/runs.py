@@ -146,23 +146,26 @@ def read_summary(run_dir: str | os.PathLike) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def make_trainer(cfg: RunConfig, n_features: int, n_classes: int) -> BCD | Backprop:
+def make_trainer(cfg: RunConfig, in_shape: int | tuple, n_classes: int) -> BCD | Backprop:
     """The trainer of ``cfg`` (its network initialized with ``cfg.train.seed``) for data of the given shape.
 
     Parameters
     ----------
     cfg : RunConfig
-    n_features, n_classes : int
-        Of the data set (``Dataset.n_features``, ``Dataset.n_classes``); they fix the architecture when
-        ``cfg.network.arch`` is ``None`` and must match it otherwise.
+    in_shape : int or tuple of int
+        The data set's sample shape (``Dataset.image_shape``: ``(1, 28, 28)``, ``(n,)``, or a feature count).
+    n_classes : int
+        They fix the architecture when ``cfg.network.arch`` is ``None`` (``<features>-300-<classes>``) and must
+        fit it otherwise.
 
     Raises
     ------
     ShapeError
         ``cfg.network.arch`` does not fit the data.
     """
-    sizes = cfg.network.sizes_for(n_features, n_classes)
-    net = LiftedNetwork(sizes, cfg.network.activation, cfg.network.loss, seed=cfg.train.seed)
+    shape = (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
+    layers = cfg.network.layers_for(shape, n_classes)
+    net = LiftedNetwork(layers, cfg.network.activation, cfg.network.loss, seed=cfg.train.seed)
     return BCD(net, cfg.bcd_settings()) if cfg.method == "fenchel" else Backprop(net, cfg.backprop_settings())
 
 
@@ -300,7 +303,7 @@ def train_run(cfg: RunConfig | None, out: str | os.PathLike, *, resume: bool = F
                                "another --out directory")
         cfg = (cfg if cfg is not None else RunConfig()).with_values(overrides)
     ds, arrays = data if data is not None else load_data(cfg)
-    trainer = make_trainer(cfg, ds.n_features, ds.n_classes)
+    trainer = make_trainer(cfg, ds.image_shape, ds.n_classes)
     net, sizes = trainer.network, trainer.sizes
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)

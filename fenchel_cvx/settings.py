@@ -400,12 +400,82 @@ class DataSettings(_Checked):
 
 @dataclass(frozen=True, kw_only=True)
 class NetworkSettings(_Checked):
-    """The architecture of a run's network."""
+    """The architecture of a run's network.
 
-    arch: tuple | None = setting(None, "layer sizes n-p_1-...-p, e.g. 784-300-10", "sizes",
-                                 none="<features>-300-<classes> of the data set", metavar="N-H-P", group="network")
+    ``arch`` is the architecture: layer sizes ``(n, p_1, ..., p)`` of a fully connected network (the default,
+    ``None``, is ``n-300-p`` for the data), or a spec string that :func:`fenchel_cvx.layers.parse_arch` reads --
+    ``"1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10"`` (an input shape, then ``cCkK[sS][pQ]`` convolutions, ``fN`` dense
+    layers, an ``aR`` prefix for average pooling first), the same without its input shape (the data give it), or
+    ``"lenet5"`` (LeNet-5 for the data's image shape and class count). A string of layer sizes (``"784-300-10"``,
+    also ``"784x300x10"``) and a dense spec on vectors (``"784-f300-f10"``) are stored as the tuple
+    ``(784, 300, 10)``; other specs are stored as lower-case text with ``-`` between the tokens. The field checks
+    the spec's words only (so that building the settings needs no torch); :meth:`layers_for` checks that it fits
+    the data.
+    """
+
+    class _ArchSpec(Spec):
+        """The :class:`Spec` of ``arch``: layer sizes or an architecture spec (kind ``"arch"``)."""
+
+        #: One layer token, the grammar of :func:`fenchel_cvx.layers.parse_arch` (a test keeps the two equal).
+        TOKEN = (r"^(?:a(?P<pool>\d+))?(?:(?P<conv>c(?P<ch>\d+)k(?P<k>\d+)(?:s(?P<s>\d+))?(?:p(?P<p>\d+))?)|"
+                 r"f?(?P<dense>\d+))$")
+
+        def check(self, name: str, value: Any) -> Any:
+            """``None``, a tuple of layer sizes, or a spec string in canonical form; :class:`ShapeError` else."""
+            if hasattr(value, "tolist") and not isinstance(value, str):
+                value = value.tolist()  # numpy arrays, torch tensors
+            if value is None:
+                return None
+            if isinstance(value, str):
+                return self._spec(name, value)
+            if isinstance(value, bytes) or not isinstance(value, Sequence) or len(value) < 2 or \
+                    any(not _is_int(s) or s < 1 for s in value):
+                raise ShapeError(f"{name}: expected layer sizes [n, p_1, ..., p] of positive integers or a spec "
+                                 f"string such as 1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10 or lenet5, got {value!r}")
+            return tuple(int(s) for s in value)
+
+        def _spec(self, name: str, text: str) -> tuple | str:
+            import re
+
+            spec = text.strip().lower()
+            tokens = [t for t in re.split(r"[-\s]+", spec) if t]
+            if len(tokens) == 1 and re.fullmatch(r"\d+(x\d+)+", tokens[0]):
+                tokens = tokens[0].split("x")  # layer sizes written 784x300x10 (a shape alone has no layers)
+            if len(tokens) >= 2 and all(re.fullmatch(r"f?\d+", t) for t in tokens) and tokens[0].isdigit():
+                return self.check(name, [int(t.lstrip("f")) for t in tokens])  # a fully connected network
+            lenet = re.fullmatch(r"lenet5(?::(\d+))?", spec)
+            if lenet:
+                if lenet[1] is not None and int(lenet[1]) < 1:
+                    raise ShapeError(f"{name}: expected lenet5 or lenet5:N with N >= 1 classes, got {text!r}")
+                return spec
+            body = tokens[1:] if tokens and re.fullmatch(r"\d+(x\d+){0,2}", tokens[0]) else tokens
+            bad = next((t for t in body if not re.match(self.TOKEN, t)), None)
+            if not body or bad is not None:
+                what = f"{bad!r} is not a layer" if bad is not None else "no layer"
+                raise ShapeError(f"{name}: expected layer sizes (784-300-10), lenet5, or an optional input shape and "
+                                 "layer tokens -- cCkK[sS][pP] convolution, fN dense, prefixed aR for average "
+                                 f"pooling, e.g. 1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10 -- got {text!r} ({what})")
+            if re.match(self.TOKEN, body[-1])["dense"] is None:
+                raise ShapeError(f"{name}: the output layer must be dense (fN, one score per class), got {text!r} "
+                                 f"ending in {body[-1]!r}")
+            return "-".join(tokens)
+
+        def expects(self) -> str:
+            return ("layer sizes [n, p_1, ..., p] or an architecture spec (1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10, "
+                    f"lenet5), or None ({self.none})")
+
+    arch: tuple | str | None = field(default=None, metadata={"spec": _ArchSpec(
+        help="architecture: layer sizes n-p_1-...-p (784-300-10), or a spec of conv (cCkK[sS][pP]), dense (fN) and "
+             "average-pooled (aR prefix) layers after an optional input shape (1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10),"
+             " or lenet5", kind="arch", none="<features>-300-<classes> of the data set", metavar="ARCH",
+        group="network")})
     loss: str = setting("ce", "output loss, summed over samples", "choice", choices=LOSS_NAMES, group="network")
     activation: str = setting("relu", "hidden activation", "choice", choices=ACTIVATION_NAMES, group="network")
+
+    @property
+    def is_dense(self) -> bool:
+        """``arch`` is layer sizes (or the default): a fully connected network on flattened inputs."""
+        return not isinstance(self.arch, str)
 
     def sizes_for(self, n: int, p: int) -> list[int]:
         """The layer sizes for data with ``n`` features and ``p`` classes (``arch``, or ``n-300-p``).
@@ -413,13 +483,75 @@ class NetworkSettings(_Checked):
         Raises
         ------
         ShapeError
-            ``arch`` does not start with ``n`` and end with ``p``.
+            ``arch`` does not start with ``n`` and end with ``p``, or is a spec with convolutions or pooling (use
+            :meth:`layers_for`).
         """
+        if not self.is_dense:
+            raise ShapeError(f"arch: {self.arch!r} is an architecture spec, not layer sizes; build its layers with "
+                             "NetworkSettings.layers_for(in_shape, n_classes)")
         sizes = list(self.arch) if self.arch else [n, 300, p]
         if sizes[0] != n or sizes[-1] != p:
             raise ShapeError(f"arch: the data have {n} features and {p} classes, so the architecture must read "
                              f"{n}-...-{p}, got {'-'.join(map(str, sizes))}; try {n}-300-{p}")
         return sizes
+
+    def layers_for(self, in_shape: Sequence[int], n_classes: int) -> list:
+        """The layers (:class:`fenchel_cvx.layers.Layer`) of ``arch`` for data of one image shape and class count.
+
+        Layer sizes (and the default) give a fully connected network on the flattened inputs -- the layers of
+        ``LiftedNetwork(sizes_for(C * H * W, n_classes))``, whose initial weights are those of earlier versions --
+        ``"lenet5"`` gives :func:`fenchel_cvx.layers.lenet5` ``(in_shape, n_classes)``, any other spec
+        :func:`fenchel_cvx.layers.parse_arch` ``(arch, in_shape)``. Imports torch (through
+        :mod:`fenchel_cvx.layers`) when called, never when the settings are built.
+
+        Parameters
+        ----------
+        in_shape : (C, H, W) or (n,)
+            One sample's shape (:attr:`fenchel_cvx.data.Dataset.image_shape`).
+        n_classes : int
+            Outputs of the network (:attr:`fenchel_cvx.data.Dataset.n_classes`).
+
+        Returns
+        -------
+        list of Layer
+            ``L + 1`` layers; pass them to :class:`fenchel_cvx.network.LiftedNetwork`.
+
+        Raises
+        ------
+        ShapeError
+            The spec does not fit the data ("arch: the data have 1x28x28 images and 10 classes, the spec reads
+            ..."): another input shape, a kernel larger than its input, an output layer of another width.
+        """
+        from .layers import lenet5, parse_arch
+
+        try:
+            shape = tuple(int(s) for s in in_shape)
+            p = int(n_classes)
+        except (TypeError, ValueError):
+            raise ShapeError(f"in_shape: expected (C, H, W) or (n,) and an integer class count, got {in_shape!r} "
+                             f"and {n_classes!r}") from None
+        if len(shape) not in (1, 3) or min(shape, default=0) < 1 or p < 1:
+            raise ShapeError(f"in_shape: expected (C, H, W) or (n,) of positive sizes and n_classes >= 1, got {shape} "
+                             f"and {p}")
+        if self.is_dense:
+            return parse_arch(self.sizes_for(math.prod(shape), p))
+        data = (f"{'x'.join(map(str, shape))} images" if len(shape) == 3 else f"{shape[0]} features") + \
+            f" and {p} classes"
+        try:
+            if self.arch.startswith("lenet5"):
+                given = self.arch.partition(":")[2]
+                if given and int(given) != p:
+                    raise ShapeError(f"lenet5:{given} has {given} outputs; write lenet5 (it takes the data's class "
+                                     "count)")
+                layers = lenet5(shape, p)
+            else:
+                layers = parse_arch(self.arch, shape)
+            if layers[-1].n_out != p:
+                raise ShapeError(f"the output layer has {layers[-1].n_out} outputs; end the spec with f{p}")
+        except ShapeError as exc:
+            reason = str(exc).removeprefix("arch: ").removeprefix("in_shape: ")
+            raise ShapeError(f"arch: the data have {data}, the spec reads {self.arch}: {reason}") from None
+        return layers
 
 
 @dataclass(frozen=True, kw_only=True)

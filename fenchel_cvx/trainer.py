@@ -231,7 +231,7 @@ class Trainer:
         self.acts = list(network.acts)
         self.loss = network.loss
         self.sizes = list(network.sizes)
-        self.layers = list(getattr(network, "layers", None) or _dense_layers(self.sizes))
+        self.layers = list(network.layers)
         self.batched = s.batch_size is not None
         self.rho = layer_values(s.rho, self.L + 1, "rho", batched=self.batched)
         try:
@@ -254,9 +254,8 @@ class Trainer:
 
     @property
     def arch(self) -> str:
-        """The architecture as a spec (``"784-300-10"``, ``"1x28x28-c6k5p2-..."``)."""
-        first = "x".join(map(str, self.layers[0].in_shape))
-        return "-".join([first] + [la.describe() if not la.is_plain_dense else str(la.n_out) for la in self.layers])
+        """The network's architecture spec (``"784-300-10"``, ``"1x28x28-c6k5p2-..."``)."""
+        return self.network.arch
 
     def resolved(self) -> dict:
         """The per-layer values this trainer uses where the settings say "Appendix C" (``None``)."""
@@ -527,12 +526,6 @@ class Trainer:
 
     def _rules(self) -> tuple[str, ...]:
         return ("feedforward",)
-
-
-def _dense_layers(sizes: Sequence[int]) -> list:
-    from .layers import parse_arch
-
-    return parse_arch(list(sizes))
 
 
 def _label_array(y: Array, name: str) -> np.ndarray:

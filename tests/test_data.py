@@ -396,3 +396,113 @@ def test_dataset_shuffle_subsample():
         ds.arrays("val")
     with pytest.raises(ShapeError):
         data.to_float(np.float64(1.0))
+
+
+# -- image shapes, channels-first floats, per-channel scaling ------------------------------------------------------
+def write_cifar_npz(folder: Path, x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray) -> None:
+    """The layout /work/shared/data/build_cifar10.py writes: uint8 images and labels, file names, class names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = np.array(data.CIFAR10_CLASSES)
+    for split, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
+        names = np.array([f"{data.CIFAR10_CLASSES[c]}/{i:04d}.png" for i, c in enumerate(y)])
+        np.savez_compressed(folder / f"cifar10_{split}.npz", **{f"{split}_x": x, f"{split}_y": y.astype(np.uint8),
+                                                                f"{split}_filenames": names, "classes": classes})
+
+
+def _hwc(rows: np.ndarray) -> np.ndarray:
+    """CIFAR-10 rows (1024 red, 1024 green, 1024 blue) as (N, 32, 32, 3) images, the npz layout."""
+    return rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def test_mnist_images_are_the_arrays_and_the_arrays_are_unchanged(tmp_path):
+    arrays = write_mnist(tmp_path, np.random.default_rng(13))
+    ds = data.read_mnist(tmp_path)
+    assert ds.image_shape == (1, 28, 28) and ds.scaling == "unit" and ds.channel_stats is None
+    X, y = ds.arrays("train")
+    # bit for bit what the flat reader always gave: uint8 / 255 in float64, row-major
+    assert np.array_equal(X, data.to_float(arrays["train-images-idx3-ubyte"])) and X.shape == (7, 784)
+    imgs, y2 = ds.images("train")
+    assert imgs.shape == (7, 1, 28, 28) and np.array_equal(imgs.reshape(7, -1), X) and np.array_equal(y, y2)
+    imgs32, _ = ds.arrays("test", np.float32, images=True)
+    assert imgs32.dtype == np.float32 and imgs32.shape == (5, 1, 28, 28)
+    assert np.array_equal(imgs32[:, 0], arrays["t10k-images-idx3-ubyte"].astype(np.float32) / np.float32(255))
+    sub = data.load_mnist_subset()
+    assert sub.image_shape == (1, 28, 28) and sub.images("test")[0].shape == (2000, 1, 28, 28)
+
+
+def test_synthetic_data_are_vectors():
+    ds = data.load_dataset("synthetic", seed=0, n_train=10, n_test=4, n_features=6, classes=3)
+    assert ds.image_shape == (6,) and ds.images()[0].shape == (10, 6)
+    assert np.array_equal(ds.images()[0], ds.arrays()[0]) and np.array_equal(ds.arrays()[0], ds.train_x)
+    with pytest.raises(ShapeError, match="scaling: 'channel' standardizes the channels of images"):
+        data.load_dataset("synthetic", scaling="channel")
+    with pytest.raises(ChoiceError, match="scaling: expected one of 'unit', 'channel'"):
+        data.load_dataset("synthetic", scaling="minmax")
+
+
+@pytest.mark.parametrize("layout", ["pickle", "npz"])
+def test_cifar_images_channels_first_and_standardized_with_training_statistics(tmp_path, layout):
+    rng = np.random.default_rng(14)
+    if layout == "pickle":
+        written = write_cifar_pickles(tmp_path / "cifar-10-batches-py", rng)
+        rows = np.concatenate([written[f"data_batch_{i}"][0] for i in range(1, 6)])
+        test_rows = written["test_batch"][0]
+    else:
+        rows = rng.integers(0, 256, (12, 3072), dtype=np.uint8)
+        test_rows = rng.integers(0, 256, (5, 3072), dtype=np.uint8)
+        write_cifar_npz(tmp_path / "cifar10", _hwc(rows), np.arange(12) % 10, _hwc(test_rows), np.arange(5))
+    ds = data.read_cifar10(tmp_path)
+    assert ds.image_shape == (3, 32, 32) and ds.scaling == "channel" and "scaling='channel'" in repr(ds)
+    # the statistics are those of the training pixels in [0, 1], channel by channel (population std)
+    planes = rows.reshape(-1, 3, 1024).transpose(1, 0, 2).reshape(3, -1) / 255.0
+    mean, std = ds.channel_stats
+    np.testing.assert_allclose(mean, planes.mean(axis=1), rtol=1e-13)
+    np.testing.assert_allclose(std, planes.std(axis=1), rtol=1e-12)
+    imgs, _ = ds.images("train")
+    assert imgs.shape == (len(rows), 3, 32, 32) and imgs.dtype == np.float64
+    # channels first: images[i, c, r, k] is row i's value c * 1024 + r * 32 + k, standardized
+    want = (rows.reshape(-1, 3, 32, 32) / 255.0 - np.array(mean)[:, None, None]) / np.array(std)[:, None, None]
+    np.testing.assert_allclose(imgs, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(imgs.mean(axis=(0, 2, 3)), 0.0, atol=1e-12)
+    np.testing.assert_allclose(imgs.std(axis=(0, 2, 3)), 1.0, rtol=1e-12)
+    # the test split uses the training statistics, and arrays() is the same numbers flattened in (C, H, W) order
+    test_imgs, _ = ds.images("test")
+    want_test = (test_rows.reshape(-1, 3, 32, 32) / 255.0 - np.array(mean)[:, None, None]) / \
+        np.array(std)[:, None, None]
+    np.testing.assert_allclose(test_imgs, want_test, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(ds.arrays("test")[0], test_imgs.reshape(len(test_rows), -1))
+    # shuffling and subsampling keep the statistics of the training set as loaded
+    assert ds.shuffled(1).channel_stats == ds.channel_stats
+    assert ds.subsample(3, 2, seed=0).channel_stats == ds.channel_stats
+    if layout == "npz":
+        assert data.load_dataset("cifar10", tmp_path, seed=2).channel_stats == ds.channel_stats
+    # scaling="unit" gives the plain [0, 1] pixels
+    unit = data.load_dataset("cifar10", tmp_path, scaling="unit")
+    assert unit.scaling == "unit"
+    np.testing.assert_array_equal(np.sort(unit.arrays("test")[0].ravel()), np.sort(test_rows.ravel() / 255.0))
+    f32, _ = ds.images("test", np.float32)
+    assert f32.dtype == np.float32
+    np.testing.assert_allclose(f32, want_test, rtol=1e-5, atol=1e-5)
+
+
+def test_channel_scaling_checks_its_statistics():
+    x = np.random.default_rng(15).integers(0, 256, (4, 5, 5, 2), dtype=np.uint8)
+    y = np.zeros(4, dtype=np.int64)
+    ds = data.Dataset("toy", x, y, x[:2], y[:2], ("a",), scaling="channel")
+    assert ds.image_shape == (2, 5, 5) and len(ds.channel_stats[0]) == 2
+    mean, std = data.channel_stats(x)
+    np.testing.assert_allclose(mean, (x / 255.0).mean(axis=(0, 1, 2)), rtol=1e-13)
+    np.testing.assert_allclose(std, (x / 255.0).std(axis=(0, 1, 2)), rtol=1e-12)
+    fx = x.astype(np.float64)  # float images are scaled as they are, and never in place
+    fds = data.Dataset("toy", fx, y, fx[:2], y[:2], ("a",), scaling="channel")
+    out = fds.images()[0]
+    assert np.array_equal(fds.train_x, x.astype(np.float64)) and abs(out.mean()) < 1e-12
+    flat = x.copy()
+    flat[..., 1] = 7
+    with pytest.raises(ValueRangeError, match="channel 1 has standard deviation 0"):
+        data.Dataset("toy", flat, y, flat, y, ("a",), scaling="channel")
+    with pytest.raises(ShapeError, match="channel_stats: expected 2 means"):
+        data.Dataset("toy", x, y, x, y, ("a",), scaling="channel", channel_stats=((0.5,), (0.2,)))
+    with pytest.raises(ChoiceError, match="scaling"):
+        data.Dataset("toy", x, y, x, y, ("a",), scaling="zscore")
+    assert ds.with_scaling("unit").images()[0].max() <= 1.0

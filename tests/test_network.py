@@ -5,6 +5,7 @@ Runtime: about 5 s (``python -m pytest -q tests/test_network.py``).
 
 from __future__ import annotations
 
+import json
 import math
 
 import hypothesis.strategies as st
@@ -60,6 +61,11 @@ def test_xavier_init_is_seeded_and_bounded():
         assert np.array_equal(a.b[l], np.zeros(a.sizes[l + 1]))
     assert a.n_params == 300 * 200 + 200 + 200 * 10 + 10
     assert a.L == 1 and len(a.acts) == 1 and len(a.W) == len(a.b) == 2
+    # the dense network is a sequence of plain dense layers with the same shapes
+    assert a.arch == "300-200-10" and a.in_shape == (300,) and len(a.layers) == a.L + 1
+    assert all(la.is_plain_dense for la in a.layers)
+    assert [la.weight_shape for la in a.layers] == [w.shape for w in a.W]
+    assert [la.bias_shape for la in a.layers] == [v.shape for v in a.b]
 
 
 def test_activation_list_and_loss_names():
@@ -180,6 +186,8 @@ def test_save_load_round_trip(tmp_path):
         assert all(z[k].dtype != object for k in z.files)
     net.save(path)  # overwriting is fine
     assert LiftedNetwork.load(path).sizes == net.sizes
+    with np.load(path, allow_pickle=False) as z:  # the architecture is stored as its spec
+        assert json.loads(str(z["meta"]))["arch"] == "5-4-3-2"
 
 
 # -- the Lagrangian (7) and the primal (3) -----------------------------------------------------------------------------

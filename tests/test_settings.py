@@ -153,3 +153,70 @@ def test_the_settings_choices_are_the_registries():
     assert set(S.ACTIVATION_NAMES) == set(ACTIVATIONS)
     assert set(S.LOSS_NAMES) == set(LOSSES)
     assert tuple(S.DATASET_NAMES) == tuple(DATASETS)
+
+
+# -- the architecture: layer sizes or a spec -----------------------------------------------------------------------
+@pytest.mark.parametrize("given,stored", [
+    ((784, 300, 10), (784, 300, 10)), ([20, 8, 10], (20, 8, 10)), (np.array([5, 3]), (5, 3)),
+    ("784-300-10", (784, 300, 10)), ("784x300x10", (784, 300, 10)), ("784-f300-f10", (784, 300, 10)),
+    (" LeNet5 ", "lenet5"), ("lenet5:10", "lenet5:10"),
+    ("1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10", "1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10"),
+    ("c6k5p2 a2c16k5 a2f120 f84 f10", "c6k5p2-a2c16k5-a2f120-f84-f10"), ("1x28x28-f300-f10", "1x28x28-f300-f10"),
+])
+def test_arch_takes_sizes_and_specs(given, stored):
+    net = S.NetworkSettings(arch=given)
+    assert net.arch == stored and type(net.arch) is type(stored)
+    assert S.NetworkSettings.from_dict(json.loads(json.dumps(net.to_dict()))) == net
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ("1x28x28-c6k5", "output layer must be dense"), ("784-c6k5-q7", "'q7' is not a layer"), ("", "no layer"),
+    ("lenet5:0", "N >= 1"), ((784,), "layer sizes"), (["c6k5", "f10"], "layer sizes"), (3.5, "layer sizes"),
+])
+def test_arch_refuses_what_is_no_architecture(bad, needle):
+    with pytest.raises(ShapeError, match=f"arch: .*{needle}"):
+        S.NetworkSettings(arch=bad)
+
+
+def test_the_settings_read_the_spec_grammar_of_the_layers():
+    """settings.py checks spec words without importing torch; its token grammar must be fenchel_cvx.layers'."""
+    from fenchel_cvx import layers
+    assert layers._TOKEN.pattern == S.NetworkSettings._ArchSpec.TOKEN
+
+
+def test_building_settings_with_a_spec_imports_no_torch():
+    import subprocess
+    import sys
+    code = ("import sys; from fenchel_cvx.settings import RunConfig; "
+            "c = RunConfig().with_values({'arch': '1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10'}); "
+            "assert c.network.arch.startswith('1x28x28'); assert 'torch' not in sys.modules, 'torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_layers_for_the_data():
+    lenet = S.NetworkSettings(arch="lenet5").layers_for((1, 28, 28), 10)
+    assert [la.describe() for la in lenet] == ["c6k5p2", "a2c16k5", "a2f120", "f84", "f10"]
+    assert [la.describe() for la in S.NetworkSettings(arch="lenet5").layers_for((3, 32, 32), 7)][-1] == "f7"
+    full = S.NetworkSettings(arch="1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10").layers_for((1, 28, 28), 10)
+    assert full == lenet
+    assert S.NetworkSettings(arch="c4k3-f2").layers_for((1, 6, 6), 2)[0].out_shape == (4, 4, 4)
+    # layer sizes (and the default) are the fully connected network on flattened inputs, as before
+    dense = S.NetworkSettings().layers_for((1, 28, 28), 10)
+    assert [la.in_shape for la in dense] == [(784,), (300,)] and all(la.is_plain_dense for la in dense)
+    assert [la.n_out for la in S.NetworkSettings(arch=(20, 8, 10)).layers_for((20,), 10)] == [8, 10]
+    with pytest.raises(ShapeError, match=r"^arch: the data have 3x32x32 images and 10 classes, the spec reads "
+                                         r"1x28x28-c6k5p2-.*the data have shape 3x32x32"):
+        S.NetworkSettings(arch="1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10").layers_for((3, 32, 32), 10)
+    with pytest.raises(ShapeError, match=r"^arch: the data have 1x28x28 images and 10 classes, .*f7: the output "
+                                         r"layer has 7 outputs; end the spec with f10"):
+        S.NetworkSettings(arch="1x28x28-c6k5-f7").layers_for((1, 28, 28), 10)
+    with pytest.raises(ShapeError, match=r"^arch: the data have 20 features and 10 classes, the spec reads lenet5"):
+        S.NetworkSettings(arch="lenet5").layers_for((20,), 10)
+    with pytest.raises(ShapeError, match=r"lenet5:7 has 7 outputs"):
+        S.NetworkSettings(arch="lenet5:7").layers_for((1, 28, 28), 10)
+    with pytest.raises(ShapeError, match=r"^arch: the data have 784 features and 10 classes, so the architecture"):
+        S.NetworkSettings(arch=(20, 8, 10)).layers_for((1, 28, 28), 10)
+    with pytest.raises(ShapeError, match=r"^arch: 'lenet5' is an architecture spec, not layer sizes; .*layers_for"):
+        S.NetworkSettings(arch="lenet5").sizes_for(784, 10)
+    with pytest.raises(ShapeError, match=r"^in_shape"):
+        S.NetworkSettings().layers_for((28, 28), 10)
