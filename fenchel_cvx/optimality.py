@@ -25,12 +25,18 @@ zero exactly at the minimizer, finite even when ``Z`` touches the boundary of a 
 the terms it is made of (so cancellation at the optimum is measured against the size of what cancels).
 A solver that already holds the gradient builds the same residuals with :func:`natural_residual` (X) and
 :func:`gradient_residual` (W).
+
+**Layers** (keyword ``layer``, a :class:`~fenchel_cvx.layers.Layer`; ``None`` = dense). For a convolution or a
+pooled layer, ``W Z + b`` reads ``A(Z; W) + b`` and ``W^T`` the adjoint ``A^T``: the X residuals use
+``layer.apply`` / ``layer.adjoint``. The W residuals are those of the dense problem on the patch form
+``(layer.patches(X_in), layer.arrange(X_next))`` with ``W`` as ``layer.weight_matrix(W)``: one row per output
+channel of a convolution. ``W`` (and ``W0``) come in the layer's own shape (the kernel).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -38,7 +44,10 @@ import torch
 from ._checks import check_choice, is_torch
 from .activations import Activation, get_activation
 from .losses import Loss, get_loss
-from .subproblems import SUBPROBLEMS
+from .subproblems import SUBPROBLEMS, check_layer
+
+if TYPE_CHECKING:
+    from .layers import Layer
 
 __all__ = [
     "OBJECTIVES",
@@ -103,6 +112,17 @@ def _pre(W: Array, X: Array, b: Array | None) -> Array:
     return U if b is None else U + b[:, None]
 
 
+def _dense(layer: Any, subproblem: str = "") -> bool:
+    """Whether ``layer`` is ``None`` or a plain dense layer (then ``W Z + b`` is the matrix product)."""
+    return check_layer(layer, subproblem) is None or layer.is_plain_dense
+
+
+def _patch_form(layer: Layer, W: Array, X_in: Array, X_out: Array, W0: Array | None) -> tuple:
+    """The W-update of a layer as the dense one: ``(W_mat, patches(X_in), arrange(X_out), W0_mat)``."""
+    return (layer.weight_matrix(W), layer.patches(X_in), layer.arrange(X_out),
+            None if W0 is None else layer.weight_matrix(W0))
+
+
 def _make(per_item_sq: Array, scale: float) -> Residual:
     per = per_item_sq ** 0.5
     norm = math.sqrt(float(per_item_sq.sum()))
@@ -133,7 +153,8 @@ def natural_residual(Z: Array, grad_f: Array, U_prev: Array, *, act_prev: str | 
 
 
 def x_hidden_residual(Z: Array, W: Array, b: Array | None, X_next: Array, U_prev: Array, *,
-                      act: str | Activation, act_prev: str | Activation, lam: float, lam_prev: float) -> Residual:
+                      act: str | Activation, act_prev: str | Activation, lam: float, lam_prev: float,
+                      layer: Layer | None = None) -> Residual:
     """Mirror natural residual of eq. (14) at ``Z``.
 
     Parameters
@@ -148,6 +169,8 @@ def x_hidden_residual(Z: Array, W: Array, b: Array | None, X_next: Array, U_prev
     act, act_prev : str or Activation
         Activations of layers ``l+1`` and ``l``.
     lam, lam_prev : float
+    layer : Layer, optional
+        The map ``A(Z; W) + b`` (``W`` shape ``layer.weight_shape``, ``Z`` ``(layer.n_in, m)``); ``None``: dense.
 
     Returns
     -------
@@ -155,12 +178,15 @@ def x_hidden_residual(Z: Array, W: Array, b: Array | None, X_next: Array, U_prev
         ``per_item`` has shape ``(m,)``.
     """
     act, act_prev = get_activation(act), get_activation(act_prev)
-    grad_f = lam * (W.T @ (act.forward(_pre(W, Z, b)) - X_next))
+    if _dense(layer):
+        grad_f = lam * (W.T @ (act.forward(_pre(W, Z, b)) - X_next))
+    else:
+        grad_f = lam * layer.adjoint(W, act.forward(layer.apply(W, b, Z)) - X_next)
     return natural_residual(Z, grad_f, U_prev, act_prev=act_prev, lam_prev=lam_prev)
 
 
 def x_last_residual(Z: Array, W: Array, b: Array | None, Y: Array, U_prev: Array, *, loss: str | Loss,
-                    act_prev: str | Activation, lam_prev: float) -> Residual:
+                    act_prev: str | Activation, lam_prev: float, layer: Layer | None = None) -> Residual:
     """Mirror natural residual of eqs. (15)-(16) at ``Z``.
 
     Parameters
@@ -173,6 +199,8 @@ def x_last_residual(Z: Array, W: Array, b: Array | None, Y: Array, U_prev: Array
     loss : str or Loss
     act_prev : str or Activation
     lam_prev : float
+    layer : Layer, optional
+        The output layer's map (dense, possibly after pooling); ``None``: dense.
 
     Returns
     -------
@@ -180,7 +208,10 @@ def x_last_residual(Z: Array, W: Array, b: Array | None, Y: Array, U_prev: Array
         ``per_item`` has shape ``(m,)``.
     """
     loss, act_prev = get_loss(loss), get_activation(act_prev)
-    grad_f = W.T @ loss.grad(Y, _pre(W, Z, b))
+    if _dense(layer, "x_last"):
+        grad_f = W.T @ loss.grad(Y, _pre(W, Z, b))
+    else:
+        grad_f = layer.adjoint(W, loss.grad(Y, layer.apply(W, b, Z)))
     return natural_residual(Z, grad_f, U_prev, act_prev=act_prev, lam_prev=lam_prev)
 
 
@@ -230,7 +261,8 @@ def _w_residual(D: Array, pieces: tuple[Array, ...], W: Array, b: Array | None, 
 
 
 def w_hidden_residual(W: Array, b: Array | None, X_in: Array, X_next: Array, *, act: str | Activation, lam: float,
-                      rho: float, gamma: float = 0.0, W0: Array | None = None, b0: Array | None = None) -> Residual:
+                      rho: float, gamma: float = 0.0, W0: Array | None = None, b0: Array | None = None,
+                      layer: Layer | None = None) -> Residual:
     """Gradient residual of eqs. (17)/(19) at ``(W, b)``.
 
     Parameters
@@ -243,20 +275,26 @@ def w_hidden_residual(W: Array, b: Array | None, X_in: Array, X_next: Array, *, 
     lam, rho, gamma : float
     W0 : array, shape (p_out, p_in), optional (needed when gamma > 0)
     b0 : array, shape (p_out,), optional (needed when gamma > 0 and b is not None)
+    layer : Layer, optional
+        ``W``, ``W0`` of shape ``layer.weight_shape``, ``X_in`` ``(layer.n_in, m)``, ``X_next`` ``(layer.n_out, m)``;
+        the residual is the dense one on the patch form. ``None``: dense.
 
     Returns
     -------
     Residual
-        ``per_item`` has shape ``(p_out,)``.
+        ``per_item`` has shape ``(p_out,)`` (output channels for a convolution).
     """
     act = get_activation(act)
+    if not _dense(layer):
+        W, X_in, X_next, W0 = _patch_form(layer, W, X_in, X_next, W0)
     P = lam * act.forward(_pre(W, X_in, b))
     V = lam * X_next
     return _w_residual(P - V, (P, V), W, b, X_in, rho, gamma, W0, b0)
 
 
 def w_last_residual(W: Array, b: Array | None, X_in: Array, Y: Array, *, loss: str | Loss, rho: float,
-                    gamma: float = 0.0, W0: Array | None = None, b0: Array | None = None) -> Residual:
+                    gamma: float = 0.0, W0: Array | None = None, b0: Array | None = None,
+                    layer: Layer | None = None) -> Residual:
     """Gradient residual of eqs. (18)/(20) at ``(W, b)``.
 
     Parameters
@@ -268,6 +306,8 @@ def w_last_residual(W: Array, b: Array | None, X_in: Array, Y: Array, *, loss: s
     loss : str or Loss
     rho, gamma : float
     W0, b0 : arrays, optional (needed when gamma > 0)
+    layer : Layer, optional
+        The output layer (dense, possibly after pooling: ``X_in`` is then pooled first); ``None``: dense.
 
     Returns
     -------
@@ -275,6 +315,8 @@ def w_last_residual(W: Array, b: Array | None, X_in: Array, Y: Array, *, loss: s
         ``per_item`` has shape ``(p,)``.
     """
     loss = get_loss(loss)
+    if not _dense(layer, "w_last"):
+        W, X_in, _, W0 = _patch_form(layer, W, X_in, None, W0)
     Yhat = _pre(W, X_in, b)
     T = loss.targets(Y, Yhat.shape[0], like=Yhat)
     D = loss.grad(T, Yhat)
@@ -304,44 +346,50 @@ def penalty(W: Array, b: Array | None, *, rho: float, gamma: float = 0.0, W0: Ar
 
 
 def x_hidden_objective(Z: Array, W: Array, b: Array | None, X_next: Array, U_prev: Array, *,
-                       act: str | Activation, act_prev: str | Activation, lam: float, lam_prev: float) -> float:
+                       act: str | Activation, act_prev: str | Activation, lam: float, lam_prev: float,
+                       layer: Layer | None = None) -> float:
     """Eq. (14) at ``Z``: ``lam B_act(X_next, W Z + b) + lam_prev B_act_prev(Z, U_prev)`` (+inf outside the domain).
 
     Arguments as :func:`x_hidden_residual`.
     """
     act, act_prev = get_activation(act), get_activation(act_prev)
-    return lam * act.B_sum(X_next, _pre(W, Z, b)) + lam_prev * act_prev.B_sum(Z, U_prev)
+    U = _pre(W, Z, b) if _dense(layer) else layer.apply(W, b, Z)
+    return lam * act.B_sum(X_next, U) + lam_prev * act_prev.B_sum(Z, U_prev)
 
 
 def x_last_objective(Z: Array, W: Array, b: Array | None, Y: Array, U_prev: Array, *, loss: str | Loss,
-                     act_prev: str | Activation, lam_prev: float) -> float:
+                     act_prev: str | Activation, lam_prev: float, layer: Layer | None = None) -> float:
     """Eqs. (15)-(16) at ``Z``: ``loss(Y, W Z + b) + lam_prev B_act_prev(Z, U_prev)``.
 
     Arguments as :func:`x_last_residual`.
     """
     loss, act_prev = get_loss(loss), get_activation(act_prev)
-    return float(loss.value(Y, _pre(W, Z, b))) + lam_prev * act_prev.B_sum(Z, U_prev)
+    Yhat = _pre(W, Z, b) if _dense(layer, "x_last") else layer.apply(W, b, Z)
+    return float(loss.value(Y, Yhat)) + lam_prev * act_prev.B_sum(Z, U_prev)
 
 
 def w_hidden_objective(W: Array, b: Array | None, X_in: Array, X_next: Array, *, act: str | Activation,
                        lam: float, rho: float, gamma: float = 0.0, W0: Array | None = None,
-                       b0: Array | None = None) -> float:
+                       b0: Array | None = None, layer: Layer | None = None) -> float:
     """Eqs. (17)/(19) at ``(W, b)``: ``lam B_act(X_next, W X_in + b) + penalty``.
 
     Arguments as :func:`w_hidden_residual`.
     """
     act = get_activation(act)
-    return lam * act.B_sum(X_next, _pre(W, X_in, b)) + penalty(W, b, rho=rho, gamma=gamma, W0=W0, b0=b0)
+    U = _pre(W, X_in, b) if _dense(layer) else layer.apply(W, b, X_in)
+    return lam * act.B_sum(X_next, U) + penalty(W, b, rho=rho, gamma=gamma, W0=W0, b0=b0)
 
 
 def w_last_objective(W: Array, b: Array | None, X_in: Array, Y: Array, *, loss: str | Loss, rho: float,
-                     gamma: float = 0.0, W0: Array | None = None, b0: Array | None = None) -> float:
+                     gamma: float = 0.0, W0: Array | None = None, b0: Array | None = None,
+                     layer: Layer | None = None) -> float:
     """Eqs. (18)/(20) at ``(W, b)``: ``loss(Y, W X_in + b) + penalty``.
 
     Arguments as :func:`w_last_residual`.
     """
     loss = get_loss(loss)
-    return float(loss.value(Y, _pre(W, X_in, b))) + penalty(W, b, rho=rho, gamma=gamma, W0=W0, b0=b0)
+    Yhat = _pre(W, X_in, b) if _dense(layer, "w_last") else layer.apply(W, b, X_in)
+    return float(loss.value(Y, Yhat)) + penalty(W, b, rho=rho, gamma=gamma, W0=W0, b0=b0)
 
 
 #: The numeric objective of every entry of :data:`fenchel_cvx.subproblems.SUBPROBLEMS`.
@@ -378,7 +426,7 @@ def objective(name: str, point: Any, **problem: Any) -> float:
     point : array, shape (p_l, m), or (W, b), or {"W": W, "b": b}
         ``Z`` for the X-updates; the weights and bias (``b`` may be ``None``) for the W-updates.
     **problem
-        The keyword data the faces take (``W=, b=, X_next=, U_prev=, act=, ...``); ``bias`` and ``p`` are
+        The keyword data the faces take (``W=, b=, X_next=, U_prev=, act=, ..., layer=``); ``bias`` and ``p`` are
         accepted and ignored (the point fixes them).
 
     Returns

@@ -12,15 +12,28 @@ x_last     loss(Y, W Z + b) + lam_prev B_act_prev(Z, U_prev)                    
 w_hidden   lam B_act(X_next, W X_in + b) + rho ||W||^2 + gamma(||W-W0||^2 + ||b-b0||^2)   W, b      (17),(19)
 w_last     loss(Y, W X_in + b) + rho ||W||^2 + gamma(||W-W0||^2 + ||b-b0||^2)             W, b      (18),(20)
 =========  ============================================================================  ========  =========
+
+Every subproblem takes a last keyword ``layer`` (a :class:`~fenchel_cvx.layers.Layer`, section 4, eqs. 10-11):
+``None`` or a plain dense layer is the table as written; a convolution, or a layer after average pooling, reads
+``W Z + b`` as ``A(Z; W) + b`` -- ``W`` the kernel ``layer.weight_shape``, ``b`` one entry per output channel,
+data matrices flattened to ``(layer.n_in, m)`` / ``(layer.n_out, m)`` -- and ``||W||`` as the kernel's Frobenius
+norm. A conv W-update is the dense one on the patches: ``A(X_in; W) = W_mat @ layer.patches(X_in)`` arranged by
+``layer.arrange``, the bias shared across positions. The output layer (``x_last``, ``w_last``) is dense, pooled or
+not. :func:`check_layer` and :func:`check_layer_shape` word the errors of both faces.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Subproblem", "SUBPROBLEMS", "SubproblemResult"]
+from .errors import ChoiceError, ShapeError
+
+if TYPE_CHECKING:
+    from .layers import Layer
+
+__all__ = ["Subproblem", "SUBPROBLEMS", "SubproblemResult", "check_layer", "check_layer_shape"]
 
 
 @dataclass(frozen=True)
@@ -82,10 +95,10 @@ class SubproblemResult:
     Z : array, shape (p_l, m), optional
         The X-update's argmin (numpy on the CVXPY face, a tensor on the torch face).
     W : array, shape (p_out, p_in), optional
-        The W-update's argmin.
+        The W-update's argmin (with a ``layer``: shape ``layer.weight_shape``, the kernel of a convolution).
     b : array, shape (p_out,), optional
-        The W-update's bias (``None`` when ``bias=False``).
-    residual : array, shape (m,) for X-updates, (p_out,) for W-updates
+        The W-update's bias (``None`` when ``bias=False``); one entry per output channel for a convolution.
+    residual : array, shape (m,) for X-updates, (p_out,) for W-updates (per output channel for a convolution)
         The first-order optimality residual of :mod:`fenchel_cvx.optimality` at the returned point, per column
         (X-updates) or per row of ``[W, b]`` (W-updates, ``w_last`` included), relative to the problem's
         scale: ``RESIDUALS[subproblem](...).per_item / .scale``. The same measure on both faces, in the face's
@@ -121,3 +134,47 @@ class SubproblemResult:
         """The optimal variables by name (``{"Z": ...}`` or ``{"W": ..., "b": ...}``)."""
         names = SUBPROBLEMS[self.subproblem].over
         return {n: getattr(self, n) for n in names}
+
+
+# -- the layer argument, checked and worded the same way on both faces ------------------------------------------
+def check_layer(layer: Any, subproblem: str = "") -> Layer | None:
+    """``layer`` if it is ``None`` or a :class:`~fenchel_cvx.layers.Layer`, else :class:`ChoiceError`.
+
+    ``subproblem`` ``"x_last"`` or ``"w_last"`` (the output layer) also refuses a convolution: the output layer
+    is dense, pooled or not (the cross-entropy couples one sample's outputs, which the patch form would split).
+    """
+    if layer is None:
+        return None
+    from .layers import Layer  # torch comes with it; both faces have imported it already
+
+    if not isinstance(layer, Layer):
+        shown = repr(layer) if isinstance(layer, (str, int, float)) else f"a {type(layer).__name__}"
+        raise ChoiceError(f"layer: expected a fenchel_cvx.layers.Layer or None (dense: W Z + b), got {shown}; build "
+                          "layers with fenchel_cvx.layers.parse_arch, e.g. parse_arch('1x8x8-c4k3-f10')[0]")
+    if subproblem in ("x_last", "w_last") and layer.kind != "dense":
+        raise ChoiceError(f"layer: {subproblem} updates the output layer, which is dense (fN, or pooled first: "
+                          f"aRfN), got the convolution {layer.describe()}; end the network with a dense layer")
+    return layer
+
+
+def check_layer_shape(x: Any, name: str, layer: Layer, what: str) -> None:
+    """Raise :class:`ShapeError` unless ``x`` (array or tensor) has the shape ``layer`` gives its argument.
+
+    ``what``: ``"weight"`` (``layer.weight_shape``: the kernel of a convolution), ``"bias"`` (one entry per
+    output channel), ``"in"`` / ``"out"`` (data matrices ``(layer.n_in, m)`` / ``(layer.n_out, m)``, any ``m``).
+    """
+    got = tuple(getattr(x, "shape", ()))
+    token = layer.describe()
+    if what in ("weight", "bias"):
+        want = layer.weight_shape if what == "weight" else layer.bias_shape
+        if got != want:
+            kind = ("kernel" if layer.kind == "conv" else "weights") if what == "weight" else "bias"
+            per = "" if what == "weight" else " (one per output channel)" if layer.kind == "conv" else " (one per row)"
+            raise ShapeError(f"{name}: expected the {kind} of layer {token} with shape {want}{per}, got {got}")
+        return
+    n, shape = (layer.n_in, layer.in_shape) if what == "in" else (layer.n_out, layer.out_shape)
+    if len(got) != 2 or got[0] != n:
+        side = "input" if what == "in" else "output"
+        flat = f"{'x'.join(map(str, shape))} flattened in (C, H, W) order" if len(shape) == 3 else f"{n} features"
+        raise ShapeError(f"{name}: expected shape ({n}, m), the {side} of layer {token} ({flat}, one column per "
+                         f"sample), got {got}")

@@ -210,7 +210,9 @@ def verify(name: str, candidate: Any, *, tol: float = 1e-6, solver: str | None =
         The CVXPY solver of the reference (default: the face's choice, OSQP or Clarabel).
     **problem
         The keyword data the faces take, e.g. ``W=, b=, X_next=, U_prev=, act=, act_prev=, lam=, lam_prev=``
-        for ``x_hidden`` or ``X_in=, X_next=, act=, lam=, rho=, gamma=, W0=, b0=, bias=`` for ``w_hidden``.
+        for ``x_hidden`` or ``X_in=, X_next=, act=, lam=, rho=, gamma=, W0=, b0=, bias=`` for ``w_hidden``, and
+        ``layer=`` (a :class:`~fenchel_cvx.layers.Layer`) for a conv or pooled layer: the candidate ``W`` is then
+        in the layer's shape (the kernel ``(C_out, C_in, k, k)``), ``Z`` ``(layer.n_in, m)``.
 
     Returns
     -------

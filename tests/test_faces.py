@@ -42,6 +42,15 @@ def test_faces_take_the_same_arguments_in_the_same_order(name):
 
 
 @pytest.mark.parametrize("name", sorted(SUBPROBLEMS))
+def test_every_subproblem_takes_a_layer_as_its_last_keyword(name):
+    for face in (cvx_face, torch_face):
+        params = list(inspect.signature(getattr(face, name)).parameters.values())
+        assert params[-1].name == "layer" and params[-1].default is None, (face.__name__, name)
+        assert params[-1].kind is inspect.Parameter.KEYWORD_ONLY
+        assert "layer : Layer, optional" in inspect.getdoc(getattr(face, name)), (face.__name__, name)
+
+
+@pytest.mark.parametrize("name", sorted(SUBPROBLEMS))
 def test_docstrings_open_with_the_same_math_and_the_paper_equation(name):
     c = inspect.getdoc(getattr(cvx_face, name)).splitlines()[0]
     t = inspect.getdoc(getattr(torch_face, name)).splitlines()[0]

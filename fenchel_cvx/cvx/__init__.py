@@ -17,6 +17,8 @@ Each function validates its inputs (typed errors), builds -- or takes from a sma
 for its sizes and hyperparameters, loads the data into the model's parameters, solves (OSQP for QPs,
 Clarabel for exponential-cone models, ``solver=`` to override), and recomputes ``value`` numerically from the
 returned variables. ``chunk=`` splits the separable problems into column (X) or row (hidden W) blocks.
+``layer=`` (a conv or pooled :class:`~fenchel_cvx.layers.Layer`, small images) states the X-updates with the
+layer's explicit matrix and the W-updates on its patches.
 
 Example
 -------

@@ -16,24 +16,33 @@ Model (DPP, parameters only in constraints; see :mod:`fenchel_cvx.cvx._model`)::
 with ``G = lam X_next X_in^T + 2 gamma W0``, ``g = lam X_next 1 + 2 gamma b0`` (hidden) or
 ``G = c Y X_in^T + 2 gamma W0``, ``g = c Y 1 + 2 gamma b0`` (last; loss = h - c<Y, .> + kappa), and ``offset``
 the constants, so that the optimal value is the full objective.
+
+With ``layer=`` (a conv or pooled :class:`~fenchel_cvx.layers.Layer`) a W-update is this dense model on the
+patch form: ``X_in`` becomes ``layer.patches(X_in)`` (one column per sample and output position), ``X_next``
+``layer.arrange(X_next)``, ``W0`` ``layer.weight_matrix(W0)``, and the answer goes back to the kernel's shape
+with ``layer.weight_from_matrix`` -- one row per output channel, the bias shared across positions.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cvxpy as cp
 import numpy as np
 
+from .._checks import as_array, check_finite
 from ..activations import Activation, get_activation
 from ..errors import ShapeError
 from ..losses import Loss, get_loss
 from ..optimality import w_hidden_objective, w_hidden_residual, w_last_objective, w_last_residual
-from ..subproblems import SubproblemResult
+from ..subproblems import SubproblemResult, check_layer, check_layer_shape
 from ._model import CvxModel, as_matrix, as_vector, blocks, cached_model, finish, hyper, to_numpy
 from ._polish import can_polish_loss, polish_w_full, polish_w_rows
 from ._solve import QP_ACTIVATIONS, SolveInfo, default_solver
+
+if TYPE_CHECKING:
+    from ..layers import Layer
 
 __all__ = ["WHiddenModel", "WLastModel", "build_w_hidden", "build_w_last", "w_hidden", "w_last"]
 
@@ -59,6 +68,43 @@ def _check_anchor(W0: Any, b0: Any, gamma: float, bias: bool, p_out: int, p_in: 
     W0 = None if W0 is None else as_matrix(W0, "W0", (p_out, p_in), "(p_out, p_in), the shape of W")
     b0 = None if (b0 is None or not bias) else as_vector(b0, "b0", p_out, "one entry per row of W")
     return W0, b0
+
+
+def _patch_form(layer: Layer, X_in: Any, X_out: Any, W0: Any, b0: Any) -> tuple[Any, Any, Any]:
+    """``(X_in, X_out, W0)`` checked against ``layer`` and put in the patch form of its W-update.
+
+    ``X_out`` (``X_next``; ``None`` for ``w_last``) goes through ``layer.arrange``, ``W0`` (the kernel) through
+    ``layer.weight_matrix``. A plain dense layer only has its shapes checked.
+    """
+    def numeric(x: Any, name: str, what: str) -> np.ndarray:
+        arr = np.asarray(as_array(to_numpy(x), name), dtype=float)
+        check_layer_shape(arr, name, layer, what)
+        check_finite(arr, name)
+        return arr
+
+    X_in = numeric(X_in, "X_in", "in")
+    X_out = None if X_out is None else numeric(X_out, "X_next", "out")
+    W0 = None if W0 is None else numeric(W0, "W0", "weight")
+    if b0 is not None:
+        check_layer_shape(np.asarray(to_numpy(b0)), "b0", layer, "bias")
+    if layer.is_plain_dense:
+        return X_in, X_out, W0
+    return layer.patches(X_in), None if X_out is None else layer.arrange(X_out), None if W0 is None else \
+        layer.weight_matrix(W0)
+
+
+def _layer_outputs(layer: Layer, p: Any) -> int:
+    """``p`` of ``w_last`` given its ``layer``: the layer's outputs (a different ``p`` is a :class:`ShapeError`)."""
+    if p is not None and p != layer.n_out:
+        raise ShapeError(f"p: expected None or {layer.n_out}, the outputs of layer {layer.describe()}, got {p!r}")
+    return layer.n_out
+
+
+def _as_kernel(res: SubproblemResult, layer: Layer, t0: float) -> SubproblemResult:
+    """The patch form's answer with ``W`` back in the layer's shape (the kernel of a convolution)."""
+    res.W = layer.weight_from_matrix(res.W)
+    res.solve_time = time.perf_counter() - t0
+    return res
 
 
 class _WModel(CvxModel):
@@ -233,7 +279,7 @@ def build_w_hidden(W_shape: tuple[int, int], m: int, *, act: str | Activation, l
 def w_hidden(X_in: Any, X_next: Any, *, act: str | Activation, lam: float, rho: float, gamma: float = 0.0,
              W0: Any = None, b0: Any = None, bias: bool = True, solver: str | None = None,
              solver_opts: dict | None = None, chunk: int | str | None = "auto",
-             polish: bool = True) -> SubproblemResult:
+             polish: bool = True, layer: Layer | None = None) -> SubproblemResult:
     r"""Eqs. (17), (19): minimize over W, b  lam B_act(X_next, W X_in + b) + rho ||W||^2 + gamma ||[W, b] - [W0, b0]||^2
 
     The hidden-layer W-update: ``X_in = X_l``, ``X_next = X_{l+1}``, ``act = acts[l]``, ``lam = lam_l``,
@@ -263,6 +309,10 @@ def w_hidden(X_in: Any, X_next: Any, *, act: str | Activation, lam: float, rho: 
     polish : bool
         Refine the solver's point with safeguarded Newton steps per row, kept only if they lower the
         gradient residual (see :mod:`fenchel_cvx.cvx._polish`).
+    layer : Layer, optional
+        ``W X_in + b`` as ``A(X_in; W) + b`` (:mod:`fenchel_cvx.layers`): ``X_in`` ``(layer.n_in, m)``,
+        ``X_next`` ``(layer.n_out, m)``, ``W0`` and the answer ``W`` of shape ``layer.weight_shape`` (a conv
+        kernel), ``b`` one per output channel; solved as the dense model on the patch form. ``None``: dense.
 
     Returns
     -------
@@ -276,8 +326,10 @@ def w_hidden(X_in: Any, X_next: Any, *, act: str | Activation, lam: float, rho: 
     Raises
     ------
     ShapeError, DomainError, ValueRangeError
-        Bad shapes, non-finite data, ``X_next`` outside dom(act), ``lam <= 0``, ``rho < 0``, ``gamma < 0``,
-        missing ``W0``/``b0`` with ``gamma > 0``.
+        Bad shapes (data or ``W0`` that do not fit ``layer``), non-finite data, ``X_next`` outside dom(act),
+        ``lam <= 0``, ``rho < 0``, ``gamma < 0``, missing ``W0``/``b0`` with ``gamma > 0``.
+    ChoiceError
+        A ``layer`` that is not a :class:`~fenchel_cvx.layers.Layer`.
     SolverError
         A status other than optimal.
 
@@ -294,6 +346,13 @@ def w_hidden(X_in: Any, X_next: Any, *, act: str | Activation, lam: float, rho: 
     minimum value is 0 and the minimizer is ``(W*, b*)``.
     """
     t0 = time.perf_counter()
+    layer = check_layer(layer)
+    if layer is not None:
+        X_in, X_next, W0 = _patch_form(layer, X_in, X_next, W0, b0)
+        if not layer.is_plain_dense:
+            res = w_hidden(X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, W0=W0, b0=b0, bias=bias,
+                           solver=solver, solver_opts=solver_opts, chunk=chunk, polish=polish)
+            return _as_kernel(res, layer, t0)
     act = get_activation(act)
     lam = hyper(lam, "lam", positive=True)
     rho, gamma = hyper(rho, "rho", nonneg=True), hyper(gamma, "gamma", nonneg=True)
@@ -446,7 +505,7 @@ def build_w_last(W_shape: tuple[int, int], m: int, *, loss: str | Loss, rho: flo
 
 def w_last(X_in: Any, Y: Any, *, loss: str | Loss, rho: float, gamma: float = 0.0, W0: Any = None, b0: Any = None,
            bias: bool = True, p: int | None = None, solver: str | None = None,
-           solver_opts: dict | None = None, polish: bool = True) -> SubproblemResult:
+           solver_opts: dict | None = None, polish: bool = True, layer: Layer | None = None) -> SubproblemResult:
     r"""Eqs. (18), (20): minimize over W, b  loss(Y, W X_in + b) + rho ||W||^2 + gamma ||[W, b] - [W0, b0]||^2
 
     The last-layer W-update: ``X_in = X_L``. The rows are coupled by cross-entropy, so there is no ``chunk``.
@@ -472,6 +531,9 @@ def w_last(X_in: Any, Y: Any, *, loss: str | Loss, rho: float, gamma: float = 0.
     polish : bool
         Refine the solver's point with safeguarded Newton steps on the full ``(p (p_L + 1))``-square Hessian,
         kept only if they lower the gradient residual.
+    layer : Layer, optional
+        The output layer, dense after average pooling (e.g. ``a2f10``): ``X_in`` ``(layer.n_in, m)`` is pooled
+        first, ``W`` and ``W0`` have shape ``layer.weight_shape``. ``None``: dense.
 
     Returns
     -------
@@ -482,11 +544,21 @@ def w_last(X_in: Any, Y: Any, *, loss: str | Loss, rho: float, gamma: float = 0.
     Raises
     ------
     ShapeError, DomainError, ValueRangeError, LabelError
+    ChoiceError
+        A ``layer`` that is not a :class:`~fenchel_cvx.layers.Layer`, or a convolution (the output layer is dense).
     SolverError
         A status other than optimal. Cross-entropy on separable data has no minimizer with ``rho = gamma = 0``;
         the solver then returns an epsilon-optimal point far out or fails with a message saying so.
     """
     t0 = time.perf_counter()
+    layer = check_layer(layer, "w_last")
+    if layer is not None:
+        X_in, _, W0 = _patch_form(layer, X_in, None, W0, b0)
+        p = _layer_outputs(layer, p)
+        if not layer.is_plain_dense:
+            res = w_last(X_in, Y, loss=loss, rho=rho, gamma=gamma, W0=W0, b0=b0, bias=bias, p=p, solver=solver,
+                         solver_opts=solver_opts, polish=polish)
+            return _as_kernel(res, layer, t0)
     loss = get_loss(loss)
     rho, gamma = hyper(rho, "rho", nonneg=True), hyper(gamma, "gamma", nonneg=True)
     X_in, Y = _check_w_last(X_in, Y, loss, p, W0)

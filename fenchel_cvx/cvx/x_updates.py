@@ -14,24 +14,33 @@ Model (DPP, parameters only in constraints; see :mod:`fenchel_cvx.cvx._model`)::
 
 with ``C = lam W^T X_next + lam_prev U_prev`` (hidden) or ``C = c W^T Y + lam_prev U_prev`` (last) and
 ``offset`` the constants, so that the optimal value is the full objective.
+
+A convolution is a matrix: with ``layer=`` (a conv or pooled :class:`~fenchel_cvx.layers.Layer`) the same model
+takes ``W`` as the explicit ``(n_out, n_in)`` matrix ``layer.matrix(W)`` of ``Z -> A(Z; W)`` and ``b`` as
+``layer.bias_rows(b)`` (the channel bias repeated over positions): for small images (teaching, and refereeing
+the torch face's operator solvers).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cvxpy as cp
 import numpy as np
 
+from .._checks import as_array, check_finite
 from ..activations import Activation, get_activation
 from ..errors import ShapeError
 from ..losses import Loss, get_loss
 from ..optimality import x_hidden_objective, x_hidden_residual, x_last_objective, x_last_residual
-from ..subproblems import SubproblemResult
+from ..subproblems import SubproblemResult, check_layer, check_layer_shape
 from ._model import CvxModel, as_matrix, as_vector, auto_budget, blocks, cached_model, finish, hyper, to_numpy
 from ._polish import can_polish_loss, loss_hessian, polish_x
 from ._solve import QP_ACTIVATIONS, SolveInfo, default_solver
+
+if TYPE_CHECKING:
+    from ..layers import Layer
 
 __all__ = ["XHiddenModel", "XLastModel", "build_x_hidden", "build_x_last", "x_hidden", "x_last"]
 
@@ -47,6 +56,28 @@ def _pre(W: np.ndarray, Z: np.ndarray, b: np.ndarray | None) -> np.ndarray:
 
 def _check_b(b: Any, p: int) -> np.ndarray | None:
     return None if b is None else as_vector(b, "b", p, "one bias per row of W")
+
+
+def _layer_matrix(layer: Layer | None, W: Any, b: Any, **data: tuple[Any, str]) -> tuple[Any, Any]:
+    """``(W, b)`` for the dense model: a layer's kernel and channel bias as its explicit matrix and row bias.
+
+    ``data`` maps argument names to ``(array, "in" | "out")``: checked against the layer's flattened sizes
+    first, so a wrong size is reported in the layer's terms. ``None`` (no layer) returns ``(W, b)`` unchanged.
+    """
+    if layer is None:
+        return W, b
+    Wn = np.asarray(as_array(to_numpy(W), "W"), dtype=float)
+    check_layer_shape(Wn, "W", layer, "weight")
+    check_finite(Wn, "W")
+    bn = None if b is None else np.asarray(as_array(to_numpy(b), "b"), dtype=float)
+    if bn is not None:
+        check_layer_shape(bn, "b", layer, "bias")
+        check_finite(bn, "b")
+    for name, (x, side) in data.items():
+        check_layer_shape(np.asarray(as_array(to_numpy(x), name)), name, layer, side)
+    if layer.is_plain_dense:
+        return Wn, bn
+    return layer.matrix(Wn), layer.bias_rows(bn)
 
 
 class _XModel(CvxModel):
@@ -230,7 +261,7 @@ def build_x_hidden(W_shape: tuple[int, int], m: int, *, act: str | Activation, a
 
 def x_hidden(W: Any, b: Any, X_next: Any, U_prev: Any, *, act: str | Activation, act_prev: str | Activation,
              lam: float, lam_prev: float, solver: str | None = None, solver_opts: dict | None = None,
-             chunk: int | str | None = "auto", polish: bool = True) -> SubproblemResult:
+             chunk: int | str | None = "auto", polish: bool = True, layer: Layer | None = None) -> SubproblemResult:
     r"""Eq. (14): minimize over Z  lam B_act(X_next, W Z + b) + lam_prev B_act_prev(Z, U_prev),  Z in dom(act_prev).
 
     The hidden-layer X-update with per-layer multipliers as in eq. (7): ``W = W_l``, ``b = b_l``,
@@ -257,6 +288,10 @@ def x_hidden(W: Any, b: Any, X_next: Any, U_prev: Any, *, act: str | Activation,
     polish : bool
         Refine the solver's point with safeguarded Newton steps, kept only if they lower the optimality
         residual (see :mod:`fenchel_cvx.cvx._polish`); a no-op on OSQP's polished QP answers.
+    layer : Layer, optional
+        ``W Z + b`` as ``A(Z; W) + b`` (:mod:`fenchel_cvx.layers`): ``W`` shape ``layer.weight_shape`` (a conv
+        kernel ``(C_out, C_in, k, k)``), ``b`` ``layer.bias_shape``, ``X_next`` ``(layer.n_out, m)``, ``U_prev``
+        ``(layer.n_in, m)``; the model holds ``layer.matrix(W)``, so keep images small. ``None``: dense.
 
     Returns
     -------
@@ -274,13 +309,17 @@ def x_hidden(W: Any, b: Any, X_next: Any, U_prev: Any, *, act: str | Activation,
     Raises
     ------
     ShapeError, DomainError, ValueRangeError
-        Bad shapes, non-finite data, ``X_next`` outside dom(act), ``lam <= 0``.
+        Bad shapes (a kernel or data that do not fit ``layer``), non-finite data, ``X_next`` outside dom(act),
+        ``lam <= 0``.
+    ChoiceError
+        A ``layer`` that is not a :class:`~fenchel_cvx.layers.Layer`.
     SolverError
         A status other than optimal.
     """
     t0 = time.perf_counter()
     act, act_prev = get_activation(act), get_activation(act_prev)
     lam, lam_prev = hyper(lam, "lam", positive=True), hyper(lam_prev, "lam_prev", positive=True)
+    W, b = _layer_matrix(check_layer(layer), W, b, X_next=(X_next, "out"), U_prev=(U_prev, "in"))
     W, b, X_next, U_prev = _check_x_hidden(W, b, X_next, U_prev, act)
     p_out, p_in = W.shape
 
@@ -411,7 +450,7 @@ def build_x_last(W_shape: tuple[int, int], m: int, *, loss: str | Loss, act_prev
 
 def x_last(W: Any, b: Any, Y: Any, U_prev: Any, *, loss: str | Loss, act_prev: str | Activation, lam_prev: float,
            solver: str | None = None, solver_opts: dict | None = None,
-           chunk: int | str | None = "auto", polish: bool = True) -> SubproblemResult:
+           chunk: int | str | None = "auto", polish: bool = True, layer: Layer | None = None) -> SubproblemResult:
     r"""Eqs. (15)-(16): minimize over Z  loss(Y, W Z + b) + lam_prev B_act_prev(Z, U_prev),  Z in dom(act_prev).
 
     The last-layer X-update: ``W = W_L``, ``b = b_L``, ``U_prev = W_{L-1} X_{L-1} + b_{L-1}``. With MSE and a
@@ -431,6 +470,9 @@ def x_last(W: Any, b: Any, Y: Any, U_prev: Any, *, loss: str | Loss, act_prev: s
         ``> 0``.
     solver, solver_opts, chunk, polish
         As in :func:`x_hidden` (default solver OSQP for MSE with ReLU/leaky ReLU, else Clarabel).
+    layer : Layer, optional
+        The output layer, dense after average pooling (e.g. ``a2f10``): ``W`` shape ``layer.weight_shape``,
+        ``U_prev`` ``(layer.n_in, m)``; the model holds ``layer.matrix(W)``. ``None``: dense.
 
     Returns
     -------
@@ -442,12 +484,15 @@ def x_last(W: Any, b: Any, Y: Any, U_prev: Any, *, loss: str | Loss, act_prev: s
     ------
     ShapeError, DomainError, ValueRangeError, LabelError
         Bad shapes, non-finite data, ``lam_prev <= 0``, labels out of range or non-probability columns.
+    ChoiceError
+        A ``layer`` that is not a :class:`~fenchel_cvx.layers.Layer`, or a convolution (the output layer is dense).
     SolverError
         A status other than optimal.
     """
     t0 = time.perf_counter()
     loss, act_prev = get_loss(loss), get_activation(act_prev)
     lam_prev = hyper(lam_prev, "lam_prev", positive=True)
+    W, b = _layer_matrix(check_layer(layer, "x_last"), W, b, U_prev=(U_prev, "in"))
     W, b, Y, U_prev = _check_x_last(W, b, Y, U_prev, loss)
     p, p_in = W.shape
 

@@ -12,6 +12,10 @@ warns :class:`~fenchel_cvx.errors.NotConvergedWarning`. Two deliberate exception
 :mod:`~fenchel_cvx.torch.curvature`).
 
 Layout convention: paper layout inside, ``(features, samples)``: one column per data point.
+
+Every function takes ``layer=`` last (a :class:`~fenchel_cvx.layers.Layer`; ``None``: dense): with a convolution
+or a pooled layer the X-updates run on the layer's operator and its adjoint, the W-updates on the patch form
+(:mod:`~fenchel_cvx.torch.x_updates`, :mod:`~fenchel_cvx.torch.w_updates`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,12 @@ replaced by its rank-``k`` approximation *from above*: the top ``k`` eigenpairs 
 ``(k+1)``-th eigenvalue ``sigma`` for the rest (``\tilde M \succeq \hat M``), so applying ``\tilde M^{-1}`` costs
 ``4 r p_a k`` flops. :func:`hidden_curvature` and :func:`last_curvature` build the estimate of a layer;
 the caller calls :meth:`RunningCurvature.observe` once per batch and passes the estimate as ``curvature=``.
+
+Layers: the weights of a convolution (or of a layer after average pooling) act on the input's patches, and its
+W-update is the dense one on them (``fenchel_cvx.torch.w_hidden(..., layer=)``). Its estimate lives there too:
+build it for ``layer.patch_size`` inputs (``C_in k^2``) and observe ``layer.patches(X_in)`` -- one column per
+sample and output position, so ``m`` counts those columns and ``\hat M`` bounds the patch form's curvature.
+For a plain dense layer ``layer.patch_size == p_in`` and ``layer.patches(X_in)`` is ``X_in`` itself.
 """
 
 from __future__ import annotations
@@ -98,12 +104,14 @@ class RunningCurvature:
     def observe(self, X_in: torch.Tensor) -> bool:
         """Count a batch with inputs ``X_in`` ``(p_in, m)``; refresh ``S`` and the factor when due.
 
-        Returns whether this call refreshed.
+        For a conv or pooled layer pass ``layer.patches(X_in)``, ``(layer.patch_size, m * positions)``: what the
+        weights act on (the module docstring). Returns whether this call refreshed.
         """
         p_in = self.p_a - int(self.bias)
         if not isinstance(X_in, torch.Tensor) or X_in.ndim != 2 or X_in.shape[0] != p_in or X_in.shape[1] < 1:
             got = tuple(X_in.shape) if isinstance(X_in, torch.Tensor) else type(X_in).__name__
-            raise ShapeError(f"X_in: expected the layer's inputs of shape ({p_in}, m), m >= 1, got {got}")
+            raise ShapeError(f"X_in: expected the layer's inputs of shape ({p_in}, m), m >= 1, got {got}; for a conv "
+                             "or pooled layer observe layer.patches(X_in)")
         due = self.calls % self.every == 0
         self.calls += 1
         if not due:
@@ -213,7 +221,7 @@ def hidden_curvature(p_in: int, *, act: str | Activation, lam: float, rho: float
     Parameters
     ----------
     p_in : int
-        Inputs of the layer (``X_in`` has shape ``(p_in, m)``).
+        Inputs of the layer (``X_in`` has shape ``(p_in, m)``); ``layer.patch_size`` for a conv or pooled layer.
     act, lam, rho, gamma, bias
         As :func:`~fenchel_cvx.torch.w_hidden`.
     device : str or torch.device
@@ -239,7 +247,7 @@ def last_curvature(p_in: int, *, loss: str | Loss, rho: float, gamma: float, bia
     Parameters
     ----------
     p_in : int
-        Inputs of the last layer (``X_L`` has shape ``(p_in, m)``).
+        Inputs of the last layer (``X_L`` has shape ``(p_in, m)``); ``layer.patch_size`` when it pools first.
     loss, rho, gamma, bias
         As :func:`~fenchel_cvx.torch.w_last`.
     device : str or torch.device

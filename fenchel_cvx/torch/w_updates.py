@@ -58,6 +58,18 @@ increase. With a curvature refreshed from the same batch at full rank the step *
 solution for the MSE ``w_last``), and iterated on one batch it converges to the W-update's argmin (both tested).
 In a data-parallel run every part is a sum over samples (``X_a X_a^T`` and the gradient), so each process adds
 its shard's contribution before the (replicated) factorization and preconditioning.
+
+**Layers** (``layer=``, a convolution or a layer after average pooling, :mod:`fenchel_cvx.layers`). A
+convolution is linear in its kernel: ``A(X_in; W) = W_mat @ layer.patches(X_in)``, arranged by
+``layer.arrange``, with ``W_mat = layer.weight_matrix(W)`` the ``(C_out, C_in k^2)`` kernel matrix. So the conv
+W-update *is* the dense one above on ``X_in -> layer.patches(X_in)`` (one column per sample and output
+position), ``X_next -> layer.arrange(X_next)`` (and ``U``), ``W0``, ``W_init -> layer.weight_matrix``: the same
+methods, certificates and residuals, one row per output channel, the bias shared across positions; ``W`` comes
+back in the kernel's shape. A pooled dense layer (``w_last``'s ``a2f10``) is the dense update on the pooled
+input. For ``method="running"`` the curvature lives on the patches as well: build it with
+``hidden_curvature(layer.patch_size, ...)`` (``last_curvature``) and feed it
+``curvature.observe(layer.patches(X_in))`` once per batch (a plain dense layer: ``patch_size == p_in``, and
+``patches(X_in)`` is ``X_in``).
 """
 
 from __future__ import annotations
@@ -65,7 +77,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -74,7 +86,7 @@ from ..activations import Activation, get_activation
 from ..errors import NotConvergedWarning, ShapeError, SolverError, TensorMismatchError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
 from ..optimality import gradient_residual
-from ..subproblems import SubproblemResult
+from ..subproblems import SubproblemResult, check_layer, check_layer_shape
 from ._common import check_max_iter, check_tensor, check_tol, solver_errors
 from ._wsolvers import (
     SolveOutput,
@@ -89,6 +101,9 @@ from ._wsolvers import (
     ssn_rows,
 )
 from .curvature import RunningCurvature
+
+if TYPE_CHECKING:
+    from ..layers import Layer
 
 __all__ = ["w_hidden", "w_last"]
 
@@ -205,7 +220,8 @@ def _check_running(method: str, W_init: Any, b_init: Any, bias: bool, p_in: int,
                               f"method='running', got {type(curvature).__name__}")
     if curvature.p_a != p_in + int(bias) or curvature.bias != bias:
         raise ShapeError(f"curvature: built for {curvature.p_a} augmented inputs, the layer has "
-                         f"{p_in + int(bias)} (p_in + bias)")
+                         f"{p_in + int(bias)} (p_in + bias; for a conv or pooled layer p_in is layer.patch_size: "
+                         "build it with hidden_curvature(layer.patch_size, ...) and observe layer.patches(X_in))")
     v = check_scalar(relax, "relax")
     if not v > 0:
         raise ValueRangeError(f"relax: expected a step multiplier > 0 (1: the preconditioned step itself), got {v}")
@@ -228,13 +244,47 @@ def _unchecked(subproblem: str, W: torch.Tensor, b: torch.Tensor | None, t0: flo
                                   "rank": curvature.rank})
 
 
+# -- layer=: the patch form -------------------------------------------------------------------------------------
+def _patch_form(layer: Layer, X_in: Any, X_next: Any, bias: bool, **weights: Any) -> tuple:
+    """``(X_in, X_next, weights)`` checked against ``layer`` and put in the patch form of its W-update.
+
+    ``X_next`` (``None`` for ``w_last``) and ``U`` (in ``weights``) go through ``layer.arrange``, the kernels
+    ``W0``, ``W_init`` through ``layer.weight_matrix``; biases are checked only. A plain dense layer only has its
+    shapes checked. Dtype, device and finiteness are checked by the dense update that follows.
+    """
+    check_tensor(X_in, "X_in", finite=False)
+    check_layer_shape(X_in, "X_in", layer, "in")
+    for name, x, what in (("X_next", X_next, "out"), ("U", weights.get("U"), "out"),
+                          ("W0", weights.get("W0"), "weight"), ("W_init", weights.get("W_init"), "weight"),
+                          ("b0", weights.get("b0") if bias else None, "bias"),
+                          ("b_init", weights.get("b_init") if bias else None, "bias")):
+        if x is not None:
+            check_tensor(x, name, ref=X_in, finite=False)
+            check_layer_shape(x, name, layer, what)
+    if layer.is_plain_dense:
+        return X_in, X_next, weights
+    for name in ("W0", "W_init"):
+        if weights.get(name) is not None:
+            weights[name] = layer.weight_matrix(weights[name])
+    if weights.get("U") is not None:
+        weights["U"] = layer.arrange(weights["U"])
+    return layer.patches(X_in), None if X_next is None else layer.arrange(X_next), weights
+
+
+def _as_kernel(res: SubproblemResult, layer: Layer, t0: float) -> SubproblemResult:
+    """The patch form's answer with ``W`` back in the layer's shape (the kernel of a convolution)."""
+    res.W = layer.weight_from_matrix(res.W)
+    res.solve_time = time.perf_counter() - t0
+    return res
+
+
 # --------------------------------------------------------------------------------------------------- w_hidden
 def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation, lam: float, rho: float,
              gamma: float = 0.0, W0: torch.Tensor | None = None, b0: torch.Tensor | None = None, bias: bool = True,
              tol: float = 1e-6, max_iter: int = 100, W_init: torch.Tensor | None = None,
              b_init: torch.Tensor | None = None, warn: bool = True, method: str = "auto",
              curvature: RunningCurvature | None = None, relax: float = 1.0, line_search: bool = False,
-             U: torch.Tensor | None = None) -> SubproblemResult:
+             U: torch.Tensor | None = None, layer: Layer | None = None) -> SubproblemResult:
     r"""Eqs. (17), (19): minimize over W, b  lam B_act(X_next, W X_in + b) + rho ||W||^2 + gamma ||[W, b] - [W0, b0]||^2
 
     The hidden-layer W-update: ``X_in = X_l``, ``X_next = X_{l+1}``, ``act`` the activation of layer ``l+1``.
@@ -340,6 +390,11 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     U : Tensor, shape (p_out, m), optional
         ``method="running"`` only: ``W_init X_in + b_init`` when the caller already has it (the feed-forward
         does); computed otherwise.
+    layer : Layer, optional
+        ``W X_in + b`` as ``A(X_in; W) + b`` (:mod:`fenchel_cvx.layers`): ``X_in`` ``(layer.n_in, m)``,
+        ``X_next`` and ``U`` ``(layer.n_out, m)``, ``W0``, ``W_init`` and the answer ``W`` of shape
+        ``layer.weight_shape`` (a conv kernel), ``b`` one per output channel; solved as the dense update on the
+        patch form (module docstring), ``curvature`` built on ``layer.patch_size``. ``None``: dense.
 
     Returns
     -------
@@ -367,11 +422,21 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
         ``lam <= 0``, ``rho < 0``, ``gamma < 0``, ``tol <= 0``, ``max_iter < 1``, ``relax <= 0``, or a
         running-only argument (``curvature``, ``relax``, ``line_search``, ``U``) with another method.
     ChoiceError
-        An unknown ``method``, or an activation the torch face does not solve.
+        An unknown ``method``, an activation the torch face does not solve, or a ``layer`` that is not a
+        :class:`~fenchel_cvx.layers.Layer`.
     SolverError
         A factorization failed even after regularization (badly scaled inputs).
     """
     t0 = time.perf_counter()
+    layer = check_layer(layer)
+    if layer is not None:
+        X_in, X_next, kw = _patch_form(layer, X_in, X_next, bool(bias), W0=W0, b0=b0, W_init=W_init, b_init=b_init,
+                                       U=U)
+        if not layer.is_plain_dense:
+            res = w_hidden(X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, bias=bias, tol=tol,
+                           max_iter=max_iter, warn=warn, method=method, curvature=curvature, relax=relax,
+                           line_search=line_search, **kw)
+            return _as_kernel(res, layer, t0)
     check_choice(method, "method", _HIDDEN_METHODS)
     act = get_activation(act)
     lam = check_scalar(lam, "lam", positive=True)
@@ -458,7 +523,7 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
            tol: float = 1e-6, max_iter: int = 50, W_init: torch.Tensor | None = None,
            b_init: torch.Tensor | None = None, warn: bool = True, method: str = "auto",
            curvature: RunningCurvature | None = None, relax: float = 1.0,
-           line_search: bool = False) -> SubproblemResult:
+           line_search: bool = False, layer: Layer | None = None) -> SubproblemResult:
     r"""Eqs. (18), (20): minimize over W, b  loss(Y, W X_in + b) + rho ||W||^2 + gamma ||[W, b] - [W0, b0]||^2
 
     The last-layer W-update: ``X_in = X_L``. Layout: paper's ``(features, samples)``. With ``X_a = [X_in; 1^T]``
@@ -531,6 +596,10 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
     line_search : bool
         ``method="running"`` only: halve the step until the objective does not increase (at most 30 times, then
         no step), one small GEMM (``p p_L m``) per trial.
+    layer : Layer, optional
+        The output layer, dense after average pooling (e.g. ``a2f10``): ``X_in`` ``(layer.n_in, m)`` is pooled
+        first (``layer.patches``), ``W``, ``W0`` and ``W_init`` have shape ``layer.weight_shape``, ``p`` is
+        ``layer.n_out``, ``curvature`` is built on ``layer.patch_size``. ``None``: dense.
 
     Returns
     -------
@@ -545,11 +614,22 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
     TensorMismatchError, ShapeError, DomainError, ValueRangeError, LabelError
         As :func:`w_hidden`.
     ChoiceError
-        An unknown ``method``, or a loss the torch face does not solve.
+        An unknown ``method``, a loss the torch face does not solve, or a ``layer`` that is not a dense
+        :class:`~fenchel_cvx.layers.Layer` (the output layer is dense, pooled or not).
     SolverError
         A factorization failed even after regularization.
     """
     t0 = time.perf_counter()
+    layer = check_layer(layer, "w_last")
+    if layer is not None:
+        X_in, _, kw = _patch_form(layer, X_in, None, bool(bias), W0=W0, b0=b0, W_init=W_init, b_init=b_init)
+        if p is not None and p != layer.n_out:
+            raise ShapeError(f"p: expected None or {layer.n_out}, the outputs of layer {layer.describe()}, got {p!r}")
+        p = layer.n_out
+        if not layer.is_plain_dense:
+            res = w_last(X_in, Y, loss=loss, rho=rho, gamma=gamma, bias=bias, p=p, tol=tol, max_iter=max_iter,
+                         warn=warn, method=method, curvature=curvature, relax=relax, line_search=line_search, **kw)
+            return _as_kernel(res, layer, t0)
     loss = get_loss(loss)
     _check_loss(loss)
     rho = check_scalar(rho, "rho", nonneg=True)

@@ -67,13 +67,22 @@ Methods
   keeps an iteration's arrays in cache; on a GPU, one batch. FISTA stops early, with status ``"stalled"`` and a
   warning, when the certificate has not halved in ``_STALL`` iterations (the dtype's round-off floor lies above
   ``tol``).
+
+Layers (``layer=``, a convolution or a layer after average pooling, :mod:`fenchel_cvx.layers`)
+--------------------------------------------------------------------------------------------------
+Nothing above needs ``W`` as a matrix: FISTA, the certificate and the residual use ``W Z`` and ``W^T S`` only,
+so with a layer they use its operator, ``A(Z; W)`` (``conv2d`` after pooling) and its adjoint ``A^T`` (the
+transposed convolution, then the adjoint of pooling), and ``L`` comes from ``layer.norm_sq(W)`` (Lanczos, once
+per call). The MSE :func:`x_last`'s dual Newton needs the ``K x n_in`` matrix of the output layer (dense after
+pooling): it is formed once per call as ``A^T`` applied to the ``K`` unit vectors. ``None`` or a plain dense
+layer runs the matrix code above, unchanged.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -82,7 +91,7 @@ from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, get_activation
 from ..errors import ShapeError, TensorMismatchError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
 from ..optimality import Residual, natural_residual
-from ..subproblems import SubproblemResult
+from ..subproblems import SubproblemResult, check_layer, check_layer_shape
 from ._common import (
     check_bias,
     check_max_iter,
@@ -94,6 +103,9 @@ from ._common import (
     sup_dphi,
     tiny,
 )
+
+if TYPE_CHECKING:
+    from ..layers import Layer
 
 __all__ = ["x_hidden", "x_last"]
 
@@ -327,9 +339,50 @@ def _bounded_prox(act: Activation, r: torch.Tensor, a: float, Zg: torch.Tensor) 
     return act.forward(x)
 
 
+# -- the linear map Z -> W Z (a matrix) or A(Z; W) (a layer's operator) -------------------------------------------
+class _Matrix:
+    """``Z -> W Z + b`` with the matrix ``W`` (``b`` a ``(q, 1)`` column): two GEMMs per FISTA iteration."""
+
+    def __init__(self, W: torch.Tensor):
+        self.W, self.Wt = W, W.T
+        self.rows = max(W.shape)
+
+    def affine(self, b: torch.Tensor | None, Z: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(b, self.W, Z) if b is not None else self.W @ Z
+
+    def adjoint(self, G: torch.Tensor) -> torch.Tensor:
+        return self.Wt @ G
+
+    def norm_sq(self) -> float:
+        return spectral_norm_sq(self.W)
+
+    def to(self, dtype: torch.dtype) -> _Matrix:
+        return _Matrix(self.W.to(dtype))
+
+
+class _LayerMap:
+    """``Z -> A(Z; W) + b`` of a :class:`~fenchel_cvx.layers.Layer` (``b`` one entry per output channel)."""
+
+    def __init__(self, layer: Layer, W: torch.Tensor):
+        self.layer, self.W = layer, W
+        self.rows = max(layer.n_in, layer.n_out)
+
+    def affine(self, b: torch.Tensor | None, Z: torch.Tensor) -> torch.Tensor:
+        return self.layer.apply(self.W, b, Z)
+
+    def adjoint(self, G: torch.Tensor) -> torch.Tensor:
+        return self.layer.adjoint(self.W, G)
+
+    def norm_sq(self) -> float:
+        return self.layer.norm_sq(self.W)
+
+    def to(self, dtype: torch.dtype) -> _LayerMap:
+        return _LayerMap(self.layer, self.W.to(dtype))
+
+
 # -- accelerated forward-backward over all columns -----------------------------------------------------------------
-def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None, Z0: torch.Tensor, tol: float,
-           max_iter: int, L: float, certify: bool = True) -> dict:
+def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
+           tol: float, max_iter: int, L: float, certify: bool = True) -> dict:
     """Accelerated prox-gradient, all columns at once; a column leaves the batch once its gap is below tol.
 
     Momentum is the strongly convex constant ``(1 - sqrt(q)) / (1 + sqrt(q))``, ``q = mu / (L + mu)``, with
@@ -349,10 +402,9 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
     a, step = L / prev.c, smooth.gscale / L
     q = prev.mu / (L + prev.mu)
     momentum = (1.0 - q ** 0.5) / (1.0 + q ** 0.5)
-    Wt = W.T
 
     def affine(Z):
-        return torch.addmm(b, W, Z) if b is not None else W @ Z
+        return A.affine(b, Z)
 
     Z_out, res_out, gap_out = Z0.clone(), Z0.new_full((m,), float("inf")), Z0.new_full((m,), float("inf"))
     idx = torch.arange(m, device=Z0.device)
@@ -370,7 +422,7 @@ def _fista(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None
             Yv, Ty = Z, T
         else:
             Yv, Ty = torch.addcmul(Z, beta, dZ), torch.addcmul(T, beta, dT)
-        G = Wt @ smooth.grad_part(Ty)
+        G = A.adjoint(smooth.grad_part(Ty))
         if certify and k in (next_check, max_iter):
             gap, res = _certificate(smooth, prev, Z, T, Ty, G)
             if k == 0:
@@ -456,9 +508,10 @@ def _next_check(history: list, k: int, worst: float, tol: float) -> int:
 
 
 # -- dual semismooth Newton for x_last with the MSE loss -----------------------------------------------------------
-def _dual_newton_mse(Y: torch.Tensor, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None, Z0: torch.Tensor,
+def _dual_newton_mse(Y: torch.Tensor, prev: _PrevTerm, A: _Matrix, b: torch.Tensor | None, Z0: torch.Tensor,
                      tol: float, max_iter: int, L: float = 0.0) -> dict:
     """Maximize the per-column dual ``D(alpha)`` by damped Newton; primal ``z = phi_prev(u + W^T alpha / c)``."""
+    W = A.W
     K, p = W.shape
     m = Z0.shape[1]
     c, act = prev.c, prev.act
@@ -520,38 +573,38 @@ def _dual_newton_mse(Y: torch.Tensor, prev: _PrevTerm, W: torch.Tensor, b: torch
             "stalled": False}
 
 
-def _value(smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None, Z: torch.Tensor) -> float:
+def _value(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z: torch.Tensor) -> float:
     """The objective at ``Z``, evaluated in float64 (exact for the returned float32 point, not 1e-7 off)."""
     if Z.dtype != torch.float64:
         smooth, prev = smooth.to(torch.float64), prev.to(torch.float64)
-        W, b, Z = W.double(), None if b is None else b.double(), Z.double()
-    T = torch.addmm(b, W, Z) if b is not None else W @ Z
+        A, b, Z = A.to(torch.float64), None if b is None else b.double(), Z.double()
+    T = A.affine(b, Z)
     return float((smooth.value(T) + prev.value(Z)).sum())
 
 
 # -- column blocks -------------------------------------------------------------------------------------------------
-def _in_blocks(engine: Any, smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: torch.Tensor | None,
+def _in_blocks(engine: Any, smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None,
                Z0: torch.Tensor, tol: float, max_iter: int, certify: bool = True) -> dict:
     """Run ``engine`` on blocks of columns and glue the answers (the problem separates over columns).
 
     On CPU a block keeps each ``(p, block)`` array near ``_CPU_BLOCK`` entries so the dozen arrays of an
     iteration stay in cache; on a GPU one batch is best.
     """
-    L = smooth.curv * spectral_norm_sq(W)
+    L = smooth.curv * A.norm_sq()
     if L <= 0.0:  # W = 0: the data term is constant, one prox step from anywhere is exact
         L = prev.mu
     m = Z0.shape[1]
-    rows = max(W.shape)
+    rows = A.rows
     size = m if Z0.device.type != "cpu" else max(_MIN_BLOCK, _CPU_BLOCK // rows)
     outs, value = [], 0.0
     for start in range(0, m, size):
         cols = slice(start, min(m, start + size))
         sm, pv = smooth.take(cols), prev.take(cols)
         if certify:
-            o = engine(sm, pv, W, b, Z0[:, cols], tol, max_iter, L)
-            value += _value(sm, pv, W, b, o["Z"])  # while the block is in cache
+            o = engine(sm, pv, A, b, Z0[:, cols], tol, max_iter, L)
+            value += _value(sm, pv, A, b, o["Z"])  # while the block is in cache
         else:
-            o = engine(sm, pv, W, b, Z0[:, cols], tol, max_iter, L, certify=False)
+            o = engine(sm, pv, A, b, Z0[:, cols], tol, max_iter, L, certify=False)
             value = math.nan
         outs.append(o)
     if len(outs) == 1:
@@ -566,34 +619,55 @@ def _in_blocks(engine: Any, smooth: Any, prev: _PrevTerm, W: torch.Tensor, b: to
     return out
 
 
-def _optimality(out: dict, smooth: Any, prev: _PrevTerm, W: torch.Tensor) -> Residual | None:
+def _optimality(out: dict, smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap) -> Residual | None:
     """The optimality residual of :mod:`fenchel_cvx.optimality` at the returned ``Z``, from its ``T = W Z + b``.
 
-    ``grad f = W^T grad ell(T)`` (``grad ell = gscale * grad_part``): one GEMM, as the solver kept ``T``.
-    ``None`` for an uncertified run (its residual is reported as NaN).
+    ``grad f = W^T grad ell(T)`` (``grad ell = gscale * grad_part``): one GEMM (one adjoint), as the solver kept
+    ``T``. ``None`` for an uncertified run (its residual is reported as NaN).
     """
     if out["T"] is None:
         return None
-    grad_f = (W.T @ smooth.grad_part(out["T"])).mul_(smooth.gscale)
+    grad_f = A.adjoint(smooth.grad_part(out["T"])).mul_(smooth.gscale)
     return natural_residual(out["Z"], grad_f, prev.U, act_prev=prev.act, lam_prev=prev.c)
 
 
 # -- public API ----------------------------------------------------------------------------------------------------
-def _check_W(W: Any) -> torch.Tensor:
+def _check_W(W: Any, layer: Layer | None = None) -> tuple[int, int]:
+    """``W`` checked (the layer's ``weight_shape`` when given); the sizes ``(q, p)`` of ``W Z``'s output and input."""
     check_tensor(W, "W")
+    if layer is not None:
+        check_layer_shape(W, "W", layer, "weight")
+        return layer.n_out, layer.n_in
     check_ndim(W, "W", 2, "(outputs, inputs)")
     if min(W.shape) < 1:
         raise ShapeError(f"W: expected positive sizes (outputs, inputs), got {tuple(W.shape)}")
-    return W
+    return tuple(W.shape)
+
+
+def _check_rows(x: Any, name: str, W: torch.Tensor, layer: Layer | None, side: str) -> None:
+    """With a layer: ``x`` is a tensor like ``W`` with the layer's flattened input (output) size as rows."""
+    if layer is not None:
+        check_tensor(x, name, ref=W, finite=False)
+        check_layer_shape(x, name, layer, side)
 
 
 def _check_common(W: torch.Tensor, b: Any, U_prev: Any, act_prev: Any, lam_prev: Any, tol: Any, max_iter: Any,
-                  Z0: Any, warn: Any, m: int) -> tuple:
-    """Checks shared by both X-updates, after ``W`` and the data that fixes ``m``."""
+                  Z0: Any, warn: Any, m: int, sizes: tuple[int, int], layer: Layer | None) -> tuple:
+    """Checks shared by both X-updates, after ``W`` and the data that fixes ``m``.
+
+    The bias comes back as a ``(q, 1)`` column (matrix) or as it is, one entry per output channel (a layer that
+    is not plain dense).
+    """
     if m < 1:
         raise ShapeError(f"X-update: expected at least one data point (column), got m = {m}")
-    q, p = W.shape
-    bcol = check_bias(b, q, W)
+    q, p = sizes
+    if layer is None or layer.is_plain_dense:
+        bcol, rows_in = check_bias(b, q, W), "W.shape[1]"
+    else:
+        bcol, rows_in = b, "layer.n_in"
+        if b is not None:
+            check_tensor(b, "b", ref=W)
+            check_layer_shape(b, "b", layer, "bias")
     act_prev = get_activation(act_prev)
     sup_dphi(act_prev)
     c = check_scalar(lam_prev, "lam_prev", positive=True)
@@ -601,11 +675,13 @@ def _check_common(W: torch.Tensor, b: Any, U_prev: Any, act_prev: Any, lam_prev:
     max_iter = check_max_iter(max_iter)
     if not isinstance(warn, bool):
         raise ValueRangeError(f"warn: expected True or False, got {warn!r}")
-    check_tensor(U_prev, "U_prev", ref=W, shape=(p, m), layout="(W.shape[1], samples)")
+    _check_rows(U_prev, "U_prev", W, layer, "in")
+    check_tensor(U_prev, "U_prev", ref=W, shape=(p, m), layout=f"({rows_in}, samples)")
     if Z0 is None:
         Z0 = act_prev.forward(U_prev)  # feed-forward point: minimizes the B_prev term alone
     else:
-        check_tensor(Z0, "Z0", ref=W, shape=(p, m), layout="(W.shape[1], samples) like U_prev")
+        _check_rows(Z0, "Z0", W, layer, "in")
+        check_tensor(Z0, "Z0", ref=W, shape=(p, m), layout=f"({rows_in}, samples) like U_prev")
         act_prev.check_domain(Z0, "Z0")
     return bcol, act_prev, c, tol, max_iter, Z0
 
@@ -620,7 +696,7 @@ def _check_certify(certify: Any) -> bool:
 def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_prev: torch.Tensor, *,
              act: str | Activation, act_prev: str | Activation, lam: float, lam_prev: float, tol: float = 1e-6,
              max_iter: int = 5000, Z0: torch.Tensor | None = None, warn: bool = True,
-             certify: bool = True) -> SubproblemResult:
+             certify: bool = True, layer: Layer | None = None) -> SubproblemResult:
     r"""Eq. (14): minimize over Z  lam B_act(X_next, W Z + b) + lam_prev B_act_prev(Z, U_prev),  Z in dom(act_prev).
 
     Updates a hidden X-variable ``X_l``: ``W = W_l``, ``b = b_l``, ``X_next = X_{l+1}``, ``U_prev = W_{l-1}
@@ -665,6 +741,11 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
         certificate would cost as much as the steps): ``residual`` and the certificate NaN, ``value`` NaN,
         ``status`` ``"unchecked"``, ``converged=False``, no warning; each column still returns the lower-objective
         of ``Z0`` and its last iterate.
+    layer : Layer, optional
+        ``W Z + b`` as ``A(Z; W) + b`` (:mod:`fenchel_cvx.layers`): ``W`` shape ``layer.weight_shape`` (a conv
+        kernel ``(C_out, C_in, k, k)``), ``b`` ``layer.bias_shape``, ``X_next`` ``(layer.n_out, m)``, ``U_prev``,
+        ``Z0`` and ``Z`` ``(layer.n_in, m)``; the GEMMs become the layer's map and its adjoint, ``||W||_2^2``
+        ``layer.norm_sq(W)``. ``None``: dense.
 
     Returns
     -------
@@ -683,32 +764,36 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
     TensorMismatchError
         A non-tensor, a dtype other than float32/float64, or tensors on different devices or dtypes.
     ShapeError
-        Shapes that do not chain as above.
+        Shapes that do not chain as above (or do not fit ``layer``: a kernel or data of the wrong size).
     DomainError
         NaN/inf entries, ``X_next`` outside ``dom(act)`` or ``Z0`` outside ``dom(act_prev)``.
     ValueRangeError
         ``lam <= 0``, ``lam_prev <= 0``, ``tol <= 0``, ``max_iter < 1`` or a non-bool ``warn``.
     ChoiceError
-        An activation the torch face does not solve (only ReLU, LeakyReLU, Sigmoid and Tanh).
+        An activation the torch face does not solve (only ReLU, LeakyReLU, Sigmoid and Tanh), or a ``layer`` that
+        is not a :class:`~fenchel_cvx.layers.Layer`.
     SolverError
         A non-finite objective at the returned point (inputs too large for the dtype) or a failed factorization.
     """
     t0 = time.perf_counter()
-    _check_W(W)
-    check_tensor(X_next, "X_next", ref=W, shape=(W.shape[0], None), layout="(W.shape[0], samples)")
+    layer = check_layer(layer)
+    sizes = _check_W(W, layer)
+    _check_rows(X_next, "X_next", W, layer, "out")
+    check_tensor(X_next, "X_next", ref=W, shape=(sizes[0], None), layout="(W.shape[0], samples)")
     bcol, act_prev, c, tol, max_iter, Z0 = _check_common(W, b, U_prev, act_prev, lam_prev, tol, max_iter, Z0, warn,
-                                                         X_next.shape[1])
+                                                         X_next.shape[1], sizes, layer)
     act = get_activation(act)
     sup_dphi(act)
     lam = check_scalar(lam, "lam", positive=True)
     act.check_domain(X_next, "X_next")
     certify = _check_certify(certify)
     smooth, prev = _ActTerm(act, lam, X_next), _PrevTerm(act_prev, c, U_prev)
+    A = _Matrix(W) if layer is None or layer.is_plain_dense else _LayerMap(layer, W)
     with solver_errors("x_hidden"):
-        out = _in_blocks(_fista, smooth, prev, W, bcol, Z0, tol, max_iter, certify)
+        out = _in_blocks(_fista, smooth, prev, A, bcol, Z0, tol, max_iter, certify)
     info = {k: out[k] for k in ("gap", "lipschitz", "mu", "history", "blocks")}
     return finish("x_hidden", value=out["value"], solver="fista", t0=t0, t1=time.perf_counter(), Z=out["Z"],
-                  certificate=out["residual"], residual=_optimality(out, smooth, prev, W),
+                  certificate=out["residual"], residual=_optimality(out, smooth, prev, A),
                   iterations=out["iterations"], tol=tol, max_iter=max_iter, info=info, stalled=out["stalled"],
                   warn=warn, certified=certify)
 
@@ -716,7 +801,8 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
 @torch.no_grad()
 def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: torch.Tensor, *, loss: str | Loss,
            act_prev: str | Activation, lam_prev: float, tol: float = 1e-6, max_iter: int | None = None,
-           Z0: torch.Tensor | None = None, warn: bool = True, certify: bool = True) -> SubproblemResult:
+           Z0: torch.Tensor | None = None, warn: bool = True, certify: bool = True,
+           layer: Layer | None = None) -> SubproblemResult:
     r"""Eqs. (15)-(16): minimize over Z  loss(Y, W Z + b) + lam_prev B_act_prev(Z, U_prev),  Z in dom(act_prev).
 
     Updates the last hidden X-variable ``X_L``: ``W = W_L``, ``b = b_L``, ``U_prev = W_{L-1} X_{L-1} +
@@ -758,6 +844,10 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
     certify : bool
         ``False`` (cross-entropy only; MSE's dual Newton gets its certificate for free and ignores it): as in
         :func:`x_hidden`, exactly ``max_iter`` FISTA steps with no certificate.
+    layer : Layer, optional
+        The output layer, dense after average pooling (e.g. ``a2f10``): ``W`` shape ``layer.weight_shape``,
+        ``U_prev``, ``Z0`` and ``Z`` ``(layer.n_in, m)``. Cross-entropy runs FISTA on the layer's map; MSE forms
+        its ``K x n_in`` matrix once. ``None``: dense.
 
     Returns
     -------
@@ -770,13 +860,16 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
     TensorMismatchError, ShapeError, DomainError, ValueRangeError, SolverError
         As :func:`x_hidden`; :class:`LabelError` for labels out of range or non-probability columns (CE).
     ChoiceError
-        A loss other than MSE and cross-entropy, or an ``act_prev`` the torch face does not solve.
+        A loss other than MSE and cross-entropy, an ``act_prev`` the torch face does not solve, or a ``layer``
+        that is not a dense :class:`~fenchel_cvx.layers.Layer` (the output layer is dense, pooled or not).
     """
     t0 = time.perf_counter()
     loss = get_loss(loss)
     known = "mse" if isinstance(loss, MSELoss) else "ce" if isinstance(loss, CrossEntropyLoss) else loss
     check_choice(known, "loss", ("mse", "ce"), "use fenchel_cvx.cvx for other losses")
-    K = _check_W(W).shape[0]
+    layer = check_layer(layer, "x_last")
+    sizes = _check_W(W, layer)
+    K = sizes[0]
     if not isinstance(Y, torch.Tensor):
         check_tensor(Y, "Y")  # raises the torch-face message
     if Y.ndim == 1:
@@ -791,19 +884,25 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
     if max_iter is None:
         max_iter = 100 if isinstance(loss, MSELoss) else 5000
     bcol, act_prev, c, tol, max_iter, Z0 = _check_common(W, b, U_prev, act_prev, lam_prev, tol, max_iter, Z0, warn,
-                                                         T_Y.shape[1])
+                                                         T_Y.shape[1], sizes, layer)
     certify = _check_certify(certify) or isinstance(loss, MSELoss)
     prev = _PrevTerm(act_prev, c, U_prev)
     with solver_errors("x_last"):
         if isinstance(loss, MSELoss):
             smooth, solver = _MSETerm(T_Y), "dual_newton"
-            out = _in_blocks(lambda sm, *args: _dual_newton_mse(sm.Y, *args), smooth, prev, W, bcol, Z0, tol,
+            if layer is None or layer.is_plain_dense:
+                A = _Matrix(W)
+            else:  # the dual Newton's K x K Hessians need the matrix: A^T on the K unit vectors, once
+                A = _Matrix(layer.adjoint(W, torch.eye(K, dtype=W.dtype, device=W.device)).T.contiguous())
+                bcol = None if bcol is None else layer.bias_rows(bcol).reshape(K, 1)
+            out = _in_blocks(lambda sm, *args: _dual_newton_mse(sm.Y, *args), smooth, prev, A, bcol, Z0, tol,
                              max_iter)
         else:
             smooth, solver = _CETerm(T_Y), "fista"
-            out = _in_blocks(_fista, smooth, prev, W, bcol, Z0, tol, max_iter, certify)
+            A = _Matrix(W) if layer is None or layer.is_plain_dense else _LayerMap(layer, W)
+            out = _in_blocks(_fista, smooth, prev, A, bcol, Z0, tol, max_iter, certify)
     info = {k: out[k] for k in ("gap", "history", "blocks") + (("lipschitz", "mu") if solver == "fista" else ())}
     return finish("x_last", value=out["value"], solver=solver, t0=t0, t1=time.perf_counter(), Z=out["Z"],
-                  certificate=out["residual"], residual=_optimality(out, smooth, prev, W),
+                  certificate=out["residual"], residual=_optimality(out, smooth, prev, A),
                   iterations=out["iterations"], tol=tol, max_iter=max_iter, info=info, stalled=out["stalled"],
                   warn=warn, certified=certify)
