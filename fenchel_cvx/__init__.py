@@ -27,6 +27,7 @@ from .errors import (
     InaccurateSolutionWarning,
     LabelError,
     NotConvergedWarning,
+    ResourceLimitError,
     ShapeError,
     SolverError,
     TensorMismatchError,
@@ -51,9 +52,9 @@ _LAZY = {
 
 __all__ = [
     *_LAZY,
-    "FenchelError", "ShapeError", "DomainError", "ValueRangeError", "ChoiceError", "LabelError", "DataFileError",
-    "SolverError", "CheckpointError", "BoundViolationError", "TensorMismatchError", "NotConvergedWarning",
-    "InaccurateSolutionWarning",
+    "FenchelError", "ShapeError", "DomainError", "ValueRangeError", "ChoiceError", "ResourceLimitError", "LabelError",
+    "DataFileError", "SolverError", "CheckpointError", "BoundViolationError", "TensorMismatchError",
+    "NotConvergedWarning", "InaccurateSolutionWarning",
 ]
 
 

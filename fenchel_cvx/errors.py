@@ -12,6 +12,7 @@ __all__ = [
     "DomainError",
     "ValueRangeError",
     "ChoiceError",
+    "ResourceLimitError",
     "LabelError",
     "DataFileError",
     "SolverError",
@@ -56,6 +57,13 @@ class ChoiceError(FenchelError, ValueError):
 
     The message lists the choices. Raised the same way by every entry point, through
     ``fenchel_cvx._checks.check_choice``.
+    """
+
+
+class ResourceLimitError(ValueRangeError):
+    """A problem too large for its memory (or time) budget, refused before the work starts.
+
+    The message says the largest size that fits and which argument raises the budget.
     """
 
 

@@ -102,6 +102,11 @@ def rescale(net: LiftedNetwork, Xvars: Sequence[Array], lam: Any, rho: Any, *, l
     ValueRangeError, ShapeError
         ``lam`` or ``lam_to`` not > 0, ``rho`` negative, wrong lengths.
     """
+    if not isinstance(net, LiftedNetwork):
+        raise FenchelError(f"net: expected a LiftedNetwork, got {type(net).__name__}")
+    if Xvars is None or isinstance(Xvars, (str, bytes)) or not hasattr(Xvars, "__len__"):
+        raise ShapeError(f"Xvars: expected a list of {net.L} X-variables [X_1, ..., X_L] (paper layout), got "
+                         f"{type(Xvars).__name__}")
     for l, act in enumerate(net.acts):
         if not isinstance(act, HOMOGENEOUS_ACTIVATIONS):
             raise FenchelError(f"net.acts[{l}]: Appendix A's rescaling needs B homogeneous of degree 2 (ReLU or "

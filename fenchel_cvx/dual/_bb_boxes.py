@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["NodeData", "down", "up", "minsq", "maxsq", "interval_dot", "WIDEN", "LOOSEN", "TINY"]
+__all__ = ["NodeData", "down", "up", "minsq", "maxsq", "interval_dot", "pairwise_distances", "WIDEN", "LOOSEN",
+           "TINY"]
 
 WIDEN = 1e-11    # relative outward widening of every derived interval end
 LOOSEN = 1e-11   # relative loosening of every envelope constant
@@ -61,3 +62,16 @@ def interval_dot(wlo: np.ndarray, whi: np.ndarray, X0: np.ndarray) -> tuple[np.n
     return np.minimum(t1, t2).sum(axis=1), np.maximum(t1, t2).sum(axis=1)
 
 
+
+
+def pairwise_distances(X0: np.ndarray) -> np.ndarray:
+    """``D[j, j'] = ||x_j - x_j'||`` for the columns of ``X0 (n, m)``, as floating point computes it (callers
+    round it up). Summed one feature at a time, in the same order as ``((X0[:, :, None] - X0[:, None, :]) ** 2)
+    .sum(axis=0)`` but with two ``(m, m)`` arrays instead of an ``(n, m, m)`` one."""
+    m = X0.shape[1]
+    D2 = np.zeros((m, m))
+    for row in X0:
+        diff = row[:, None] - row[None, :]
+        diff *= diff
+        D2 += diff
+    return np.sqrt(D2, out=D2)

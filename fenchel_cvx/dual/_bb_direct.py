@@ -15,7 +15,7 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
-from ._bb_boxes import LOOSEN, TINY, NodeData, down, interval_dot, maxsq, minsq, up
+from ._bb_boxes import LOOSEN, TINY, NodeData, down, interval_dot, maxsq, minsq, pairwise_distances, up
 from ._bb_conic import ConicRelaxation
 from ._bb_problem import Point, Problem
 
@@ -173,7 +173,7 @@ def _pairs(X0: np.ndarray, max_pairs_per_point: int | None) -> tuple[np.ndarray,
     valid).
     """
     m = X0.shape[1]
-    D = np.sqrt(((X0[:, :, None] - X0[:, None, :]) ** 2).sum(axis=0))
+    D = pairwise_distances(X0)
     if max_pairs_per_point is None or max_pairs_per_point >= m - 1:
         Ia, Ja = np.triu_indices(m, 1)
     else:

@@ -26,7 +26,7 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
-from ._bb_boxes import LOOSEN, TINY, NodeData, down, interval_dot, minsq, up
+from ._bb_boxes import LOOSEN, TINY, NodeData, down, interval_dot, minsq, pairwise_distances, up
 from ._bb_conic import ConicRelaxation
 from ._bb_direct import _pairs
 from ._bb_problem import Point, Problem
@@ -47,7 +47,7 @@ def _ordered_pairs(X0: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarra
     m = X0.shape[1]
     if k is None or k >= m - 1:
         return np.nonzero(~np.eye(m, dtype=bool))
-    D = np.sqrt(((X0[:, :, None] - X0[:, None, :]) ** 2).sum(axis=0))
+    D = pairwise_distances(X0)
     pairs = set()
     for j in range(m):
         for jj in np.argsort(D[j])[1:k + 1]:
@@ -59,7 +59,7 @@ def _ordered_pairs(X0: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarra
 
 def sample_diameters(X0: np.ndarray) -> np.ndarray:
     """``D_j = max_j' ||x_j - x_j'||``, rounded up (used by the D-plane)."""
-    D = np.sqrt(((X0[:, :, None] - X0[:, None, :]) ** 2).sum(axis=0)).max(axis=1)
+    D = pairwise_distances(X0).max(axis=1)
     return up(D * (1.0 + 1e-12))
 
 

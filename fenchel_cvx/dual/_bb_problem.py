@@ -16,6 +16,7 @@ satisfying every "without loss of generality" restriction of the relaxation with
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,19 +114,32 @@ class Problem:
         gb1 = 2.0 * R.sum(axis=1)
         return f, np.concatenate([gW0.ravel(), gb0, gW1.ravel(), gb1, gX.ravel()])
 
-    def local_search(self, start: Point, maxiter: int = 500) -> Point:
+    def local_search(self, start: Point, maxiter: int = 500, deadline: float | None = None) -> Point:
         """L-BFGS-B on ``J`` over all variables from ``start`` (``X1 >= 0`` as bounds), then :meth:`normalize`.
 
         ``J`` is continuously differentiable (``min(a,0)^2`` is C^1), so L-BFGS-B applies. The returned
-        point's ``J`` is recomputed exactly.
+        point's ``J`` is recomputed exactly. ``deadline`` (a ``time.perf_counter()`` value): stop at the first
+        iteration that ends after it and return the iterate reached (still an exact ``J``, just a worse one).
         """
         z0 = self.pack(start)
         nx = self.hidden * self.m
         bounds = [(None, None)] * (z0.size - nx) + [(0.0, None)] * nx
         z0[z0.size - nx:] = np.maximum(z0[z0.size - nx:], 0.0)
-        res = so.minimize(self._fun_grad, z0, jac=True, method="L-BFGS-B", bounds=bounds,
-                          options=dict(maxiter=maxiter, ftol=1e-15, gtol=1e-10, maxcor=30))
-        pt = self.unpack(res.x)
+        last = [z0]
+
+        def stop_at_deadline(xk: np.ndarray) -> None:
+            last[0] = np.array(xk, copy=True)
+            if time.perf_counter() >= deadline:
+                raise StopIteration
+
+        try:
+            res = so.minimize(self._fun_grad, z0, jac=True, method="L-BFGS-B", bounds=bounds,
+                              callback=None if deadline is None else stop_at_deadline,
+                              options=dict(maxiter=maxiter, ftol=1e-15, gtol=1e-10, maxcor=30))
+            x = res.x
+        except StopIteration:  # scipy < 1.11 lets the callback's StopIteration through
+            x = last[0]
+        pt = self.unpack(x)
         pt.X1 = np.maximum(pt.X1, 0.0)
         return self.normalize(pt)
 
@@ -199,12 +213,23 @@ class Problem:
         pt.J = self.J(pt)
         return pt
 
-    def multistart(self, n_starts: int, rng: np.random.Generator, maxiter: int = 500) -> Point:
-        """Best :meth:`local_search` result over ``n_starts`` random starts (exact ``J``)."""
+    def multistart(self, n_starts: int, rng: np.random.Generator, maxiter: int = 500,
+                   deadline: float | None = None) -> Point:
+        """Best :meth:`local_search` result over ``n_starts`` random starts (exact ``J``).
+
+        ``deadline`` (a ``time.perf_counter()`` value) stops the search early; the first start is always
+        evaluated (normalized, exact ``J``), so there is an incumbent however short the time.
+        """
         best = None
-        for i in range(n_starts):
-            scale = (0.5, 1.0, 2.0)[i % 3]
-            pt = self.local_search(self.random_start(rng, scale), maxiter=maxiter)
-            if best is None or pt.J < best.J:
+        for i in range(max(1, n_starts)):
+            if best is not None and deadline is not None and time.perf_counter() >= deadline:
+                break
+            start = self.random_start(rng, (0.5, 1.0, 2.0)[i % 3])
+            if best is None:
+                best = self.normalize(start)  # an incumbent before any search
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
+            pt = self.local_search(start, maxiter=maxiter, deadline=deadline)
+            if pt.J < best.J:
                 best = pt
         return best

@@ -30,18 +30,24 @@ import numpy as np
 from .._checks import check_finite, check_ndim, per_layer
 from ..errors import BoundViolationError, NotConvergedWarning, ShapeError
 from ..network import LiftedNetwork
+from ._inputs import check_int, check_network, check_number, check_tolerance, float_array, host_array
 
 __all__ = ["BoundReport", "estimate_G", "check_weak_duality", "paper_layout"]
 
 
 def paper_layout(net: LiftedNetwork, X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Samples-first ``X (m, n)``, ``Y (m,)``/``(m, p)`` -> paper-layout float64 ``X0 (n, m)``, ``T (p, m)``."""
-    X = np.asarray(X, dtype=float)
+    """Samples-first ``X (m, n)``, ``Y (m,)``/``(m, p)`` -> paper-layout float64 ``X0 (n, m)``, ``T (p, m)``.
+
+    Numpy arrays, sequences and torch tensors (any device, with or without ``requires_grad``) are accepted.
+    """
+    X = float_array(X, "X")
     check_ndim(X, "X", 2, "(m, n): samples x features")
     check_finite(X, "X")
     if X.shape[1] != net.n:
         raise ShapeError(f"X: expected {net.n} columns (input features), got shape {X.shape}")
-    Y = np.asarray(Y)
+    if X.shape[0] < 1:
+        raise ShapeError(f"X: expected at least one sample (row), got shape {X.shape}")
+    Y = host_array(Y, "Y")
     if Y.ndim == 2:
         if Y.shape[0] != X.shape[0]:
             raise ShapeError(f"Y: expected {X.shape[0]} rows (one per sample of X), got shape {Y.shape}")
@@ -137,29 +143,46 @@ def estimate_G(net: LiftedNetwork, X: Any, Y: Any, *, lam: Any, rho: Any, starts
     rho : float or sequence of L + 1 floats
         Weight penalties ``rho_l >= 0``.
     starts : int
-        Number of starts: start 0 is ``init`` (default: the reference weights), starts ``1..`` are Xavier
-        initializations seeded ``seed + k``. Each start runs from its feed-forward X-variables.
+        Number of starts (``>= 1``): start 0 is ``init`` (default: the reference weights), starts ``1..`` are
+        Xavier initializations seeded ``seed + k``. Each start runs from its feed-forward X-variables.
     iterations : int
-        BCD sweeps per start.
+        BCD sweeps per start (``>= 0``).
     seed : int
-        Seed of the random starts.
+        Seed (``>= 0``) of the random starts.
     backend : {"torch", "cvx"}
         Subproblem face used by BCD.
     tol : float
         Subproblem tolerance.
     init : LiftedNetwork, optional
-        Weights of start 0 (a warm start, e.g. the solution at a neighbouring ``lam``).
+        Weights of start 0 (a warm start, e.g. the solution at a neighbouring ``lam``); same layer sizes as
+        ``net``.
 
     Returns
     -------
     BoundReport
+
+    Raises
+    ------
+    ValueRangeError
+        ``lam`` not > 0, ``rho`` negative, non-finite hyperparameters, ``starts < 1``, ``iterations < 0``,
+        ``seed < 0``, ``tol`` not > 0.
+    ShapeError
+        ``X``/``Y`` shapes that do not match ``net`` or each other, no samples, ``init`` with other sizes.
+    DomainError
+        Non-numeric or non-finite data; ``net`` not a :class:`LiftedNetwork`.
+    ChoiceError
+        An unknown ``backend``.
     """
     from ..bcd import BCD, BCDSettings  # bcd sits above network; imported here to keep import order one-way
 
+    check_network(net, "net")
+    if init is not None:
+        check_network(init, "init", like=net)
     lam_l = per_layer(lam, net.L, "lam", positive=True)
     rho_l = per_layer(rho, net.L + 1, "rho", nonneg=True)
-    if int(starts) < 1:
-        raise ShapeError(f"starts: expected an integer >= 1, got {starts!r}")
+    starts = check_int(starts, "starts", 1)
+    iterations = check_int(iterations, "iterations", 0, hint="BCD sweeps per start")
+    seed = check_int(seed, "seed", 0)
     X0, T = paper_layout(net, X, Y)
     P_ref = net.primal_objective(X0, T, rho_l)
 
@@ -167,7 +190,7 @@ def estimate_G(net: LiftedNetwork, X: Any, Y: Any, *, lam: Any, rho: Any, starts
     per_start, residuals = [], []
     for k in range(int(starts)):
         net_k = (init or net).copy() if k == 0 else LiftedNetwork(net.sizes, net.acts, net.loss, seed=seed + k)
-        bcd = BCD(net_k, BCDSettings(lam=lam_l, rho=rho_l, batch_size=None, epochs=int(iterations),
+        bcd = BCD(net_k, BCDSettings(lam=lam_l, rho=rho_l, batch_size=None, epochs=iterations,
                                      backend=backend, tol=tol, shuffle=False, seed=seed + k))
         with warnings.catch_warnings():
             # A sweep that stops short is still a valid point: J is recomputed below.
@@ -203,16 +226,35 @@ def check_weak_duality(lower: float, upper: float, *, rtol: float = 1e-7, atol: 
     A violation cannot happen in exact arithmetic (``G(lam) <= p* <= P(W)``): it means a solver returned a
     wrong answer or a bug. The tolerance is ``atol + rtol * max(|lower|, |upper|)``.
 
+    Parameters
+    ----------
+    lower, upper : float
+        Real scalars (a numpy scalar, 0-d array or one-element tensor is accepted); ``-inf``/``+inf`` allowed.
+    rtol, atol : float
+        Finite tolerances ``>= 0``.
+    lower_name, upper_name : str
+        How the message names the two values.
+
     Returns
     -------
     float
         The slack ``upper - lower`` (may be slightly negative inside the tolerance).
+
+    Raises
+    ------
+    BoundViolationError
+        ``lower > upper`` beyond the tolerance, or a NaN value.
+    ValueRangeError, ShapeError
+        A value that is not a real scalar; ``rtol`` or ``atol`` negative or not finite.
     """
-    lower, upper = float(lower), float(upper)
+    lower, upper = check_number(lower, "lower"), check_number(upper, "upper")
+    rtol, atol = check_tolerance(rtol, "rtol"), check_tolerance(atol, "atol")
     if math.isnan(lower) or math.isnan(upper):
         raise BoundViolationError(f"weak duality check: got NaN ({lower_name} = {lower}, {upper_name} = {upper})",
                                   lower=lower, upper=upper)
-    tol = atol + rtol * max(abs(lower), abs(upper))
+    if lower == upper:  # also +-inf on both sides, where upper - lower would be NaN
+        return 0.0
+    tol = atol + rtol * max([abs(v) for v in (lower, upper) if math.isfinite(v)], default=0.0)
     if lower > upper + tol:
         raise BoundViolationError(
             f"weak duality violated: {lower_name} = {lower:.12g} exceeds {upper_name} = {upper:.12g} by "

@@ -37,7 +37,10 @@ What makes each node's number a valid bound (full proofs: ``docs/certified_bound
   the minimum of the bounds of open *and* closed nodes, so it stays valid whatever ``rel_gap``.
 
 Size limits: ``hidden <= 4`` and at most 16 branched scalars ``hidden * (n + 1 + p)`` (a 2-3-1 net has 12);
-beyond that the tree grows too fast to say anything useful in minutes (``ValueRangeError``).
+beyond that the tree grows too fast to say anything useful in minutes (``ValueRangeError``). ``2 <= m <= 2000``
+samples, and a predicted memory need within ``memory_limit`` (default 4 GiB; every size within the other limits
+needs at most 2.5 GB by the prediction of :mod:`._bb_budget`, 1 GB or less measured). The run honours
+``time_limit``: every phase checks the clock and the result is the best certificate so far.
 """
 
 from __future__ import annotations
@@ -51,18 +54,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._checks import check_choice, check_finite, check_scalar
-from ..errors import ShapeError, ValueRangeError
+from ..errors import ResourceLimitError, ShapeError, ValueRangeError
 from ._bb_boxes import NodeData
+from ._bb_budget import DEFAULT_MEMORY_GIB, GIB, build_seconds, max_samples_within, relaxation_bytes
 from ._bb_direct import DirectFormulation
 from ._bb_persp import PerspectiveFormulation
 from ._bb_problem import Problem
 from ._bb_threads import single_thread_blas
+from ._inputs import check_int, check_number, check_seconds, check_tolerance, float_array
 
 __all__ = ["Certificate", "certify_lower_bound", "MAX_HIDDEN", "MAX_BRANCHED"]
 
 MAX_HIDDEN = 4
 MAX_BRANCHED = 16
 MAX_SAMPLES = 2000
+_SEARCH_SHARE = 0.25  # the initial multi-start search gets at most this share of time_limit
 
 
 @dataclass
@@ -82,8 +88,12 @@ class Certificate:
     seconds : float
         Wall-clock time, including the local searches.
     status : str
-        ``"certified"`` when ``rel_gap <= `` the requested ``rel_gap``, else ``"time_limit"`` (or
-        ``"node_limit"``).
+        ``"certified"`` when ``rel_gap <= `` the requested ``rel_gap``; else why the run stopped:
+        ``"time_limit"`` (every root node had been solved: ``lower`` is at least their minimum bound; a root
+        solve cut short by the clock still gives a valid, weaker bound), ``"time_limit_no_root"`` (the time ran
+        out before every root node was solved, or before the relaxation could be built: ``lower = 0``, the
+        trivial bound ``J >= 0``), ``"node_limit"`` or ``"memory_limit"`` (open nodes would exceed
+        ``memory_limit``). ``lower`` is valid in every case.
     W0 (h, n), b0 (h,), W1 (p, h), b1 (p,), X1 (h, m) : ndarray
         The point attaining ``upper`` (paper layout: ``X1`` has one column per sample).
     lam, rho : float
@@ -125,6 +135,8 @@ class Certificate:
             "  lower: rigorous (weak duality of each node relaxation, solver tolerance accounted for); "
             "also a lower bound on the training optimum p* of eq. (3)",
             "  upper: exact J at the returned weights (W0, b0, W1, b1, X1)",
+            *(["  the time ran out before every root relaxation was solved: lower = 0 is the trivial bound "
+               "J >= 0; raise time_limit"] if self.status == "time_limit_no_root" else []),
             f"  {self.nodes} nodes ({self.open_nodes} open), {self.seconds:.1f} s, root bound {self.root_lower:.6g}",
         ]
         return "\n".join(lines)
@@ -138,9 +150,10 @@ class _Node:
     values: dict | None = field(compare=False, default=None)
 
 
-def _validate(X, Y, hidden, lam, rho, time_limit, rel_gap) -> tuple[np.ndarray, np.ndarray, int, float, float]:
-    X = np.asarray(X, dtype=float)
-    Y = np.asarray(Y, dtype=float)
+def _validate(X, Y, hidden, lam, rho, time_limit, rel_gap) -> tuple[np.ndarray, np.ndarray, int, float, float,
+                                                                      float, float]:
+    X = float_array(X, "X")
+    Y = float_array(Y, "Y")
     if X.ndim != 2:
         raise ShapeError(f"X: expected a 2-D array (m samples, n features), got shape {X.shape}")
     if Y.ndim == 1:
@@ -148,6 +161,14 @@ def _validate(X, Y, hidden, lam, rho, time_limit, rel_gap) -> tuple[np.ndarray, 
     if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
         raise ShapeError(f"Y: expected shape ({X.shape[0]},) or ({X.shape[0]}, p) to match X's {X.shape[0]} "
                          f"samples (samples first), got {Y.shape}")
+    m, n = X.shape
+    p = Y.shape[1]
+    if m < 2 or m > MAX_SAMPLES:
+        raise ValueRangeError(f"X: expected between 2 and {MAX_SAMPLES} samples (rows), got {m}")
+    if n < 1:
+        raise ShapeError(f"X: expected at least one feature (column), got shape {X.shape}")
+    if p < 1:
+        raise ShapeError(f"Y: expected at least one target column, got shape {Y.shape}")
     check_finite(X, "X")
     check_finite(Y, "Y")
     lam = check_scalar(lam, "lam", positive=True)
@@ -155,36 +176,49 @@ def _validate(X, Y, hidden, lam, rho, time_limit, rel_gap) -> tuple[np.ndarray, 
     if not rho > 0:
         raise ValueRangeError(f"rho: expected > 0, got {rho}; the certificate bounds the weights through the "
                               "penalty rho ||W||^2, which needs rho > 0")
-    check_scalar(time_limit, "time_limit", positive=True)
-    rg = check_scalar(rel_gap, "rel_gap", nonneg=True)
-    if rg >= 1:
-        raise ValueRangeError(f"rel_gap: expected a value in [0, 1), got {rg}")
-    if isinstance(hidden, bool) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
+    time_limit = check_seconds(time_limit, "time_limit")
+    rg = check_tolerance(rel_gap, "rel_gap", below_one=True)
+    if isinstance(hidden, (bool, np.bool_)) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
         raise ValueRangeError(f"hidden: expected a positive integer, got {hidden!r}")
-    m, n = X.shape
-    p = Y.shape[1]
     d = hidden * (n + 1 + p)
     if hidden > MAX_HIDDEN or d > MAX_BRANCHED:
         raise ValueRangeError(f"hidden: a width of {hidden} with {n} inputs and {p} outputs means {d} branched "
                               f"weights; certify_lower_bound handles hidden <= {MAX_HIDDEN} and "
                               f"hidden*(n+1+p) <= {MAX_BRANCHED}. Use a narrower network, fewer inputs, or "
                               "the uncertified G_hat estimate")
-    if m < 2 or m > MAX_SAMPLES:
-        raise ValueRangeError(f"X: expected between 2 and {MAX_SAMPLES} samples, got {m}")
-    return X.T.copy(), Y.T.copy(), int(hidden), lam, rho
+    return X.T.copy(), Y.T.copy(), int(hidden), lam, rho, time_limit, rg
+
+
+def _check_memory(m: int, h: int, n: int, p: int, perspective: bool, max_pairs: int | None,
+                  memory_limit: float) -> float:
+    """Predicted bytes of the relaxation; refuse (at once) a size that does not fit in ``memory_limit`` GiB."""
+    need = relaxation_bytes(m, h, n, p, perspective=perspective, max_pairs_per_point=max_pairs)
+    budget = memory_limit * GIB
+    if need > budget:
+        fit = max_samples_within(budget, h, n, p, perspective=perspective, max_pairs_per_point=max_pairs,
+                                 upper=MAX_SAMPLES)
+        pairs = "" if max_pairs is None else f", max_pairs_per_point={max_pairs}"
+        where = (f"at most m = {fit} fit" if fit >= 2 else "no number of samples fits")
+        knob = ", a smaller max_pairs_per_point (default 10)" if m > 40 else ""
+        raise ResourceLimitError(
+            f"X: m = {m} samples need about {need / GIB:.3g} GiB for the relaxation; {where} in the "
+            f"{memory_limit:g} GiB budget with hidden={h}, n={n}, p={p}{pairs}; pass fewer samples{knob} "
+            "or raise memory_limit")
+    return need
 
 
 def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit: float = 60.0,
                         rel_gap: float = 1e-3, seed: int = 0, n_starts: int = 12, max_nodes: int | None = None,
                         heuristic_every: int = 25, formulation: str = "auto",
-                        max_pairs_per_point: int | None = None, verbose: bool = False) -> Certificate:
+                        max_pairs_per_point: int | None = None, memory_limit: float = DEFAULT_MEMORY_GIB,
+                        verbose: bool = False) -> Certificate:
     r"""Bracket ``G(lambda)`` of a one-hidden-layer ReLU network by branch-and-bound.
 
     Parameters
     ----------
-    X : array_like, shape (m, n)
-        Inputs, samples first (transposed once to the paper's ``(n, m)`` inside).
-    Y : array_like, shape (m,) or (m, p)
+    X : array_like or torch.Tensor, shape (m, n)
+        Inputs, samples first (transposed once to the paper's ``(n, m)`` inside); ``2 <= m <= 2000``.
+    Y : array_like or torch.Tensor, shape (m,) or (m, p)
         Regression targets, samples first.
     hidden : int
         Width ``h`` of the hidden ReLU layer (``h <= 4`` and ``h (n + 1 + p) <= 16``).
@@ -193,98 +227,150 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
     rho : float
         Weight penalty ``rho > 0`` on both weight matrices (biases are not penalized).
     time_limit : float
-        Seconds for the whole run (the initial local searches included).
+        Seconds for the whole run, finite and ``> 0``: the initial local searches (at most a quarter of it),
+        building the relaxation, the root nodes and the tree. Every phase checks the clock; see Notes for how
+        far a run can overshoot.
     rel_gap : float
-        Stop when ``(upper - lower) / upper <= rel_gap``.
+        Stop when ``(upper - lower) / upper <= rel_gap`` (``0 <= rel_gap < 1``).
     seed : int
-        Seed of the local-search starts.
+        Seed (``>= 0``) of the local-search starts.
     n_starts : int
-        Random starts of the initial multi-start L-BFGS-B search for ``upper``.
+        Random starts (``>= 1``) of the initial multi-start L-BFGS-B search for ``upper``.
     max_nodes : int, optional
-        Stop after this many node relaxations.
+        Stop after this many node relaxations (``>= 0``).
     heuristic_every : int
-        Run a local search from the relaxation's ``theta`` every this many nodes (improves ``upper``).
+        Run a local search from the relaxation's ``theta`` every this many nodes (``>= 1``; improves
+        ``upper``).
     formulation : {"auto", "perspective", "direct"}
         ``"auto"`` (default): the perspective formulation for one output, the direct one otherwise
         (``docs/certified_bound.md``, section 4). ``"perspective"`` needs one output.
     max_pairs_per_point : int, optional
         Pairwise cuts (output variation, convexity) use all sample pairs when ``None`` and ``m <= 40``;
-        otherwise each sample with this many (default 10) nearest neighbours (fewer cuts, faster nodes,
-        weaker bound; any subset of valid cuts is valid).
+        otherwise each sample with this many (``>= 1``, default 10) nearest neighbours (fewer cuts, faster
+        nodes, weaker bound; any subset of valid cuts is valid).
+    memory_limit : float
+        GiB the relaxation, its solver and the open nodes may use (default 4; the Python process itself,
+        about 0.3 GB with numpy, CVXPY and torch loaded, is not counted). A size whose predicted need exceeds
+        it is refused before anything is built; the tree stops (status ``"memory_limit"``) before its open
+        nodes would exceed it.
     verbose : bool
         Print progress lines.
 
     Returns
     -------
     Certificate
-        ``lower <= G(lambda) <= upper``; see :class:`Certificate`.
+        ``lower <= G(lambda) <= upper``; see :class:`Certificate` for ``status``.
 
     Raises
     ------
     ValueRangeError
-        ``rho <= 0``, ``lam <= 0``, a width or input/output size too large to branch on, ``rel_gap`` outside
-        ``[0, 1)``, or fewer than 2 samples.
+        ``rho <= 0``, ``lam <= 0``, ``time_limit`` not a finite positive number, a width or input/output size
+        too large to branch on, ``rel_gap`` outside ``[0, 1)``, fewer than 2 or more than 2000 samples, a size
+        whose relaxation does not fit in ``memory_limit`` (the message gives the largest ``m`` that fits),
+        or a bad integer option (``seed``, ``n_starts``, ``max_nodes``, ``heuristic_every``,
+        ``max_pairs_per_point``).
     ShapeError
-        ``X`` not 2-D, or ``Y`` not matching its number of samples.
+        ``X`` not 2-D or without columns, or ``Y`` not matching its number of samples.
     DomainError
-        Non-finite data.
+        Non-finite or non-numeric data.
+    ChoiceError
+        An unknown ``formulation``.
+
+    Notes
+    -----
+    *Limits it meets on a machine with 8 GiB*: every size allowed above (``m <= 2000``,
+    ``h (n + 1 + p) <= 16``, default ``max_pairs_per_point``) is predicted to need at most 2.5 GB; measured
+    peaks were 0.95 GB or less (``fenchel_cvx/dual/_bb_budget.py``).
+
+    *Time*: the local searches, the tree loop and every node solve check the clock; a node solve is an
+    interior-point method that checks it between iterations, so a run can overshoot ``time_limit`` by one
+    iteration, plus at most one local-search iteration. Building the relaxation cannot be interrupted; it is
+    skipped when its predicted duration does not fit in the time left. One iteration costs about 0.03 s at
+    ``m = 300``, 0.25 s at ``m = 1000`` and 1 s at ``m = 2000`` (``n = 2, h = 2``, idle core); it grows fast
+    with ``h``, ``n`` and ``max_pairs_per_point`` (about 90 s at ``m = 2000, n = 5, h = 2``, 0.2 s there with
+    ``max_pairs_per_point=1``), because the nearest-neighbour cuts fill in the factorization. After the
+    first solve the measured cost per iteration is charged in advance, so later solves do not overshoot.
+
+    If the time runs out before every root node has been solved, ``lower`` is 0 (``J >= 0``) and the status
+    is ``"time_limit_no_root"``. Root nodes share the time left equally, so that each gets a bound.
     """
-    X0, Yp, h, lam, rho = _validate(X, Y, hidden, lam, rho, time_limit, rel_gap)
+    X0, Yp, h, lam, rho, time_limit, rel_gap = _validate(X, Y, hidden, lam, rho, time_limit, rel_gap)
+    seed = check_int(seed, "seed", 0)
+    n_starts = check_int(n_starts, "n_starts", 1)
+    max_nodes = check_int(max_nodes, "max_nodes", 0, optional=True)
+    heuristic_every = check_int(heuristic_every, "heuristic_every", 1)
+    max_pairs_per_point = check_int(max_pairs_per_point, "max_pairs_per_point", 1, optional=True)
+    memory_limit = check_number(memory_limit, "memory_limit")
+    if not (math.isfinite(memory_limit) and memory_limit > 0):
+        raise ValueRangeError(f"memory_limit: expected a finite number of GiB > 0, got {memory_limit}")
     check_choice(formulation, "formulation", ("auto", "perspective", "direct"))
-    if formulation == "perspective" and Yp.shape[0] != 1:
-        raise ValueRangeError(f"formulation: 'perspective' needs a single output, got p={Yp.shape[0]}; use "
+    (n, m), p = X0.shape, Yp.shape[0]
+    if formulation == "perspective" and p != 1:
+        raise ValueRangeError(f"formulation: 'perspective' needs a single output, got p={p}; use "
                               "'direct' or 'auto'")
+    if formulation == "auto":
+        formulation = "perspective" if p == 1 else "direct"
+    perspective = formulation == "perspective"
+    rel_bytes = _check_memory(m, h, n, p, perspective, max_pairs_per_point, memory_limit)
+
     t_start = time.perf_counter()
+    deadline = t_start + time_limit
     prob = Problem(X0, Yp, h, lam, rho)
     rng = np.random.default_rng(seed)
-    deadline = t_start + float(time_limit)
     history: list = []
+    heap: list[_Node] = []
+    counter = itertools.count()
+    nodes, pruned_min, root_lower, unsolved_roots, node_bytes = 0, math.inf, 0.0, 0, 0
 
     def log(msg: str) -> None:
         if verbose:
             print(f"[certify {time.perf_counter() - t_start:7.2f}s] {msg}", flush=True)
 
     with single_thread_blas():
-        best = prob.multistart(max(1, n_starts), rng)
+        best = prob.multistart(n_starts, rng, deadline=min(deadline, t_start + _SEARCH_SHARE * time_limit))
         U = best.J
         log(f"multistart: upper {U:.6g}")
-        if formulation == "auto":
-            formulation = "perspective" if prob.p == 1 else "direct"
-        if formulation == "perspective":
-            form = PerspectiveFormulation(prob, max_pairs_per_point=max_pairs_per_point)
+        build = build_seconds(m, h, n, p, perspective=perspective, max_pairs_per_point=max_pairs_per_point)
+        if time.perf_counter() + build > deadline:
+            log(f"no time to build the relaxation (about {build:.2g} s): lower = 0 (J >= 0)")
+            roots = []
+            unsolved_roots = 1
         else:
-            form = DirectFormulation(prob, max_pairs_per_point=max_pairs_per_point)
-        counter = itertools.count()
-        nodes = 0
-        pruned_min = math.inf
-        heap: list[_Node] = []
-        roots = []
-        for lo, hi, tag in form.roots(U):
-            nd = form.derive(lo, hi, tag, U)
-            if nd is not None:
-                roots.append(nd)
+            cls = PerspectiveFormulation if perspective else DirectFormulation
+            form = cls(prob, max_pairs_per_point=max_pairs_per_point)
+            roots = [nd for nd in (form.derive(lo, hi, tag, U) for lo, hi, tag in form.roots(U)) if nd is not None]
         # no root is impossible in exact arithmetic (the incumbent lies in some root); stay safe
         roots_failed = not roots
         width0 = np.max([nd.hi - nd.lo for nd in roots], axis=0) if roots else None
         if width0 is not None:
             width0 = np.where(np.isfinite(width0) & (width0 > 0), width0, 1.0)
-        for nd in roots:
-            res = form.rel.solve(nd)
+        for i, nd in enumerate(roots):
+            # the root bounds enter lower through their minimum: share the time left equally among them
+            limit = _solve_limit(deadline, form.rel, len(roots) - i)
+            if limit is None:
+                unsolved_roots = len(roots) - i
+                for left in roots[i:]:  # unsolved: only J >= 0 is known there
+                    heapq.heappush(heap, _Node(0.0, next(counter), left, None))
+                break
+            res = form.rel.solve(nd, time_limit=limit)
             nodes += 1
             bound = max(_safe(res.bound), 0.0)
             if res.values is not None:
-                cand = prob.local_search(form.point_from(res.values, nd.tag), maxiter=300)
+                cand = prob.local_search(form.point_from(res.values, nd.tag), maxiter=300, deadline=deadline)
                 if cand.J < U:
                     best, U = cand, cand.J
             if bound >= U * (1.0 - rel_gap):
                 pruned_min = min(pruned_min, bound)
             else:
                 heapq.heappush(heap, _Node(bound, next(counter), nd, res.values))
+                node_bytes = node_bytes or _node_bytes(nd, res.values)
         root_lower = 0.0 if roots_failed else _lower(heap, pruned_min, U)
         history.append((time.perf_counter() - t_start, root_lower, U))
-        log(f"root ({form.name}, {len(roots)} nodes): lower {root_lower:.6g}, upper {U:.6g}")
+        if roots:
+            log(f"root ({form.name}, {len(roots)} nodes, {unsolved_roots} not solved): lower {root_lower:.6g}, "
+                f"upper {U:.6g}")
         status = "time_limit"
-        while heap:
+        while heap and not unsolved_roots:
             lower = _lower(heap, pruned_min, U)
             if _rel(U, lower) <= rel_gap:
                 break
@@ -292,6 +378,10 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
                 break
             if max_nodes is not None and nodes >= max_nodes:
                 status = "node_limit"
+                break
+            if rel_bytes + (len(heap) + 2) * node_bytes > memory_limit * GIB:
+                status = "memory_limit"
+                log(f"{len(heap)} open nodes would exceed memory_limit = {memory_limit:g} GiB")
                 break
             node = heapq.heappop(heap)
             if node.bound >= U * (1.0 - rel_gap):
@@ -301,11 +391,15 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
                 child = form.derive(lo, hi, tag, U)
                 if child is None:
                     continue  # provably no normalized point with J <= U in this box
-                res = form.rel.solve(child)
+                limit = _solve_limit(deadline, form.rel, 1)
+                if limit is None:  # out of time: the child stays open with its parent's (valid) bound
+                    heapq.heappush(heap, _Node(node.bound, next(counter), child, None))
+                    continue
+                res = form.rel.solve(child, time_limit=limit)
                 nodes += 1
                 bound = max(_safe(res.bound), node.bound)
                 if res.values is not None and nodes % heuristic_every == 0:
-                    cand = prob.local_search(form.point_from(res.values, child.tag), maxiter=300)
+                    cand = prob.local_search(form.point_from(res.values, child.tag), maxiter=300, deadline=deadline)
                     if cand.J < U:
                         best, U = cand, cand.J
                         log(f"heuristic: upper {U:.6g}")
@@ -313,6 +407,7 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
                     pruned_min = min(pruned_min, bound)
                 else:
                     heapq.heappush(heap, _Node(bound, next(counter), child, res.values))
+                    node_bytes = node_bytes or _node_bytes(child, res.values)
             new_lower = _lower(heap, pruned_min, U)
             if new_lower > history[-1][1] or history[-1][2] > U:
                 history.append((time.perf_counter() - t_start, new_lower, U))
@@ -322,10 +417,31 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
         lower = 0.0 if roots_failed else _lower(heap, pruned_min, U)
         if _rel(U, lower) <= rel_gap:
             status = "certified"
+        elif unsolved_roots:
+            status = "time_limit_no_root"
     seconds = time.perf_counter() - t_start
     return Certificate(lower=lower, upper=U, gap=U - lower, rel_gap=_rel(U, lower), nodes=nodes, seconds=seconds,
                        status=status, W0=best.W0, b0=best.b0, W1=best.W1, b1=best.b1, X1=best.X1, lam=lam,
                        rho=rho, hidden=h, root_lower=root_lower, open_nodes=len(heap), history=history)
+
+
+def _solve_limit(deadline: float, rel, share_of: int) -> float | None:
+    """Seconds one node solve may take: its share of the time left, less the largest measured cost of one
+    interior-point iteration (the solver stops at the first iteration that ends after its limit). ``None``
+    when not even that fits."""
+    remaining = deadline - time.perf_counter()
+    limit = remaining / max(share_of, 1) - rel.seconds_per_iteration
+    return limit if remaining > 0 and limit > 0 else None
+
+
+def _node_bytes(nd: NodeData, values: dict | None) -> int:
+    """Bytes an open node keeps (its boxes, envelope coefficients and relaxation point)."""
+    arrays = [nd.lo, nd.hi, *(a for pair in nd.boxes.values() for a in pair), *nd.coef.values()]
+    if nd.tag is not None:
+        arrays += [a for a in nd.tag if isinstance(a, np.ndarray)]
+    if values is not None:
+        arrays += list(values.values())
+    return int(sum(np.asarray(a).nbytes for a in arrays)) + 1024
 
 
 def _safe(bound: float) -> float:

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_finite, check_ndim
+from .._checks import check_choice, check_finite, check_ndim, check_scalar
 from ..activations import Activation, get_activation
-from ..errors import ShapeError
+from ..errors import DomainError, ShapeError, ValueRangeError
+from ._inputs import float_array
 
 __all__ = ["OneLayerBound", "one_layer_bound"]
 
@@ -60,20 +61,50 @@ def one_layer_bound(X: Any, Y: Any, *, act: str | Activation = "relu", rho: floa
     -------
     OneLayerBound
         ``G`` (exact up to solver accuracy), ``W (p, n)``, ``b (p,)``.
+
+    Raises
+    ------
+    ShapeError
+        ``X`` not 2-D, ``Y`` not 1-D/2-D or with another number of samples, no samples, features or outputs.
+    DomainError
+        Non-numeric or non-finite data, or ``Y`` outside the activation's domain (the message gives the
+        sample and output).
+    ValueRangeError, ChoiceError
+        ``rho`` negative or not finite, ``bias`` not a bool; an unknown ``act`` or ``solver``.
+    SolverError
+        The solver failed.
     """
+    import cvxpy as cp
+
     from .. import cvx
 
-    X = np.asarray(X, dtype=float)
-    Y = np.asarray(Y, dtype=float)
+    X = float_array(X, "X")
+    Y = float_array(Y, "Y")
     check_ndim(X, "X", 2, "(m, n): samples x features")
     if Y.ndim == 1:
         Y = Y[:, None]
     check_ndim(Y, "Y", 2, "(m, p): samples x outputs")
     if Y.shape[0] != X.shape[0]:
         raise ShapeError(f"Y: expected {X.shape[0]} rows (one per sample of X), got shape {Y.shape}")
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ShapeError(f"X: expected at least one sample (row) and one feature (column), got shape {X.shape}")
+    if Y.shape[1] < 1:
+        raise ShapeError(f"Y: expected at least one output (column), got shape {Y.shape}")
     check_finite(X, "X")
     check_finite(Y, "Y")
     a = get_activation(act)
-    res = cvx.w_hidden(X.T, Y.T, act=a, lam=1.0, rho=rho, bias=bias, solver=solver)
+    inside = a.in_domain(Y)
+    if not inside.all():
+        j, i = (int(v) for v in np.argwhere(~inside)[0])
+        raise DomainError(f"Y: expected values in the domain {a.domain_str()} of {a.name} (outputs of a one-layer "
+                          f"{a.name} model), got {int((~inside).sum())} entries outside (first at sample {j}, "
+                          f"output {i}: Y[{j}, {i}] = {Y[j, i]:g})")
+    rho = check_scalar(rho, "rho", nonneg=True)
+    if not isinstance(bias, (bool, np.bool_)):
+        raise ValueRangeError(f"bias: expected True or False, got {bias!r}")
+    if solver is not None:
+        check_choice(solver.upper() if isinstance(solver, str) else solver, "solver", cp.installed_solvers(),
+                     "not installed here; pass one of these as solver= (or install it)")
+    res = cvx.w_hidden(X.T, Y.T, act=a, lam=1.0, rho=rho, bias=bool(bias), solver=solver)
     return OneLayerBound(G=float(res.value), W=np.asarray(res.W), b=None if res.b is None else np.asarray(res.b),
                          status=res.status, solver=res.solver)

@@ -24,6 +24,7 @@ import numpy as np
 from .._checks import check_scalar, per_layer
 from ..errors import ShapeError
 from ..network import LiftedNetwork
+from ._inputs import check_int, check_network, float_array
 from .bound import BoundReport, check_weak_duality, estimate_G, paper_layout
 
 __all__ = ["LambdaSweep", "lambda_sweep"]
@@ -95,10 +96,21 @@ def lambda_sweep(net: LiftedNetwork, X: Any, Y: Any, lams: Sequence[float], *, r
     ------
     BoundViolationError
         When ``G_hat`` decreases along the grid or exceeds a primal value beyond tolerance.
+    ShapeError, ValueRangeError, DomainError, ChoiceError
+        Bad ``lams`` (empty, not 1-D, not all > 0), and the errors of :func:`estimate_G` for the other
+        arguments.
     """
-    grid = sorted((check_scalar(v, "lams", positive=True) for v in lams), reverse=True)
+    check_network(net, "net")
+    arr = float_array(lams, "lams")
+    if arr.ndim > 1:
+        raise ShapeError(f"lams: expected a 1-D sequence of multipliers, got shape {arr.shape}")
+    grid = sorted((check_scalar(v, f"lams[{i}]", positive=True) for i, v in enumerate(np.atleast_1d(arr))),
+                  reverse=True)
     if not grid:
         raise ShapeError("lams: expected at least one multiplier, got an empty grid")
+    check_int(starts, "starts", 1)
+    check_int(iterations, "iterations", 0, hint="BCD sweeps per start")
+    check_int(seed, "seed", 0)
     scale_l = per_layer(scale, net.L, "scale", positive=True)
     X0, T = paper_layout(net, X, Y)
     reports: list[BoundReport] = []
