@@ -275,17 +275,16 @@ class BCD(Trainer):
                 raise ShapeError(f"state.X: Algorithm 1 keeps X-variables for {state.X[0].shape[1]} samples, "
                                  f"got a batch of {X0.shape[1]}; start from a fresh state")
         else:
-            X, U_in = [X0], None  # feed-forward (line 5), keeping W_0 X_0 + b_0 for the first sweep
+            X, U_ff = [X0], []  # feed-forward (line 5), keeping every U_l = A_l(X_l) + b_l for the first sweep
             for l, act in enumerate(self.acts):
-                U = self._pre(l, state.W, state.b, X[-1])
-                U_in = U if l == 0 else U_in
-                X.append(act.forward(U))
+                U_ff.append(self._pre(l, state.W, state.b, X[-1]))
+                X.append(act.forward(U_ff[-1]))
         W0 = [w.clone() for w in state.W] if any(g > 0 for g in self.gamma) else None
         b0 = [v.clone() for v in state.b] if W0 is not None else None
         blocks: list[dict] = []
         J0 = self._J(state, X, T) if self.settings.record_blocks else math.nan
         for k in range(1 if full else self.settings.K):
-            self._sweep(state, X, T, W0, b0, blocks, first=k == 0, U0=U_in if k == 0 and not full else None)
+            self._sweep(state, X, T, W0, b0, blocks, first=k == 0, U_ff=U_ff if k == 0 and not full else None)
         if full:
             state.X = X[1:]
         res = [blk["max_residual"] for blk in blocks if not math.isnan(blk["max_residual"])]
@@ -293,10 +292,12 @@ class BCD(Trainer):
         return {"J0": J0, "blocks": blocks, "max_residual": max(res) if res else math.nan}
 
     def _sweep(self, state: BCDState, X: list, T: torch.Tensor, W0: list | None, b0: list | None,
-               blocks: list, first: bool = True, U0: torch.Tensor | None = None) -> None:
+               blocks: list, first: bool = True, U_ff: list | None = None) -> None:
         """X_L, X_{L-1}..X_1, W_L, W_{L-1}..W_0; ``X`` (``[X_0..X_L]``) and ``state.W/b`` updated in place.
 
-        ``U0``: ``W_0 X_0 + b_0`` at the current weights, when the caller has it (the feed-forward's).
+        ``U_ff``: the feed-forward's pre-activations ``U_l = A_l(X_l; W_l) + b_l``, when this is the first sweep
+        after it. The X-updates run from the top down, so each one's ``U_{l-1}`` is still the feed-forward's (no
+        ``W`` has moved and ``X_{l-1}`` is updated after ``X_l``): reused, not recomputed.
         """
         s, L, W, b = self.settings, self.L, state.W, state.b
         running = s.is_inexact and s.curvature == "running"
@@ -304,12 +305,13 @@ class BCD(Trainer):
         # capped FISTA X-updates keep the better of start and last iterate per column, so J stays monotone
         xtol = (dict(tol, max_iter=s.inexact_x_iters, warn=False) if s.is_inexact and s.inexact_x_iters is not None
                 else tol)
-        if running and s.inexact_x_iters is not None:
+        if running and s.inexact_x_iters is not None and not s.inexact_x_certify:
             xtol["certify"] = False  # a certificate costs about as much as the capped steps themselves
         # W_0 X_0 + b_0 is needed by the X-update of X_1 and by the running W_0 step; X_0 and W_0 do not change
         # in between, so it is formed once (or taken from the feed-forward)
+        U0 = None if U_ff is None else U_ff[0]
         if L >= 1:
-            U = U0 if L == 1 and U0 is not None else self._pre(L - 1, W, b, X[L - 1])
+            U = U_ff[L - 1] if U_ff is not None else self._pre(L - 1, W, b, X[L - 1])
             U0 = U if L == 1 else U0
             r = self.face("x_last", W=W[L], b=b[L], Y=T, U_prev=U, loss=self.loss, act_prev=self.acts[L - 1],
                           lam_prev=self.lam[L - 1], Z0=X[L], **self._layer(L),
@@ -317,7 +319,7 @@ class BCD(Trainer):
             X[L] = r.Z
             self._record(blocks, "x_last", L, r, state, X, T)
         for l in range(L - 1, 0, -1):
-            U = U0 if l == 1 and U0 is not None else self._pre(l - 1, W, b, X[l - 1])
+            U = U_ff[l - 1] if U_ff is not None else self._pre(l - 1, W, b, X[l - 1])
             U0 = U if l == 1 else U0
             r = self.face("x_hidden", W=W[l], b=b[l], X_next=X[l + 1], U_prev=U, act=self.acts[l],
                           act_prev=self.acts[l - 1], lam=self.lam[l], lam_prev=self.lam[l - 1], Z0=X[l],
@@ -360,7 +362,7 @@ class BCD(Trainer):
         curv = state.curvature
         if first:  # once per batch: the refresh cadence counts batches, not sweeps
             for l in range(L + 1):
-                curv[l].observe(self.layers[l].patches(X[l]))
+                curv[l].observe(lambda l=l: self.layers[l].patches(X[l]))  # patches formed only when due
         step = {"method": "running", "relax": s.curvature_relax, "line_search": s.curvature_line_search,
                 "max_iter": 1, "warn": False}
         r = self.face("w_last", X_in=X[L], Y=T, loss=self.loss, rho=self.rho[L], W_init=W[L], b_init=b[L],

@@ -300,6 +300,10 @@ class BCDOptions(_Checked):
         None, "in inexact mode, also cap the FISTA X-updates at N warm-started steps (a capped column keeps the "
         "better of its start and last iterate)", "int", low=1, none="solved to --tol", metavar="N",
         group="inexact BCD")
+    inexact_x_certify: bool = setting(
+        False, "with --curvature running, keep the capped X-updates' certificates: a column within --tol stops "
+        "early (pays off when hidden X-variables start near their optimum, as a conv net's images do; otherwise each "
+        "check costs about half a step)", "bool", group="inexact BCD")
     curvature: str = setting(
         "batch", "curvature of the inexact W-steps: 'batch', the batch's own majorization bound (monotone, "
         "certified); 'running', one step per block with a running estimate of it (about a backprop step's cost, "

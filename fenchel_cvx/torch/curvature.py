@@ -27,6 +27,7 @@ For a plain dense layer ``layer.patch_size == p_in`` and ``layer.patches(X_in)``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -101,12 +102,18 @@ class RunningCurvature:
     def p_a(self) -> int:
         return int(self.mu.shape[0])
 
-    def observe(self, X_in: torch.Tensor) -> bool:
+    def observe(self, X_in: torch.Tensor | Callable[[], torch.Tensor]) -> bool:
         """Count a batch with inputs ``X_in`` ``(p_in, m)``; refresh ``S`` and the factor when due.
 
         For a conv or pooled layer pass ``layer.patches(X_in)``, ``(layer.patch_size, m * positions)``: what the
-        weights act on (the module docstring). Returns whether this call refreshed.
+        weights act on (the module docstring). ``X_in`` may also be a function that returns it, called only when a
+        refresh is due (a conv layer's patches cost a pass over the batch). Returns whether this call refreshed.
         """
+        if callable(X_in):
+            if self.calls % self.every != 0:
+                self.calls += 1
+                return False
+            X_in = X_in()
         p_in = self.p_a - int(self.bias)
         if not isinstance(X_in, torch.Tensor) or X_in.ndim != 2 or X_in.shape[0] != p_in or X_in.shape[1] < 1:
             got = tuple(X_in.shape) if isinstance(X_in, torch.Tensor) else type(X_in).__name__

@@ -1,0 +1,149 @@
+"""Figures 3 and 4 of the paper: LeNet-5, Fenchel BCD against Adam and SGD, test accuracy per epoch.
+
+Fig. 3 is MNIST (20 epochs; paper: Fenchel 0.990, Adam 0.989, SGD 0.986), Fig. 4 CIFAR-10 (80 epochs; paper:
+Fenchel 0.606, Adam 0.625, SGD 0.565). The network is the paper's LeNet-5 (``--arch lenet5``: conv 6@5x5, ReLU,
+average pool, conv 16@5x5, ReLU, average pool, fc 120, fc 84, fc 10), batched cross-entropy, batches of 500,
+K = 1. Fenchel BCD uses Appendix C's LeNet-5 values read as for the dense network (``fenchel_cvx.settings``: the
+listed rho's are the proximal weights of the batched model): ``lam = (5, 5, 1, 1)``, ``gamma = (1e-4, 1e-2, 1, 1,
+1)``, no ridge. Adam and SGD use Appendix C's rates (1e-3, 1e-2) on the mean loss of a batch.
+
+Two parts, each a folder of run directories under ``--out`` (``fenchel-cvx plot OUT/full -o fig3.png`` draws the
+figure):
+
+* ``first``: one epoch with a history row every ``--first-every`` batches -- the first-epoch curve of Fig. 3
+  (the same seed gives the same first epoch as the full run: evaluation does not touch training);
+* ``full``: ``--epochs`` epochs, one row per epoch.
+
+Prints one table per part (test accuracy per row, and seconds per epoch with the ratio to Adam measured in the same
+run) and writes it to ``OUT/results.md``.
+
+Usage (``DIR`` holds the MNIST IDX files, or ``cifar10_train.npz``/``cifar10_test.npz`` or
+``cifar-10-batches-py/``)::
+
+    python benchmarks/bench_lenet.py --dataset mnist --data-dir DIR --threads 1            # Fig. 3
+    python benchmarks/bench_lenet.py --dataset cifar10 --data-dir DIR --epochs 80 --threads 1   # Fig. 4
+    python benchmarks/bench_lenet.py --quick                                                # shipped subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from fenchel_cvx.runs import load_data, read_metrics, train_run
+from fenchel_cvx.settings import RunConfig
+
+#: Appendix C, LeNet-5: rho_1..5 = 1e-4, 1e-2, 1, 1, 1 (proximal weights here), lambda_1..4 = 5, 5, 1, 1.
+APPENDIX_C = {"lam": (5.0, 5.0, 1.0, 1.0), "gamma": (1e-4, 1e-2, 1.0, 1.0, 1.0), "rho": 0.0}
+
+RUNS = {  # name -> settings on top of the LeNet-5 base
+    "fenchel": {"method": "fenchel", **APPENDIX_C},
+    "fenchel-x10": {"method": "fenchel", **APPENDIX_C, "inexact_x_iters": 10},
+    "fenchel-fast": {"method": "fenchel", **APPENDIX_C, "curvature": "running", "inexact_x_iters": 10,
+                     "inexact_x_certify": True},
+    "adam": {"method": "adam"},
+    "sgd": {"method": "sgd"},
+}
+PAPER = {"mnist": {"fenchel": 0.990, "adam": 0.989, "sgd": 0.986},
+         "cifar10": {"fenchel": 0.606, "adam": 0.625, "sgd": 0.565}}
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="mnist", choices=("mnist", "cifar10", "mnist-small"))
+    p.add_argument("--data-dir", help="folder with the data files (not needed for mnist-small)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of the full part (default: 20 MNIST, 80 CIFAR)")
+    p.add_argument("--first-every", type=int, default=10, help="batches between rows in the first-epoch part")
+    p.add_argument("--runs", default="fenchel,fenchel-fast,adam,sgd", help=f"comma-separated, from {sorted(RUNS)}")
+    p.add_argument("--parts", default="first,full", help="first, full, or both")
+    p.add_argument("--n-train", type=int, default=None, help="random training subsample (default: all)")
+    p.add_argument("--n-test", type=int, default=None, help="random test subsample (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a shared machine)")
+    p.add_argument("--out", default="bench_lenet", help="output folder (each run directory is replaced)")
+    p.add_argument("--quick", action="store_true", help="smoke scale: the shipped MNIST subset, 2 epochs")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.dataset, args.data_dir = "mnist-small", None
+        args.epochs = args.epochs or 2
+    if args.epochs is None:
+        args.epochs = 80 if args.dataset == "cifar10" else 20
+    unknown = [r for r in args.runs.split(",") if r not in RUNS]
+    if unknown:
+        p.error(f"--runs: unknown {unknown}; choose from {sorted(RUNS)}")
+    return args
+
+
+def _table(results: dict, key: str) -> list[str]:
+    names = list(results)
+    rows = max(len(results[n]["rows"]) for n in names)
+    lines = [f"| {key} | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for i in range(rows):
+        x = next(results[n]["rows"][i][key] for n in names if i < len(results[n]["rows"]))
+        cells = [f"{results[n]['rows'][i]['test_acc']:.4f}" if i < len(results[n]["rows"]) else "" for n in names]
+        lines.append(f"| {x:g} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    base = RunConfig().with_values({
+        "dataset": args.dataset, "data_dir": args.data_dir, "arch": "lenet5", "loss": "ce", "batch_size": 500,
+        "seed": args.seed, "dtype": args.dtype, "device": args.device, "threads": args.threads,
+        "n_train": args.n_train, "n_test": args.n_test})
+    data = load_data(base)
+    ds = data[0]
+    out = Path(args.out)
+    machine = (f"{platform.machine()}, {args.threads or torch.get_num_threads()} torch thread(s), torch "
+               f"{torch.__version__}, {args.device}, {args.dtype}")
+    report = [f"# LeNet-5 on {args.dataset} ({len(data[1]['y'])} train / {len(data[1]['y_test'])} test)", "",
+              f"Command: `python benchmarks/bench_lenet.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+              f"Machine: {machine}; {time.strftime('%Y-%m-%d')}.", ""]
+    parts = {"first": {"epochs": 1, "eval_every": args.first_every},
+             "full": {"epochs": args.epochs, "eval_every": None}}
+    for part in [p for p in args.parts.split(",") if p]:
+        results = {}
+        for name in args.runs.split(","):
+            cfg = base.with_values({**RUNS[name], **parts[part]})
+            run_dir = out / part / name
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            t0 = time.perf_counter()
+            s = train_run(cfg, run_dir, progress=not args.no_progress, data=data)
+            rows = read_metrics(run_dir)
+            results[name] = {"rows": rows, "summary": s}
+            print(f"[{part}] {name:<13} test acc {s['final']['test_acc']:.4f}  {s['time_per_epoch']:.1f} s/epoch "
+                  f"(wall {time.perf_counter() - t0:.0f} s)", flush=True)
+        report += [f"## {part}: test accuracy", ""] + _table(results, "epoch" if part == "full" else "step") + [""]
+        if part == "full":
+            adam = results.get("adam", {}).get("summary", {}).get("time_per_epoch", math.nan)
+            paper = PAPER.get(args.dataset, {})
+            report += ["| run | final test acc | paper | s / epoch | ratio to Adam |", "|---|---|---|---|---|"]
+            for name, r in results.items():
+                s = r["summary"]
+                ref = paper.get(name.split("-")[0], "")
+                report.append(f"| {name} | {s['final']['test_acc']:.4f} | {ref} | {s['time_per_epoch']:.1f} | "
+                              f"{s['time_per_epoch'] / adam:.1f} |")
+            report.append("")
+    text = "\n".join(report)
+    print("\n" + text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(text + "\n")
+    print(f"\nfigure: fenchel-cvx plot {out / 'full'} -o fig.png   (first epoch: fenchel-cvx plot {out / 'first'} "
+          f"--x step -o fig_first.png)  [{ds.name}]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
