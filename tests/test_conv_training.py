@@ -18,7 +18,7 @@ from fenchel_cvx import cli
 from fenchel_cvx.baselines import Backprop, BackpropSettings
 from fenchel_cvx.bcd import BCD, BCDSettings, BCDState
 from fenchel_cvx.checkpoint import load_checkpoint, run_config, save_checkpoint
-from fenchel_cvx.dual import estimate_G
+from fenchel_cvx.dual import estimate_G, lambda_sweep
 from fenchel_cvx.errors import NotConvergedWarning
 from fenchel_cvx.network import LiftedNetwork
 
@@ -110,8 +110,11 @@ def test_estimate_G_accepts_a_conv_net():
     X, y = _images(m=20)
     Y = np.eye(3)[y]
     rep = estimate_G(LiftedNetwork(ARCH, "relu", "mse", seed=5), X.reshape(len(X), -1), Y, lam=1.0, rho=0.1,
-                     starts=1, iterations=2)
+                     starts=2, iterations=2)  # the second start draws a fresh conv net of the same layers
     assert math.isfinite(rep.G_hat) and rep.G_hat <= rep.P + 1e-9
+    sweep = lambda_sweep(LiftedNetwork(ARCH, "relu", "mse", seed=5), X.reshape(len(X), -1), Y, [0.5, 2.0],
+                         rho=0.1, starts=1, iterations=2)
+    assert sweep.G_hat[0] <= sweep.G_hat[1] + 1e-9
 
 
 def test_lenet5_from_the_command_line(tmp_path, capsys):

@@ -189,7 +189,7 @@ def estimate_G(net: LiftedNetwork, X: Any, Y: Any, *, lam: Any, rho: Any, starts
     best: dict | None = None
     per_start, residuals = [], []
     for k in range(int(starts)):
-        net_k = (init or net).copy() if k == 0 else LiftedNetwork(net.sizes, net.acts, net.loss, seed=seed + k)
+        net_k = (init or net).copy() if k == 0 else LiftedNetwork(net.layers, net.acts, net.loss, seed=seed + k)
         bcd = BCD(net_k, BCDSettings(lam=lam_l, rho=rho_l, batch_size=None, epochs=iterations,
                                      backend=backend, tol=tol, shuffle=False, seed=seed + k))
         with warnings.catch_warnings():
