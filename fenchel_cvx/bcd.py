@@ -227,8 +227,8 @@ class BCD(Trainer):
     def __init__(self, network: Any, settings: BCDSettings | None = None):
         super().__init__(network, settings)
         s, b = self.settings, self.batched
-        self.lam = layer_values(s.lam, self.L, "lam", batched=b, positive=True)
-        self.gamma = layer_values(s.gamma, self.L + 1, "gamma", batched=b)
+        self.lam = layer_values(s.lam, self.L, "lam", batched=b, positive=True, family=self.family)
+        self.gamma = layer_values(s.gamma, self.L + 1, "gamma", batched=b, family=self.family)
         self._face: _Face | None = None
 
     def resolved(self) -> dict:

@@ -15,9 +15,12 @@ it. Everything else derives from these classes:
 
 Defaults are the paper's main batched experiment (Fig. 2 setting, Appendix C): batches of 500, inexact W-updates
 (one majorization-minimization step per block), ``lam = 0.1``, no ridge, proximal weights ``gamma = (1, 100)``.
-``None`` for ``rho`` or ``gamma`` means "Appendix C's value for this mode" and is resolved per layer by
-:func:`layer_values` once the depth is known: batched ``rho = 0``, ``gamma = (1, 100)``; full batch (Algorithm 1)
-``rho = (1e-2, 10)``, ``gamma = 0``; hidden layers take the first value, the output layer the second.
+``None`` for ``lam``, ``rho`` or ``gamma`` means "Appendix C's value for this network and mode" and is resolved
+per layer by :func:`layer_values` once the network is known: for 784-300-10 (and any network but LeNet-5) batched
+``lam = 0.1``, ``rho = 0``, ``gamma = (1, 100)``; full batch (Algorithm 1) ``rho = (1e-2, 10)``, ``gamma = 0``;
+hidden layers take the first value, the output layer the second. For LeNet-5 (Figs. 3-4) the values Appendix C
+lists for it, layer by layer: ``lam = (5, 5, 1, 1)`` and ``(1e-4, 1e-2, 1, 1, 1)`` as proximal weights (batched)
+or ridge weights (full batch).
 
 Appendix C, batched 784-300-10: "for batched models we do not use pi" yet it lists ``rho_1 = 1, lambda_1 = 0.1,
 rho_2 = 100``. The official code (``beeperman/Fenchel_Lifted_Networks``, ``mnist_batch.py``) runs that model with
@@ -254,7 +257,8 @@ class TrainerSettings(_Checked):
                           resumable=True, metavar="N")
     rho: float | tuple | None = setting(
         None, "ridge weights rho_l ||W_l||_F^2 >= 0, one or one per layer l = 0..L (also the baselines' weight "
-        "penalty)", "layers", low=0.0, none="Appendix C: 0 batched, 0.01,10 full batch", metavar="R")
+        "penalty)", "layers", low=0.0, none="Appendix C: 0 batched, 0.01,10 full batch (LeNet-5 1e-4,1e-2,1,1,1)",
+        metavar="R")
     seed: int = setting(0, "seed of the initial weights, the batch order and synthetic data", "int", low=0,
                         metavar="S")
     shuffle: bool = setting(True, "draw a fresh order of the training set every epoch", "bool")
@@ -270,11 +274,13 @@ class TrainerSettings(_Checked):
 class BCDOptions(_Checked):
     """What only Fenchel BCD has: multipliers, proximal weights, sweeps, inexact steps, solver face."""
 
-    lam: float | tuple = setting(0.1, "Lagrange multipliers lam_l > 0 of the penalties B_l, one or one per hidden "
-                                 "layer", "layers", low=0.0, strict=True, metavar="L", group="Fenchel BCD")
+    lam: float | tuple | None = setting(
+        None, "Lagrange multipliers lam_l > 0 of the penalties B_l, one or one per hidden layer", "layers", low=0.0,
+        strict=True, none="Appendix C: 0.1; LeNet-5 5,5,1,1", metavar="L", group="Fenchel BCD")
     gamma: float | tuple | None = setting(
         None, "proximal weights gamma_l ||W_l - W_l^0||^2 to the previous batch's weights (eqs. 19-20), one or one "
-        "per layer", "layers", low=0.0, none="Appendix C: 1,100 batched, 0 full batch", metavar="G",
+        "per layer", "layers", low=0.0, none="Appendix C: 1,100 batched (LeNet-5 1e-4,1e-2,1,1,1), 0 full batch",
+        metavar="G",
         group="Fenchel BCD")
     K: int = setting(1, "BCD sweeps (alternations) per batch, Algorithm 2", "int", low=1, metavar="K",
                      flag="--K", group="Fenchel BCD")
@@ -691,12 +697,14 @@ def resumable() -> frozenset[str]:
     return frozenset(names)
 
 
-def layer_values(value: Any, count: int, name: str, *, batched: bool, positive: bool = False) -> list[float]:
+def layer_values(value: Any, count: int, name: str, *, batched: bool, positive: bool = False,
+                 family: str = "dense") -> list[float]:
     """Per-layer values of ``lam`` (``count = L``), ``rho`` or ``gamma`` (``count = L + 1``).
 
     A number broadcasts, a sequence of one value too; a sequence of ``count`` values is taken as it is; ``None``
-    takes Appendix C's value for the mode (see the module docstring): hidden layers the first entry of the pair,
-    the output layer the second.
+    takes Appendix C's value for the mode and the network ``family`` (see the module docstring): ``"lenet5"``
+    the values listed for LeNet-5, layer by layer; ``"dense"`` (any other network) the 784-300-10 pair, hidden
+    layers the first entry, the output layer the second.
 
     Raises
     ------
@@ -706,8 +714,10 @@ def layer_values(value: Any, count: int, name: str, *, batched: bool, positive: 
         A negative entry (a non-positive one with ``positive``).
     """
     if value is None:
-        pair = _APPENDIX_C[batched][name]
-        return [float(pair[0])] * (count - 1) + [float(pair[1])] if count else []
+        listed = _APPENDIX_C[family, batched][name]
+        if family == "lenet5":
+            return [float(v) for v in listed]
+        return [float(listed[0])] * (count - 1) + [float(listed[1])] if count else []
     values = [value] if _is_number(value) else list(value)
     if len(values) == 1:
         values = values * count
@@ -718,8 +728,13 @@ def layer_values(value: Any, count: int, name: str, *, batched: bool, positive: 
     return [float(spec.check(f"{name}[{i}]" if count > 1 else name, v)) for i, v in enumerate(values)]
 
 
-# Appendix C, 784-300-10: (hidden layers, output layer) for batched and full-batch training.
+# Appendix C, by (network family, batched). 784-300-10 ("dense", and any network but LeNet-5): (hidden layers,
+# output layer). LeNet-5: one value per layer as listed (rho_1..5 = 1e-4, 1e-2, 1, 1, 1; lambda_1..4 = 5, 5, 1, 1),
+# its rho's read as proximal weights for batched training like the 784-300-10 ones (the module docstring).
+_LENET_RHO = (1e-4, 1e-2, 1.0, 1.0, 1.0)
 _APPENDIX_C = {
-    True: {"rho": (0.0, 0.0), "gamma": (1.0, 100.0)},
-    False: {"rho": (1e-2, 10.0), "gamma": (0.0, 0.0)},
+    ("dense", True): {"lam": (0.1, 0.1), "rho": (0.0, 0.0), "gamma": (1.0, 100.0)},
+    ("dense", False): {"lam": (0.1, 0.1), "rho": (1e-2, 10.0), "gamma": (0.0, 0.0)},
+    ("lenet5", True): {"lam": (5.0, 5.0, 1.0, 1.0), "rho": (0.0,) * 5, "gamma": _LENET_RHO},
+    ("lenet5", False): {"lam": (5.0, 5.0, 1.0, 1.0), "rho": _LENET_RHO, "gamma": (0.0,) * 5},
 }

@@ -233,7 +233,8 @@ class Trainer:
         self.sizes = list(network.sizes)
         self.layers = list(network.layers)
         self.batched = s.batch_size is not None
-        self.rho = layer_values(s.rho, self.L + 1, "rho", batched=self.batched)
+        self.family = appendix_c_family(network)
+        self.rho = layer_values(s.rho, self.L + 1, "rho", batched=self.batched, family=self.family)
         try:
             self.device = torch.device(s.device)
         except (RuntimeError, TypeError) as exc:
@@ -526,6 +527,16 @@ class Trainer:
 
     def _rules(self) -> tuple[str, ...]:
         return ("feedforward",)
+
+
+def appendix_c_family(network: Any) -> str:
+    """``"lenet5"`` for the paper's LeNet-5 (Appendix C lists its own values), else ``"dense"``."""
+    from .layers import lenet5
+
+    shape = tuple(network.layers[0].in_shape)
+    if len(shape) == 3 and list(network.layers) == lenet5(shape, network.layers[-1].n_out):
+        return "lenet5"
+    return "dense"
 
 
 def _label_array(y: Array, name: str) -> np.ndarray:

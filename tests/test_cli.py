@@ -290,7 +290,8 @@ def test_cli_defaults_are_the_api_defaults():
     assert cfg.backprop_settings("adam") == BackpropSettings()
     # and each generated --help line quotes the field's own default
     helps = {a.dest: a.help for a in _train_actions()}
-    assert "(default: 500)" in helps["train.batch_size"] and "(default: 0.1)" in helps["fenchel.lam"]
+    assert "(default: 500)" in helps["train.batch_size"]
+    assert "(default: Appendix C: 0.1; LeNet-5 5,5,1,1)" in helps["fenchel.lam"]
 
 
 def test_flags_parse_to_the_settings_values():

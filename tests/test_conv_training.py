@@ -120,7 +120,7 @@ def test_estimate_G_accepts_a_conv_net():
 def test_lenet5_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "lenet"
     rc = cli.main(["train", "--arch", "lenet5", "--n-train", "100", "--n-test", "50", "--batch-size", "50",
-                   "--epochs", "1", "--lam", "5,5,1,1", "--gamma", "1e-4,1e-2,1,1,1", "--curvature", "running",
+                   "--epochs", "1", "--curvature", "running",
                    "--inexact-x-iters", "5", "--inexact-x-certify", "--no-progress", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     saved = json.loads((out / "config.json").read_text())

@@ -94,7 +94,8 @@ def test_numpy_numbers_and_sequences_are_accepted_and_canonical():
 
 def test_defaults_are_the_papers_batched_experiment():
     s = S.BCDSettings()
-    assert (s.batch_size, s.K, s.lam, s.inexact_iters, s.is_inexact) == (500, 1, 0.1, 1, True)
+    assert (s.batch_size, s.K, s.lam, s.inexact_iters, s.is_inexact) == (500, 1, None, 1, True)
+    assert S.layer_values(s.lam, 1, "lam", batched=True) == [0.1]
     assert S.layer_values(s.rho, 2, "rho", batched=True) == [0.0, 0.0]
     assert S.layer_values(s.gamma, 2, "gamma", batched=True) == [1.0, 100.0]
     assert S.layer_values(None, 2, "rho", batched=False) == [1e-2, 10.0]
@@ -220,3 +221,17 @@ def test_layers_for_the_data():
         S.NetworkSettings(arch="lenet5").sizes_for(784, 10)
     with pytest.raises(ShapeError, match=r"^in_shape"):
         S.NetworkSettings().layers_for((28, 28), 10)
+
+
+def test_appendix_c_has_its_own_values_for_lenet5():
+    assert S.layer_values(None, 4, "lam", batched=True, family="lenet5") == [5.0, 5.0, 1.0, 1.0]
+    assert S.layer_values(None, 5, "gamma", batched=True, family="lenet5") == [1e-4, 1e-2, 1.0, 1.0, 1.0]
+    assert S.layer_values(None, 5, "rho", batched=True, family="lenet5") == [0.0] * 5
+    assert S.layer_values(None, 5, "rho", batched=False, family="lenet5") == [1e-4, 1e-2, 1.0, 1.0, 1.0]
+    from fenchel_cvx.bcd import BCD
+    from fenchel_cvx.network import LiftedNetwork
+    lenet = BCD(LiftedNetwork("lenet5", "relu", "ce", in_shape=(1, 28, 28)), S.BCDSettings())
+    assert lenet.resolved() == {"lam": [5.0, 5.0, 1.0, 1.0], "rho": [0.0] * 5, "gamma": [1e-4, 1e-2, 1.0, 1.0, 1.0],
+                                "inexact": True}
+    other = BCD(LiftedNetwork("1x8x8-c3k3-f2", "relu", "ce"), S.BCDSettings())  # not LeNet-5: the dense pair
+    assert other.resolved()["gamma"] == [1.0, 100.0]
