@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._arch import LAYER_TOKEN
 from .errors import ShapeError, ValueRangeError
 
 __all__ = ["Layer", "build_layers", "lenet5", "parse_arch"]
@@ -276,8 +277,7 @@ def _to_torch(*arrays: Array) -> tuple[Any, tuple]:
 
 
 # -- building layers from a spec ------------------------------------------------------------------------------
-_TOKEN = re.compile(r"^(?:a(?P<pool>\d+))?(?:(?P<conv>c(?P<ch>\d+)k(?P<k>\d+)(?:s(?P<s>\d+))?(?:p(?P<p>\d+))?)|"
-                    r"f?(?P<dense>\d+))$")
+_TOKEN = LAYER_TOKEN
 
 
 def parse_arch(spec: str | Sequence[int] | Sequence[Layer], in_shape: Sequence[int] | None = None) -> list[Layer]:

@@ -39,6 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._arch import LAYER_TOKEN
 from ._checks import check_choice
 from .errors import ChoiceError, FenchelError, ShapeError, ValueRangeError
 
@@ -426,9 +427,8 @@ class NetworkSettings(_Checked):
     class _ArchSpec(Spec):
         """The :class:`Spec` of ``arch``: layer sizes or an architecture spec (kind ``"arch"``)."""
 
-        #: One layer token, the grammar of :func:`fenchel_cvx.layers.parse_arch` (a test keeps the two equal).
-        TOKEN = (r"^(?:a(?P<pool>\d+))?(?:(?P<conv>c(?P<ch>\d+)k(?P<k>\d+)(?:s(?P<s>\d+))?(?:p(?P<p>\d+))?)|"
-                 r"f?(?P<dense>\d+))$")
+        #: One layer token: the grammar of :func:`fenchel_cvx.layers.parse_arch`, from the torch-free module.
+        TOKEN = LAYER_TOKEN
 
         def check(self, name: str, value: Any) -> Any:
             """``None``, a tuple of layer sizes, or a spec string in canonical form; :class:`ShapeError` else."""
