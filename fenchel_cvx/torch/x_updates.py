@@ -573,12 +573,18 @@ def _dual_newton_mse(Y: torch.Tensor, prev: _PrevTerm, A: _Matrix, b: torch.Tens
             "stalled": False}
 
 
-def _value(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z: torch.Tensor) -> float:
-    """The objective at ``Z``, evaluated in float64 (exact for the returned float32 point, not 1e-7 off)."""
+def _value(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z: torch.Tensor,
+           T: torch.Tensor | None = None) -> float:
+    """The objective at ``Z``, evaluated in float64 (exact for the returned float32 point, not 1e-7 off).
+
+    ``T``: ``W Z + b`` as the solver formed it for the returned columns; used when ``Z`` is float64 already (it
+    saves a product -- a convolution, for a conv layer).
+    """
     if Z.dtype != torch.float64:
         smooth, prev = smooth.to(torch.float64), prev.to(torch.float64)
-        A, b, Z = A.to(torch.float64), None if b is None else b.double(), Z.double()
-    T = A.affine(b, Z)
+        A, b, Z, T = A.to(torch.float64), None if b is None else b.double(), Z.double(), None
+    if T is None:
+        T = A.affine(b, Z)
     return float((smooth.value(T) + prev.value(Z)).sum())
 
 
@@ -602,7 +608,7 @@ def _in_blocks(engine: Any, smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap
         sm, pv = smooth.take(cols), prev.take(cols)
         if certify:
             o = engine(sm, pv, A, b, Z0[:, cols], tol, max_iter, L)
-            value += _value(sm, pv, A, b, o["Z"])  # while the block is in cache
+            value += _value(sm, pv, A, b, o["Z"], o.get("T"))  # while the block is in cache
         else:
             o = engine(sm, pv, A, b, Z0[:, cols], tol, max_iter, L, certify=False)
             value = math.nan
