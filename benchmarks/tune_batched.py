@@ -1,16 +1,20 @@
-"""Hyperparameter selection for the batched Fenchel network (784-300-10, cross-entropy) on a validation split.
+"""Hyperparameter selection for the batched Fenchel network (cross-entropy) on a validation split.
 
 The test set is never looked at: the training set is split (seeded) into ``--n-val`` validation images and the
 rest, every configuration trains on the rest for ``--epochs`` epochs (Algorithm 2, batch 500, K from the
 configuration, inexact W-updates: MM steps, or with ``"curvature": "running"`` one preconditioned step) and the
 table lists the validation accuracy after each epoch. This is how the ``fenchel-tuned`` run of
 ``bench_training.py`` was chosen (gamma_L = 10 instead of Appendix C's 100, three MM steps per W-update instead of
-one), and ``fenchel-fast-tuned``'s settings for the running-curvature mode.
+one), and ``fenchel-fast-tuned``'s settings for the running-curvature mode; with ``--arch lenet5`` the tuned
+proximal weights of ``bench_lenet.py`` (Figs. 3-4). A configuration may also name ``"method": "adam"`` (or
+``"sgd"``) for the baseline on the same split.
 
 Usage::
 
     python benchmarks/tune_batched.py --data-dir DIR --threads 1                 # the default grid, 5 epochs
     python benchmarks/tune_batched.py --data-dir DIR --grid '[{"lam": 0.1, "gamma": [1, 10], "inexact_iters": 3}]'
+    python benchmarks/tune_batched.py --dataset cifar10 --data-dir DIR --arch lenet5 --n-val 2000 --n-fit 10000 \
+        --epochs 3 --threads 1 --grid '[{}, {"gamma": [10, 10, 10, 10, 100]}, {"method": "adam"}]'
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ DEFAULT_GRID = [
     {"lam": 0.1, "gamma": [1.0, 10.0], "inexact_iters": 3},
     {"lam": 0.1, "gamma": [1.0, 10.0], "inexact_iters": 5},
 ]
-_KEYS = ("lam", "rho", "gamma", "inexact_iters", "K", "inexact_x_iters", "curvature", "curvature_every",
+_KEYS = ("method", "lam", "rho", "gamma", "inexact_iters", "K", "inexact_x_iters", "curvature", "curvature_every",
          "curvature_rank", "curvature_relax")
 
 
@@ -46,7 +50,11 @@ def _running(f: BCDOptions) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", help="folder with the MNIST IDX files (default: the shipped 10k subset)")
+    p.add_argument("--dataset", choices=("mnist", "cifar10", "mnist-small"), default=None,
+                   help="default: mnist with --data-dir, else the shipped subset")
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files or the CIFAR-10 files")
+    p.add_argument("--arch", default=None, help="network spec as for fenchel-cvx train (default: <features>-300-10)")
+    p.add_argument("--n-fit", type=int, default=None, help="train on the first N images of the rest (default: all)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--n-val", type=int, default=10000, help="validation images split off the training set")
     p.add_argument("--grid", default=None, help=f"JSON list of settings with keys from {_KEYS} (default: "
@@ -62,31 +70,36 @@ def main(argv=None) -> int:
         extra = set(g) - set(_KEYS)
         if extra:
             raise SystemExit(f"--grid: unknown keys {sorted(extra)}; use {_KEYS}")
-    base = RunConfig().with_values({"dataset": "mnist" if args.data_dir else "mnist-small",
-                                    "data_dir": args.data_dir, "loss": "ce", "batch_size": 500,
-                                    "epochs": args.epochs, "inexact": True, "seed": args.seed})
+    dataset = args.dataset or ("mnist" if args.data_dir else "mnist-small")
+    base = RunConfig().with_values({"dataset": dataset, "data_dir": args.data_dir, "arch": args.arch, "loss": "ce",
+                                    "batch_size": 500, "epochs": args.epochs, "inexact": True, "seed": args.seed})
     ds, d = load_data(base)
     m = len(d["y"])
     if not 0 < args.n_val < m:
         raise SystemExit(f"--n-val: expected 0 < n_val < {m} (training images), got {args.n_val}")
     perm = np.random.default_rng(args.split_seed).permutation(m)
-    fit, val = perm[args.n_val:], perm[:args.n_val]
-    print(f"{m - args.n_val} training / {args.n_val} validation images, {args.epochs} epochs", flush=True)
-    lines = ["| lam | gamma | MM steps | K | curvature | X iters | " + " | ".join(f"val ep {e + 1}" for e in
+    fit, val = perm[args.n_val:][:args.n_fit], perm[:args.n_val]
+    if args.n_fit is not None and not 0 < args.n_fit <= m - args.n_val:
+        raise SystemExit(f"--n-fit: expected 0 < n_fit <= {m - args.n_val}, got {args.n_fit}")
+    print(f"{len(fit)} training / {args.n_val} validation images, {args.epochs} epochs", flush=True)
+    lines = ["| method | lam | gamma | MM steps | K | curvature | X iters | " + " | ".join(f"val ep {e + 1}" for e in
                                                                              range(args.epochs))
-             + " | s / epoch |", "|---|---|---|---|---|---|" + "---|" * (args.epochs + 1)]
+             + " | s / epoch |", "|---|---|---|---|---|---|---|" + "---|" * (args.epochs + 1)]
     lines[0] = lines[0].replace("curvature |", "curvature (every, rank, relax) |")
     for g in grid:
         cfg = base.with_values(g)
         bcd = make_trainer(cfg, ds.image_shape, ds.n_classes)
-        f, resolved = cfg.fenchel, bcd.resolved()
+        f = cfg.fenchel
+        resolved = {"lam": [], "gamma": [], **bcd.resolved()}  # a backprop baseline has neither
         t0 = time.perf_counter()
         state = bcd.run(d["X"][fit], d["y"][fit], X_test=d["X"][val], y_test=d["y"][val], progress=False)
         accs = [r["test_acc"] for r in state.history]
         per_epoch = state.elapsed / max(state.epoch, 1)
         steps = f.inexact_iters if f.curvature == "batch" else 1
-        lines.append(f"| {resolved['lam'][0]:g} | {', '.join(f'{x:g}' for x in resolved['gamma'])} | {steps} | "
-                     f"{f.K} | {f.curvature}{_running(f)} | {f.inexact_x_iters or 'to tol'} | "
+        lam, gamma = (", ".join(f"{x:g}" for x in resolved[k]) for k in ("lam", "gamma"))
+        fenchel = (f"{steps} | {f.K} | {f.curvature}{_running(f)} | {f.inexact_x_iters or 'to tol'}"
+                   if cfg.method == "fenchel" else " | | | ")
+        lines.append(f"| {cfg.method} | {lam} | {gamma} | {fenchel} | "
                      + " | ".join(f"{a:.4f}" for a in accs) + f" | {per_epoch:.1f} |")
         print(lines[-1], f"(wall {time.perf_counter() - t0:.0f} s)", flush=True)
     print(f"\nMachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
