@@ -40,11 +40,18 @@ DEFAULT_GRID = [
     {"lam": 0.1, "gamma": [1.0, 10.0], "inexact_iters": 5},
 ]
 _KEYS = ("method", "lam", "rho", "gamma", "inexact_iters", "K", "inexact_x_iters", "curvature", "curvature_every",
-         "curvature_rank", "curvature_relax")
+         "curvature_rank", "curvature_relax", "inexact_x_certify", "tol")
 
 
 def _running(f: BCDOptions) -> str:
     return f" ({f.curvature_every}, {f.curvature_rank}, {f.curvature_relax:g})" if f.curvature == "running" else ""
+
+
+def _x_iters(f: BCDOptions) -> str:
+    if f.inexact_x_iters is None:
+        return f"to tol {f.tol:g}"
+    certified = f.curvature == "batch" or f.inexact_x_certify
+    return f"{f.inexact_x_iters}{'' if certified else ', uncertified'}"
 
 
 def main(argv=None) -> int:
@@ -97,7 +104,7 @@ def main(argv=None) -> int:
         per_epoch = state.elapsed / max(state.epoch, 1)
         steps = f.inexact_iters if f.curvature == "batch" else 1
         lam, gamma = (", ".join(f"{x:g}" for x in resolved[k]) for k in ("lam", "gamma"))
-        fenchel = (f"{steps} | {f.K} | {f.curvature}{_running(f)} | {f.inexact_x_iters or 'to tol'}"
+        fenchel = (f"{steps} | {f.K} | {f.curvature}{_running(f)} | {_x_iters(f)}"
                    if cfg.method == "fenchel" else " | | | ")
         lines.append(f"| {cfg.method} | {lam} | {gamma} | {fenchel} | "
                      + " | ".join(f"{a:.4f}" for a in accs) + f" | {per_epoch:.1f} |")

@@ -405,6 +405,11 @@ class BCD(Trainer):
         return lagrangian_terms(state.W, state.b, X, T, acts=self.acts, loss=self.loss, lam=self.lam,
                                 rho=self.rho, layers=self.layers)["total"]
 
+    @property
+    def last_batch_X(self) -> list | None:
+        """``[X_0, ..., X_L]`` of the last step's batch after its update (features x samples); ``None`` before."""
+        return None if self._last_batch is None else list(self._last_batch[0])
+
     @torch.no_grad()
     def batch_terms(self, state: BCDState, X: list | None = None, T: torch.Tensor | None = None) -> dict:
         """``J``, its ``penalty`` part and the ``primal`` objective (eq. 3) on the last step's batch."""

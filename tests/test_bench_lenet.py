@@ -30,3 +30,29 @@ def test_tuned_runs_use_the_datasets_tuned_gamma(bench, tmp_path):
     cells = next(line for line in table.splitlines() if line.startswith("| fenchel-fast-tuned |")).split("|")
     assert 0.0 < float(cells[2]) <= 1.0 and float(cells[5]) > 0  # test accuracy, ratio to Adam of the same run
     assert len(bench.TUNED_GAMMA["mnist"]) == len(bench.TUNED_GAMMA["cifar10"]) == 5
+
+
+@pytest.fixture(scope="module")
+def motion():
+    spec = importlib.util.spec_from_file_location("layer_motion", SCRIPT.with_name("layer_motion.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_layer_motion_probe_sees_the_signal_reach_the_first_conv_layer_when_solved_tightly(motion):
+    (dX, dW), = motion.probe({"tol": 1e-12, "max_iter": 20000}, batches=1)
+    assert len(dX) == 4 and len(dW) == 5
+    assert all(v > 0 for v in dX + dW)
+    assert dX[0] < dX[1] < dX[2] < dX[3]  # the change shrinks on its way down: the conv layers learn slowly
+
+
+def test_layer_motion_of_a_run_measures_from_its_own_initialization(motion, tmp_path):
+    from fenchel_cvx.runs import train_run
+    from fenchel_cvx.settings import RunConfig
+
+    cfg = RunConfig().with_values({"dataset": "mnist-small", "arch": "lenet5", "n_train": 100, "n_test": 50,
+                                   "epochs": 1, "batch_size": 100, "method": "adam"})
+    train_run(cfg, tmp_path / "run", progress=False)
+    moved = motion.run_motion(tmp_path / "run")
+    assert len(moved) == 5 and all(0 < v < 1 for v in moved)  # one Adam step of size 1e-3 per weight
