@@ -267,8 +267,9 @@ class TrainerSettings(_Checked):
                                      resumable=True, metavar="N")
     device: str = setting("cpu", "torch device, e.g. cpu or cuda", "text", resumable=True, metavar="DEV")
     dtype: str = setting("float64", "working precision", "choice", choices=DTYPES)
-    threads: int | None = setting(None, "torch CPU threads while training (1 on a machine shared with other "
-                                  "jobs)", "int", low=1, none="torch's choice", resumable=True, metavar="N")
+    threads: int | None = setting(None, "torch's CPU threads for the training's tensor work; with other jobs "
+                                  "keeping cores busy, 1 is faster (idle threads spin waiting for a busy core)",
+                                  "int", low=1, none="torch's choice, one per core", resumable=True, metavar="N")
 
 
 @dataclass(frozen=True, kw_only=True)
