@@ -39,8 +39,8 @@ DEFAULT_GRID = [
     {"lam": 0.1, "gamma": [1.0, 10.0], "inexact_iters": 3},
     {"lam": 0.1, "gamma": [1.0, 10.0], "inexact_iters": 5},
 ]
-_KEYS = ("method", "lam", "rho", "gamma", "inexact_iters", "K", "inexact_x_iters", "curvature", "curvature_every",
-         "curvature_rank", "curvature_relax", "inexact_x_certify", "tol")
+_KEYS = ("method", "inexact", "lam", "rho", "gamma", "inexact_iters", "K", "inexact_x_iters", "curvature",
+         "curvature_every", "curvature_rank", "curvature_relax", "inexact_x_certify", "tol")
 
 
 def _running(f: BCDOptions) -> str:
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     print(f"{len(fit)} training / {args.n_val} validation images, {args.epochs} epochs", flush=True)
     lines = ["| method | lam | gamma | MM steps | K | curvature | X iters | " + " | ".join(f"val ep {e + 1}" for e in
                                                                              range(args.epochs))
-             + " | s / epoch |", "|---|---|---|---|---|---|---|" + "---|" * (args.epochs + 1)]
+             + " | train acc | s / epoch |", "|---|---|---|---|---|---|---|" + "---|" * (args.epochs + 2)]
     lines[0] = lines[0].replace("curvature |", "curvature (every, rank, relax) |")
     for g in grid:
         cfg = base.with_values(g)
@@ -104,10 +104,12 @@ def main(argv=None) -> int:
         per_epoch = state.elapsed / max(state.epoch, 1)
         steps = f.inexact_iters if f.curvature == "batch" else 1
         lam, gamma = (", ".join(f"{x:g}" for x in resolved[k]) for k in ("lam", "gamma"))
+        steps = steps if f.inexact is not False else "exact"
         fenchel = (f"{steps} | {f.K} | {f.curvature}{_running(f)} | {_x_iters(f)}"
                    if cfg.method == "fenchel" else " | | | ")
         lines.append(f"| {cfg.method} | {lam} | {gamma} | {fenchel} | "
-                     + " | ".join(f"{a:.4f}" for a in accs) + f" | {per_epoch:.1f} |")
+                     + " | ".join(f"{a:.4f}" for a in accs)
+                     + f" | {state.history[-1]['train_acc']:.4f} | {per_epoch:.1f} |")
         print(lines[-1], f"(wall {time.perf_counter() - t0:.0f} s)", flush=True)
     print(f"\nMachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}.\n")
