@@ -32,6 +32,7 @@ from fenchel_cvx.data import load_dataset
 from fenchel_cvx.network import LiftedNetwork
 from fenchel_cvx.runs import CONFIG, MODEL, make_trainer
 from fenchel_cvx.settings import RunConfig
+from fenchel_cvx.trainer import feed_forward
 
 
 def _relative(a, b) -> float:
@@ -58,9 +59,7 @@ def probe(settings: dict, batches: int) -> list[tuple[list[float], list[float]]]
     for i in range(batches):
         X0 = torch.as_tensor(X[500 * i:500 * (i + 1)].T.copy(), dtype=bcd.dtype)
         W_before = [w.clone() for w in state.W]
-        ff = [X0]
-        for l, act in enumerate(bcd.acts):
-            ff.append(act.forward(bcd.layers[l].apply(state.W[l], state.b[l], ff[-1])))
+        ff = feed_forward(state.W, state.b, bcd.acts, X0, bcd.layers)[:-1]  # X_0..X_L, the output dropped
         bcd.step(state, X0, y[500 * i:500 * (i + 1)])
         X_after = bcd.last_batch_X
         rows.append(([_relative(a, b) for a, b in zip(X_after[1:], ff[1:], strict=True)],

@@ -102,9 +102,8 @@ def main(argv=None) -> int:
         state = bcd.run(d["X"][fit], d["y"][fit], X_test=d["X"][val], y_test=d["y"][val], progress=False)
         accs = [r["test_acc"] for r in state.history]
         per_epoch = state.elapsed / max(state.epoch, 1)
-        steps = f.inexact_iters if f.curvature == "batch" else 1
+        steps = "exact" if f.inexact is False else f.inexact_iters if f.curvature == "batch" else 1
         lam, gamma = (", ".join(f"{x:g}" for x in resolved[k]) for k in ("lam", "gamma"))
-        steps = steps if f.inexact is not False else "exact"
         fenchel = (f"{steps} | {f.K} | {f.curvature}{_running(f)} | {_x_iters(f)}"
                    if cfg.method == "fenchel" else " | | | ")
         lines.append(f"| {cfg.method} | {lam} | {gamma} | {fenchel} | "

@@ -277,7 +277,6 @@ def _to_torch(*arrays: Array) -> tuple[Any, tuple]:
 
 
 # -- building layers from a spec ------------------------------------------------------------------------------
-_TOKEN = LAYER_TOKEN
 
 
 def parse_arch(spec: str | Sequence[int] | Sequence[Layer], in_shape: Sequence[int] | None = None) -> list[Layer]:
@@ -346,7 +345,7 @@ def build_layers(in_shape: tuple, tokens: Sequence[str]) -> list[Layer]:
     layers: list[Layer] = []
     shape = tuple(in_shape)
     for i, tok in enumerate(tokens):
-        mt = _TOKEN.match(tok)
+        mt = LAYER_TOKEN.match(tok)
         if mt is None:
             raise ShapeError(f"arch: layer token {i + 1} {tok!r} is not a layer; expected cCkK[sS][pP] (conv), fN or "
                              "N (dense), optionally prefixed by aR (average pooling), e.g. a2c16k5")

@@ -428,9 +428,6 @@ class NetworkSettings(_Checked):
     class _ArchSpec(Spec):
         """The :class:`Spec` of ``arch``: layer sizes or an architecture spec (kind ``"arch"``)."""
 
-        #: One layer token: the grammar of :func:`fenchel_cvx.layers.parse_arch`, from the torch-free module.
-        TOKEN = LAYER_TOKEN
-
         def check(self, name: str, value: Any) -> Any:
             """``None``, a tuple of layer sizes, or a spec string in canonical form; :class:`ShapeError` else."""
             if hasattr(value, "tolist") and not isinstance(value, str):
@@ -460,13 +457,13 @@ class NetworkSettings(_Checked):
                     raise ShapeError(f"{name}: expected lenet5 or lenet5:N with N >= 1 classes, got {text!r}")
                 return spec
             body = tokens[1:] if tokens and re.fullmatch(r"\d+(x\d+){0,2}", tokens[0]) else tokens
-            bad = next((t for t in body if not re.match(self.TOKEN, t)), None)
+            bad = next((t for t in body if not LAYER_TOKEN.match(t)), None)
             if not body or bad is not None:
                 what = f"{bad!r} is not a layer" if bad is not None else "no layer"
                 raise ShapeError(f"{name}: expected layer sizes (784-300-10), lenet5, or an optional input shape and "
                                  "layer tokens -- cCkK[sS][pP] convolution, fN dense, prefixed aR for average "
                                  f"pooling, e.g. 1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10 -- got {text!r} ({what})")
-            if re.match(self.TOKEN, body[-1])["dense"] is None:
+            if LAYER_TOKEN.match(body[-1])["dense"] is None:
                 raise ShapeError(f"{name}: the output layer must be dense (fN, one score per class), got {text!r} "
                                  f"ending in {body[-1]!r}")
             return "-".join(tokens)

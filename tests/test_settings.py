@@ -182,7 +182,7 @@ def test_arch_refuses_what_is_no_architecture(bad, needle):
 def test_the_settings_read_the_spec_grammar_of_the_layers():
     """settings.py checks spec words without importing torch; its token grammar must be fenchel_cvx.layers'."""
     from fenchel_cvx import layers
-    assert layers._TOKEN is S.NetworkSettings._ArchSpec.TOKEN
+    assert layers.LAYER_TOKEN is S.LAYER_TOKEN
 
 
 def test_building_settings_with_a_spec_imports_no_torch():
