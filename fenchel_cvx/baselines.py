@@ -30,6 +30,7 @@ import torch
 
 from .errors import CheckpointError, FenchelError
 from .settings import DEFAULT_LR, BackpropSettings
+from .shards import all_sum_float, is_sharded, world
 from .trainer import Trainer, TrainState, feed_forward
 
 __all__ = ["DEFAULT_LR", "OPTIMIZERS", "Backprop", "BackpropSettings", "BackpropState"]
@@ -76,8 +77,8 @@ class BackpropState(TrainState):
                                        else self.opt_state)}
 
     def _load_extra(self, d: dict, move: Any, device: Any) -> None:
-        self.W = [w.detach().clone().requires_grad_(True) for w in self.W]
-        self.b = [v.detach().clone().requires_grad_(True) for v in self.b]
+        self.W = [torch.nn.Parameter(w.detach().clone()) for w in self.W]
+        self.b = [torch.nn.Parameter(v.detach().clone()) for v in self.b]
         self.opt_state = d["optimizer"]  # the optimizer is rebuilt lazily from it by Backprop
 
 
@@ -168,11 +169,18 @@ class Backprop(Trainer):
         Tensor
             0-d, differentiable.
         """
-        f = self.loss.value(T, feed_forward(list(W), list(b), self.acts, X0, self.layers)[-1])
+        loss, reg = self._parts(W, b, X0, T)
+        return loss + reg
+
+    def _parts(self, W: Sequence[torch.Tensor], b: Sequence[torch.Tensor], X0: torch.Tensor,
+               T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """The loss (a sum over the samples of ``X0``) and the weight penalty of :meth:`objective`."""
+        loss = self.loss.value(T, feed_forward(list(W), list(b), self.acts, X0, self.layers)[-1])
+        reg: torch.Tensor | float = 0.0
         for l, r in enumerate(self.rho):
             if r > 0:
-                f = f + r * (W[l] * W[l]).sum()
-        return f
+                reg = reg + r * (W[l] * W[l]).sum()
+        return loss, reg
 
     def _ready(self, state: BackpropState) -> None:
         # building the first optimizer imports part of torch (seconds), which is not training time
@@ -182,17 +190,55 @@ class Backprop(Trainer):
         """One optimizer step on the batch objective (divided by the batch size for ``reduction="mean"``)."""
         opt = self._optimizer(state)
         opt.zero_grad(set_to_none=True)
-        f = self.objective(state.W, state.b, X0, T)
-        scaled = f / X0.shape[1] if self.settings.reduction == "mean" else f
-        scaled.backward()
+        mean = self.settings.reduction == "mean"
+        if is_sharded():
+            # DistributedDataParallel averages the processes' gradients: each process differentiates
+            # size * (its loss) + penalty, so the average is the gradient of the whole batch's objective
+            m = all_sum_float(X0.shape[1])
+            size = world()[1]
+            obj, loss, reg = self._ddp(state)(X0, T, float(size))
+            (obj / m if mean else obj).backward()
+            f = all_sum_float(loss.detach(), X0) + float(reg)
+        else:
+            f_t = self.objective(state.W, state.b, X0, T)
+            (f_t / X0.shape[1] if mean else f_t).backward()
+            f = float(f_t.detach())
         opt.step()
         self._last_batch = (X0, T)
-        return {"objective": float(f.detach())}
+        return {"objective": f}
+
+    def _ddp(self, state: BackpropState) -> torch.nn.Module:
+        """``DistributedDataParallel`` around the batch objective over ``state``'s parameters (built once per
+        parameter set)."""
+        params = list(state.W) + list(state.b)
+        cached = getattr(self, "_ddp_cache", None)
+        if cached is not None and cached[0] == [id(p) for p in params]:
+            return cached[1]
+        dev = self.device
+        gpu = (torch.cuda.current_device() if dev.index is None else dev.index) if dev.type == "cuda" else None
+        ddp = torch.nn.parallel.DistributedDataParallel(_Objective(self, state.W, state.b),
+                                                        device_ids=None if gpu is None else [gpu])
+        self._ddp_cache = ([id(p) for p in params], ddp)
+        return ddp
 
     @torch.no_grad()
     def batch_terms(self, state: BackpropState) -> dict:
         """``primal`` (eq. 3 on the last step's batch, after the step); ``J`` and ``penalty`` are NaN here."""
         if self._last_batch is None:
             return {"J": math.nan, "penalty": math.nan, "primal": math.nan}
-        return {"J": math.nan, "penalty": math.nan, "primal": float(self.objective(state.W, state.b,
-                                                                                    *self._last_batch))}
+        loss, reg = self._parts(state.W, state.b, *self._last_batch)
+        return {"J": math.nan, "penalty": math.nan, "primal": all_sum_float(loss, loss) + float(reg)}
+
+
+class _Objective(torch.nn.Module):
+    """The batch objective as a module over a state's parameters (the same tensor objects), for
+    ``DistributedDataParallel``: ``forward(X0, T, w)`` returns ``(w * loss + penalty, loss, penalty)``."""
+
+    def __init__(self, trainer: Backprop, W: Sequence[torch.Tensor], b: Sequence[torch.Tensor]):
+        super().__init__()
+        self._parts = trainer._parts
+        self.W, self.b = torch.nn.ParameterList(W), torch.nn.ParameterList(b)
+
+    def forward(self, X0: torch.Tensor, T: torch.Tensor, w: float) -> tuple:
+        loss, reg = self._parts(list(self.W), list(self.b), X0, T)
+        return w * loss + reg, loss, reg

@@ -50,6 +50,13 @@ Prediction (section 4.3) is feed-forward. ``prediction="argmin"`` solves eq. (12
   block-convex; we run X-only sweeps from the feed-forward point (each never increases the objective), which
   gives a local answer.
 
+Data parallelism (:mod:`fenchel_cvx.shards`, section 4.4): under :mod:`torch.distributed` with two or more
+processes each process keeps the X-variables of its part of every batch (Algorithm 1: of its part of the training
+set) and updates them with no communication; every W-update, ``J`` and the evaluation sum over samples locally and
+``all_reduce`` the sums, so all processes take the same W-steps. The exact W-updates then run MM steps to ``tol``
+(``method="mm"``, at most ``max_iter`` or 5000 steps) instead of Newton's method, whose Hessians would cross
+processes every step; the inexact and running modes are unchanged. The CVXPY face does not shard.
+
 Layout: :meth:`BCD.step` takes paper-layout tensors ``X0`` ``(n, m)`` and ``Y`` ``(p, m)`` (or labels
 ``(m,)``); :meth:`BCD.run`, :meth:`BCD.predict` and :meth:`BCD.evaluate` take samples-first data ``(m, n)``
 and transpose once at the boundary.
@@ -66,13 +73,17 @@ import numpy as np
 import torch
 
 from ._checks import per_layer
-from .errors import CheckpointError, ShapeError
+from .errors import CheckpointError, ShapeError, ShardingError
 from .settings import BCDSettings, layer_values
+from .shards import all_sum_float, gather_columns, is_sharded, local_part, process_group, sharded, traffic_tag, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState, feed_forward, pre_activation
 
 __all__ = ["BCD", "HISTORY_KEYS", "BCDSettings", "BCDState", "feed_forward", "lagrangian_terms"]
 
 Array = Any
+
+#: Iteration cap of the exact W-updates of a data-parallel run, which run MM steps to ``tol`` (``max_iter`` unset).
+_SHARDED_MM_ITERS = 5000
 
 
 @dataclass
@@ -144,8 +155,9 @@ def lagrangian_terms(W: list, b: list, X: list, Y: torch.Tensor, *, acts: list, 
     lam = per_layer(lam, L, "lam", nonneg=True)
     rho = per_layer(rho, L + 1, "rho", nonneg=True)
     maps = [None] * (L + 1) if layers is None else list(layers)
-    out_loss = float(loss.value(Y, pre_activation(maps[L], W[L], b[L], X[L])))
-    pen = sum(lam[l] * float(acts[l].B(X[l + 1], pre_activation(maps[l], W[l], b[l], X[l])).sum())
+    # sums over samples: in a data-parallel run (fenchel_cvx.shards) this process's columns, then summed over all
+    out_loss = all_sum_float(loss.value(Y, pre_activation(maps[L], W[L], b[L], X[L])), Y)
+    pen = sum(lam[l] * all_sum_float(acts[l].B(X[l + 1], pre_activation(maps[l], W[l], b[l], X[l])).sum(), Y)
               for l in range(L))
     reg = sum(rho[l] * float((W[l] * W[l]).sum()) for l in range(L + 1))
     return {"loss": out_loss, "penalty": float(pen), "regularization": float(reg),
@@ -175,7 +187,9 @@ class _Face:
             params = _cvx_parameters(fn)
             kw = {k: (v.detach().cpu().double().numpy() if isinstance(v, torch.Tensor) else v)
                   for k, v in kw.items() if k in params}
-        res = fn(**kw, **self.options)
+        W = kw.get("W_init")
+        with traffic_tag(name if W is None else f"{name} {'x'.join(map(str, W.shape))}"):
+            res = fn(**kw, **self.options)
         for attr in ("Z", "W", "b"):
             v = getattr(res, attr)
             if v is not None:
@@ -250,9 +264,37 @@ class BCD(Trainer):
             state.curvature = [c.to(self.device) for c in state.curvature]
 
     def _check_state(self, state: BCDState, m: int) -> None:
-        if state.X is not None and state.X[0].shape[1] != m:
+        if state.X is None:
+            return
+        rank, size = world(process_group())
+        cols = local_part(torch.arange(m), rank, size)
+        if size > 1 and state.X[0].shape[1] == m:  # a checkpoint holds every column: keep this process's
+            state.X = [x[:, cols.to(x.device)].contiguous() for x in state.X]
+        if state.X[0].shape[1] != cols.numel():
+            part = f" ({cols.numel()} on process {rank} of {size})" if size > 1 else ""
             raise CheckpointError(f"state.X: Algorithm 1 X-variables cover {state.X[0].shape[1]} samples, the "
-                                  f"training set has {m}; resume with the same data")
+                                  f"training set has {m}{part}; resume with the same data")
+
+    def checkpoint(self, state: BCDState) -> dict:
+        """``state.state_dict()``; in a data-parallel Algorithm 1 run the X-variables of every process's columns
+        are gathered first (a collective call: every process makes it, rank 0 writes the file)."""
+        if state.X is None or world(process_group())[1] == 1:
+            return state.state_dict()
+        local = state.X
+        state.X = self.gathered_X(state)
+        try:
+            return state.state_dict()
+        finally:
+            state.X = local
+
+    def gathered_X(self, state: BCDState) -> list | None:
+        """Algorithm 1's ``X_1..X_L`` over the whole training set (``None`` for Algorithm 2): ``state.X`` itself in
+        one process, the processes' columns gathered in a data-parallel run (a collective call)."""
+        if state.X is None or world(process_group())[1] == 1:
+            return state.X
+        with sharded():
+            m = int(all_sum_float(state.X[0].shape[1]))
+        return [gather_columns(x, m) for x in state.X]
 
     def _test_rule(self) -> str:
         return self.settings.prediction
@@ -269,6 +311,9 @@ class BCD(Trainer):
         feed-forward on first use) and runs one sweep.
         """
         full = not self.batched
+        if self.settings.backend == "cvx" and is_sharded():
+            raise ShardingError("backend: the CVXPY reference face solves on one process; use backend='torch' in a "
+                                "data-parallel run")
         if full and state.X is not None:
             X = [X0] + list(state.X)
             if any(x.shape[1] != X0.shape[1] for x in state.X):
@@ -332,7 +377,12 @@ class BCD(Trainer):
         # inexact: a few warm-started MM steps, deliberately unconverged, so no NotConvergedWarning; MM steps never
         # increase the block objective, so J stays monotone (a Newton step with a line search would be too, but
         # forms and factors one p_a x p_a Hessian per row where MM shares one bound)
-        wtol = dict(tol, max_iter=s.inexact_iters, warn=False, method="mm") if s.is_inexact else tol
+        if s.is_inexact:
+            wtol = dict(tol, max_iter=s.inexact_iters, warn=False, method="mm")
+        elif is_sharded():  # Newton's Hessians do not split over processes; MM to tol is the same exact update
+            wtol = dict(tol, max_iter=s.max_iter or _SHARDED_MM_ITERS, method="mm")
+        else:
+            wtol = tol
         prox = self._prox(L, W0, b0)
         r = self.face("w_last", X_in=X[L], Y=T, loss=self.loss, rho=self.rho[L], W_init=W[L], b_init=b[L],
                       **self._layer(L), **prox, **wtol)
@@ -361,8 +411,9 @@ class BCD(Trainer):
                                                   gamma=self.gamma[L], **kw))
         curv = state.curvature
         if first:  # once per batch: the refresh cadence counts batches, not sweeps
-            for l in range(L + 1):
-                curv[l].observe(lambda l=l: self.layers[l].patches(X[l]))  # patches formed only when due
+            with traffic_tag("curvature refresh"):
+                for l in range(L + 1):
+                    curv[l].observe(lambda l=l: self.layers[l].patches(X[l]))  # patches formed only when due
         step = {"method": "running", "relax": s.curvature_relax, "line_search": s.curvature_line_search,
                 "max_iter": 1, "warn": False}
         r = self.face("w_last", X_in=X[L], Y=T, loss=self.loss, rho=self.rho[L], W_init=W[L], b_init=b[L],
@@ -421,7 +472,7 @@ class BCD(Trainer):
                              layers=self.layers)
         Yhat = feed_forward(state.W, state.b, self.acts, X[0], self.layers)[-1]
         reg = t["regularization"]
-        return {"J": t["total"], "penalty": t["penalty"], "primal": float(self.loss.value(T, Yhat)) + reg}
+        return {"J": t["total"], "penalty": t["penalty"], "primal": all_sum_float(self.loss.value(T, Yhat), T) + reg}
 
     def _labels(self, state: BCDState, W: list, b: list, X0: torch.Tensor, rule: str) -> torch.Tensor:
         if rule == "feedforward":

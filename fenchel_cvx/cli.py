@@ -224,11 +224,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
             out = Path(default_run_name(cfg))
         args.out = str(out)  # so that an interruption message names it
     from .runs import CONFIG, _saved_config, load_data, train_run
+    from .shards import broadcast_object, init_from_environment, world
 
-    progress = not args.no_progress
+    run_cfg = _saved_config(out).with_values(given) if args.resume else cfg
+    if init_from_environment(run_cfg.train.dist_backend, run_cfg.train.device):  # started by torchrun
+        out = Path(broadcast_object(str(out)))  # rank 0's default name (it holds a timestamp)
+        args.out = str(out)
+    lead = world()[0] == 0  # the other processes of a data-parallel run train alongside; rank 0 reports
+    progress = not args.no_progress and lead
     summary = train_run(None, out, resume=args.resume, overrides=given, progress=progress)
     cfg = _saved_config(out)
-    if summary["already_done"]:
+    if summary["already_done"] and lead:
         print(f"fenchel-cvx train: {out} has already trained {summary['epochs']} of {cfg.train.epochs} epochs; "
               f"nothing left to do (pass --epochs N with N > {summary['epochs']} to extend it)")
     compare = args.compare or ("adam" if cfg.method == "fenchel" else "none")
@@ -242,6 +248,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             summaries.append(train_run(None, cdir, resume=True, overrides=keep, progress=progress, data=data))
         else:
             summaries.append(train_run(cfg.replace(method=compare), cdir, progress=progress, data=data))
+    if not lead:
+        return 0
     sizes = summary["sizes"]
     print(f"fenchel-cvx: {'-'.join(map(str, sizes))} {cfg.network.activation} {cfg.network.loss} on "
           f"{cfg.data.dataset} ({summary['n_train']} train / {summary['n_test']} test), batch "

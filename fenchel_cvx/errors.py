@@ -17,6 +17,7 @@ __all__ = [
     "DataFileError",
     "SolverError",
     "CheckpointError",
+    "ShardingError",
     "BoundViolationError",
     "NotConvergedWarning",
     "InaccurateSolutionWarning",
@@ -77,6 +78,11 @@ class DataFileError(FenchelError, OSError):
 
 class CheckpointError(FenchelError, OSError):
     """A checkpoint is missing, corrupt or does not belong to the run being resumed."""
+
+
+class ShardingError(FenchelError, ValueError):
+    """A computation asked to run data-parallel that does not split into per-process work plus sums (a solver
+    method, a mode), or processes that disagree about the data they share."""
 
 
 class SolverError(FenchelError, RuntimeError):

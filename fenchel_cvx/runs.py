@@ -40,6 +40,7 @@ from .data import Dataset, load_dataset
 from .errors import CheckpointError, FenchelError
 from .network import LiftedNetwork
 from .settings import RunConfig, resumable
+from .shards import barrier, world
 from .trainer import HISTORY_KEYS
 
 __all__ = [
@@ -306,12 +307,14 @@ def train_run(cfg: RunConfig | None, out: str | os.PathLike, *, resume: bool = F
     trainer = make_trainer(cfg, ds.image_shape, ds.n_classes)
     net, sizes = trainer.network, trainer.sizes
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    barrier()  # data-parallel: every process has checked the directory before rank 0 writes into it
+    if world()[0] == 0:
+        out.mkdir(parents=True, exist_ok=True)
     try:
         return _train_into(out, cfg, trainer, net, sizes, arrays, resume, progress, echo)
     except Exception:
         # a run that failed before its first checkpoint leaves nothing to resume: do not leave its folder behind
-        if created and not (out / CHECKPOINT).exists():
+        if created and world()[0] == 0 and not (out / CHECKPOINT).exists():
             for f in (CONFIG, METRICS, MODEL, SUMMARY):
                 with contextlib.suppress(FileNotFoundError):
                     (out / f).unlink()
@@ -322,7 +325,9 @@ def train_run(cfg: RunConfig | None, out: str | os.PathLike, *, resume: bool = F
 
 def _train_into(out: Path, cfg: RunConfig, trainer: BCD | Backprop, net: LiftedNetwork, sizes: list, arrays: dict,
                 resume: bool, progress: bool, echo: Callable[[str], None] | None) -> dict:
-    """:func:`train_run` once the run directory exists and the trainer is built."""
+    """:func:`train_run` once the run directory exists and the trainer is built; in a data-parallel run every
+    process trains and rank 0 alone writes files and prints."""
+    lead = world()[0] == 0
     identity = run_config(net, {**trainer.settings.to_dict(), "resolved": trainer.resolved(),
                                 "data": {"dataset": cfg.data.dataset, "n_train": cfg.data.n_train,
                                          "n_test": cfg.data.n_test}}, method=cfg.method)
@@ -337,7 +342,13 @@ def _train_into(out: Path, cfg: RunConfig, trainer: BCD | Backprop, net: LiftedN
     else:
         state = trainer.init_state()
     already_done = resume and state.epoch >= cfg.train.epochs
-    write_atomic(out / CONFIG, json.dumps({"config": cfg.to_dict(),
+    if not lead:
+        progress = False
+
+        def echo(_msg: str) -> None:
+            pass
+    write_config = write_atomic if lead else _skip
+    write_config(out / CONFIG, json.dumps({"config": cfg.to_dict(),
                                             "resolved": {"sizes": sizes, **trainer.resolved()},
                                             "identity": identity, "fenchel_cvx": __version__,
                                             "torch": torch.__version__, "python": platform.python_version(),
@@ -351,20 +362,23 @@ def _train_into(out: Path, cfg: RunConfig, trainer: BCD | Backprop, net: LiftedN
                 pass
 
     def on_row(st: Any, row: dict) -> None:
-        write_metrics(out / METRICS, st.history)
+        if lead:
+            write_metrics(out / METRICS, st.history)
         if st.batch == 0:  # an epoch just ended: the state is between batches, safe to resume from
-            save_checkpoint(out / CHECKPOINT, st.state_dict(),
-                            {"config": identity, "epoch": st.epoch, "method": cfg.method})
+            sd = trainer.checkpoint(st)  # every process: it may gather per-process X-variables
+            if lead:
+                save_checkpoint(out / CHECKPOINT, sd, {"config": identity, "epoch": st.epoch, "method": cfg.method})
             J = "" if not np.isfinite(row["J"]) else f"  J {row['J']:.5g}"
             echo(f"[{cfg.method}] epoch {st.epoch}/{cfg.train.epochs}{J}  train acc {row['train_acc']:.4f}  "
                  f"test acc {row['test_acc']:.4f}  time {row['time']:.1f}s")
 
     state = trainer.run(arrays["X"], arrays["y"], X_test=arrays["X_test"], y_test=arrays["y_test"], state=state,
                         callback=on_row, progress=progress)
-    write_metrics(out / METRICS, state.history)
-    trainer.network_from_state(state).save(out / MODEL)
-    os.chmod(out / MODEL, file_mode())
     rows = state.history
+    if lead:
+        write_metrics(out / METRICS, state.history)
+        trainer.network_from_state(state).save(out / MODEL)
+        os.chmod(out / MODEL, file_mode())
     final = rows[-1] if rows else {}
     summary = {"method": cfg.method, "run_dir": str(out), "dataset": cfg.data.dataset, "sizes": sizes,
                "n_train": len(arrays["y"]), "n_test": len(arrays["y_test"]),
@@ -373,8 +387,14 @@ def _train_into(out: Path, cfg: RunConfig, trainer: BCD | Backprop, net: LiftedN
                "time_to_97": _time_to(rows, TARGET_ACC),
                "best_test_acc": max((r["test_acc"] for r in rows if np.isfinite(r["test_acc"])), default=None),
                "already_done": bool(already_done)}
-    write_atomic(out / SUMMARY, json.dumps(summary, indent=2, default=float) + "\n")
+    if lead:
+        write_atomic(out / SUMMARY, json.dumps(summary, indent=2, default=float) + "\n")
+    barrier()  # the files are written before any process reads them
     return summary
+
+
+def _skip(*_args: Any) -> None:
+    """Where rank 0 writes a file, the other processes of a data-parallel run do nothing."""
 
 
 def _saved_config(out: Path) -> RunConfig:

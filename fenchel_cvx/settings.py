@@ -270,6 +270,10 @@ class TrainerSettings(_Checked):
     threads: int | None = setting(None, "torch's CPU threads for the training's tensor work; with other jobs "
                                   "keeping cores busy, 1 is faster (idle threads spin waiting for a busy core)",
                                   "int", low=1, none="torch's choice, one per core", resumable=True, metavar="N")
+    dist_backend: str = setting(
+        "auto", "torch.distributed backend of a data-parallel run (started by torchrun, which sets WORLD_SIZE): "
+        "gloo (CPU) or nccl (GPU); auto: nccl on a CUDA device, else gloo. Unused in a single process",
+        "choice", choices=("auto", "gloo", "nccl"), resumable=True, group="processes")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,12 @@ everything else is written here once:
   device has finished the batch's work (CUDA is synchronized first);
 * **history**: one row (:data:`HISTORY_KEYS`) at the end of every epoch and every ``eval_every`` batches;
 * **resume**: a state from a checkpoint continues bitwise-identically, mid-epoch included; its weights must fit the
-  architecture and its permutation the data.
+  architecture and its permutation the data;
+* **data parallelism** (:mod:`fenchel_cvx.shards`): when :mod:`torch.distributed` is initialized with two or more
+  processes, each process trains on its contiguous part of every batch (every process draws the same permutation)
+  and the method's sums over samples -- W-updates, ``J``, the backprop gradients, the evaluation -- are local sums
+  plus an ``all_reduce``, so every process holds the same weights and history. Progress bars show on rank 0 only;
+  ``callback`` runs on every process (write files from rank 0).
 
 Layout: :meth:`Trainer.step` takes paper-layout tensors ``X0`` ``(n, m)`` and ``Y`` ``(p, m)`` (or labels
 ``(m,)``); :meth:`Trainer.run`, :meth:`Trainer.evaluate` and :meth:`Trainer.predict` take samples-first data.
@@ -33,8 +38,9 @@ import numpy as np
 import torch
 
 from ._checks import check_choice, check_finite, check_ndim
-from .errors import CheckpointError, DomainError, FenchelError, LabelError, ShapeError
+from .errors import CheckpointError, DomainError, FenchelError, LabelError, ShapeError, ShardingError
 from .settings import TrainerSettings, layer_values
+from .shards import all_sum, is_sharded, local_part, process_group, sharded, traffic_tag, world
 
 __all__ = ["HISTORY_KEYS", "TrainState", "Trainer", "affine", "feed_forward", "pre_activation"]
 
@@ -267,7 +273,7 @@ class Trainer:
         """A fresh state: the network's weights on ``settings.device``/``dtype`` and a seeded generator."""
         def param(a: Any) -> torch.Tensor:
             t = torch.as_tensor(np.asarray(a), dtype=self.dtype).to(self.device).clone()
-            return t.requires_grad_(True) if self.requires_grad else t
+            return torch.nn.Parameter(t) if self.requires_grad else t  # a Parameter: what DDP wraps
         rng = torch.Generator()
         rng.manual_seed(int(self.settings.seed))
         return self.state_class(W=[param(w) for w in self.network.W], b=[param(v) for v in self.network.b], rng=rng)
@@ -294,7 +300,7 @@ class Trainer:
             if t.device == self.device and t.dtype == self.dtype and t.is_contiguous():
                 return t
             t = t.detach().to(device=self.device, dtype=self.dtype).contiguous()
-            return t.requires_grad_(True) if self.requires_grad else t
+            return torch.nn.Parameter(t) if self.requires_grad else t  # a Parameter: what DDP wraps
         state.W, state.b = [mv(w) for w in state.W], [mv(v) for v in state.b]
         self._adopt_extra(state)
         return state
@@ -305,6 +311,11 @@ class Trainer:
     def _check_state(self, state: TrainState, m: int) -> None:
         """Method-specific checks that ``state`` fits a training set of ``m`` samples."""
 
+    def checkpoint(self, state: TrainState) -> dict:
+        """The state dict to save (:meth:`TrainState.state_dict`). In a data-parallel run every process calls it
+        (it may gather per-process parts) and rank 0 writes it."""
+        return state.state_dict()
+
     # -- one batch ---------------------------------------------------------------------------------------------
     def step(self, state: TrainState, X0: Array, Y: Array) -> TrainState:
         """Train on one batch (paper layout) and advance the step counter and the clock.
@@ -314,7 +325,7 @@ class Trainer:
         state : TrainState
             Updated in place and returned.
         X0 : Tensor, shape (n, m)
-            The batch's inputs (features x samples).
+            The batch's inputs (features x samples); in a data-parallel run, this process's part of the batch.
         Y : Tensor, shape (p, m), or labels (m,)
             Targets.
         """
@@ -327,7 +338,8 @@ class Trainer:
             raise ShapeError(f"Y: expected {X0.shape[1]} columns to match X0, got {T.shape[1]}")
         self._ready(state)
         t0 = time.perf_counter()
-        last = self._update(state, X0, T)
+        with sharded():
+            last = self._update(state, X0, T)
         if self.device.type == "cuda":  # so that the clock measures the work, not the queueing
             torch.cuda.synchronize(self.device)
         dt = time.perf_counter() - t0
@@ -381,24 +393,33 @@ class Trainer:
             raise ShapeError("X: expected at least one training sample, got an empty training set (0 rows)")
         bs = m if s.batch_size is None else min(int(s.batch_size), m)
         nb = -(-m // bs)
+        rank, size = world(process_group())
+        if size > 1 and min(bs, m - (nb - 1) * bs) < size:
+            raise ShardingError(f"batch_size: every batch must give each of the {size} processes a sample; batches "
+                                f"of {bs} over {m} samples end with one of {m - (nb - 1) * bs}. Choose a batch size "
+                                "that leaves a last batch of at least one sample per process")
         if state.perm is not None and state.perm.numel() != m:
             raise CheckpointError(f"state.perm: the saved permutation covers {state.perm.numel()} samples, the "
                                   f"training set has {m}; resume with the same data")
         self._check_state(state, m)
         X0 = Xs.T  # a view; batches gather whole samples (rows of Xs), much faster than columns of X0
+        if s.batch_size is None and size > 1:  # Algorithm 1: this process's columns of the whole set
+            cols = local_part(torch.arange(m), rank, size).to(self.device)
+            Xfull, Yfull_local = Xs[cols].T.contiguous(), Yfull[:, cols]
         threads = torch.get_num_threads()
         if s.threads is not None:
             torch.set_num_threads(int(s.threads))
-        bar = _progress(progress, total=s.epochs * nb, initial=min(state.epoch * nb + state.batch, s.epochs * nb),
-                        desc=self.method)
+        bar = _progress(progress and rank == 0, total=s.epochs * nb,
+                        initial=min(state.epoch * nb + state.batch, s.epochs * nb), desc=self.method)
         try:
             while state.epoch < s.epochs:
                 if s.batch_size is None:
-                    Xb, Yb = X0, Yfull
+                    Xb, Yb = (X0, Yfull) if size == 1 else (Xfull, Yfull_local)
                 else:
                     if state.perm is None:
                         state.perm = torch.randperm(m, generator=state.rng) if s.shuffle else torch.arange(m)
-                    idx = state.perm[state.batch * bs:(state.batch + 1) * bs].to(self.device)
+                    idx = local_part(state.perm[state.batch * bs:(state.batch + 1) * bs], rank, size)
+                    idx = idx.to(self.device)
                     Xb, Yb = Xs[idx].T.contiguous(), Yfull[:, idx]
                 self.step(state, Xb, Yb)
                 state.batch += 1
@@ -422,6 +443,11 @@ class Trainer:
 
     def _row(self, state: TrainState, nb: int, X0: torch.Tensor, Yfull: torch.Tensor, labels: torch.Tensor | None,
              test: tuple | None) -> dict:
+        with sharded(), traffic_tag("history row"):
+            return self._row_sharded(state, nb, X0, Yfull, labels, test)
+
+    def _row_sharded(self, state: TrainState, nb: int, X0: torch.Tensor, Yfull: torch.Tensor,
+                     labels: torch.Tensor | None, test: tuple | None) -> dict:
         terms = self.batch_terms(state)
         tr_loss, tr_acc = self._evaluate_t(state, X0, Yfull, labels, rule="feedforward")
         te_loss, te_acc = (self._evaluate_t(state, test[0].T, *test[1:], rule=self._test_rule()) if test is not None
@@ -498,13 +524,20 @@ class Trainer:
         """Mean per-sample loss (feed-forward outputs) and accuracy under ``rule``, in chunks."""
         W, b = [w.detach() for w in state.W], [v.detach() for v in state.b]
         total, correct, m = 0.0, 0, X0.shape[1]
-        for j in range(0, m, _EVAL_CHUNK):
-            Xc, Yc = X0[:, j:j + _EVAL_CHUNK], Y[:, j:j + _EVAL_CHUNK]
+        lo, hi = 0, m
+        if is_sharded():  # this process's contiguous share of the columns; the totals meet below
+            part = local_part(torch.arange(m), *world())
+            lo, hi = (int(part[0]), int(part[-1]) + 1) if part.numel() else (0, 0)
+        for j in range(lo, hi, _EVAL_CHUNK):
+            k = min(j + _EVAL_CHUNK, hi)
+            Xc, Yc = X0[:, j:k], Y[:, j:k]
             out = feed_forward(W, b, self.acts, Xc, self.layers)[-1]
             total += float(self.loss.value(Yc, out))
             if labels is not None:
                 pred = out.argmax(0) if rule == "feedforward" else self._labels(state, W, b, Xc, rule)
-                correct += int((pred == labels[j:j + _EVAL_CHUNK]).sum())
+                correct += int((pred == labels[j:k]).sum())
+        if is_sharded():
+            total, correct = all_sum(torch.tensor([total, correct], dtype=torch.float64, device=X0.device)).tolist()
         return total / max(m, 1), (correct / max(m, 1) if labels is not None else math.nan)
 
     def evaluate(self, state: TrainState, X: Array, y: Array) -> tuple[float, float]:

@@ -137,7 +137,8 @@ def test_a_config_written_before_the_groups_still_loads():
 
 
 def test_one_place_says_what_may_change_on_resume():
-    assert S.resumable() == {"epochs", "device", "eval_every", "threads", "data_dir", "record_blocks"}
+    assert S.resumable() == {"epochs", "device", "eval_every", "threads", "data_dir", "record_blocks",
+                             "dist_backend"}
     from fenchel_cvx.checkpoint import run_config
     from fenchel_cvx.network import LiftedNetwork
     net = LiftedNetwork([3, 4, 2], "relu", "ce")

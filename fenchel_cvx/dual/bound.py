@@ -130,6 +130,9 @@ def estimate_G(net: LiftedNetwork, X: Any, Y: Any, *, lam: Any, rho: Any, starts
                init: LiftedNetwork | None = None) -> BoundReport:
     """Estimate ``G(lam)`` from above by full-batch BCD (Algorithm 1) from several starts.
 
+    Under :mod:`torch.distributed` with two or more processes (every process passing the same ``X``, ``Y``) the
+    BCD sweeps are data-parallel (:mod:`fenchel_cvx.shards`) and every process returns the same report.
+
     Parameters
     ----------
     net : LiftedNetwork
@@ -198,7 +201,8 @@ def estimate_G(net: LiftedNetwork, X: Any, Y: Any, *, lam: Any, rho: Any, starts
             state = bcd.run(X0.T, T.T, progress=False)
         residuals.append(float(state.last.get("max_residual", math.nan)))
         net_out = bcd.network_from_state(state)
-        Xvars = [x.detach().cpu().double().numpy() for x in state.X] if state.X is not None else net_out.init_X(X0)
+        X_all = bcd.gathered_X(state)  # data-parallel: every process's columns
+        Xvars = [x.detach().cpu().double().numpy() for x in X_all] if X_all is not None else net_out.init_X(X0)
         candidates = [(net_out, Xvars), (net_out, net_out.init_X(X0)), (net_k, net_k.init_X(X0))]
         start_best = None
         for cand_net, cand_X in candidates:

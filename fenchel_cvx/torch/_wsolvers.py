@@ -42,8 +42,9 @@ import torch
 
 from .._checks import check_choice
 from ..activations import Activation, LeakyReLU, ReLU
-from ..errors import SolverError
+from ..errors import ShardingError, SolverError
 from ..losses import CrossEntropyLoss, Loss
+from ..shards import all_sum, all_sum_float, is_sharded
 from ._common import sup_dphi
 
 __all__ = ["SolveOutput", "ce_mm", "ce_newton", "gap_bound", "majorizer_cholesky", "mm_rows", "penalty",
@@ -98,6 +99,15 @@ class SolveOutput:
 def _sq(P: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean norm of each row."""
     return (P * P).sum(-1)
+
+
+def _refuse_sharded(subproblem: str, what: str) -> None:
+    """Newton's methods form per-row (or joint) Hessians that are sums over samples of ``p_a x p_a`` blocks: an
+    ``all_reduce`` of ``r p_a^2`` numbers per step, more than the data. Data-parallel runs use the MM steps."""
+    if is_sharded():
+        raise ShardingError(f"method: {what} does not split over processes (its Hessians would cross them every "
+                            f"step); in a data-parallel run call {subproblem} with method='mm' (certified, to tol) or "
+                            "'running'")
 
 
 # -- certificates -------------------------------------------------------------------------------------------------
@@ -299,9 +309,11 @@ def _line_search(U: torch.Tensor, dU: torch.Tensor, V: torch.Tensor, act: Activa
         tt, dd = t[todo], dU[todo]
         Ut = U[todo] + tt.unsqueeze(1) * dd
         terms = dd * (act.forward(Ut) - V[todo])
-        d1 = lam * terms.sum(1) + q0[todo] + tt * q1[todo]
-        d2 = lam * (dd * dd * act.derivative(Ut)).sum(1) + q1[todo]
-        noise = lam * terms.abs().sum(1) + q0[todo].abs() + (tt * q1[todo]).abs()
+        # the three sums over samples in one all_reduce when data-parallel
+        sums = all_sum(torch.stack([terms.sum(1), (dd * dd * act.derivative(Ut)).sum(1), terms.abs().sum(1)]))
+        d1 = lam * sums[0] + q0[todo] + tt * q1[todo]
+        d2 = lam * sums[1] + q1[todo]
+        noise = lam * sums[2] + q0[todo].abs() + (tt * q1[todo]).abs()
         done = (d1.abs() <= 1e-9 * slope0[todo].abs()) | (d1.abs() <= 1e-13 * noise)
         l, h = lo[todo], hi[todo]
         l = torch.where(d1 < 0, tt, l)
@@ -352,6 +364,7 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
     converged (see :class:`_RowHessians`), a batched float64 Cholesky (``r p_a^3 / 3``), ``Delta X_a`` and the
     line search (``O(r m)`` per evaluation).
     """
+    _refuse_sharded("w_hidden", "semismooth Newton on the hidden W-update")
     r, pa = Z.shape
     m = Xa.shape[1]
     Xt = Xa.T.contiguous()
@@ -436,9 +449,9 @@ def ridge(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor
     minimum-norm solution from an eigendecomposition. Cost ``p_a^2 m + 2 K p_a m + p_a^3 / 3``.
     """
     Xt = Xa.T.contiguous()
-    A = 2.0 * (Xa @ Xt)
+    A = 2.0 * all_sum(Xa @ Xt)
     A.diagonal().add_(mu)
-    TX = 2.0 * (T @ Xt)
+    TX = 2.0 * all_sum(T @ Xt)
     rhs = TX + lin
     L, info = torch.linalg.cholesky_ex(A)
     if int(info) == 0:
@@ -451,7 +464,7 @@ def ridge(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor
         keep = evals > evals.abs().max() * A.shape[0] * torch.finfo(A.dtype).eps
         inv = torch.where(keep, 1.0 / torch.where(keep, evals, torch.ones_like(evals)), torch.zeros_like(evals))
         W = ((rhs @ Q) * inv) @ Q.T
-    YX = 2.0 * ((W @ Xa) @ Xt)
+    YX = 2.0 * all_sum((W @ Xa) @ Xt)
     MW = mu * W
     G = YX - TX + MW - lin
     res = _joint_residual(G, (YX, TX, MW, lin))
@@ -465,17 +478,17 @@ class _CE:
 
     def __init__(self, Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor):
         self.Xa, self.Xt, self.T, self.mu, self.lin = Xa, Xa.T.contiguous(), T, mu, lin
-        self.TX = T @ self.Xt
+        self.TX = all_sum(T @ self.Xt)
 
     def value(self, W: torch.Tensor) -> tuple[float, torch.Tensor]:
         Yh = W @ self.Xa
         lse = torch.logsumexp(Yh, dim=0)
-        f = lse.sum() - (self.T * Yh).sum() + 0.5 * (self.mu * W * W).sum() - (self.lin * W).sum()
-        return float(f), torch.exp(Yh - lse)
+        data = all_sum_float(lse.sum() - (self.T * Yh).sum(), W)
+        return data + float(0.5 * (self.mu * W * W).sum() - (self.lin * W).sum()), torch.exp(Yh - lse)
 
     def gradient(self, W: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The gradient, its certificate and the data piece ``softmax(Yhat) X_a^T``."""
-        SX = S @ self.Xt
+        SX = all_sum(S @ self.Xt)
         MW = self.mu * W
         G = SX - self.TX + MW - self.lin
         return G, _joint_residual(G, (SX, self.TX, MW, self.lin)), SX
@@ -548,6 +561,7 @@ def ce_newton(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Te
     """
     K = T.shape[0]
     pa = Xa.shape[0]
+    _refuse_sharded("w_last", "Newton's method on the cross-entropy W-update")
     if method == "auto":
         method = "newton" if K * pa <= max_dense_dim else "newton_cg"
     ce = _CE(Xa, T, mu, lin)
@@ -616,7 +630,7 @@ def majorizer_cholesky(Xa: torch.Tensor, Xt: torch.Tensor, s: float, mu: torch.T
     the factorization fails). The ridge enters ``M`` only, never the objective or the residual; a larger ``M``
     is still an upper bound on the Hessian, so the step stays monotone. Returns ``(L, eps)``.
     """
-    M = s * (Xa @ Xt)
+    M = s * all_sum(Xa @ Xt)
     M.diagonal().add_(mu)
     n = M.shape[0]
     scale = float(M.diagonal().mean()) if n else 1.0
@@ -654,12 +668,15 @@ def mm_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: 
     every ``mu_i > 0``) takes the same steps in sample space; see :func:`_mm_rows_kernel`.
     """
     check_choice(form, "form", ("auto", "primal", "kernel"))
-    wide = form == "kernel" or (form == "auto" and Xa.shape[1] < Xa.shape[0])
+    if form == "kernel" and is_sharded():
+        raise ShardingError("form: the sample-space ('kernel') MM steps couple every pair of samples and do not "
+                            "split over processes; use form='auto' or 'primal' in a data-parallel run")
+    wide = form == "kernel" or (form == "auto" and Xa.shape[1] < Xa.shape[0] and not is_sharded())
     if wide and bool((mu > 0).all()) and Z.shape[0] and Xa.shape[1]:
         return _mm_rows_kernel(Xa, V, act, lam, mu, lin, Z, tol=tol, max_iter=max_iter)
     r = Z.shape[0]
     Xt = Xa.T.contiguous()
-    VX = lam * (V @ Xt)
+    VX = lam * all_sum(V @ Xt)
     floor = float(VX.norm(dim=1).mean()) if r else 0.0
     L, ridge = majorizer_cholesky(Xa, Xt, lam * sup_dphi(act), mu)
     residual = torch.full((r,), math.inf, dtype=Z.dtype, device=Z.device)
@@ -670,7 +687,7 @@ def mm_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: 
     history: list[float] = []
     for it in range(max_iter + 1):
         Za, la, VXa = Z[active], lin[active], VX[active]
-        A = lam * (act.forward(Za @ Xa) @ Xt)
+        A = lam * all_sum(act.forward(Za @ Xa) @ Xt)
         MZ = mu * Za
         G = A - VXa + MZ - la
         res = relative_residual(G, (A, VXa, MZ, la), floor)
@@ -860,7 +877,8 @@ def running_hidden_step(X_in: torch.Tensor, X_next: torch.Tensor, U: torch.Tenso
     else the step times ``relax``. Returns ``(W_new, b_new)`` in the input dtype.
     """
     R = act.forward(U).sub_(X_next).mul_(lam)  # forward returns a new tensor: U is left alone
-    G, D = _direction(R @ X_in.T, R.sum(1) if b is not None else None, W, b, rho, gamma, W0, b0, curvature)
+    G, D = _direction(all_sum(R @ X_in.T), all_sum(R.sum(1)) if b is not None else None, W, b, rho, gamma, W0, b0,
+                      curvature)
     if line_search:
         D.mul_(_row_steps(X_in, U, X_next, W, b, G, D, act, lam, rho, gamma, W0, b0)[:, None])
     elif relax != 1.0:
@@ -883,12 +901,13 @@ def running_last_step(X_in: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, b: t
     Yhat = torch.addmm(b.reshape(-1, 1), W, X_in) if b is not None else W @ X_in
 
     def objective(W_: torch.Tensor, b_: torch.Tensor | None, Yhat_: torch.Tensor) -> float:
-        return float(loss.value(Y, Yhat_)) + penalty(W_.to(_F64), None if b_ is None else b_.to(_F64), rho, gamma,
-                                                     W0, b0)
+        b64 = None if b_ is None else b_.to(_F64)
+        return all_sum_float(loss.value(Y, Yhat_), Y) + penalty(W_.to(_F64), b64, rho, gamma, W0, b0)
 
     f0 = objective(W, b, Yhat) if line_search else math.nan
     H = torch.softmax(Yhat, 0).sub_(Y) if isinstance(loss, CrossEntropyLoss) else Yhat.sub_(Y).mul_(2.0)
-    _, D = _direction(H @ X_in.T, H.sum(1) if b is not None else None, W, b, rho, gamma, W0, b0, curvature)
+    _, D = _direction(all_sum(H @ X_in.T), all_sum(H.sum(1)) if b is not None else None, W, b, rho, gamma, W0, b0,
+                      curvature)
     if relax != 1.0:
         D.mul_(relax)
     W_new, b_new = _apply(W, b, D)

@@ -36,6 +36,7 @@ from .._checks import check_finite, check_scalar
 from ..activations import Activation, get_activation
 from ..errors import CheckpointError, ShapeError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, get_loss
+from ..shards import all_sum, all_sum_float
 from ._common import sup_dphi
 
 __all__ = ["RunningCurvature", "hidden_curvature", "last_curvature"]
@@ -131,6 +132,8 @@ class RunningCurvature:
         if self.bias:
             G[:p_in, p_in] = G[p_in, :p_in] = X.sum(1)
             G[p_in, p_in] = m
+        all_sum(G)  # data-parallel: the second moment of the whole batch
+        m = int(all_sum_float(m))
         G /= m
         self.refreshes += 1
         w = max(1.0 / self.refreshes, 1.0 - self.decay)

@@ -86,6 +86,7 @@ from ..activations import Activation, get_activation
 from ..errors import NotConvergedWarning, ShapeError, SolverError, TensorMismatchError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
 from ..optimality import gradient_residual
+from ..shards import all_sum_float
 from ..subproblems import SubproblemResult, check_layer, check_layer_shape
 from ._common import check_max_iter, check_tensor, check_tol, solver_errors
 from ._wsolvers import (
@@ -480,7 +481,7 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
             U = out.info.pop("U", None)
             if U is None or X_in.dtype != _F64:
                 U = W @ X64 if b is None else W @ X64 + b.unsqueeze(1)
-            return lam * act.B_sum(V, U) + penalty(W, b, rho, gamma, W0, b0)
+            return lam * all_sum_float(act.B_sum(V, U), U) + penalty(W, b, rho, gamma, W0, b0)
 
         reg = {"rho": rho, "gamma": gamma, "W0": W0, "b0": b0}
         return _result("w_hidden", out, p_in, bias, X_in.dtype, value, solver, t0, tol, max_iter, warn, "rows", reg)
@@ -672,7 +673,7 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
 
         def value(W: torch.Tensor, b: torch.Tensor | None) -> float:
             Yhat = W @ X64 if b is None else W @ X64 + b.unsqueeze(1)
-            return float(loss.value(T, Yhat)) + penalty(W, b, rho, gamma, W0, b0)
+            return all_sum_float(loss.value(T, Yhat), Yhat) + penalty(W, b, rho, gamma, W0, b0)
 
         reg = {"rho": rho, "gamma": gamma, "W0": W0, "b0": b0}
         return _result("w_last", out, p_in, bias, X_in.dtype, value, solver, t0, tol, max_iter, warn, "entries", reg)
