@@ -118,30 +118,38 @@ def _probe(train_args: list[str], batches: int, out: str) -> None:
     if rank == 0:
         Path(out).write_text(json.dumps({"traffic": traffic, "blocks": blocks, "batches": batches, "size": size,
                                          "weights": [[list(s), n] for s, n in sizes]}))
+    shards.leave()
 
 
-def traffic(train_args: list[str], batches: int) -> None:
+def _probe_run(train_args: list[str], batches: int, procs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "traffic.json"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(HERE),
-               "--probe", str(out), "--probe-batches", str(batches), "--", *train_args]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs),
+               str(HERE), "--probe", str(out), "--probe-batches", str(batches), "--", *train_args]
         done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         if done.returncode != 0:
             raise SystemExit(done.stderr[-3000:])
-        data = json.loads(out.read_text())
-    n = data["batches"]
-    print(f"\nper batch (mean of {n}), two processes, `fenchel-cvx train {' '.join(train_args)}`:")
-    print("| block | all_reduce calls | numbers summed (float64) | MB | s per process (its all_reduces included) |")
-    print("|---|---|---|---|---|")
+        return json.loads(out.read_text())
+
+
+def traffic(train_args: list[str], batches: int, procs: int) -> None:
+    one, many = _probe_run(train_args, batches, 1), _probe_run(train_args, batches, procs)
+    n = many["batches"]
+    print(f"\nper batch (mean of {n}), `fenchel-cvx train {' '.join(train_args)}`: what {procs} processes send, and "
+          f"the seconds of each block in one process and per process of {procs} (all_reduces included)")
+    print(f"| block | all_reduce calls | numbers summed (float64) | MB | s, 1 process | s, {procs} processes |")
+    print("|---|---|---|---|---|---|")
     tot_calls = tot_nums = 0.0
-    for tag, (calls, nums) in sorted(data["traffic"].items()):
+    tags = sorted(many["traffic"])
+    for tag in tags:
+        calls, nums = many["traffic"][tag]
         tot_calls, tot_nums = tot_calls + calls / n, tot_nums + nums / n
-        print(f"| {tag or 'other'} | {calls / n:.1f} | {nums / n:,.0f} | {8 * nums / n / 1e6:.3f} | |")
-    for key, sec in data["blocks"].items():
-        print(f"| {key} (compute) | | | | {sec:.4f} |")
+        print(f"| {tag or 'other'} | {calls / n:.1f} | {nums / n:,.0f} | {8 * nums / n / 1e6:.3f} | | |")
+    for key, sec in many["blocks"].items():
+        print(f"| {key} | | | | {one['blocks'].get(key, float('nan')):.4f} | {sec:.4f} |")
     print(f"| total | {tot_calls:.1f} | {tot_nums:,.0f} | {8 * tot_nums / 1e6:.3f} | "
-          f"{sum(data['blocks'].values()):.4f} |")
-    print("weights per layer: " + ", ".join(f"{'x'.join(map(str, s))} ({n:,})" for s, n in data["weights"]))
+          f"{sum(one['blocks'].values()):.4f} | {sum(many['blocks'].values()):.4f} |")
+    print("weights per layer: " + ", ".join(f"{'x'.join(map(str, s))} ({n:,})" for s, n in many["weights"]))
 
 
 def _links_worker(out: str) -> None:
@@ -206,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     if "scaling" in parts:
         scaling(args.train_args, args.procs, args.weak)
     if "traffic" in parts:
-        traffic(args.train_args, args.probe_batches)
+        traffic(args.train_args, args.probe_batches, args.procs)
     if "links" in parts:
         links()
     return 0

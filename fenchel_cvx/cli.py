@@ -223,13 +223,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
             from .runs import default_run_name
             out = Path(default_run_name(cfg))
         args.out = str(out)  # so that an interruption message names it
-    from .runs import CONFIG, _saved_config, load_data, train_run
-    from .shards import broadcast_object, init_from_environment, world
+    from .runs import _saved_config
+    from .shards import broadcast_object, init_from_environment, leave
 
     run_cfg = _saved_config(out).with_values(given) if args.resume else cfg
-    if init_from_environment(run_cfg.train.dist_backend, run_cfg.train.device):  # started by torchrun
+    if not init_from_environment(run_cfg.train.dist_backend, run_cfg.train.device):
+        return _train_and_report(args, given, out)
+    try:  # started by torchrun: one process of a data-parallel run
         out = Path(broadcast_object(str(out)))  # rank 0's default name (it holds a timestamp)
         args.out = str(out)
+        return _train_and_report(args, given, out)
+    finally:
+        leave()
+
+
+def _train_and_report(args: argparse.Namespace, given: dict, out: Path) -> int:
+    from .runs import CONFIG, _saved_config, load_data, train_run
+    from .shards import world
+
     lead = world()[0] == 0  # the other processes of a data-parallel run train alongside; rank 0 reports
     progress = not args.no_progress and lead
     summary = train_run(None, out, resume=args.resume, overrides=given, progress=progress)

@@ -33,7 +33,7 @@ import torch
 from .errors import ShardingError
 
 __all__ = ["TRAFFIC", "all_sum", "all_sum_float", "barrier", "broadcast_object", "gather_columns",
-           "init_from_environment", "is_sharded", "local_part", "process_group", "reset_traffic", "sharded",
+           "init_from_environment", "is_sharded", "leave", "local_part", "process_group", "reset_traffic", "sharded",
            "traffic_tag", "world"]
 
 # the group the torch face reduces over: set by `sharded`, read by `all_sum` (a context variable, so threads and
@@ -183,6 +183,12 @@ def broadcast_object(obj: Any) -> Any:
     box = [obj]
     _dist().broadcast_object_list(box, src=0)
     return box[0]
+
+
+def leave() -> None:
+    """Leave the default process group, if this process is in one (before exit: gloo's threads must stop first)."""
+    if torch.distributed.is_available() and _dist().is_initialized():
+        _dist().destroy_process_group()
 
 
 def init_from_environment(backend: str = "auto", device: str = "cpu") -> bool:

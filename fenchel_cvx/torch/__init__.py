@@ -16,6 +16,11 @@ Layout convention: paper layout inside, ``(features, samples)``: one column per 
 Every function takes ``layer=`` last (a :class:`~fenchel_cvx.layers.Layer`; ``None``: dense): with a convolution
 or a pooled layer the X-updates run on the layer's operator and its adjoint, the W-updates on the patch form
 (:mod:`~fenchel_cvx.torch.x_updates`, :mod:`~fenchel_cvx.torch.w_updates`).
+
+Data-parallel: inside :func:`fenchel_cvx.shards.sharded` each process passes *its* columns and the W-updates sum
+their data terms (Gram matrices, gradients, objective values) over the processes; the X-updates need nothing, as
+they separate over columns. Newton's methods (the W-updates' default ``method``) refuse there with
+:class:`~fenchel_cvx.errors.ShardingError`: ``method="mm"`` solves the same problem to ``tol``.
 """
 
 from __future__ import annotations

@@ -843,6 +843,16 @@ def _direction(grad_rows: torch.Tensor, grad_bias: torch.Tensor | None, W: torch
     return G, curvature.precondition(G)
 
 
+def _data_gradient(R: torch.Tensor, X_in: torch.Tensor, bias: bool) -> tuple:
+    """``(R X_in^T, R 1)``, summed over the processes of a data-parallel run in one ``all_reduce``."""
+    if not is_sharded():
+        return R @ X_in.T, R.sum(1) if bias else None
+    if not bias:
+        return all_sum(R @ X_in.T), None
+    both = all_sum(torch.cat([R @ X_in.T, R.sum(1, keepdim=True)], 1))
+    return both[:, :-1], both[:, -1]
+
+
 def _apply(W: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor) -> tuple:
     """``[W, b] - D`` in float64, back in the input dtype."""
     W_new = (W.to(_F64) - D[:, :W.shape[1]]).to(W.dtype).contiguous()
@@ -877,8 +887,7 @@ def running_hidden_step(X_in: torch.Tensor, X_next: torch.Tensor, U: torch.Tenso
     else the step times ``relax``. Returns ``(W_new, b_new)`` in the input dtype.
     """
     R = act.forward(U).sub_(X_next).mul_(lam)  # forward returns a new tensor: U is left alone
-    G, D = _direction(all_sum(R @ X_in.T), all_sum(R.sum(1)) if b is not None else None, W, b, rho, gamma, W0, b0,
-                      curvature)
+    G, D = _direction(*_data_gradient(R, X_in, b is not None), W, b, rho, gamma, W0, b0, curvature)
     if line_search:
         D.mul_(_row_steps(X_in, U, X_next, W, b, G, D, act, lam, rho, gamma, W0, b0)[:, None])
     elif relax != 1.0:
@@ -906,8 +915,7 @@ def running_last_step(X_in: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, b: t
 
     f0 = objective(W, b, Yhat) if line_search else math.nan
     H = torch.softmax(Yhat, 0).sub_(Y) if isinstance(loss, CrossEntropyLoss) else Yhat.sub_(Y).mul_(2.0)
-    _, D = _direction(all_sum(H @ X_in.T), all_sum(H.sum(1)) if b is not None else None, W, b, rho, gamma, W0, b0,
-                      curvature)
+    _, D = _direction(*_data_gradient(H, X_in, b is not None), W, b, rho, gamma, W0, b0, curvature)
     if relax != 1.0:
         D.mul_(relax)
     W_new, b_new = _apply(W, b, D)
