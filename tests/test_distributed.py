@@ -189,3 +189,28 @@ def test_torchrun_runs_the_cli_data_parallel_and_resumes(tmp_path):
             assert g[key] == pytest.approx(r[key], rel=1e-10), key
         assert (g["train_acc"], g["test_acc"]) == (r["train_acc"], r["test_acc"])
     assert not list(dist_dir.glob("*.tmp*"))  # one writer: no leftovers of a second process's files
+
+
+def test_a_batch_too_small_for_the_processes_is_refused(monkeypatch):
+    """Each process needs a sample of every batch: a last batch of 1 over 2 processes is refused, naming the size."""
+    import fenchel_cvx.trainer as tr
+    from fenchel_cvx.bcd import BCD, BCDSettings
+    from fenchel_cvx.network import LiftedNetwork
+
+    monkeypatch.setattr(tr, "world", lambda group=None: (0, 2))
+    X, y = np.random.default_rng(0).normal(size=(21, 4)), np.arange(21) % 3
+    bcd = BCD(LiftedNetwork([4, 5, 3], "relu", "ce", seed=0), BCDSettings(batch_size=10, epochs=1))
+    with pytest.raises(ShardingError, match="batch_size.*2 processes.*one of 1"):
+        bcd.run(X, y, progress=False)
+
+
+def test_the_cvxpy_face_refuses_to_run_sharded(monkeypatch):
+    import fenchel_cvx.bcd as bcd_mod
+    from fenchel_cvx.bcd import BCD, BCDSettings
+    from fenchel_cvx.network import LiftedNetwork
+
+    monkeypatch.setattr(bcd_mod, "is_sharded", lambda: True)
+    X, y = np.random.default_rng(0).normal(size=(6, 3)), np.arange(6) % 2
+    bcd = BCD(LiftedNetwork([3, 2, 2], "relu", "ce", seed=0), BCDSettings(batch_size=None, epochs=1, backend="cvx"))
+    with pytest.raises(ShardingError, match="backend='torch'"):
+        bcd.run(X, y, progress=False)
