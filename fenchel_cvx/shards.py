@@ -109,7 +109,8 @@ def all_sum(t: torch.Tensor) -> torch.Tensor:
     if g is None or g is _NONE:
         return t
     if not t.is_contiguous():
-        raise ValueError("all_sum: expected a contiguous tensor (all_reduce works in place)")
+        raise ShardingError(f"t: expected a contiguous tensor (all_reduce sums in place), got one of shape "
+                            f"{tuple(t.shape)} with strides {t.stride()}; pass t.contiguous()")
     _dist().all_reduce(t, op=_dist().ReduceOp.SUM, group=g)
     count = TRAFFIC.setdefault(_TAG.get(), [0, 0])
     count[0] += 1
@@ -134,7 +135,7 @@ def reset_traffic() -> dict[str, list[int]]:
     return held
 
 
-def all_sum_float(x: float, like: torch.Tensor | None = None) -> float:
+def all_sum_float(x: float | torch.Tensor, like: torch.Tensor | None = None) -> float:
     """A Python number summed over the processes of the current :func:`sharded` block (float64)."""
     if not is_sharded():
         return float(x)
