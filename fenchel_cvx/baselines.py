@@ -112,6 +112,7 @@ class Backprop(Trainer):
     def __init__(self, network: Any, settings: BackpropSettings | None = None):
         super().__init__(network, settings)
         self.lr = self.settings.learning_rate
+        self._ddp_cache: tuple[list[int], torch.nn.Module] | None = None  # (parameter ids, DDP module)
 
     @property
     def method(self) -> str:
@@ -211,9 +212,8 @@ class Backprop(Trainer):
         """``DistributedDataParallel`` around the batch objective over ``state``'s parameters (built once per
         parameter set)."""
         params = list(state.W) + list(state.b)
-        cached = getattr(self, "_ddp_cache", None)
-        if cached is not None and cached[0] == [id(p) for p in params]:
-            return cached[1]
+        if self._ddp_cache is not None and self._ddp_cache[0] == [id(p) for p in params]:
+            return self._ddp_cache[1]
         dev = self.device
         gpu = (torch.cuda.current_device() if dev.index is None else dev.index) if dev.type == "cuda" else None
         ddp = torch.nn.parallel.DistributedDataParallel(_Objective(self, state.W, state.b),

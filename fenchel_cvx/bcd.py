@@ -75,7 +75,7 @@ import torch
 from ._checks import per_layer
 from .errors import CheckpointError, ShapeError, ShardingError
 from .settings import BCDSettings, layer_values
-from .shards import all_sum_float, gather_columns, is_sharded, local_part, process_group, sharded, traffic_tag, world
+from .shards import all_sum_float, column_range, gather_columns, is_sharded, process_group, sharded, traffic_tag, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState, feed_forward, pre_activation
 
 __all__ = ["BCD", "HISTORY_KEYS", "BCDSettings", "BCDState", "feed_forward", "lagrangian_terms"]
@@ -267,19 +267,17 @@ class BCD(Trainer):
         if state.X is None:
             return
         rank, size = world(process_group())
-        cols = local_part(torch.arange(m), rank, size)
+        cols = column_range(m, rank, size)
         if size > 1 and state.X[0].shape[1] == m:  # a checkpoint holds every column: keep this process's
-            state.X = [x[:, cols.to(x.device)].contiguous() for x in state.X]
-        if state.X[0].shape[1] != cols.numel():
-            part = f" ({cols.numel()} on process {rank} of {size})" if size > 1 else ""
+            state.X = [x[:, cols.start:cols.stop].contiguous() for x in state.X]
+        if state.X[0].shape[1] != len(cols):
+            part = f" ({len(cols)} on process {rank} of {size})" if size > 1 else ""
             raise CheckpointError(f"state.X: Algorithm 1 X-variables cover {state.X[0].shape[1]} samples, the "
                                   f"training set has {m}{part}; resume with the same data")
 
     def checkpoint(self, state: BCDState) -> dict:
         """``state.state_dict()``; in a data-parallel Algorithm 1 run the X-variables of every process's columns
         are gathered first (a collective call: every process makes it, rank 0 writes the file)."""
-        if state.X is None or world(process_group())[1] == 1:
-            return state.state_dict()
         local = state.X
         state.X = self.gathered_X(state)
         try:

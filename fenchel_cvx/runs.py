@@ -342,24 +342,20 @@ def _train_into(out: Path, cfg: RunConfig, trainer: BCD | Backprop, net: LiftedN
     else:
         state = trainer.init_state()
     already_done = resume and state.epoch >= cfg.train.epochs
-    if not lead:
-        progress = False
-
-        def echo(_msg: str) -> None:
-            pass
-    write_config = write_atomic if lead else _skip
-    write_config(out / CONFIG, json.dumps({"config": cfg.to_dict(),
-                                            "resolved": {"sizes": sizes, **trainer.resolved()},
-                                            "identity": identity, "fenchel_cvx": __version__,
-                                            "torch": torch.__version__, "python": platform.python_version(),
-                                            "machine": platform.platform()}, indent=2) + "\n")
+    if not lead:  # the other processes of a data-parallel run neither print nor write
+        progress, echo = False, _silent
+    if lead:
+        write_atomic(out / CONFIG, json.dumps({"config": cfg.to_dict(),
+                                               "resolved": {"sizes": sizes, **trainer.resolved()},
+                                               "identity": identity, "fenchel_cvx": __version__,
+                                               "torch": torch.__version__, "python": platform.python_version(),
+                                               "machine": platform.platform()}, indent=2) + "\n")
     if echo is None:
         if progress:
             from tqdm.auto import tqdm
             echo = tqdm.write
         else:
-            def echo(_msg: str) -> None:
-                pass
+            echo = _silent
 
     def on_row(st: Any, row: dict) -> None:
         if lead:
@@ -393,8 +389,8 @@ def _train_into(out: Path, cfg: RunConfig, trainer: BCD | Backprop, net: LiftedN
     return summary
 
 
-def _skip(*_args: Any) -> None:
-    """Where rank 0 writes a file, the other processes of a data-parallel run do nothing."""
+def _silent(_msg: str) -> None:
+    """An ``echo`` that prints nothing."""
 
 
 def _saved_config(out: Path) -> RunConfig:

@@ -10,8 +10,8 @@ followed by one ``all_reduce``. This module is the one place that says so:
   the same code with and without processes.
 * :func:`all_sum` -- sum a tensor of local partial sums over the processes, in place.
 * :func:`gather_columns` -- the whole of a per-sample matrix (Algorithm 1's X-variables, for a checkpoint).
-* :func:`local_part` -- the contiguous share of a batch's indices that a process holds (a distributed sampler:
-  every process draws the same global permutation and keeps its part of each batch).
+* :func:`column_range`, :func:`local_part` -- the contiguous share of a batch's indices that a process holds (a
+  distributed sampler: every process draws the same global permutation and keeps its part of each batch).
 
 The torch face calls :func:`all_sum` on exactly the quantities that are sums over samples: Gram matrices
 ``X_a X_a^T``, gradients ``R X_a^T``, objective values, line-search slopes and a running curvature's second
@@ -32,7 +32,7 @@ import torch
 
 from .errors import ShardingError
 
-__all__ = ["TRAFFIC", "all_sum", "all_sum_float", "barrier", "broadcast_object", "gather_columns",
+__all__ = ["TRAFFIC", "all_sum", "all_sum_float", "barrier", "broadcast_object", "column_range", "gather_columns",
            "init_from_environment", "is_sharded", "leave", "local_part", "process_group", "reset_traffic", "sharded",
            "traffic_tag", "world"]
 
@@ -143,13 +143,19 @@ def all_sum_float(x: float | torch.Tensor, like: torch.Tensor | None = None) -> 
     return float(all_sum(torch.tensor([float(x)], dtype=torch.float64, device=dev))[0])
 
 
+def column_range(m: int, rank: int, size: int) -> range:
+    """The positions ``0..m-1`` that process ``rank`` of ``size`` holds: ``size`` contiguous, nearly equal parts,
+    the first ``m % size`` one longer (``torch.tensor_split``'s split)."""
+    q, r = divmod(m, size)
+    start = rank * q + min(rank, r)
+    return range(start, start + q + (rank < r))
+
+
 def local_part(idx: torch.Tensor, rank: int, size: int) -> torch.Tensor:
-    """This process's contiguous part of the (global) sample indices ``idx``: ``torch.tensor_split`` into ``size``
-    nearly equal parts, part ``rank``. Every process draws the same permutation, so the parts cover each batch
-    once."""
-    if size == 1:
-        return idx
-    return torch.tensor_split(idx, size)[rank]
+    """This process's contiguous part of the (global) sample indices ``idx`` (:func:`column_range`). Every process
+    draws the same permutation, so the parts cover each batch once."""
+    part = column_range(len(idx), rank, size)
+    return idx[part.start:part.stop]
 
 
 def gather_columns(x: torch.Tensor, m: int, group: Any | None = None) -> torch.Tensor:
@@ -159,7 +165,7 @@ def gather_columns(x: torch.Tensor, m: int, group: Any | None = None) -> torch.T
     rank, size = world(group)
     if size == 1:
         return x
-    counts = [int(c.numel()) for c in torch.tensor_split(torch.arange(m), size)]
+    counts = [len(column_range(m, r, size)) for r in range(size)]
     if x.shape[-1] != counts[rank]:
         raise ShardingError(f"x: expected this process's {counts[rank]} of {m} columns (rank {rank} of {size}), "
                             f"got {x.shape[-1]}")

@@ -40,7 +40,7 @@ import torch
 from ._checks import check_choice, check_finite, check_ndim
 from .errors import CheckpointError, DomainError, FenchelError, LabelError, ShapeError, ShardingError
 from .settings import TrainerSettings, layer_values
-from .shards import all_sum, is_sharded, local_part, process_group, sharded, traffic_tag, world
+from .shards import all_sum, column_range, is_sharded, local_part, process_group, sharded, traffic_tag, world
 
 __all__ = ["HISTORY_KEYS", "TrainState", "Trainer", "affine", "feed_forward", "pre_activation"]
 
@@ -404,8 +404,8 @@ class Trainer:
         self._check_state(state, m)
         X0 = Xs.T  # a view; batches gather whole samples (rows of Xs), much faster than columns of X0
         if s.batch_size is None and size > 1:  # Algorithm 1: this process's columns of the whole set
-            cols = local_part(torch.arange(m), rank, size).to(self.device)
-            Xfull, Yfull_local = Xs[cols].T.contiguous(), Yfull[:, cols]
+            cols = column_range(m, rank, size)
+            Xfull, Yfull_local = Xs[cols.start:cols.stop].T.contiguous(), Yfull[:, cols.start:cols.stop]
         threads = torch.get_num_threads()
         if s.threads is not None:
             torch.set_num_threads(int(s.threads))
@@ -524,12 +524,9 @@ class Trainer:
         """Mean per-sample loss (feed-forward outputs) and accuracy under ``rule``, in chunks."""
         W, b = [w.detach() for w in state.W], [v.detach() for v in state.b]
         total, correct, m = 0.0, 0, X0.shape[1]
-        lo, hi = 0, m
-        if is_sharded():  # this process's contiguous share of the columns; the totals meet below
-            part = local_part(torch.arange(m), *world())
-            lo, hi = (int(part[0]), int(part[-1]) + 1) if part.numel() else (0, 0)
-        for j in range(lo, hi, _EVAL_CHUNK):
-            k = min(j + _EVAL_CHUNK, hi)
+        cols = column_range(m, *world()) if is_sharded() else range(m)  # data-parallel: totals meet below
+        for j in range(cols.start, cols.stop, _EVAL_CHUNK):
+            k = min(j + _EVAL_CHUNK, cols.stop)
             Xc, Yc = X0[:, j:k], Y[:, j:k]
             out = feed_forward(W, b, self.acts, Xc, self.layers)[-1]
             total += float(self.loss.value(Yc, out))
