@@ -44,10 +44,11 @@ _LAZY = {
     "LiftedNetwork": "network",
     "SUBPROBLEMS": "subproblems",
     "SubproblemResult": "subproblems",
-    **dict.fromkeys(["BCDSettings", "BackpropSettings", "RunConfig"], "settings"),
+    **dict.fromkeys(["BCDSettings", "BackpropSettings", "PeerSettings", "RunConfig"], "settings"),
     **dict.fromkeys(["BCD", "BCDState"], "bcd"),
     **dict.fromkeys(["Backprop", "BackpropState"], "baselines"),
     **dict.fromkeys(["verify", "Verification"], "verification"),
+    **dict.fromkeys(["AskariBCD", "LauBCD", "TaylorADMM"], "peers"),
 }
 
 __all__ = [

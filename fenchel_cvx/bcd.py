@@ -243,6 +243,8 @@ class BCD(Trainer):
         s, b = self.settings, self.batched
         self.lam = layer_values(s.lam, self.L, "lam", batched=b, positive=True, family=self.family)
         self.gamma = layer_values(s.gamma, self.L + 1, "gamma", batched=b, family=self.family)
+        #: the penalty of each hidden layer in J (what ``B`` is asked of): the activations' Fenchel penalties here
+        self.penalties = list(self.acts)
         self._face: _Face | None = None
 
     def resolved(self) -> dict:
@@ -451,7 +453,7 @@ class BCD(Trainer):
         blocks.append(blk)
 
     def _J(self, state: BCDState, X: list, T: torch.Tensor) -> float:
-        return lagrangian_terms(state.W, state.b, X, T, acts=self.acts, loss=self.loss, lam=self.lam,
+        return lagrangian_terms(state.W, state.b, X, T, acts=self.penalties, loss=self.loss, lam=self.lam,
                                 rho=self.rho, layers=self.layers)["total"]
 
     @property
@@ -466,7 +468,7 @@ class BCD(Trainer):
             X, T = self._last_batch if self._last_batch is not None else (None, None)
         if X is None:
             return {"J": math.nan, "penalty": math.nan, "primal": math.nan}
-        t = lagrangian_terms(state.W, state.b, X, T, acts=self.acts, loss=self.loss, lam=self.lam, rho=self.rho,
+        t = lagrangian_terms(state.W, state.b, X, T, acts=self.penalties, loss=self.loss, lam=self.lam, rho=self.rho,
                              layers=self.layers)
         Yhat = feed_forward(state.W, state.b, self.acts, X[0], self.layers)[-1]
         reg = t["regularization"]
@@ -507,7 +509,7 @@ class BCD(Trainer):
                                      Z0=X[l], **self._layer(l), **tol).Z
                 val = self.loss.per_sample(T, self._pre(L, W, b, X[L]))
                 for l in range(L):
-                    val = val + self.lam[l] * self.acts[l].B(X[l + 1], self._pre(l, W, b, X[l])).sum(0)
+                    val = val + self.lam[l] * self.penalties[l].B(X[l + 1], self._pre(l, W, b, X[l])).sum(0)
                 cur = float(val.sum())
                 if prev - cur <= self.settings.tol * max(abs(cur), 1.0):
                     break

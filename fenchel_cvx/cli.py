@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  fenchel-cvx train --dataset mnist --data-dir data --epochs 10 --out runs/fig2\n"
                "  fenchel-cvx train --out runs/fig2 --resume --epochs 12   # continue / extend a run\n"
                "  fenchel-cvx train --batch-size full --loss mse --compare sgd   # Algorithm 1, Fig. 1 setting\n"
+               "  fenchel-cvx train --method lau-bcd --batch-size full --loss mse   # an earlier lifted model\n"
                "  fenchel-cvx plot runs/fig2 -o fig2.png")
     _add_settings(t)
     g = t.add_argument_group("output")
@@ -200,10 +201,10 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def _report(summaries: Sequence[dict]) -> str:
-    lines = [f"{'method':<9}{'epochs':>7}{'test acc':>10}{'train acc':>11}{'train time':>12}{'s/epoch':>9}  run dir"]
+    lines = [f"{'method':<12}{'epochs':>7}{'test acc':>10}{'train acc':>11}{'train time':>12}{'s/epoch':>9}  run dir"]
     for s in summaries:
         f = s.get("final") or {}
-        lines.append(f"{s['method']:<9}{s['epochs']:>7}{_fmt(f.get('test_acc'), '.4f'):>10}"
+        lines.append(f"{s['method']:<12}{s['epochs']:>7}{_fmt(f.get('test_acc'), '.4f'):>10}"
                      f"{_fmt(f.get('train_acc'), '.4f'):>11}{_fmt(s.get('time'), '.1f') + ' s':>12}"
                      f"{_fmt(s.get('time_per_epoch'), '.2f'):>9}  {s['run_dir']}")
     return "\n".join(lines)

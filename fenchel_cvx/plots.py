@@ -26,8 +26,10 @@ from .errors import ChoiceError, DomainError, ShapeError, ValueRangeError
 
 __all__ = ["curve", "plot_accuracy", "plot_lambda_sweep"]
 
-#: Colours of the paper's Fig. 2 (this work red, Adam blue, SGD green); other labels cycle through the default.
-_COLOURS = {"fenchel": "tab:red", "adam": "tab:blue", "sgd": "tab:green"}
+#: Colours of the paper's Figs. 1-2 (this work red, Adam blue, SGD green; the earlier lifted models of Fig. 1 in
+#: colours of their own); other labels cycle through the default.
+_COLOURS = {"fenchel": "tab:red", "adam": "tab:blue", "sgd": "tab:green", "askari": "tab:purple",
+            "taylor": "tab:orange", "lau": "tab:brown"}
 _NAMES = {"test_acc": "test accuracy", "train_acc": "train accuracy", "test_loss": "test loss (mean per sample)",
           "train_loss": "train loss (mean per sample)", "J": "Lagrangian J on the batch",
           "primal": "primal objective (3) on the batch", "penalty": "penalty sum lam B on the batch",

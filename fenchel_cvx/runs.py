@@ -33,15 +33,16 @@ import numpy as np
 import torch
 
 from . import __version__
-from .baselines import Backprop, BackpropState
-from .bcd import BCD, BCDState
+from ._checks import check_choice
+from .baselines import Backprop
+from .bcd import BCD
 from .checkpoint import file_mode, load_checkpoint, remove_stale_temporaries, run_config, save_checkpoint, write_atomic
 from .data import Dataset, load_dataset
 from .errors import CheckpointError, FenchelError
 from .network import LiftedNetwork
-from .settings import RunConfig, resumable
+from .settings import METHODS, RunConfig, resumable, settings_group
 from .shards import barrier, world
-from .trainer import HISTORY_KEYS
+from .trainer import HISTORY_KEYS, Trainer, TrainState
 
 __all__ = [
     "TARGET_ACC",
@@ -49,6 +50,7 @@ __all__ = [
     "default_run_name",
     "load_data",
     "make_trainer",
+    "trainer_class",
     "read_metrics",
     "read_summary",
     "train_run",
@@ -72,9 +74,9 @@ def default_run_name(cfg: RunConfig) -> str:
         name = path.rpartition(".")[2]
         if name in skip or value == base[path] or path == "method":
             continue
-        if cfg.method != "fenchel" and path.startswith("fenchel.") or cfg.method == "fenchel" and \
-                path.startswith("backprop."):
-            continue
+        if path.partition(".")[0] in ("fenchel", "backprop", "peers") and path.partition(".")[0] != \
+                settings_group(cfg.method):
+            continue  # another trainer's settings
         parts.append(f"{name.replace('_', '-').replace('curvature-', '')}-{_short(value)}")
     parts.append(f"s{cfg.train.seed}")
     name = re.sub(r"[^A-Za-z0-9.,_+-]+", "_", "-".join(parts))
@@ -147,7 +149,7 @@ def read_summary(run_dir: str | os.PathLike) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def make_trainer(cfg: RunConfig, in_shape: int | tuple, n_classes: int) -> BCD | Backprop:
+def make_trainer(cfg: RunConfig, in_shape: int | tuple, n_classes: int) -> Trainer:
     """The trainer of ``cfg`` (its network initialized with ``cfg.train.seed``) for data of the given shape.
 
     Parameters
@@ -167,7 +169,19 @@ def make_trainer(cfg: RunConfig, in_shape: int | tuple, n_classes: int) -> BCD |
     shape = (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
     layers = cfg.network.layers_for(shape, n_classes)
     net = LiftedNetwork(layers, cfg.network.activation, cfg.network.loss, seed=cfg.train.seed)
-    return BCD(net, cfg.bcd_settings()) if cfg.method == "fenchel" else Backprop(net, cfg.backprop_settings())
+    return trainer_class(cfg.method)(net, cfg.trainer_settings())
+
+
+def trainer_class(method: str) -> type:
+    """The :class:`~fenchel_cvx.trainer.Trainer` of a run's ``method`` (:data:`~fenchel_cvx.settings.METHODS`)."""
+    method = check_choice(method, "method", METHODS)
+    if method == "fenchel":
+        return BCD
+    if method in ("adam", "sgd"):
+        return Backprop
+    from .peers import trainer_of
+
+    return trainer_of(method)
 
 
 def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> dict[str, list[dict]]:
@@ -323,7 +337,7 @@ def train_run(cfg: RunConfig | None, out: str | os.PathLike, *, resume: bool = F
         raise
 
 
-def _train_into(out: Path, cfg: RunConfig, trainer: BCD | Backprop, net: LiftedNetwork, sizes: list, arrays: dict,
+def _train_into(out: Path, cfg: RunConfig, trainer: Trainer, net: LiftedNetwork, sizes: list, arrays: dict,
                 resume: bool, progress: bool, echo: Callable[[str], None] | None) -> dict:
     """:func:`train_run` once the run directory exists and the trainer is built; in a data-parallel run every
     process trains and rank 0 alone writes files and prints."""
@@ -331,14 +345,13 @@ def _train_into(out: Path, cfg: RunConfig, trainer: BCD | Backprop, net: LiftedN
     identity = run_config(net, {**trainer.settings.to_dict(), "resolved": trainer.resolved(),
                                 "data": {"dataset": cfg.data.dataset, "n_train": cfg.data.n_train,
                                          "n_test": cfg.data.n_test}}, method=cfg.method)
-    state: BCDState | BackpropState | None = None
+    state: TrainState | None = None
     if resume:
         for f in (CHECKPOINT, CONFIG, METRICS, SUMMARY):
             remove_stale_temporaries(out / f)
     if resume and (out / CHECKPOINT).exists():
         ck = load_checkpoint(out / CHECKPOINT, config=identity)
-        cls = BCDState if cfg.method == "fenchel" else BackpropState
-        state = cls.from_state_dict(ck["state"], device=cfg.train.device, dtype=cfg.train.dtype)
+        state = trainer.state_class.from_state_dict(ck["state"], device=cfg.train.device, dtype=cfg.train.dtype)
     else:
         state = trainer.init_state()
     already_done = resume and state.epoch >= cfg.train.epochs

@@ -5,9 +5,10 @@ The settings are small frozen dataclasses, grouped by what they configure. Each 
 instance checks itself when it is built, so a bad value fails where it is written, with a typed error that names
 it. Everything else derives from these classes:
 
-* the trainers take :class:`BCDSettings` (Fenchel BCD, Algorithms 1 and 2) or :class:`BackpropSettings` (Adam /
-  SGD), both made of the shared :class:`TrainerSettings` -- batches, epochs, seed, device, ``rho`` -- plus their
-  own options (:class:`BCDOptions`, :class:`BackpropOptions`);
+* the trainers take :class:`BCDSettings` (Fenchel BCD, Algorithms 1 and 2, and Askari et al.'s model on the
+  same BCD), :class:`BackpropSettings` (Adam / SGD) or :class:`PeerSettings` (the other lifted models of Fig. 1),
+  all made of the shared :class:`TrainerSettings` -- batches, epochs, seed, device, ``rho`` -- plus their own
+  options (:class:`BCDOptions`, :class:`BackpropOptions`, :class:`PeerOptions`);
 * a run directory stores a :class:`RunConfig`, which *composes* the groups (``data``, ``network``, ``train``,
   ``fenchel``, ``backprop``) instead of copying their fields;
 * ``fenchel-cvx train`` generates one flag per field (:func:`fields_of`), with the same defaults and help;
@@ -45,26 +46,41 @@ from .errors import ChoiceError, FenchelError, ShapeError, ValueRangeError
 
 __all__ = [
     "ACTIVATION_NAMES",
+    "BCD_METHODS",
     "DATASET_NAMES",
     "DTYPES",
     "LOSS_NAMES",
     "METHODS",
+    "PEER_METHODS",
     "BCDOptions",
     "BCDSettings",
     "BackpropOptions",
     "BackpropSettings",
     "DataSettings",
     "NetworkSettings",
+    "PeerOptions",
+    "PeerSettings",
     "RunConfig",
     "Spec",
     "TrainerSettings",
     "fields_of",
     "layer_values",
     "resumable",
+    "settings_group",
 ]
 
-#: Trainers of a run: Fenchel BCD, and the backprop baselines.
-METHODS = ("fenchel", "adam", "sgd")
+#: Trainers of a run: Fenchel BCD, the backprop baselines, and the earlier lifted models of the paper's Fig. 1.
+METHODS = ("fenchel", "adam", "sgd", "askari", "taylor-admm", "lau-bcd")
+#: The lifted models that BCD trains on its own subproblem faces (Askari et al. 2018 only swaps the penalty).
+BCD_METHODS = ("fenchel", "askari")
+#: The earlier lifted models with their own update rules (:mod:`fenchel_cvx.peers`), full batch.
+PEER_METHODS = ("taylor-admm", "lau-bcd")
+
+
+def settings_group(method: str) -> str:
+    """The :class:`RunConfig` group holding the options of ``method``'s trainer: ``fenchel``, ``backprop`` or
+    ``peers``."""
+    return "fenchel" if method in BCD_METHODS else "peers" if method in PEER_METHODS else "backprop"
 #: Data sets ``fenchel_cvx.data.load_dataset`` knows (the shipped MNIST subset first).
 DATASET_NAMES = ("mnist-small", "mnist", "cifar10", "synthetic")
 #: Hidden activations with a torch solver (the registry in ``fenchel_cvx.activations`` holds the same names).
@@ -351,6 +367,49 @@ class BackpropOptions(_Checked):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PeerOptions(_Checked):
+    """What only the earlier lifted models of the paper's Fig. 1 have (:mod:`fenchel_cvx.peers`).
+
+    Section 5.1: "we chose to keep the hyperparameters for Taylor et al. (2016) and Lau et al. (2018) as given in the
+    code", so the defaults are those of the public code: ``PotatoThanh/ADMM-NeuralNetworks`` (``python/main.py``:
+    beta = gamma = 5, 10 warm-start epochs) and ``deeplearning-math/bcd_dnn`` (``bcd_dnn_mlp_mnist_jinshan.m``:
+    gamma = rho = 1, alpha = 1e-2, its initial weights). Askari et al. (2018) is trained by BCD on its own penalty
+    and takes ``lam``, ``rho`` and the rest from the Fenchel BCD settings.
+    """
+
+    admm_beta: float = setting(5.0, "Taylor et al. 2016 (ADMM): weight beta of the penalties ||z_l - W_l a_{l-1}||^2",
+                               "float", low=0.0, strict=True, metavar="BETA", group="peer lifted models")
+    admm_gamma: float = setting(5.0, "Taylor et al. 2016: weight gamma of the penalties ||a_l - relu(z_l)||^2",
+                                "float", low=0.0, strict=True, metavar="GAMMA", group="peer lifted models")
+    admm_warm: int = setting(10, "Taylor et al. 2016: warm-start iterations, which leave the output multiplier at "
+                             "zero", "int", low=0, metavar="N", group="peer lifted models")
+    lau_gamma: float = setting(1.0, "Lau et al. 2018 (proximal BCD): weight gamma of ||V_l - relu(U_l)||^2 and of "
+                               "the output's ||V_N - U_N||^2", "float", low=0.0, strict=True, metavar="GAMMA",
+                               group="peer lifted models")
+    lau_rho: float = setting(1.0, "Lau et al. 2018: weight rho of ||U_l - W_l V_{l-1} - b_l||^2", "float", low=0.0,
+                             strict=True, metavar="RHO", group="peer lifted models")
+    lau_alpha: float = setting(1e-2, "Lau et al. 2018: proximal weight alpha of every block update", "float",
+                               low=0.0, metavar="ALPHA", group="peer lifted models")
+    lau_init: str = setting("code", "Lau et al. 2018: initial weights, the public code's ('code': W = 0.01 randn, b = "
+                            "0.1, drawn with --seed) or the network's own ('network', as every other method)",
+                            "choice", choices=("code", "network"), group="peer lifted models")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeerSettings(PeerOptions, TrainerSettings):
+    """Settings of the peer lifted models (:mod:`fenchel_cvx.peers`): :class:`TrainerSettings`,
+    :class:`PeerOptions` and the model (a run's ``--method``). They train full batch, as in the paper's Fig. 1."""
+
+    model: str = setting("taylor-admm", "the lifted model and its training algorithm", "choice",
+                         choices=PEER_METHODS)
+
+    def _rules(self) -> None:
+        if self.batch_size is not None:
+            raise ValueRangeError(f"batch_size: the {self.model} model trains full batch, as in the paper's Fig. 1; "
+                                  f"expected None (--batch-size full), got {self.batch_size}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class BCDSettings(BCDOptions, TrainerSettings):
     """Settings of :class:`~fenchel_cvx.bcd.BCD`: :class:`TrainerSettings` plus :class:`BCDOptions`.
 
@@ -571,28 +630,38 @@ class RunConfig(_Checked):
     """Everything that defines one training run: the groups above, composed.
 
     ``fenchel-cvx train`` builds one from its flags (one flag per field of every group). The trainer's settings
-    are derived, never copied: :meth:`bcd_settings` is ``train`` + ``fenchel``, :meth:`backprop_settings` is
-    ``train`` + ``backprop`` + the optimizer named by ``method``.
+    are derived, never copied: :meth:`bcd_settings` is ``train`` + ``fenchel`` (``method`` fenchel or askari),
+    :meth:`backprop_settings` is ``train`` + ``backprop`` + the optimizer named by ``method``, :meth:`peer_settings`
+    is ``train`` + ``peers`` + the model named by ``method``.
     """
 
-    method: str = setting("fenchel", "trainer: Fenchel BCD or a backprop baseline", "choice", choices=METHODS,
-                          group="method")
+    method: str = setting("fenchel", "trainer: Fenchel BCD, a backprop baseline (adam, sgd), or an earlier lifted "
+                          "model of the paper's Fig. 1 (askari, taylor-admm, lau-bcd; full batch)", "choice",
+                          choices=METHODS, group="method")
     data: DataSettings = field(default_factory=DataSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
     train: TrainerSettings = field(default_factory=TrainerSettings)
     fenchel: BCDOptions = field(default_factory=BCDOptions)
     backprop: BackpropOptions = field(default_factory=BackpropOptions)
+    peers: PeerOptions = field(default_factory=PeerOptions)
 
     def _rules(self) -> None:
         for name, cls in _GROUPS.items():
             if not isinstance(getattr(self, name), cls):
                 raise FenchelError(f"{name}: expected a {cls.__name__}, got {type(getattr(self, name)).__name__}")
-        if self.method == "fenchel":
-            self.bcd_settings()  # cross-field rules of the combination
+        self.trainer_settings()  # cross-field rules of the combination
 
-    def trainer_settings(self) -> BCDSettings | BackpropSettings:
+    def trainer_settings(self) -> BCDSettings | BackpropSettings | PeerSettings:
         """The settings of this run's trainer."""
-        return self.bcd_settings() if self.method == "fenchel" else self.backprop_settings()
+        if self.method in BCD_METHODS:
+            return self.bcd_settings()
+        if self.method in PEER_METHODS:
+            return self.peer_settings()
+        return self.backprop_settings()
+
+    def peer_settings(self, model: str | None = None) -> PeerSettings:
+        """``train`` + ``peers`` as one :class:`PeerSettings` for ``model`` (default: ``method``)."""
+        return PeerSettings(**_shallow(self.train), **_shallow(self.peers), model=model or self.method)
 
     def bcd_settings(self) -> BCDSettings:
         """``train`` + ``fenchel`` as one :class:`BCDSettings`."""
@@ -653,7 +722,7 @@ class RunConfig(_Checked):
 
 
 _GROUPS: dict[str, type] = {"data": DataSettings, "network": NetworkSettings, "train": TrainerSettings,
-                            "fenchel": BCDOptions, "backprop": BackpropOptions}
+                            "fenchel": BCDOptions, "backprop": BackpropOptions, "peers": PeerOptions}
 #: The group of every setting, by name (the names are unique across the groups).
 _HOME: dict[str, str] = {f.name: group for group, cls in _GROUPS.items() for f in dataclasses.fields(cls)}
 
@@ -694,7 +763,7 @@ def fields_of(cls: type = RunConfig, prefix: str = "") -> Iterator[tuple[str, da
 def resumable() -> frozenset[str]:
     """Names of the settings a resumed run may change (they do not change the weights it produces)."""
     names = set()
-    for cls in (RunConfig, BCDSettings, BackpropSettings):
+    for cls in (RunConfig, BCDSettings, BackpropSettings, PeerSettings):
         names.update(path.rpartition(".")[2] for path, _, spec in fields_of(cls) if spec.resumable)
     return frozenset(names)
 

@@ -128,6 +128,37 @@ def test_run_config_composes_the_groups():
         S.RunConfig().with_values({"curvature": "running", "batch_size": None})
 
 
+def test_peer_models_take_the_peers_group_and_train_full_batch():
+    cfg = S.RunConfig().with_values({"method": "lau-bcd", "batch_size": None, "lau_alpha": 0.5, "epochs": 4})
+    peer = cfg.trainer_settings()
+    assert isinstance(peer, S.PeerSettings) and (peer.model, peer.lau_alpha, peer.epochs) == ("lau-bcd", 0.5, 4)
+    assert S.RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert isinstance(S.RunConfig().with_values({"method": "askari"}).trainer_settings(), S.BCDSettings)
+    assert [S.settings_group(m) for m in S.METHODS] == ["fenchel", "backprop", "backprop", "fenchel", "peers",
+                                                         "peers"]
+    with pytest.raises(ValueRangeError, match="batch_size: the taylor-admm model trains full batch"):
+        S.RunConfig().with_values({"method": "taylor-admm"})
+    with pytest.raises(ValueRangeError, match="admm_beta"):
+        S.PeerSettings(batch_size=None, admm_beta=0.0)
+    old = S.RunConfig().to_dict()
+    del old["peers"]  # a run directory written before the peer models existed
+    assert S.RunConfig.from_dict(old) == S.RunConfig()
+
+
+def test_run_names_carry_only_the_settings_of_the_runs_own_trainer():
+    from fenchel_cvx.peers import TaylorADMM
+    from fenchel_cvx.runs import default_run_name, trainer_class
+
+    cfg = S.RunConfig().with_values({"method": "taylor-admm", "batch_size": None, "admm_beta": 2.0, "K": 3,
+                                     "lr": 0.5})
+    name = default_run_name(cfg)
+    assert "admm-beta-2" in name and "K-3" not in name and "lr" not in name
+    assert "admm" not in default_run_name(cfg.replace(method="fenchel").with_values({"batch_size": 500}))
+    assert trainer_class("taylor-admm") is TaylorADMM
+    with pytest.raises(FenchelError, match="method"):
+        trainer_class("hinton")
+
+
 def test_a_config_written_before_the_groups_still_loads():
     flat = {"method": "fenchel", "dataset": "mnist-small", "data_dir": None, "sizes": [784, 300, 10], "loss": "ce",
             "batch_size": 500, "epochs": 3, "lam": [0.1], "rho": [0.0, 0.0], "gamma": [1.0, 100.0], "inexact": True,
