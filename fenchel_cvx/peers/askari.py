@@ -1,13 +1,14 @@
 r"""Askari et al. (2018), *Lifted neural networks*, trained on this toolkit's own subproblem faces.
 
 Askari et al. write the ReLU as the argmin of a quadratic, ``relu(u) = argmin_{v >= 0} ||v - u||^2``, and lift a
-network with that penalty: in this toolkit's conventions (the halves of eq. 5)
+network with that penalty. In this toolkit's conventions (the halves of eq. 5; equation and section numbers here
+are the Fenchel paper's)
 
 .. math::  B_A(v, u) = \tfrac12 \|v - u\|^2 \ \ (v \ge 0), \qquad
            J_A(W, X) = L(Y, W_L X_L + b_L) + \sum_l \rho_l \|W_l\|_F^2 + \sum_l \lambda_l B_A(X_{l+1}, W_l X_l + b_l),
 
-minimized by block coordinate descent over convex subproblems (their section 3). The Fenchel penalty of the ReLU
-(eq. 5) is ``B(v, u) = 1/2 ||v - u||^2 - 1/2 ||min(u, 0)||^2`` on ``v >= 0``, so
+minimized by block coordinate descent over convex subproblems (their training scheme). The Fenchel penalty of
+the ReLU (eq. 5) is ``B(v, u) = 1/2 ||v - u||^2 - 1/2 ||min(u, 0)||^2`` on ``v >= 0``, so
 
 .. math::  B_A(v, u) = B(v, u) + \tfrac12 \|\min(u, 0)\|^2 ,
 

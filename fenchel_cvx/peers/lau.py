@@ -1,11 +1,11 @@
 r"""Lau, Zeng, Wu and Yao (2018): proximal block coordinate descent on the 3-splitting of a ReLU network.
 
 The peer "Lau et al." of the paper's Fig. 1 (784-300-10, MSE, full batch; final test accuracy 0.914 there), run
-as the public code runs it (section 5.1: "we chose to keep the hyperparameters ... as given in the code"):
+as the public code runs it (the Fenchel paper's section 5.1 kept the code's hyperparameters):
 ``deeplearning-math/bcd_dnn``, ``Matlab/bcd_dnn_mlp_mnist_jinshan.m`` ("Jinshan's algorithm") with
 ``Matlab/Algorithms/updateV_js.m``, ``updateWb_js.m`` and ``Matlab/Tools/relu_prox.m``. The formulas below are
-written from that code; the text of Lau et al. (2018) was not reachable from this work space, so no equation
-numbers of that paper are cited.
+written from that code and checked against it update by update (commit ``01b5c7e``); they cite no equation
+numbers of Lau et al. (2018).
 
 Model
 -----
@@ -20,7 +20,7 @@ both auxiliary variables of the whole training set; ``V_L`` is the lifted output
         + \tfrac\rho2 \sum_{l=0}^{L} \|U_l - W_l V_{l-1} - b_l 1^T\|_F^2 + \sum_{l=0}^{L} r_l \|W_l\|_F^2
 
 with ``gamma = settings.lau_gamma``, ``rho = settings.lau_rho`` and ``r_l`` the ridge weights ``settings.rho``
-(the paper's eq. 3 convention; zero unless asked, as in the code, which has none). ``penalty`` is the middle
+(the Fenchel paper's eq. 3 convention; zero unless asked, as in the code, which has none). ``penalty`` is the middle
 line (the coupling terms), so ``J = loss + penalty + regularization`` as for Fenchel BCD.
 
 **Loss scale.** ``J`` carries the code's ``1/2 ||V_L - Y||^2``; the history's ``train_loss``/``test_loss`` and
@@ -58,7 +58,7 @@ step does not raise ``J`` either (it is not, however, the exact minimizer of the
 
 Where the code departs from a plain proximal BCD
 ------------------------------------------------
-(The paper's own statement of the algorithm could not be checked here; these are the points to compare.)
+(Points to compare with Lau et al.'s own statement of the algorithm.)
 
 * ``W_l`` and ``b_l`` are updated together from the previous pair (Jacobi), not ``b_l`` after ``W_l``
   (Gauss-Seidel); kept here, since it is what produced the published numbers.

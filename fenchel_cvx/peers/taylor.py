@@ -1,6 +1,7 @@
 r"""Taylor et al. (2016), *Training neural networks without gradients: a scalable ADMM approach*, as a peer model.
 
-**The model** (Taylor et al., problem (4)-(5), in this toolkit's layout and with its biases). The network has
+**The model** (Taylor et al.'s relaxed problem with the multiplier term on the output constraint, in this
+toolkit's layout and with its biases). The network has
 ``L`` hidden ReLU layers and a linear output layer; the hidden layers' pre-activations ``z_l`` and activations
 ``a_l`` (``l = 1..L``) and the output ``z_{L+1}`` become variables, ``a_0 = X_0`` is the data, and only the output
 layer's constraint ``z_{L+1} = W_{L+1} a_L + b_{L+1}`` carries a Lagrange multiplier ``lam``:
@@ -58,6 +59,10 @@ the same as here and as Algorithm 1. The code differs in:
   of half of ours (``lam_code = lam / 2``); with ``lam = 0`` the two coincide exactly, so our MSE without a 1/2
   changes nothing but the multiplier's unit;
 * initialization: zero weights and uniform random ``z_l``, ``a_l`` instead of a feed-forward pass;
+* the hidden output update: ``ADMM_NN._argminz`` picks between the same two candidates (``max(0, (gamma a + beta
+  m) / (gamma + beta))`` and ``min(0, m)``) by comparing ``(gamma (a - relu(z)))^2 + beta (z - m)^2``, i.e. with
+  weight ``gamma^2`` on the activation term, so with ``gamma != 1`` it need not return the block's minimizer; its
+  ``matlab/argminz.m`` compares with ``gamma``, as :func:`preactivation_update` does (the exact minimizer);
 * no biases; weights by ``numpy.linalg.pinv`` (minimum-norm least squares), float32, two hidden layers of 256.
 
 Here the least squares go through a Cholesky factorization of the Gram matrix of ``[a_{l-1}; 1]`` in
@@ -65,9 +70,10 @@ Here the least squares go through a Cholesky factorization of the Gram matrix of
 image -- through its pseudo-inverse (``torch.linalg.pinv(..., hermitian=True)``), which gives the code's
 minimum-norm solution.
 
-The paper's text was not at hand when this module was written, only its abstract and public code: the problem
-number (4)-(5) is cited unchecked, and the updates by the structure of Algorithm 1 (its weight, activation,
-output and multiplier updates, in that order), which the code follows line for line.
+**Sources.** The list above was checked against the public code (``python/ADMM_NN.py``, ``python/main.py``,
+``matlab/main.m``, ``matlab/argminz.m``). "Algorithm 1" names the paper's algorithm; the update order (weights,
+activations, outputs per layer, then the output layer and the multiplier) is the public code's, and the paper's
+equation numbers are not cited.
 """
 
 from __future__ import annotations
