@@ -295,3 +295,35 @@ def test_strength_2_3_1_twenty_points_5_percent_in_30s():
     cert = certify_lower_bound(X, Y, hidden=3, lam=1.0, rho=0.1, time_limit=30.0, rel_gap=0.05)
     assert cert.lower <= cert.upper
     assert cert.rel_gap <= 0.05
+
+
+def test_polygon_planes_are_minorants_of_f():
+    """P4'': the planes fitted on the polygon ``box & {a >= -D s}`` stay below ``f`` everywhere on it,
+    including ``s -> 0`` (where ``f -> 0``), the line ``a = -D s`` and the corners; and they are at least as
+    tight as the D-plane ``-D^2 s / 2`` at the polygon's vertices."""
+    from fenchel_cvx.dual._bb_persp import envelope_planes, f_concave, polygon_planes
+    rng = np.random.default_rng(5)
+    K = 3000
+    D = rng.uniform(0.1, 4.0, K)
+    aL = -rng.uniform(0, 6, K) * rng.choice([1.0, 0.01], K)
+    aU = aL + rng.uniform(0, 6, K) * rng.choice([1.0, 0.01], K)
+    sL = rng.uniform(0, 2, K) * rng.choice([0.0, 1e-8, 1.0], K)
+    sU = sL + rng.uniform(0, 2, K) * rng.choice([1e-6, 1.0], K)
+    for fn in (polygon_planes, envelope_planes):
+        out = fn(aL, aU, sL, sU, D if fn is polygon_planes else D ** 2)
+        al, gm, de = out[:3]
+        used = out[3] if fn is polygon_planes else np.ones(K, dtype=bool)   # elsewhere the caller falls back
+        for _ in range(60):
+            u, t = rng.random(K) ** rng.choice([1, 8]), rng.random(K) ** rng.choice([1, 8])
+            s = sL + t * (sU - sL)
+            a = np.maximum(aL + u * (aU - aL), -D * s)       # a point of the polygon
+            inpoly = (a <= aU) & used
+            f = np.where(s > 0, f_concave(a, np.where(s > 0, s, 1.0)), 0.0)
+            pl = np.max(al * a + gm * s + de, axis=0)
+            assert np.all(pl[inpoly] <= f[inpoly] + 1e-12 * (1 + np.abs(f[inpoly]))), fn.__name__
+    al, gm, de, ok = polygon_planes(aL, aU, sL, sU, D)
+    assert ok.mean() > 0.5
+    s = sU[ok]
+    a = np.maximum(aL[ok], -D[ok] * s)                      # the vertex where the D-plane is tight
+    pl = np.max(al[:, ok] * a + gm[:, ok] * s + de[:, ok], axis=0)
+    assert np.all(pl >= -0.5 * D[ok] ** 2 * s - 1e-9 * (1 + D[ok] ** 2 * s))

@@ -52,6 +52,7 @@ class NodeData:
     tag: tuple | None
     boxes: dict = field(default_factory=dict)
     coef: dict = field(default_factory=dict)
+    stall: int = 0   # generations in a row whose own bound did not beat the parent's (branching only)
 
 
 def interval_dot(wlo: np.ndarray, whi: np.ndarray, X0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

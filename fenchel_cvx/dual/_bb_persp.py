@@ -124,10 +124,78 @@ def envelope_planes(aL, aU, sL, sU, Dsq):
     alpha[:, bad] = 0.0
     gamma[:, bad] = np.broadcast_to(-0.5 * Dsq, shape)[bad]
     delta[:, bad] = -TINY
+    # The feasible part of the box is the polygon {ahat >= -D_j s} (N5: relu(-ahat) <= s D_j); where it has a
+    # usable vertex set, the lower hull of f over its vertices replaces the rectangle planes (never weaker there).
+    pa, pg, pd, ok = polygon_planes(aL, aU, sL, sU, np.sqrt(np.broadcast_to(Dsq, shape)) * (1.0 + 1e-9))
+    ok &= ~active
+    alpha[:, ok], gamma[:, ok], delta[:, ok] = pa[:, ok], pg[:, ok], pd[:, ok]
     alpha[:, active] = 0.0
     gamma[:, active] = 0.0
     delta[:, active] = 0.0
     return alpha, gamma, delta
+
+
+def polygon_planes(aL, aU, sL, sU, Dl):
+    r"""Affine minorants of ``f`` on the polygon ``{aL <= a <= aU, sL <= s <= sU, a >= -Dl s}`` (docs, P4'').
+
+    Every lifted point lies in it (``relu(-ahat) <= s D_j`` by N5, and ``Dl >= D_j``). ``f`` is concave there and
+    bounded (``|f| <= D_j^2 s / 2``; at ``s = 0`` only ``a >= 0``, where ``f = 0``), so an affine function below
+    ``f`` at the polygon's vertices is below it on the polygon. Candidate vertices: the four corners (kept where
+    ``a + Dl s >= 0``) and the four crossings of the line ``a = -Dl s`` with the edges. For every triple of
+    candidates the plane through it is shifted down below ``f`` at all candidates, then loosened for rounding;
+    the ``N_PLANES`` with the least shift are kept (the facets of the lower hull need none: with at most five
+    vertices there are at most three, so the kept planes contain the convex envelope of ``f`` on the polygon).
+    Returns ``alpha, gamma, delta`` and a mask of the entries where at least three vertices were found.
+    """
+    shape = aL.shape
+    aL, aU, sL, sU, Dl = (np.asarray(v, dtype=float).ravel() for v in np.broadcast_arrays(aL, aU, sL, sU, Dl))
+    K = aL.size
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        Dp = np.where(Dl > 0, Dl, np.inf)
+        ca = [aL, aL, aU, aU, -Dl * sL, -Dl * sU, aL, aU]
+        cs = [sL, sU, sL, sU, sL, sU, -aL / Dp, -aU / Dp]
+        CA, CS = np.array(ca), np.array(cs)                 # (8, K)
+        # Tolerant membership, then clipping into the box: a true vertex must never be lost to rounding (that
+        # would lose a triangle of the polygon); a kept point slightly outside the polygon is harmless, since f
+        # is concave on all of {s > 0} and on its closure {s = 0, a >= 0} (where f = 0).
+        ta = 1e-12 * (np.abs(aL) + np.abs(aU) + Dl * sU) + TINY
+        ts = 1e-12 * (np.abs(sL) + np.abs(sU)) + TINY
+        inside = ((aL - ta <= CA) & (aU + ta >= CA) & (sL - ts <= CS) & (sU + ts >= CS)
+                  & (CA + Dl * CS >= -1e-12 * (np.abs(CA) + Dl * np.abs(CS))) & np.isfinite(CA) & np.isfinite(CS))
+        CA = np.where(inside, np.clip(CA, aL, aU), 0.0)
+        CS = np.where(inside, np.clip(CS, sL, sU), 0.0)
+        inside &= (CS > 0) | (CA >= 0)
+        neg = np.maximum(-CA, 0.0)
+        F = np.where(inside & (neg > 0), -0.5 * neg * neg / np.where(CS > 0, CS, 1.0), 0.0)
+        cand = []
+        for i in range(8):
+            for j in range(i + 1, 8):
+                for k in range(j + 1, 8):
+                    use = inside[i] & inside[j] & inside[k]
+                    # plane F = al a + gm s + de through the three points
+                    M = np.stack([np.stack([CA[t], CS[t], np.ones(K)], axis=-1) for t in (i, j, k)], axis=1)
+                    det = np.linalg.det(M)
+                    scale_m = (np.abs(CA[[i, j, k]]).max(axis=0) + 1.0) * (np.abs(CS[[i, j, k]]).max(axis=0) + 1e-300)
+                    use &= np.abs(det) > 1e-9 * scale_m * np.maximum(np.abs(CA[[i, j, k]]).max(axis=0), 1e-300)
+                    rhs = np.stack([F[i], F[j], F[k]], axis=-1)
+                    Msafe = np.where(use[:, None, None], M, np.eye(3)[None])
+                    sol = np.linalg.solve(Msafe, np.where(use[:, None], rhs, 0.0)[..., None])[..., 0]
+                    al, gm, de = sol[:, 0], sol[:, 1], sol[:, 2]
+                    over = np.max(np.where(inside, al * CA + gm * CS + de - F, -np.inf), axis=0)
+                    use &= np.isfinite(al) & np.isfinite(gm) & np.isfinite(de) & np.isfinite(over)
+                    de = de - np.maximum(over, 0.0)
+                    sc = (np.abs(al) * np.maximum(np.abs(aL), np.abs(aU)) + np.abs(gm) * np.abs(sU) + np.abs(de)
+                          + np.max(np.where(inside, np.abs(F), 0.0), axis=0))
+                    de = de - 4 * LOOSEN * sc - TINY
+                    cand.append((np.where(use, np.maximum(over, 0.0), np.inf), al, gm, de))
+    shift = np.array([c[0] for c in cand])                    # (T, K)
+    order = np.argsort(shift, axis=0, kind="stable")[:N_PLANES]
+    take = lambda q: np.take_along_axis(np.array([c[q] for c in cand]), order, axis=0)  # noqa: E731
+    al, gm, de = take(1), take(2), take(3)
+    ok = (inside.sum(axis=0) >= 3) & np.all(np.isfinite(np.take_along_axis(shift, order, axis=0)), axis=0)
+    al, gm, de = (np.where(ok[None], v, 0.0) for v in (al, gm, de))
+    out = (v.reshape((N_PLANES,) + shape) for v in (al, gm, de))
+    return (*out, ok.reshape(shape))
 
 
 def root_box_persp(prob: Problem, U: float) -> tuple[np.ndarray, np.ndarray]:
@@ -438,7 +506,9 @@ class PerspectiveFormulation:
         ``(|Z - relu(ahat)| - G)_+^2 / (2 s)``. Take the loosest unit. If its box (``What_k, chat_k, s_k``) is
         still wider than ``box_frac`` of the root in some coordinate, bisect that coordinate; otherwise split
         its loosest sample with an undecided activation sign into ``ahat >= 0`` and ``ahat <= 0``; with no
-        undecided sample left, bisect its widest coordinate.
+        undecided sample left, bisect its widest coordinate. A node whose own bound did not beat its parent's
+        (``node.stall`` odd) splits a sign at once, whatever its box widths: box and sign splits alternate
+        while the bound is stuck (docs, section 6; branching only, no effect on validity).
         """
         lam = self.prob.lam
         h, n = self.prob.hidden, self.prob.n
@@ -460,7 +530,9 @@ class PerspectiveFormulation:
         else:
             idx = np.r_[np.arange(k * n, (k + 1) * n), h * n + k, h * n + h + k]
             i = int(idx[np.argmax(rel[idx])])
-            if rel[i] <= self.box_frac and np.any(undecided[k]):
+            # a node whose split did not raise the bound alternates: odd stall counts split a sign at once
+            frac = 1.0 if node.stall % 2 else self.box_frac
+            if rel[i] <= frac and np.any(undecided[k]):
                 j = int(np.argmax(np.where(undecided[k], score[k] + 1e-12, -1.0)))
                 out = []
                 for sign in (1, -1):

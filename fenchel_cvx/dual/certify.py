@@ -398,6 +398,7 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
                 res = form.rel.solve(child, time_limit=limit)
                 nodes += 1
                 bound = max(_safe(res.bound), node.bound)
+                child.stall = 0 if _safe(res.bound) > node.bound + 1e-9 * abs(node.bound) else node.data.stall + 1
                 if res.values is not None and nodes % heuristic_every == 0:
                     cand = prob.local_search(form.point_from(res.values, child.tag), maxiter=300, deadline=deadline)
                     if cand.J < U:
