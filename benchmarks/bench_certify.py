@@ -11,6 +11,7 @@ Usage::
     python benchmarks/bench_certify.py --time 600 --seeds 0  # the 10-minute run
     python benchmarks/bench_certify.py --time 60 --seeds 0 1 2 3
     OMP_NUM_THREADS=1 python benchmarks/bench_certify.py --time 30 --seeds 0 1 2 3 4 5 6 7   # issue 16: 8 seeds
+    python benchmarks/bench_certify.py --time 60 --seeds 0 1 --hidden 2 --m 50 --n 2   # other sizes
 
 Measured numbers (issue 16, 8 seeds, before and after): ``docs/certified_bound.md``, section 8.1.
 """
@@ -52,16 +53,19 @@ def main() -> None:
     ap.add_argument("--lam", type=float, default=1.0)
     ap.add_argument("--rho", type=float, default=0.1)
     ap.add_argument("--rel-gap", type=float, default=1e-3)
+    ap.add_argument("--hidden", type=int, default=3, help="hidden units of the certified net (the teacher has 3)")
+    ap.add_argument("--m", type=int, default=20, help="samples")
+    ap.add_argument("--n", type=int, default=2, help="inputs")
     args = ap.parse_args()
     marks = [t for t in (5, 10, 30, 60, 120, 300, 600) if t <= args.time]
-    print(f"# certify_lower_bound, 2-3-1 ReLU, m=20, lambda={args.lam}, rho={args.rho}, "
+    print(f"# certify_lower_bound, {args.n}-{args.hidden}-1 ReLU, m={args.m}, lambda={args.lam}, rho={args.rho}, "
           f"time limit {args.time:g} s, load average at start {os.getloadavg()[0]:.1f} (2 cores)")
     print("| seed | upper | lower | " + " | ".join(f"gap@{t}s" for t in marks) + " | nodes | nodes/s | status |")
     print("|---" * (6 + len(marks)) + "|")
     for seed in args.seeds:
-        X, Y = teacher_instance(seed)
+        X, Y = teacher_instance(seed, m=args.m, n=args.n)
         t0 = time.perf_counter()
-        cert = certify_lower_bound(X, Y, hidden=3, lam=args.lam, rho=args.rho, time_limit=args.time,
+        cert = certify_lower_bound(X, Y, hidden=args.hidden, lam=args.lam, rho=args.rho, time_limit=args.time,
                                    rel_gap=args.rel_gap, seed=seed)
         wall = time.perf_counter() - t0
         gaps = " | ".join(f"{100 * gap_at(cert.history, t):.2f}%" for t in marks)
