@@ -71,8 +71,9 @@ Where the code departs from a plain proximal BCD
 **Initialization.** By default (``settings.lau_init = "code"``) the trainer starts from the code's initial weights,
 ``W_l = 0.01 randn``, ``b_l = 0.1`` (:func:`code_initialization`, seeded with ``settings.seed``), not from the
 network's own (Glorot-uniform weights, zero biases); ``lau_init="network"`` keeps the network's. On full MNIST
-(784-300-10, default settings, float64) the code's initialization reaches 0.90 test accuracy at iteration 13 and
-0.909 at 50; the network's is at 0.863 after 48. The default follows the code, whose numbers Fig. 1 reports.
+(784-300-10, default settings, float64, 50 iterations) the code's initialization reaches 0.909 test accuracy, the
+network's 0.863 (0.187 after the first iteration against 0.878; docs/benchmarks.md, "Fig. 1"). The default
+follows the code, whose numbers Fig. 1 reports.
 """
 
 from __future__ import annotations
