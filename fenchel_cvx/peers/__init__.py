@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["PEERS", "AskariBCD", "AskariPenalty", "LauBCD", "TaylorADMM", "askari_subproblem", "trainer_of"]
+__all__ = ["AskariBCD", "AskariPenalty", "LauBCD", "TaylorADMM", "askari_subproblem", "trainer_of"]
 
 # public name -> the module that defines it (imported on first use, like the package's own names)
 _LAZY = {"AskariBCD": "askari", "AskariPenalty": "askari", "askari_subproblem": "askari", "LauBCD": "lau",
@@ -39,8 +39,6 @@ def trainer_of(method: str) -> type:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "PEERS":  # the trainer of each peer --method
-        return {method: __getattr__(cls) for method, cls in _TRAINERS.items()}
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fenchel_cvx.peers' has no attribute {name!r}")

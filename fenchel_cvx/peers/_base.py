@@ -95,6 +95,7 @@ class PeerTrainer(Trainer):
                               f"layer {conv[0]!r}")
         # no ridge term unless asked: the peers' own code has none
         self.rho = [0.0] * (self.L + 1) if s.rho is None else layer_values(s.rho, self.L + 1, "rho", batched=False)
+        self._set_cache: tuple | None = None  # (X0, its version, key, value): see _of_training_set
 
     @property
     def method(self) -> str:
@@ -119,6 +120,15 @@ class PeerTrainer(Trainer):
             state.aux = self._init_aux(state, X0, T)
         self._last_batch = (X0, T)
         return self._iterate(state, X0, T)
+
+    def _of_training_set(self, X0: torch.Tensor, make: Any, key: Any = None) -> Any:
+        """``make()``, computed once per training set: a full-batch run hands the same ``X0`` tensor to every
+        iteration, so what depends on it alone (a Gram matrix, its factorization) is kept until ``X0``, its
+        contents or ``key`` change (``X0`` is held, so its memory cannot be reused by another tensor meanwhile)."""
+        c = self._set_cache
+        if c is None or c[0] is not X0 or c[1] != X0._version or c[2] != key:
+            c = self._set_cache = (X0, X0._version, key, make())
+        return c[3]
 
     def _init_aux(self, state: PeerState, X0: torch.Tensor, T: torch.Tensor) -> dict:
         raise NotImplementedError

@@ -267,7 +267,6 @@ class LauBCD(PeerTrainer):
         self.gamma, self.rho_pen, self.alpha = float(s.lau_gamma), float(s.lau_rho), float(s.lau_alpha)
         self.record_blocks = bool(record_blocks)
         self.block_hook: Callable[[LauState, str, int], None] | None = None
-        self._gram: tuple | None = None  # (X0, version, X0 X0^T, X0 1) of the training set
 
     # -- the objective -----------------------------------------------------------------------------------------
     def _terms(self, state: LauState, X0: torch.Tensor, T: torch.Tensor) -> dict:
@@ -335,7 +334,7 @@ class LauBCD(PeerTrainer):
         r, a, ridge = self.rho_pen, self.alpha, float(self.rho[l])
         W, b, m = state.W[l], state.b[l], x.shape[1]
         R = state.aux["U"][l] - A  # U_l - W_l x - b_l 1^T
-        gram = self._x0_gram(X0) if x is X0 else x @ x.T
+        gram = self._of_training_set(X0, lambda: X0 @ X0.T) if x is X0 else x @ x.T
         G = r * gram + (a + 2.0 * ridge) * torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
         rhs = r * (x @ R.T)
         if ridge:
@@ -344,10 +343,3 @@ class LauBCD(PeerTrainer):
         state.W[l] = W + dW
         state.b[l] = b + r * R.sum(1) / (r * m + a)
         return float(torch.linalg.vector_norm(dW))
-
-    def _x0_gram(self, X0: torch.Tensor) -> torch.Tensor:
-        """``X0 X0^T``, computed once per training set (``X0`` is the same tensor every full-batch iteration)."""
-        c = self._gram
-        if c is None or c[0] is not X0 or c[1] != X0._version:
-            self._gram = c = (X0, X0._version, X0 @ X0.T)
-        return c[2]

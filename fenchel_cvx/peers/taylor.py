@@ -268,21 +268,13 @@ class TaylorADMM(PeerTrainer):
     model: ClassVar[str] = "taylor-admm"
     state_class = TaylorState
 
-    def __init__(self, network: Any, settings: Any = None):
-        super().__init__(network, settings)
-        self._input_gram: tuple | None = None  # (X0, its version, ridge, _Gram): the input layer's factorization
-
     def _ridge(self, l: int) -> float:
         return float(self.rho[l]) / float(self.settings.admm_beta)
 
     def _gram_of_input(self, X0: torch.Tensor) -> _Gram:
-        """The input layer's Gram factorization, made once per training set (``X0`` is held, so its memory
-        cannot be reused by another tensor while the entry lives)."""
+        """The input layer's Gram factorization, made once per training set."""
         ridge = self._ridge(0)
-        c = self._input_gram
-        if c is None or c[0] is not X0 or c[1] != X0._version or c[2] != ridge:
-            c = self._input_gram = (X0, X0._version, ridge, _Gram(X0, ridge))
-        return c[3]
+        return self._of_training_set(X0, lambda: _Gram(X0, ridge), ridge)
 
     def _init_aux(self, state: TaylorState, X0: torch.Tensor, T: torch.Tensor) -> dict:
         """Feed-forward of the current weights: ``z_l = W_l a_{l-1} + b_l``, ``a_l = relu(z_l)``; ``lam = 0``."""
