@@ -12,9 +12,10 @@ first of ``--iters``) and of Adam on the same batches, per block (``x_last``, ``
 ``--x-iters 5,10`` adds runs whose FISTA X-updates are capped too (``BCDSettings.inexact_x_iters``).
 
 ``--running`` adds a run with ``curvature="running"`` (one preconditioned W-step per block with a running curvature
-estimate, X-updates capped at 10 uncertified iterations) and makes ``--breakdown`` time that mode. ``--descent N``
-runs that mode for ``N`` batches and counts the W-steps that increased their block objective (each block's
-objective evaluated before and after its step; the running steps are not guaranteed to decrease it).
+estimate, X-updates capped at ``--running-x-iters`` (10) uncertified iterations, steps times ``--relax``) and makes
+``--breakdown`` time that mode. ``--gamma G0 GL`` sets every run's proximal weights (Appendix C's 1 100).
+``--descent N`` runs that mode for ``N`` batches and counts the W-steps that increased their block objective
+(each block's objective evaluated before and after its step; the running steps are not guaranteed to decrease it).
 ``--data-dir DIR`` uses full MNIST instead of the shipped subset.
 
 Usage::
@@ -23,6 +24,7 @@ Usage::
     python benchmarks/bench_inexact.py --threads 1 --epochs 0 --iters 1 --breakdown 40
     python benchmarks/bench_inexact.py --threads 1 --epochs 0 --running --breakdown 100 --data-dir DIR
     python benchmarks/bench_inexact.py --threads 1 --epochs 0 --descent 240 --data-dir DIR
+    python benchmarks/bench_inexact.py --threads 1 --epochs 0 --descent 240 --data-dir DIR --relax 2 --gamma 0.1 100
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def _descent(cfg: RunConfig, data, batches: int) -> str:
         bcd.step(st, Xs[idx].T.contiguous(), Y[:, idx])
     f = cfg.fenchel
     lines = [(f"Running-curvature W-steps over {batches} batches of {bs} (refresh every {f.curvature_every}, rank "
-              f"{f.curvature_rank}, relax {f.curvature_relax:g}): relative change of each block objective\n"),
+              f"{f.curvature_rank}, relax {f.curvature_relax:g}, gamma {', '.join(f'{g:g}' for g in f.gamma)}): "
+              "relative change of each block objective\n"),
              "| block | steps | increased | largest change | median change |", "|---|---|---|---|---|"]
     for name, ch in changes.items():
         t = torch.tensor(ch)
@@ -148,13 +151,17 @@ def main(argv=None) -> int:
                    "for an increase of their block objective (0: none)")
     p.add_argument("--data-dir", default=None, help="MNIST IDX folder (default: the shipped 10k/2k subset)")
     p.add_argument("--relax", type=float, default=1.0, help="curvature_relax of the running mode (default 1)")
+    p.add_argument("--gamma", type=float, nargs="+", default=[1.0, 100.0],
+                   help="proximal weights gamma_l of every run (default: Appendix C's 1 100)")
+    p.add_argument("--running-x-iters", type=int, default=10, help="inexact_x_iters of the running mode (default 10)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     base = RunConfig().with_values({
         "dataset": "mnist" if args.data_dir else "mnist-small", "data_dir": args.data_dir, "loss": "ce",
-        "batch_size": 500, "epochs": args.epochs, "lam": 0.1, "rho": 0.0, "gamma": [1.0, 100.0], "K": 1,
+        "batch_size": 500, "epochs": args.epochs, "lam": 0.1, "rho": 0.0, "gamma": args.gamma, "K": 1,
         "inexact": True, "seed": args.seed})
-    running = base.with_values({"curvature": "running", "inexact_x_iters": 10, "curvature_relax": args.relax})
+    running = base.with_values({"curvature": "running", "inexact_x_iters": args.running_x_iters,
+                                "curvature_relax": args.relax})
     data = load_data(base)
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_inexact_"))
     runs = {f"fenchel mm x{k}": base.with_values({"inexact_iters": int(k)}) for k in args.iters.split(",")}

@@ -412,7 +412,7 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
     T0 = T
     T_out = T.clone() if certify else None  # W z + b of every returned column: the optimality residual needs it
     dZ, dT = Z, T  # placeholders: the first step has no momentum
-    beta = Z0.new_zeros(m)
+    beta, spare = Z0.new_zeros(m), None
     history, k, next_check = [], 0, 0
     best, stalled = (0, math.inf), False  # (iteration, worst residual) of the last halving of the worst residual
     for k in range(max_iter + 1):
@@ -421,7 +421,8 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
         if k == 0:
             Yv, Ty = Z, T
         else:
-            Yv, Ty = torch.addcmul(Z, beta, dZ), torch.addcmul(T, beta, dT)
+            into = spare if spare is not None and spare.shape == Z.shape else None
+            Yv, Ty = torch.addcmul(Z, beta, dZ, out=into), torch.addcmul(T, beta, dT)
         G = A.adjoint(smooth.grad_part(Ty))
         if certify and k in (next_check, max_iter):
             gap, res = _certificate(smooth, prev, Z, T, Ty, G)
@@ -450,7 +451,13 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
         Znew = prev.prox(Yv, G, step, a, Z)
         Tnew = affine(Znew)
         dZ = Znew - Z
-        restart = ((Yv - Znew) * dZ).sum(0) > 0
+        if k == 0:  # Yv = Z: the angle <Yv - Znew, dZ> = -||dZ||^2 calls for no restart
+            restart = torch.zeros(Znew.shape[1], dtype=torch.bool, device=Znew.device)
+        else:
+            # Yv is dead after the prox: the test and the next extrapolation overwrite it, since a fresh p x m
+            # tensor per operation costs as much as the arithmetic (glibc returns and refaults the pages)
+            restart = Yv.sub_(Znew).mul_(dZ).sum(0) > 0
+            spare = Yv
         beta = torch.where(restart, 0.0, momentum)
         dT = Tnew - T
         Z, T = Znew, Tnew
