@@ -455,7 +455,7 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
             restart = torch.zeros(Znew.shape[1], dtype=torch.bool, device=Znew.device)
         else:
             # Yv is dead after the prox: the test and the next extrapolation overwrite it, since a fresh p x m
-            # tensor per operation costs as much as the arithmetic (glibc returns and refaults the pages)
+            # tensor per operation (allocation, first touch of its pages) costs about as much as the arithmetic
             restart = Yv.sub_(Znew).mul_(dZ).sum(0) > 0
             spare = Yv
         beta = torch.where(restart, 0.0, momentum)
