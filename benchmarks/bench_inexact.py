@@ -13,7 +13,8 @@ first of ``--iters``) and of Adam on the same batches, per block (``x_last``, ``
 
 ``--running`` adds a run with ``curvature="running"`` (one preconditioned W-step per block with a running curvature
 estimate, X-updates capped at ``--running-x-iters`` (10) uncertified iterations, steps times ``--relax``) and makes
-``--breakdown`` time that mode. ``--gamma G0 GL`` sets every run's proximal weights (Appendix C's 1 100).
+``--breakdown`` time that mode (``--x-float32``: its X-steps in float32). ``--gamma G0 GL`` sets every run's
+proximal weights (Appendix C's 1 100).
 ``--descent N`` runs that mode for ``N`` batches and counts the W-steps that increased their block objective
 (each block's objective evaluated before and after its step; the running steps are not guaranteed to decrease it).
 ``--data-dir DIR`` uses full MNIST instead of the shipped subset.
@@ -80,7 +81,8 @@ def _breakdown(cfg: RunConfig, data, batches: int) -> str:
     rows.append(f"| Adam step (same batches) | {t_adam * 1e3:.1f} |")
     rows.append(f"| ratio | {step / t_adam:.1f} |")
     f = cfg.fenchel
-    mode = (f"curvature=running, inexact_x_iters={f.inexact_x_iters}" if f.curvature == "running"
+    mode = (f"curvature=running, inexact_x_iters={f.inexact_x_iters}{' (float32)' if f.inexact_x_float32 else ''}, "
+            f"relax {f.curvature_relax:g}, gamma {', '.join(f'{g:g}' for g in f.gamma)}" if f.curvature == "running"
             else f"inexact_iters={f.inexact_iters}")
     head = (f"Per batch of {bs}, mean over {n} batches, {torch.get_num_threads()} torch thread(s), "
             f"{mode}:\n\n| part | ms / batch |\n|---|---|")
@@ -154,6 +156,8 @@ def main(argv=None) -> int:
     p.add_argument("--gamma", type=float, nargs="+", default=[1.0, 100.0],
                    help="proximal weights gamma_l of every run (default: Appendix C's 1 100)")
     p.add_argument("--running-x-iters", type=int, default=10, help="inexact_x_iters of the running mode (default 10)")
+    p.add_argument("--x-float32", action="store_true", help="the running mode's X-steps in float32 "
+                   "(inexact_x_float32)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     base = RunConfig().with_values({
@@ -161,7 +165,7 @@ def main(argv=None) -> int:
         "batch_size": 500, "epochs": args.epochs, "lam": 0.1, "rho": 0.0, "gamma": args.gamma, "K": 1,
         "inexact": True, "seed": args.seed})
     running = base.with_values({"curvature": "running", "inexact_x_iters": args.running_x_iters,
-                                "curvature_relax": args.relax})
+                                "curvature_relax": args.relax, "inexact_x_float32": args.x_float32})
     data = load_data(base)
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_inexact_"))
     runs = {f"fenchel mm x{k}": base.with_values({"inexact_iters": int(k)}) for k in args.iters.split(",")}

@@ -40,7 +40,8 @@ DEFAULT_GRID = [
     {"lam": 0.1, "gamma": [1.0, 10.0], "inexact_iters": 5},
 ]
 _KEYS = ("method", "inexact", "lam", "rho", "gamma", "inexact_iters", "K", "inexact_x_iters", "curvature",
-         "curvature_every", "curvature_rank", "curvature_relax", "curvature_line_search", "inexact_x_certify", "tol")
+         "curvature_every", "curvature_rank", "curvature_relax", "curvature_line_search", "inexact_x_certify",
+         "inexact_x_float32", "tol")
 
 
 def _running(f: BCDOptions) -> str:

@@ -34,7 +34,9 @@ batches, rank ``curvature_rank``), reusing the feed-forward's ``W_0 X_0 + b_0``,
 (``inexact_x_iters``) run without certificates. A batch then costs about one feed-forward plus one GEMM pair per
 block instead of a Gram matrix and a factorization per block. J is no longer guaranteed to fall block by
 block (the estimate bounds a batch's curvature only on average) unless ``curvature_line_search`` is set (one more
-GEMM per hidden layer), and the history's ``max_residual`` is NaN.
+GEMM per hidden layer), and the history's ``max_residual`` is NaN. ``inexact_x_float32`` runs those uncertified
+X-steps in float32 on a float64 run (``step_dtype`` of the torch X-updates); each column still keeps the better,
+in float64, of its start and its last iterate.
 
 Prediction (section 4.3) is feed-forward. ``prediction="argmin"`` solves eq. (12),
 ``min_{y, x} L(y, W_L x_L + b_L) + sum_l lam_l B_l(x_{l+1}, W_l x_l + b_l)``:
@@ -352,6 +354,8 @@ class BCD(Trainer):
                 else tol)
         if running and s.inexact_x_iters is not None and not s.inexact_x_certify:
             xtol["certify"] = False  # a certificate costs about as much as the capped steps themselves
+            if s.inexact_x_float32:
+                xtol["step_dtype"] = torch.float32
         # W_0 X_0 + b_0 is needed by the X-update of X_1 and by the running W_0 step; X_0 and W_0 do not change
         # in between, so it is formed once (or taken from the feed-forward)
         U0 = None if U_ff is None else U_ff[0]

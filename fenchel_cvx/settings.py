@@ -332,6 +332,10 @@ class BCDOptions(_Checked):
         False, "with --curvature running, keep the capped X-updates' certificates: a column within --tol stops "
         "early (pays off when hidden X-variables start near their optimum, as a conv net's images do; otherwise each "
         "check costs about half a step)", "bool", group="inexact BCD")
+    inexact_x_float32: bool = setting(
+        False, "with --curvature running and uncertified capped X-updates, take their FISTA steps in float32 on a "
+        "float64 run (about half their time; each column still keeps the better of its start and last iterate, "
+        "compared in float64)", "bool", group="inexact BCD")
     curvature: str = setting(
         "batch", "curvature of the inexact W-steps: 'batch', the batch's own majorization bound (monotone, "
         "certified); 'running', one step per block with a running estimate of it (about a backprop step's cost, "
@@ -428,6 +432,12 @@ class BCDSettings(BCDOptions, TrainerSettings):
         if self.is_inexact and self.backend == "cvx":
             raise ValueRangeError("inexact: the cvx backend always solves to completion; use backend='torch' for "
                                   "inexact W-updates, or inexact=False")
+        uncertified_x = self.curvature == "running" and self.inexact_x_iters is not None and not self.inexact_x_certify
+        if self.inexact_x_float32 and not uncertified_x:
+            raise ValueRangeError(
+                "inexact_x_float32: only uncertified capped X-updates step in float32; set curvature='running' and "
+                f"inexact_x_iters (and not inexact_x_certify), got curvature={self.curvature!r}, inexact_x_iters="
+                f"{self.inexact_x_iters}, inexact_x_certify={self.inexact_x_certify}")
 
     @property
     def is_inexact(self) -> bool:

@@ -248,6 +248,12 @@ def test_running_curvature_mode_learns_like_the_mm_mode():
     assert all(math.isnan(r["max_residual"]) for r in fast.history)
     assert {b["status"] for b in fast.last["blocks"]} == {"unchecked"}
     assert [c.calls for c in fast.curvature] == [24, 24] and [c.refreshes for c in fast.curvature] == [8, 8]
+    # the same run with its X-steps in float32 (inexact_x_float32) learns the same, and its weights stay float64
+    f32 = BCD(net, BCDSettings(**base, curvature="running", curvature_every=3, curvature_rank=4,
+                               inexact_x_float32=True)).run(t.X, y, progress=False)
+    assert all(w.dtype == torch.float64 for w in f32.W)
+    assert abs(f32.history[-1]["train_acc"] - acc_fast) <= 0.02, (f32.history[-1]["train_acc"], acc_fast)
+    assert f32.history[-1]["J"] != fast.history[-1]["J"]  # the float32 steps did run
 
 
 @pytest.mark.parametrize("sizes,act,loss", [([10, 32, 3], "sigmoid", "mse"), ([10, 24, 16, 3], "tanh", "ce"),

@@ -24,14 +24,15 @@ def bench():
 def test_over_relaxed_run_has_its_settings_and_a_ratio(bench, tmp_path):
     out = tmp_path / "out"
     rc = bench.main(["--n-train", "1000", "--n-test", "300", "--epochs", "1", "--runs",
-                     "fenchel-fast-r2,fenchel-fast-r175,adam", "--parts", "ac", "--threads", "1", "--out", str(out),
-                     "--no-progress"])
+                     "fenchel-fast-r2,fenchel-fast-r175,fenchel-fast-r175-x15,adam", "--parts", "ac", "--threads",
+                     "1", "--out", str(out), "--no-progress"])
     assert rc == 0
     table = (out / "results.md").read_text().splitlines()
-    for name, relax in (("fenchel-fast-r2", 2.0), ("fenchel-fast-r175", 1.75)):
+    for name, relax, x_iters, x32 in (("fenchel-fast-r2", 2.0, 10, False), ("fenchel-fast-r175", 1.75, 10, False),
+                                      ("fenchel-fast-r175-x15", 1.75, 15, True)):
         fenchel = json.loads((out / "a" / name / "config.json").read_text())["config"]["fenchel"]
         assert (fenchel["curvature"], fenchel["curvature_relax"], fenchel["gamma"]) == ("running", relax, [0.1, 100.0])
-        assert fenchel["inexact_x_iters"] == 10
+        assert (fenchel["inexact_x_iters"], fenchel["inexact_x_float32"]) == (x_iters, x32)
         cells = next(line for line in table if line.startswith(f"| {name} |")).split("|")
         assert 0.0 < float(cells[2]) <= 1.0 and float(cells[4]) > 0  # test accuracy; ratio to Adam of the same run
 

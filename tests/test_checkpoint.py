@@ -94,10 +94,11 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path):
     _assert_same_run(full, st)
 
 
-def test_resume_with_running_curvature_is_bitwise_identical(tmp_path):
+@pytest.mark.parametrize("x32", [False, True], ids=["x64", "x-steps-float32"])
+def test_resume_with_running_curvature_is_bitwise_identical(tmp_path, x32):
     """The running curvature estimates (their mean, counters and factors) travel in the checkpoint."""
     kw = {"eval_every": 1, "inexact": True, "inexact_x_iters": 4, "curvature": "running", "curvature_every": 3,
-          "curvature_rank": 2}
+          "curvature_rank": 2, "inexact_x_float32": x32}
     net, X, y = _problem()
     full = BCD(net, _settings(**kw)).run(X, y, progress=False)
     path = tmp_path / "ckpt.pt"

@@ -16,7 +16,7 @@ from fenchel_cvx.subproblems import SUBPROBLEMS, SubproblemResult
 # Arguments that belong to one face's machinery only (solver choice vs. iteration control and warm starts).
 CVX_ONLY = {"solver", "solver_opts", "chunk", "polish"}
 TORCH_ONLY = {"tol", "max_iter", "Z0", "W_init", "b_init", "warn", "method", "certify", "curvature", "relax",
-              "line_search", "U"}
+              "line_search", "U", "step_dtype"}
 
 
 @pytest.mark.parametrize("name", sorted(SUBPROBLEMS))

@@ -55,6 +55,10 @@ def test_trainer_settings_are_compositions_not_copies():
     ({"curvature": "running", "batch_size": None}, ValueRangeError, "inexact"),
     ({"curvature_line_search": True, "curvature_relax": 2.0}, ValueRangeError, "curvature_relax"),
     ({"backend": "cvx", "inexact": True}, ValueRangeError, "inexact"),
+    ({"inexact_x_float32": True}, ValueRangeError, "inexact_x_float32"),
+    ({"inexact_x_float32": True, "curvature": "running"}, ValueRangeError, "inexact_x_float32"),
+    ({"inexact_x_float32": True, "curvature": "running", "inexact_x_iters": 5, "inexact_x_certify": True},
+     ValueRangeError, "inexact_x_float32"),
 ])
 def test_bad_values_fail_where_they_are_written(kw, err, needle):
     with pytest.raises(err, match=needle) as info:

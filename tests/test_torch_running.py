@@ -344,10 +344,58 @@ def test_uncertified_x_hidden_keeps_the_start_where_the_steps_made_it_worse(monk
     W = torch.randn(5, 6, generator=g, dtype=F64)
     Xn, U = torch.rand(5, 20, generator=g, dtype=F64), torch.randn(6, 20, generator=g, dtype=F64)
     Z0 = torch.relu(U)
-    monkeypatch.setattr(x_updates._PrevTerm, "prox", lambda self, Yv, G, step, a, Zg: Yv + 50.0)
+    monkeypatch.setattr(x_updates._PrevTerm, "prox", lambda self, Yv, G, step, a, Zg, out=None: Yv + 50.0)
     out = tf.x_hidden(W, None, Xn, U, act="relu", act_prev="relu", lam=1.0, lam_prev=0.5, Z0=Z0, max_iter=3,
                       certify=False, warn=False)
     assert torch.equal(out.Z, Z0)
+
+
+def test_float32_steps_on_float64_inputs_stay_close_and_never_worse_than_the_start():
+    """``step_dtype=float32``: the same steps to float32 round-off; the answer is float64 and, per column, never
+    worse than the start in float64 (x_last with cross-entropy, x_hidden)."""
+    W, b, U, labels = _x_problem()
+    kw = {"loss": "ce", "act_prev": "relu", "lam_prev": 0.3, "max_iter": 6, "warn": False, "certify": False}
+    full = tf.x_last(W, b, labels, U, **kw)
+    fast = tf.x_last(W, b, labels, U, step_dtype=torch.float32, **kw)
+    assert fast.Z.dtype == F64 and fast.status == "unchecked"
+    assert not torch.equal(fast.Z, full.Z)  # the steps really ran in float32
+    torch.testing.assert_close(fast.Z, full.Z, rtol=1e-4, atol=1e-5)
+    Y = torch.nn.functional.one_hot(labels, 4).T.to(F64)
+
+    def P(Z):
+        ce = -(Y * torch.log_softmax(W @ Z + b[:, None], 0)).sum(0)
+        return ce + 0.3 * (0.5 * Z ** 2 + 0.5 * torch.relu(U) ** 2 - U * Z).sum(0)
+    assert bool((P(fast.Z) <= P(torch.relu(U))).all()) and float(P(fast.Z).sum()) < float(P(torch.relu(U)).sum())
+    g = torch.Generator().manual_seed(5)
+    Wh = torch.randn(5, 6, generator=g, dtype=F64)
+    Xn, Uh = torch.rand(5, 20, generator=g, dtype=F64), torch.randn(6, 20, generator=g, dtype=F64)
+    hk = {"act": "relu", "act_prev": "relu", "lam": 1.0, "lam_prev": 0.5, "max_iter": 5, "certify": False,
+          "warn": False}
+    torch.testing.assert_close(tf.x_hidden(Wh, None, Xn, Uh, step_dtype=torch.float32, **hk).Z,
+                               tf.x_hidden(Wh, None, Xn, Uh, **hk).Z, rtol=1e-4, atol=1e-5)
+
+
+def test_float32_steps_keep_the_start_in_float64_where_the_steps_made_it_worse(monkeypatch):
+    from fenchel_cvx.torch import x_updates
+    g = torch.Generator().manual_seed(4)
+    W = torch.randn(5, 6, generator=g, dtype=F64)
+    Xn, U = torch.rand(5, 20, generator=g, dtype=F64), torch.randn(6, 20, generator=g, dtype=F64)
+    Z0 = torch.relu(U)
+    monkeypatch.setattr(x_updates._PrevTerm, "prox", lambda self, Yv, G, step, a, Zg, out=None: Yv + 50.0)
+    out = tf.x_hidden(W, None, Xn, U, act="relu", act_prev="relu", lam=1.0, lam_prev=0.5, Z0=Z0, max_iter=3,
+                      certify=False, warn=False, step_dtype=torch.float32)
+    assert torch.equal(out.Z, Z0)  # bitwise the float64 start, not its float32 round trip
+
+
+def test_step_dtype_needs_the_uncertified_steps_and_a_float_dtype():
+    W, b, U, labels = _x_problem()
+    kw = {"loss": "ce", "act_prev": "relu", "lam_prev": 0.3, "max_iter": 3, "warn": False}
+    with pytest.raises(ValueRangeError, match="step_dtype: only uncertified"):
+        tf.x_last(W, b, labels, U, step_dtype=torch.float32, **kw)
+    with pytest.raises(ValueRangeError, match="step_dtype: expected"):
+        tf.x_last(W, b, labels, U, step_dtype=torch.int32, certify=False, **kw)
+    # the inputs' own dtype is no change, certified or not
+    assert torch.equal(tf.x_last(W, b, labels, U, step_dtype=F64, **kw).Z, tf.x_last(W, b, labels, U, **kw).Z)
 
 
 def test_certify_must_be_a_bool():

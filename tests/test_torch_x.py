@@ -104,7 +104,7 @@ def test_every_registry_entry_has_a_torch_twin():
 
 
 def test_same_arguments_as_the_cvxpy_face():
-    face_only = {"solver", "solver_opts", "chunk", "polish", "tol", "max_iter", "Z0", "warn", "certify"}
+    face_only = {"solver", "solver_opts", "chunk", "polish", "tol", "max_iter", "Z0", "warn", "certify", "step_dtype"}
     for name in ("x_hidden", "x_last"):
         ours = inspect.signature(getattr(ft, name)).parameters
         ref = inspect.signature(getattr(cvx, name)).parameters
@@ -414,7 +414,7 @@ def test_a_capped_solve_keeps_the_start_where_the_last_iterate_is_worse(monkeypa
     kw = {"act": "relu", "act_prev": "relu", "lam": 1.0, "lam_prev": 0.3, "Z0": Z0, "warn": False}
     one = ft.x_hidden(W, b, V, U, **kw, max_iter=1)
     good = xu._PrevTerm.prox
-    monkeypatch.setattr(xu._PrevTerm, "prox", lambda self, *a: good(self, *a) + 5.0)
+    monkeypatch.setattr(xu._PrevTerm, "prox", lambda self, *a, **kw: good(self, *a, **kw) + 5.0)
     r = ft.x_hidden(W, b, V, U, **kw, max_iter=3)
     torch.testing.assert_close(r.Z, Z0, rtol=0, atol=0)
     start = col_objective_hidden(Z0, W, b, V, U, "relu", "relu", 1.0, 0.3)

@@ -262,10 +262,12 @@ class _PrevTerm:
     def to(self, dtype: torch.dtype) -> _PrevTerm:
         return _PrevTerm(self.act, self.c, self.U.to(dtype), None if self._FU_abs is None else self._FU_abs.to(dtype))
 
-    def prox(self, Yv: torch.Tensor, G: torch.Tensor, step: float, a: float, Zg: torch.Tensor) -> torch.Tensor:
-        """``argmin_z c B(z, u) + (L/2)||z - R||^2`` at ``R = Yv - step G``, ``a = L/c``; guess ``Zg``."""
+    def prox(self, Yv: torch.Tensor, G: torch.Tensor, step: float, a: float, Zg: torch.Tensor,
+             out: torch.Tensor | None = None) -> torch.Tensor:
+        """``argmin_z c B(z, u) + (L/2)||z - R||^2`` at ``R = Yv - step G``, ``a = L/c``; guess ``Zg``; ``out``:
+        scratch of ``Yv``'s shape that may hold the answer."""
         # Optimality c(phi^{-1}(z) - u) + L(z - R) = 0 with x = phi^{-1}(z): x + a phi(x) = u + a R =: r.
-        r = torch.add(self.U, Yv, alpha=a).add_(G, alpha=-a * step)
+        r = torch.add(self.U, Yv, alpha=a, out=out).add_(G, alpha=-a * step)
         act = self.act
         if isinstance(act, ReLU):
             return r.clamp_min_(0.0).mul_(1.0 / (1.0 + a))
@@ -350,8 +352,8 @@ class _Matrix:
     def affine(self, b: torch.Tensor | None, Z: torch.Tensor) -> torch.Tensor:
         return torch.addmm(b, self.W, Z) if b is not None else self.W @ Z
 
-    def adjoint(self, G: torch.Tensor) -> torch.Tensor:
-        return self.Wt @ G
+    def adjoint(self, G: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.mm(self.Wt, G, out=out)
 
     def norm_sq(self) -> float:
         return spectral_norm_sq(self.W)
@@ -370,8 +372,8 @@ class _LayerMap:
     def affine(self, b: torch.Tensor | None, Z: torch.Tensor) -> torch.Tensor:
         return self.layer.apply(self.W, b, Z)
 
-    def adjoint(self, G: torch.Tensor) -> torch.Tensor:
-        return self.layer.adjoint(self.W, G)
+    def adjoint(self, G: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return self.layer.adjoint(self.W, G)  # a convolution's adjoint allocates its answer: ``out`` unused
 
     def norm_sq(self) -> float:
         return self.layer.norm_sq(self.W)
@@ -382,7 +384,7 @@ class _LayerMap:
 
 # -- accelerated forward-backward over all columns -----------------------------------------------------------------
 def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
-           tol: float, max_iter: int, L: float, certify: bool = True) -> dict:
+           tol: float, max_iter: int, L: float, certify: bool = True, choose: bool = True) -> dict:
     """Accelerated prox-gradient, all columns at once; a column leaves the batch once its gap is below tol.
 
     Momentum is the strongly convex constant ``(1 - sqrt(q)) / (1 + sqrt(q))``, ``q = mu / (L + mu)``, with
@@ -396,7 +398,8 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
 
     ``certify=False`` takes exactly ``max_iter`` steps with no certificate (``residual`` and ``gap`` are NaN) and
     keeps, per column, the lower objective of ``Z0`` and the last iterate (compared without the ``F*_prev(u)``
-    term they share, so without a pass of ``B``): the same steps, still never worse than the start.
+    term they share, so without a pass of ``B``): the same steps, still never worse than the start;
+    ``choose=False`` leaves that choice to the caller and returns the last iterate (``Z`` and ``iterations``).
     """
     m = Z0.shape[1]
     a, step = L / prev.c, smooth.gscale / L
@@ -412,18 +415,28 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
     T0 = T
     T_out = T.clone() if certify else None  # W z + b of every returned column: the optimality residual needs it
     dZ, dT = Z, T  # placeholders: the first step has no momentum
-    beta, spare = Z0.new_zeros(m), None
+    beta = Z0.new_zeros(m)
+    # Scratch p x m tensors reused from step to step (while the active columns stay the same): a fresh one per
+    # operation costs about as much as the arithmetic on it (allocation, first touch of its pages). "z0"/"z1"
+    # alternate as the new iterate's home, since the old one is read while the new one is written.
+    pool: dict[str, torch.Tensor] = {}
+
+    def scratch(name: str) -> torch.Tensor:
+        t = pool.get(name)
+        if t is None or t.shape != Z.shape:
+            t = pool[name] = torch.empty_like(Z)
+        return t
+
     history, k, next_check = [], 0, 0
     best, stalled = (0, math.inf), False  # (iteration, worst residual) of the last halving of the worst residual
     for k in range(max_iter + 1):
         if not certify and k == max_iter:
-            return _unchecked_end(smooth, prev, Z0, T0, Z, T, k, L)
+            return _unchecked_end(smooth, prev, Z0, T0, Z, T, k, L) if choose else {"Z": Z, "iterations": k}
         if k == 0:
             Yv, Ty = Z, T
         else:
-            into = spare if spare is not None and spare.shape == Z.shape else None
-            Yv, Ty = torch.addcmul(Z, beta, dZ, out=into), torch.addcmul(T, beta, dT)
-        G = A.adjoint(smooth.grad_part(Ty))
+            Yv, Ty = torch.addcmul(Z, beta, dZ, out=scratch("Yv")), torch.addcmul(T, beta, dT)
+        G = A.adjoint(smooth.grad_part(Ty), out=scratch("G"))
         if certify and k in (next_check, max_iter):
             gap, res = _certificate(smooth, prev, Z, T, Ty, G)
             if k == 0:
@@ -448,16 +461,13 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
                     break
                 idx, smooth, prev = idx[keep], smooth.take(keep), prev.take(keep)
                 Z, T, dZ, dT, Yv, G = Z[:, keep], T[:, keep], dZ[:, keep], dT[:, keep], Yv[:, keep], G[:, keep]
-        Znew = prev.prox(Yv, G, step, a, Z)
+        Znew = prev.prox(Yv, G, step, a, Z, out=scratch(f"z{k % 2}"))
         Tnew = affine(Znew)
-        dZ = Znew - Z
+        dZ = torch.sub(Znew, Z, out=scratch("dZ"))
         if k == 0:  # Yv = Z: the angle <Yv - Znew, dZ> = -||dZ||^2 calls for no restart
             restart = torch.zeros(Znew.shape[1], dtype=torch.bool, device=Znew.device)
-        else:
-            # Yv is dead after the prox: the test and the next extrapolation overwrite it, since a fresh p x m
-            # tensor per operation (allocation, first touch of its pages) costs about as much as the arithmetic
+        else:  # Yv is dead after the prox: the test overwrites it
             restart = Yv.sub_(Znew).mul_(dZ).sum(0) > 0
-            spare = Yv
         beta = torch.where(restart, 0.0, momentum)
         dT = Tnew - T
         Z, T = Znew, Tnew
@@ -595,6 +605,35 @@ def _value(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
     return float((smooth.value(T) + prev.value(Z)).sum())
 
 
+def _fista_in(dtype: torch.dtype) -> Any:
+    """``_fista(..., certify=False)`` stepping in ``dtype``; the start-or-last choice per column in the inputs' own.
+
+    The uncertified steps carry no certificate whose accuracy the working dtype could spoil, so on float64 inputs
+    they may run in float32 (half the memory traffic of their elementwise passes). The choice against the start
+    ``Z0`` is made again in the inputs' dtype, so a column still never comes back worse than it started.
+    """
+    def engine(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
+               tol: float, max_iter: int, L: float, certify: bool = False) -> dict:
+        out = _fista(smooth.to(dtype), prev.to(dtype), A.to(dtype), None if b is None else b.to(dtype),
+                     Z0.to(dtype), tol, max_iter, L, certify=False, choose=False)
+        Z = out["Z"].to(Z0.dtype)
+        return _unchecked_end(smooth, prev, Z0, A.affine(b, Z0), Z, A.affine(b, Z), out["iterations"], L)
+    return engine
+
+
+def _check_step_dtype(step_dtype: Any, certify: bool, W: torch.Tensor) -> Any:
+    """The FISTA engine for ``step_dtype`` (``_fista`` itself for ``None`` or the inputs' dtype)."""
+    if step_dtype is None or step_dtype == W.dtype:
+        return _fista
+    if step_dtype not in (torch.float32, torch.float64):
+        raise ValueRangeError(f"step_dtype: expected torch.float32, torch.float64 or None, got {step_dtype!r}")
+    if certify:
+        raise ValueRangeError(f"step_dtype: only uncertified steps (certify=False) may run in another dtype than "
+                              f"the inputs' ({W.dtype}): a certificate needs the inputs' own; got step_dtype="
+                              f"{step_dtype} with certify=True")
+    return _fista_in(step_dtype)
+
+
 # -- column blocks -------------------------------------------------------------------------------------------------
 def _in_blocks(engine: Any, smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None,
                Z0: torch.Tensor, tol: float, max_iter: int, certify: bool = True) -> dict:
@@ -709,7 +748,8 @@ def _check_certify(certify: Any) -> bool:
 def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_prev: torch.Tensor, *,
              act: str | Activation, act_prev: str | Activation, lam: float, lam_prev: float, tol: float = 1e-6,
              max_iter: int = 5000, Z0: torch.Tensor | None = None, warn: bool = True,
-             certify: bool = True, layer: Layer | None = None) -> SubproblemResult:
+             certify: bool = True, step_dtype: torch.dtype | None = None,
+             layer: Layer | None = None) -> SubproblemResult:
     r"""Eq. (14): minimize over Z  lam B_act(X_next, W Z + b) + lam_prev B_act_prev(Z, U_prev),  Z in dom(act_prev).
 
     Updates a hidden X-variable ``X_l``: ``W = W_l``, ``b = b_l``, ``X_next = X_{l+1}``, ``U_prev = W_{l-1}
@@ -754,6 +794,10 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
         certificate would cost as much as the steps): ``residual`` and the certificate NaN, ``value`` NaN,
         ``status`` ``"unchecked"``, ``converged=False``, no warning; each column still returns the lower-objective
         of ``Z0`` and its last iterate.
+    step_dtype : torch.dtype, optional
+        With ``certify=False``: the dtype the steps run in, e.g. ``torch.float32`` on float64 inputs (about half
+        the time of the elementwise work); the choice between ``Z0`` and the last iterate and the answer stay in
+        the inputs' dtype. ``None``: the inputs' dtype.
     layer : Layer, optional
         ``W Z + b`` as ``A(Z; W) + b`` (:mod:`fenchel_cvx.layers`): ``W`` shape ``layer.weight_shape`` (a conv
         kernel ``(C_out, C_in, k, k)``), ``b`` ``layer.bias_shape``, ``X_next`` ``(layer.n_out, m)``, ``U_prev``,
@@ -781,7 +825,8 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
     DomainError
         NaN/inf entries, ``X_next`` outside ``dom(act)`` or ``Z0`` outside ``dom(act_prev)``.
     ValueRangeError
-        ``lam <= 0``, ``lam_prev <= 0``, ``tol <= 0``, ``max_iter < 1`` or a non-bool ``warn``.
+        ``lam <= 0``, ``lam_prev <= 0``, ``tol <= 0``, ``max_iter < 1``, a non-bool ``warn``, or a ``step_dtype``
+        other than float32, float64 and ``None`` (or one that differs from the inputs' with ``certify=True``).
     ChoiceError
         An activation the torch face does not solve (only ReLU, LeakyReLU, Sigmoid and Tanh), or a ``layer`` that
         is not a :class:`~fenchel_cvx.layers.Layer`.
@@ -800,10 +845,11 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
     lam = check_scalar(lam, "lam", positive=True)
     act.check_domain(X_next, "X_next")
     certify = _check_certify(certify)
+    engine = _check_step_dtype(step_dtype, certify, W)
     smooth, prev = _ActTerm(act, lam, X_next), _PrevTerm(act_prev, c, U_prev)
     A = _Matrix(W) if layer is None or layer.is_plain_dense else _LayerMap(layer, W)
     with solver_errors("x_hidden"):
-        out = _in_blocks(_fista, smooth, prev, A, bcol, Z0, tol, max_iter, certify)
+        out = _in_blocks(engine, smooth, prev, A, bcol, Z0, tol, max_iter, certify)
     info = {k: out[k] for k in ("gap", "lipschitz", "mu", "history", "blocks")}
     return finish("x_hidden", value=out["value"], solver="fista", t0=t0, t1=time.perf_counter(), Z=out["Z"],
                   certificate=out["residual"], residual=_optimality(out, smooth, prev, A),
@@ -815,7 +861,7 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
 def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: torch.Tensor, *, loss: str | Loss,
            act_prev: str | Activation, lam_prev: float, tol: float = 1e-6, max_iter: int | None = None,
            Z0: torch.Tensor | None = None, warn: bool = True, certify: bool = True,
-           layer: Layer | None = None) -> SubproblemResult:
+           step_dtype: torch.dtype | None = None, layer: Layer | None = None) -> SubproblemResult:
     r"""Eqs. (15)-(16): minimize over Z  loss(Y, W Z + b) + lam_prev B_act_prev(Z, U_prev),  Z in dom(act_prev).
 
     Updates the last hidden X-variable ``X_L``: ``W = W_L``, ``b = b_L``, ``U_prev = W_{L-1} X_{L-1} +
@@ -857,6 +903,8 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
     certify : bool
         ``False`` (cross-entropy only; MSE's dual Newton gets its certificate for free and ignores it): as in
         :func:`x_hidden`, exactly ``max_iter`` FISTA steps with no certificate.
+    step_dtype : torch.dtype, optional
+        Cross-entropy with ``certify=False``: as :func:`x_hidden` (MSE's dual Newton ignores it).
     layer : Layer, optional
         The output layer, dense after average pooling (e.g. ``a2f10``): ``W`` shape ``layer.weight_shape``,
         ``U_prev``, ``Z0`` and ``Z`` ``(layer.n_in, m)``. Cross-entropy runs FISTA on the layer's map; MSE forms
@@ -899,6 +947,7 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
     bcol, act_prev, c, tol, max_iter, Z0 = _check_common(W, b, U_prev, act_prev, lam_prev, tol, max_iter, Z0, warn,
                                                          T_Y.shape[1], sizes, layer)
     certify = _check_certify(certify) or isinstance(loss, MSELoss)
+    engine = _check_step_dtype(None if isinstance(loss, MSELoss) else step_dtype, certify, W)
     prev = _PrevTerm(act_prev, c, U_prev)
     with solver_errors("x_last"):
         if isinstance(loss, MSELoss):
@@ -913,7 +962,7 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
         else:
             smooth, solver = _CETerm(T_Y), "fista"
             A = _Matrix(W) if layer is None or layer.is_plain_dense else _LayerMap(layer, W)
-            out = _in_blocks(_fista, smooth, prev, A, bcol, Z0, tol, max_iter, certify)
+            out = _in_blocks(engine, smooth, prev, A, bcol, Z0, tol, max_iter, certify)
     info = {k: out[k] for k in ("gap", "history", "blocks") + (("lipschitz", "mu") if solver == "fista" else ())}
     return finish("x_last", value=out["value"], solver=solver, t0=t0, t1=time.perf_counter(), Z=out["Z"],
                   certificate=out["residual"], residual=_optimality(out, smooth, prev, A),
