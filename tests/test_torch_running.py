@@ -337,8 +337,10 @@ def test_uncertified_capped_x_last_takes_the_certified_steps():
     assert float(P(fast.Z).sum()) < float(P(torch.relu(U)).sum())
 
 
-def test_uncertified_x_hidden_keeps_the_start_where_the_steps_made_it_worse(monkeypatch):
-    """Force bad steps (a prox that throws the point away): every column must come back to its start."""
+@pytest.mark.parametrize("step_dtype", [None, torch.float32], ids=["own-dtype", "float32-steps"])
+def test_uncertified_x_hidden_keeps_the_start_where_the_steps_made_it_worse(monkeypatch, step_dtype):
+    """Force bad steps (a prox that throws the point away): every column must come back to its start (with float32
+    steps: bitwise the float64 start, not its float32 round trip)."""
     from fenchel_cvx.torch import x_updates
     g = torch.Generator().manual_seed(4)
     W = torch.randn(5, 6, generator=g, dtype=F64)
@@ -346,7 +348,7 @@ def test_uncertified_x_hidden_keeps_the_start_where_the_steps_made_it_worse(monk
     Z0 = torch.relu(U)
     monkeypatch.setattr(x_updates._PrevTerm, "prox", lambda self, Yv, G, step, a, Zg, out=None: Yv + 50.0)
     out = tf.x_hidden(W, None, Xn, U, act="relu", act_prev="relu", lam=1.0, lam_prev=0.5, Z0=Z0, max_iter=3,
-                      certify=False, warn=False)
+                      certify=False, warn=False, step_dtype=step_dtype)
     assert torch.equal(out.Z, Z0)
 
 
@@ -373,18 +375,6 @@ def test_float32_steps_on_float64_inputs_stay_close_and_never_worse_than_the_sta
           "warn": False}
     torch.testing.assert_close(tf.x_hidden(Wh, None, Xn, Uh, step_dtype=torch.float32, **hk).Z,
                                tf.x_hidden(Wh, None, Xn, Uh, **hk).Z, rtol=1e-4, atol=1e-5)
-
-
-def test_float32_steps_keep_the_start_in_float64_where_the_steps_made_it_worse(monkeypatch):
-    from fenchel_cvx.torch import x_updates
-    g = torch.Generator().manual_seed(4)
-    W = torch.randn(5, 6, generator=g, dtype=F64)
-    Xn, U = torch.rand(5, 20, generator=g, dtype=F64), torch.randn(6, 20, generator=g, dtype=F64)
-    Z0 = torch.relu(U)
-    monkeypatch.setattr(x_updates._PrevTerm, "prox", lambda self, Yv, G, step, a, Zg, out=None: Yv + 50.0)
-    out = tf.x_hidden(W, None, Xn, U, act="relu", act_prev="relu", lam=1.0, lam_prev=0.5, Z0=Z0, max_iter=3,
-                      certify=False, warn=False, step_dtype=torch.float32)
-    assert torch.equal(out.Z, Z0)  # bitwise the float64 start, not its float32 round trip
 
 
 def test_step_dtype_needs_the_uncertified_steps_and_a_float_dtype():
