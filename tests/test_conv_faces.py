@@ -152,6 +152,10 @@ def test_x_hidden_torch_keeps_blocks_warm_starts_caps_and_uncertified_runs(monke
     assert capped.status == "max_iter" and not capped.converged
     loose = tf.x_hidden(**problem, max_iter=3, certify=False)
     assert loose.status == "unchecked" and math.isnan(loose.value) and loose.Z.shape == full.Z.shape
+    # the same steps in float32 through the conv map and its adjoint: float64 back, float32 round-off apart
+    loose32 = tf.x_hidden(**problem, max_iter=3, certify=False, step_dtype=torch.float32)
+    assert loose32.Z.dtype == loose.Z.dtype and not torch.equal(loose32.Z, loose.Z)
+    assert_close(loose32.Z, loose.Z, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.skipif(len(DEVICES) == 1, reason="needs a second device")
