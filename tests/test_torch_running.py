@@ -384,6 +384,8 @@ def test_step_dtype_needs_the_uncertified_steps_and_a_float_dtype():
         tf.x_last(W, b, labels, U, step_dtype=torch.float32, **kw)
     with pytest.raises(ValueRangeError, match="step_dtype: expected"):
         tf.x_last(W, b, labels, U, step_dtype=torch.int32, certify=False, **kw)
+    with pytest.raises(ValueRangeError, match="step_dtype: expected"):  # MSE ignores the steps' dtype, not a bad one
+        tf.x_last(W, b, torch.zeros(4, 30, dtype=F64), U, **dict(kw, loss="mse"), step_dtype="half")
     # the inputs' own dtype is no change, certified or not
     assert torch.equal(tf.x_last(W, b, labels, U, step_dtype=F64, **kw).Z, tf.x_last(W, b, labels, U, **kw).Z)
 
