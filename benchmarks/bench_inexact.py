@@ -53,6 +53,11 @@ def _curve(run_dir: Path) -> list[tuple[float, float]]:
     return out
 
 
+def _gammas(f) -> str:
+    """The proximal weights of a run, as its tables print them."""
+    return ", ".join(f"{g:g}" for g in f.gamma)
+
+
 def _breakdown(cfg: RunConfig, data, batches: int) -> str:
     """Milliseconds per batch: each BCD block, the rest of a BCD step, and an Adam step, on the same batches."""
     ds, arrays = data
@@ -82,7 +87,7 @@ def _breakdown(cfg: RunConfig, data, batches: int) -> str:
     rows.append(f"| ratio | {step / t_adam:.1f} |")
     f = cfg.fenchel
     mode = (f"curvature=running, inexact_x_iters={f.inexact_x_iters}{' (float32)' if f.inexact_x_float32 else ''}, "
-            f"relax {f.curvature_relax:g}, gamma {', '.join(f'{g:g}' for g in f.gamma)}" if f.curvature == "running"
+            f"relax {f.curvature_relax:g}, gamma {_gammas(f)}" if f.curvature == "running"
             else f"inexact_iters={f.inexact_iters}")
     head = (f"Per batch of {bs}, mean over {n} batches, {torch.get_num_threads()} torch thread(s), "
             f"{mode}:\n\n| part | ms / batch |\n|---|---|")
@@ -128,7 +133,7 @@ def _descent(cfg: RunConfig, data, batches: int) -> str:
         bcd.step(st, Xs[idx].T.contiguous(), Y[:, idx])
     f = cfg.fenchel
     lines = [(f"Running-curvature W-steps over {batches} batches of {bs} (refresh every {f.curvature_every}, rank "
-              f"{f.curvature_rank}, relax {f.curvature_relax:g}, gamma {', '.join(f'{g:g}' for g in f.gamma)}): "
+              f"{f.curvature_rank}, relax {f.curvature_relax:g}, gamma {_gammas(f)}): "
               "relative change of each block objective\n"),
              "| block | steps | increased | largest change | median change |", "|---|---|---|---|---|"]
     for name, ch in changes.items():

@@ -352,7 +352,7 @@ class BCD(Trainer):
         # capped FISTA X-updates keep the better of start and last iterate per column, so J stays monotone
         xtol = (dict(tol, max_iter=s.inexact_x_iters, warn=False) if s.is_inexact and s.inexact_x_iters is not None
                 else tol)
-        if running and s.inexact_x_iters is not None and not s.inexact_x_certify:
+        if s.uncertified_x_steps:
             xtol["certify"] = False  # a certificate costs about as much as the capped steps themselves
             if s.inexact_x_float32:
                 xtol["step_dtype"] = torch.float32

@@ -432,8 +432,7 @@ class BCDSettings(BCDOptions, TrainerSettings):
         if self.is_inexact and self.backend == "cvx":
             raise ValueRangeError("inexact: the cvx backend always solves to completion; use backend='torch' for "
                                   "inexact W-updates, or inexact=False")
-        uncertified_x = self.curvature == "running" and self.inexact_x_iters is not None and not self.inexact_x_certify
-        if self.inexact_x_float32 and not uncertified_x:
+        if self.inexact_x_float32 and not self.uncertified_x_steps:
             raise ValueRangeError(
                 "inexact_x_float32: only uncertified capped X-updates step in float32; set curvature='running' and "
                 f"inexact_x_iters (and not inexact_x_certify), got curvature={self.curvature!r}, inexact_x_iters="
@@ -443,6 +442,12 @@ class BCDSettings(BCDOptions, TrainerSettings):
     def is_inexact(self) -> bool:
         """``inexact``, with ``None`` resolved: inexact for batched runs, exact for full batch."""
         return (self.batch_size is not None) if self.inexact is None else bool(self.inexact)
+
+    @property
+    def uncertified_x_steps(self) -> bool:
+        """Whether the X-updates take ``inexact_x_iters`` steps without certificates (the running mode's)."""
+        return (self.is_inexact and self.curvature == "running" and self.inexact_x_iters is not None
+                and not self.inexact_x_certify)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -947,8 +947,7 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
     bcol, act_prev, c, tol, max_iter, Z0 = _check_common(W, b, U_prev, act_prev, lam_prev, tol, max_iter, Z0, warn,
                                                          T_Y.shape[1], sizes, layer)
     certify = _check_certify(certify) or isinstance(loss, MSELoss)
-    engine = _check_step_dtype(step_dtype, certify and not isinstance(loss, MSELoss), W)
-    engine = _fista if isinstance(loss, MSELoss) else engine  # the dual Newton takes no FISTA engine
+    engine = _check_step_dtype(step_dtype, certify and not isinstance(loss, MSELoss), W)  # MSE: checked, unused
     prev = _PrevTerm(act_prev, c, U_prev)
     with solver_errors("x_last"):
         if isinstance(loss, MSELoss):
