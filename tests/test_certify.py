@@ -288,13 +288,18 @@ def test_certificate_is_sound_50_instances(k):
 
 
 @pytest.mark.slow
-def test_strength_2_3_1_twenty_points_5_percent_in_30s():
-    """The issue's strength target on the benchmark instance (benchmarks/bench_certify.py, seed 0); measured
-    4.7% at 30 s with a load average of ~9 on 2 cores. Timing-dependent: a heavily loaded machine can miss it."""
-    X, Y = tiny_instance(0, 20, h=3)
-    cert = certify_lower_bound(X, Y, hidden=3, lam=1.0, rho=0.1, time_limit=30.0, rel_gap=0.05)
-    assert cert.lower <= cert.upper
-    assert cert.rel_gap <= 0.05
+def test_strength_2_3_1_twenty_points_eight_seeds():
+    """Issue 16's target on the benchmark's instances (benchmarks/bench_certify.py, seeds 0-7): every seed within
+    5% after 30 s and the median within 1%. Measured 2026-12-06 on one core: worst 2.46%, median 0.14%.
+    Timing-dependent: a heavily loaded machine can miss it."""
+    gaps = []
+    for seed in range(8):
+        X, Y = tiny_instance(seed, 20, h=3)
+        cert = certify_lower_bound(X, Y, hidden=3, lam=1.0, rho=0.1, time_limit=30.0)
+        assert cert.lower <= cert.upper
+        gaps.append(cert.rel_gap)
+    assert max(gaps) <= 0.05, gaps
+    assert float(np.median(gaps)) <= 0.01, gaps
 
 
 def test_polygon_planes_are_minorants_of_f():
