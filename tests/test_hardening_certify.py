@@ -142,6 +142,33 @@ def test_time_limit_during_root_solves_at_m_1000(data2000):
     assert 0.0 <= cert.lower <= cert.upper
 
 
+@pytest.mark.parametrize("m,n,limit", [(20, 3, 1.0), (40, 2, 2.0), (15, 4, 2.0)])
+def test_time_limit_near_the_pattern_relaxations_size_limit(m, n, limit):
+    """2,300-2,900 patterns: one pattern round (build, set-up, solve) is predicted to take 10-16 s, so it is not
+    started within a 1-2 s limit (its set-up cannot be interrupted: 4.5 s at m = 20, n = 3); the tree runs."""
+    rng = np.random.default_rng(m + n)
+    X = rng.standard_normal((m, n))
+    Y = np.maximum(X @ rng.standard_normal(n) + 0.3, 0) + 0.1 * rng.standard_normal(m)
+    t0 = time.perf_counter()
+    cert = certify_lower_bound(X, Y, hidden=2, lam=1.0, rho=0.1, time_limit=limit, n_starts=4)
+    wall = time.perf_counter() - t0
+    assert wall <= limit * 1.1 + SLACK, wall
+    assert math.isnan(cert.pattern_lower) and cert.status in ("time_limit", "time_limit_no_root")
+    check_sound(cert, X, Y, 2, 0.1)
+
+
+def test_pattern_rounds_respect_the_time_limit():
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((20, 2))
+    Y = np.maximum(X @ [1.0, -0.5] + 0.2, 0) - np.maximum(X @ [-0.3, 1.0], 0) + 0.1 * rng.standard_normal(20)
+    t0 = time.perf_counter()
+    cert = certify_lower_bound(X, Y, hidden=3, lam=1.0, rho=0.1, time_limit=6.0, rel_gap=0.0)
+    wall = time.perf_counter() - t0
+    assert wall <= 6.0 * 1.1 + SLACK, wall
+    assert math.isfinite(cert.pattern_lower) and cert.nodes >= 2    # rounds ran (and the tree after them)
+    check_sound(cert, X, Y, 3, 0.1)
+
+
 def test_short_limits_stay_sound():
     rng = np.random.default_rng(3)
     X = rng.standard_normal((30, 2))
