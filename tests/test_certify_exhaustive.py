@@ -26,7 +26,8 @@ The assertion that can fail: ``lower <= G_hat + tol``. ``lower`` is a claimed lo
 ``G <= G_hat``, so any violation is a soundness bug of the certifier (or a rounding bug larger than ``tol``).
 On these instances the certifier closes to ``1e-6``-``1e-4`` relative and ``G_hat`` agrees with its ``upper``
 to ``1e-12``, so ``G_hat`` is (numerically) ``G``: an unsound excess of ``1e-5 G`` fails the test (checked by
-hand with ``lower`` multiplied by ``1 + 1e-5``: 8 of the 9 instances fail; the ninth stops ``1e-4`` short).
+hand with ``lower`` multiplied by ``1 + 1e-5``: 8 of the 9 instances failed with the tree alone, all 9 since the
+activation-pattern relaxation).
 A second assertion (``lower >= 0.99 G_hat``, ``0.9`` for two units) keeps the check from passing trivially
 with ``lower = 0``.
 

@@ -498,6 +498,10 @@ def _pattern_bound(prob: Problem, best: Point, deadline: float, rel_gap: float, 
     if pats is None:
         log("pattern relaxation skipped: more than 10 samples on one hyperplane (degenerate data)")
         return math.nan, best, 0
+    if 2 * len(pats) * width > min(2 * MAX_PATTERN_ENTRIES, memory / _PATTERN_BYTES):
+        # (degenerate data can give more sign combinations than a generic arrangement has cells)
+        log(f"pattern relaxation skipped: {2 * len(pats)} groups of {width} variables")
+        return math.nan, best, 0
     groups = PatternGroups.initial(pats)
     stop_at = time.perf_counter() + _PATTERN_SHARE * (deadline - time.perf_counter())
     bound, rounds, trail = math.nan, 0, []
