@@ -22,13 +22,16 @@ import numpy as np
 import pytest
 from test_certify import assert_in_cone, best_primal, tiny_instance
 
-from fenchel_cvx.activations import ReLU
 from fenchel_cvx.dual import certify_lower_bound
-from fenchel_cvx.dual._bb_patterns import PatternGroups, PatternRelaxation, activation_patterns, pattern_count_bound
+from fenchel_cvx.dual._bb_patterns import (
+    PatternGroups,
+    PatternRelaxation,
+    activation_patterns,
+    pattern_count_bound,
+    unit_norm_and_ratios,
+)
 from fenchel_cvx.dual._bb_problem import Problem
 from fenchel_cvx.dual._bb_threads import single_thread_blas
-
-RELU = ReLU()
 
 
 def _as_set(P: np.ndarray) -> set:
@@ -100,9 +103,7 @@ def _random_splits(groups: PatternGroups, prob: Problem, points: list, rng: np.r
         if inact.size == 0:
             continue
         j = int(rng.choice(inact))
-        s = abs(float(pt.W1[0, unit]))
-        Nk = np.sqrt(prob.rho * np.sum((s * pt.W0[unit]) ** 2) + prob.lam * RELU.B_sum(s * pt.X1[unit], s * A[unit]))
-        ratios = np.maximum(-s * A[unit], 0.0) / Nk
+        _, ratios, _ = unit_norm_and_ratios(prob, pt, unit)
         g = groups.find(A[unit] >= 0, 1.0 if pt.W1[0, unit] >= 0 else -1.0, ratios)
         kappa = ratios[j] * rng.choice([0.5, 1.0, 2.0])   # 1.0: the unit sits on the cut, in both boxes
         if groups.kL[g, j] < kappa < groups.kU[g, j]:

@@ -44,7 +44,7 @@ from ._bb_conic import ConicRelaxation
 from ._bb_problem import Point, Problem
 
 __all__ = ["PatternGroups", "PatternRelaxation", "activation_patterns", "pattern_count_bound", "predicted_seconds",
-           "MAX_PATTERN_ENTRIES"]
+           "unit_norm_and_ratios", "MAX_PATTERN_ENTRIES"]
 
 # groups * (m + n + 2), the relaxation's variables, at most: measured 2026-12-06 on one core, 15k (m = 20, n = 2)
 # solve in 1 s, 59k in 5 s, 116k in 14 s (0.8 GB peak), 265k in 39 s (1.3 GB)
@@ -171,6 +171,15 @@ class PatternGroups:
         raise ValueError("no group holds this unit: the boxes do not cover the ratios")
 
 
+def unit_norm_and_ratios(prob: Problem, pt: Point, k: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """Unit ``k`` of ``pt`` rescaled by ``|v_k|``: ``N_k``, its ratios ``alpha_j / N_k`` (0 where ``N_k = 0``)
+    and its pre-activations ``a_k`` (shape (m,), unscaled: their signs are the unit's pattern)."""
+    s = abs(float(pt.W1[0, k]))
+    a = pt.W0[k] @ prob.X0 + pt.b0[k]
+    Nk = math.sqrt(prob.rho * float(np.sum((s * pt.W0[k]) ** 2)) + prob.lam * _RELU.B_sum(s * pt.X1[k], s * a))
+    return Nk, (np.maximum(-s * a, 0.0) / Nk if Nk > 0 else np.zeros(prob.m)), a
+
+
 class PatternRelaxation(ConicRelaxation):
     """The pattern relaxation of one ``Problem`` (one output), built once; :meth:`node` gives its boxes."""
 
@@ -183,7 +192,6 @@ class PatternRelaxation(ConicRelaxation):
         n, m = prob.n, prob.m
         X0, y = prob.X0, prob.Y[0]
         D, G = groups.D, len(groups)
-        self.D, self.sign = D, groups.sign
         V = dict(What=cp.Variable((G, n)), chat=cp.Variable(G), Z=cp.Variable((G, m)), N=cp.Variable(G),
                  b1=cp.Variable(1), t=cp.Variable(1))
         self.vars = V
@@ -202,7 +210,7 @@ class PatternRelaxation(ConicRelaxation):
             gi, ji = np.nonzero((k > 0) & np.isfinite(k))
             if gi.size:
                 cons["ratio"].append(sgn * (-a_flat[gi * m + ji] - cp.multiply(k[gi, ji], N[gi])) >= 0)
-        res = y - self.sign @ Z - b1[0]
+        res = y - groups.sign @ Z - b1[0]
         cons["loss"] = [cp.SOC(t[0] + 1, cp.hstack([cp.reshape(t[0] - 1, (1,), order="F"),
                                                      2 * cp.reshape(res, (m,), order="F")]))]
         # N_g >= L_g + ||(sqrt(rho) w_hat, sqrt(lam/2) dev, L_g)||, L_g = (lam/2) sum_j kL_gj Z_gj: from
@@ -244,26 +252,27 @@ class PatternRelaxation(ConicRelaxation):
         G, m = len(self.groups), prob.m
         out = dict(What=np.zeros((G, prob.n)), chat=np.zeros(G), Z=np.zeros((G, m)), N=np.zeros(G),
                    b1=np.asarray(pt.b1, dtype=float).copy(), t=np.array([prob.terms(pt)["loss"]]))
-        A = pt.W0 @ prob.X0 + pt.b0[:, None]
         for k in range(prob.hidden):
             v = float(pt.W1[0, k])
             s = abs(v)
-            Nk = math.sqrt(prob.rho * float(np.sum((s * pt.W0[k]) ** 2))
-                           + prob.lam * _RELU.B_sum(s * pt.X1[k], s * A[k]))
-            ratios = np.maximum(-s * A[k], 0.0) / Nk if Nk > 0 else np.zeros(m)
-            g = self.groups.find(A[k] >= 0, 1.0 if v >= 0 else -1.0, ratios)
+            Nk, ratios, a = unit_norm_and_ratios(prob, pt, k)
+            g = self.groups.find(a >= 0, 1.0 if v >= 0 else -1.0, ratios)
             out["What"][g] += s * pt.W0[k]
             out["chat"][g] += s * pt.b0[k]
             out["Z"][g] += s * pt.X1[k]
             out["N"][g] += Nk
         return out
 
-    def slack(self, values: dict) -> np.ndarray:
-        r"""Per (group, sample): ``2 sqrt(rho) lam (alpha - kL N) Z / (2 N)``, the first-order rise of the group's
-        cost if ``B``'s dropped ``alpha Z`` were charged beyond what the ratio box charges: where it is loose."""
+    def alpha(self, values: dict) -> np.ndarray:
+        """``alpha = -a_hat`` on each group's switched-off samples at a relaxation point, 0 elsewhere."""
         Ahat = values["What"] @ self.prob.X0 + values["chat"][:, None]
+        return np.maximum(-Ahat, 0.0) * (1.0 - self.groups.D)
+
+    def slack(self, values: dict, alpha: np.ndarray) -> np.ndarray:
+        r"""Per (group, sample): ``2 sqrt(rho) lam (alpha - kL N) Z / (2 N)``, the first-order rise of the group's
+        cost if ``B``'s dropped ``alpha Z`` were charged beyond what the ratio box charges: where it is loose.
+        ``alpha`` is :meth:`alpha` of the same values."""
         N = np.asarray(values["N"], dtype=float)
-        alpha = np.maximum(-Ahat, 0.0) * (1.0 - self.D)
         excess = np.maximum(alpha - self.groups.kL * N[:, None], 0.0) * np.maximum(values["Z"], 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             out = self.weight * self.prob.lam * excess / (2.0 * N[:, None])
@@ -272,16 +281,16 @@ class PatternRelaxation(ConicRelaxation):
     def refine(self, values: dict, groups_per_round: int = 20, fraction: float = 0.5) -> PatternGroups | None:
         """Split the ratio boxes of the loosest groups at their loosest sample, between the box's lower end and
         the solution's ratio (``None`` when nothing is loose)."""
-        sl = self.slack(values)
+        alpha = self.alpha(values)
+        sl = self.slack(values, alpha)
         worst = sl.max(axis=1)
         new = self.groups
         N = np.asarray(values["N"], dtype=float)
-        Ahat = values["What"] @ self.prob.X0 + values["chat"][:, None]
         for g in np.argsort(-worst)[:groups_per_round]:
             if worst[g] <= 1e-9:
                 break
             j = int(np.argmax(sl[g]))
-            ratio = max(-float(Ahat[g, j]), 0.0) / N[g]
+            ratio = float(alpha[g, j]) / N[g]
             lo, hi = new.kL[g, j], new.kU[g, j]
             kappa = lo + fraction * (min(ratio, hi) - lo)
             if lo < kappa < hi:
@@ -297,5 +306,5 @@ class PatternRelaxation(ConicRelaxation):
         for k, g in enumerate(order):
             s = math.sqrt(max(float(values["N"][g]), 0.0) / math.sqrt(prob.rho))
             if s > 1e-12:
-                W0[k], b0[k], W1[0, k] = values["What"][g] / s, values["chat"][g] / s, self.sign[g] * s
+                W0[k], b0[k], W1[0, k] = values["What"][g] / s, values["chat"][g] / s, self.groups.sign[g] * s
         return prob.from_theta(W0, b0, W1)

@@ -164,8 +164,7 @@ class Certificate:
             *(["  the time ran out before every root relaxation was solved: lower = 0 is the trivial bound "
                "J >= 0; raise time_limit"] if self.status == "time_limit_no_root" else []),
             f"  {self.nodes} nodes ({self.open_nodes} open), {self.seconds:.1f} s, root bound {self.root_lower:.6g}",
-            *([f"  activation-pattern relaxation: {self.pattern_lower:.6g}"] if self.pattern_lower == self.pattern_lower
-              else []),
+            *([] if math.isnan(self.pattern_lower) else [f"  activation-pattern relaxation: {self.pattern_lower:.6g}"]),
         ]
         return "\n".join(lines)
 
@@ -490,15 +489,19 @@ def _pattern_bound(prob: Problem, best: Point, deadline: float, rel_gap: float, 
     row raised the bound by less than ``_PATTERN_STALL`` of ``upper`` (the tree then gets the rest).
     """
     width = prob.m + prob.n + 2
+
+    def too_big(groups: int, cap: int) -> bool:
+        return groups * width > min(cap, memory / _PATTERN_BYTES)
+
     groups_bound = 2 * pattern_count_bound(prob.m, prob.n)
-    if groups_bound * width > MAX_PATTERN_ENTRIES or groups_bound * width * _PATTERN_BYTES > memory:
+    if too_big(groups_bound, MAX_PATTERN_ENTRIES):
         log(f"pattern relaxation skipped: up to {groups_bound} groups of {width} variables")
         return math.nan, best, 0
     pats = activation_patterns(prob.X0)
     if pats is None:
         log("pattern relaxation skipped: more than 10 samples on one hyperplane (degenerate data)")
         return math.nan, best, 0
-    if 2 * len(pats) * width > min(2 * MAX_PATTERN_ENTRIES, memory / _PATTERN_BYTES):
+    if too_big(2 * len(pats), 2 * MAX_PATTERN_ENTRIES):
         # (degenerate data can give more sign combinations than a generic arrangement has cells)
         log(f"pattern relaxation skipped: {2 * len(pats)} groups of {width} variables")
         return math.nan, best, 0
@@ -533,7 +536,7 @@ def _pattern_bound(prob: Problem, best: Point, deadline: float, rel_gap: float, 
         if len(trail) > 3 and trail[-1] - trail[-4] < _PATTERN_STALL * best.J:
             break
         nxt = rel.refine(res.values)
-        if nxt is None or len(nxt) * width > min(2 * MAX_PATTERN_ENTRIES, memory / _PATTERN_BYTES):
+        if nxt is None or too_big(len(nxt), 2 * MAX_PATTERN_ENTRIES):
             break
         groups = nxt
     return bound, best, rounds
