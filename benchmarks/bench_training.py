@@ -19,7 +19,9 @@ Parts (``--parts abc``):
     (``bench_inexact.py --descent 240 --relax 2 --gamma 0.1 100``: 29 of 240); ``fenchel-fast-r175`` the same at
     1.75x (1 of 240); ``fenchel-fast-r175-x32`` that with its X-steps in float32 (``inexact_x_float32``), and
     ``fenchel-fast-r175-x15`` with 15 of them; ``fenchel-fast-r2-x15`` relax 2 with 15 float32 X-steps.
-    Paper, 10 epochs: Fenchel 0.976, Adam 0.976, SGD 0.943.
+    ``fenchel-default``: no mode flag, what ``fenchel-cvx train`` runs -- the fast default
+    (``fenchel_cvx.settings.FAST_MODE``: the values of ``fenchel-fast-r2-x15``); ``fenchel-inexact`` is the MM mode
+    of Appendix C. Paper, 10 epochs: Fenchel 0.976, Adam 0.976, SGD 0.943.
 (b) full-batch MSE (Algorithm 1, Appendix C non-batched: lam 0.1, rho (1e-2, 10)), the Fig. 1 setting.
     Paper: 0.961 (neural network by SGD: 0.957).
 (c) wall time per epoch (training only, evaluation excluded) of Fenchel BCD over Adam on the same device and
@@ -67,7 +69,7 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--full-n-train", type=int, default=None, help="training samples of part (b) (default: "
                    "--n-train)")
     p.add_argument("--parts", default="abc", help="which parts to run: any of a, b, c (c needs a's runs)")
-    p.add_argument("--runs", default="fenchel,fenchel-inexact,fenchel-tuned,adam,sgd,sgd-lr0.1",
+    p.add_argument("--runs", default="fenchel,fenchel-default,fenchel-inexact,fenchel-tuned,adam,sgd,sgd-lr0.1",
                    help="part (a) runs, comma-separated")
     p.add_argument("--b-runs", default="fenchel,fenchel-inexact,sgd-lr0.1",
                    help="part (b) runs, comma-separated (exact Algorithm 1 on 60k samples needs a GPU)")
@@ -82,6 +84,9 @@ def _parse(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=None, help="extra evaluations every N batches (sharper "
                    "time-to-97%%)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a shared machine)")
+    p.add_argument("--interleave", action="store_true", help="part (a): train the runs epoch by epoch in turn (each "
+                   "resumed from its checkpoint, bitwise as one run), so drifts of the machine's speed hit every run "
+                   "alike; the s/epoch ratios are then comparable")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
@@ -94,7 +99,8 @@ def _parse(argv=None) -> argparse.Namespace:
 
 _PART_A = {  # name -> overrides of the batched CE config
     "fenchel": {"method": "fenchel", "inexact": False},
-    "fenchel-inexact": {"method": "fenchel", "inexact": True},
+    "fenchel-default": {"method": "fenchel"},  # `fenchel-cvx train` with no mode flag: the fast default
+    "fenchel-inexact": {"method": "fenchel", "inexact": True, "curvature": "batch"},
     "fenchel-tuned": {"method": "fenchel", "inexact": True, "gamma": [1.0, 10.0], "inexact_iters": 3},
     "fenchel-tuned-k2": {"method": "fenchel", "inexact": True, "gamma": [1.0, 10.0], "inexact_iters": 3, "K": 2},
     "fenchel-fast": {"method": "fenchel", "inexact": True, "curvature": "running", "inexact_x_iters": 10},
@@ -132,6 +138,30 @@ def _run(cfg: RunConfig, out: Path, progress: bool, data) -> dict:
     t0 = time.perf_counter()
     s = train_run(cfg, out, progress=progress, data=data)
     s["wall"] = time.perf_counter() - t0
+    return _finish(s, out)
+
+
+def _run_interleaved(cfgs: dict, outs: dict, progress: bool, data) -> dict:
+    """The runs ``cfgs`` (name -> config) trained one epoch at a time in turn, each resumed from its checkpoint."""
+    epochs = {name: cfg.train.epochs for name, cfg in cfgs.items()}
+    summaries, walls = {}, dict.fromkeys(cfgs, 0.0)
+    for name in cfgs:
+        if outs[name].exists():
+            shutil.rmtree(outs[name])
+    for e in range(1, max(epochs.values()) + 1):
+        for name, cfg in cfgs.items():
+            if e > epochs[name]:
+                continue
+            t0 = time.perf_counter()
+            summaries[name] = (train_run(cfg.with_values({"epochs": 1}), outs[name], progress=progress, data=data)
+                               if e == 1 else
+                               train_run(None, outs[name], resume=True, overrides={"train.epochs": e},
+                                         progress=progress, data=data))
+            walls[name] += time.perf_counter() - t0
+    return {name: _finish(dict(s, wall=walls[name]), outs[name]) for name, s in summaries.items()}
+
+
+def _finish(s: dict, out: Path) -> dict:
     s["curve"] = [r["test_acc"] for r in read_metrics(out) if float(r["epoch"]).is_integer()]
     print(f"  {out.name:<16} test acc {s['final'].get('test_acc', math.nan):.4f}  train {s['time']:.1f} s "
           f"({s['time_per_epoch']:.2f} s/epoch), wall {s['wall']:.1f} s", flush=True)
@@ -159,11 +189,16 @@ def main(argv=None) -> int:
         m, mt = len(data[1]["y"]), len(data[1]["y_test"])
         print(f"(a) batched CE 784-300-10 on {dataset} ({m} train / {mt} test), batch 500, {args.epochs} epochs",
               flush=True)
+        cfgs = {}
         for name in [r for r in args.runs.split(",") if r]:
             if name not in _PART_A:
                 raise SystemExit(f"--runs: unknown run {name!r}; choose from {sorted(_PART_A)}")
-            over = _with_iters(_PART_A[name], args.inexact_iters)
-            results["a"][name] = _run(base.with_values(over), out / "a" / name, progress, data)
+            cfgs[name] = base.with_values(_with_iters(_PART_A[name], args.inexact_iters))
+        if args.interleave:
+            results["a"] = _run_interleaved(cfgs, {name: out / "a" / name for name in cfgs}, progress, data)
+        else:
+            for name, cfg in cfgs.items():
+                results["a"][name] = _run(cfg, out / "a" / name, progress, data)
         a = results["a"]
         lines.append(f"### (a) batched cross-entropy, 784-300-10, {dataset} ({m} train / {mt} test), batch 500, "
                      "K = 1, lam 0.1, gamma (1, 100), 1 MM step per inexact W-update (fenchel-tuned: gamma (1, 10), "
@@ -181,7 +216,7 @@ def main(argv=None) -> int:
                                                          "fenchel-fast-r2": "(0.976)", "fenchel-fast-r175": "(0.976)",
                                                          "fenchel-fast-r175-x32": "(0.976)",
                                                          "fenchel-fast-r175-x15": "(0.976)",
-                                                         "fenchel-fast-r2-x15": "(0.976)",
+                                                         "fenchel-fast-r2-x15": "(0.976)", "fenchel-default": "(0.976)",
                                                          "adam": "0.976", "sgd": "0.943",
                                                          "sgd-lr0.1": "(0.943)"}.get(k, "") for k in a) + " |")
         lines.append("")
@@ -204,7 +239,8 @@ def main(argv=None) -> int:
         m = len(data[1]["y"])
         print(f"(b) full-batch MSE 784-300-10 on {dataset} ({m} train), {args.full_epochs} sweeps", flush=True)
         part_b = {"fenchel": {"method": "fenchel", "inexact": False},
-                  "fenchel-inexact": {"method": "fenchel", "inexact": True},
+                  "fenchel-default": {"method": "fenchel"},  # `fenchel-cvx train` with no mode flag: the fast default
+    "fenchel-inexact": {"method": "fenchel", "inexact": True, "curvature": "batch"},
                   "adam": {"method": "adam"}, "sgd": {"method": "sgd"}, "sgd-lr0.1": {"method": "sgd", "lr": 0.1}}
         for name in [r for r in args.b_runs.split(",") if r]:
             if name not in part_b:

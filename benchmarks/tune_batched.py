@@ -44,15 +44,19 @@ _KEYS = ("method", "inexact", "lam", "rho", "gamma", "inexact_iters", "K", "inex
          "inexact_x_float32", "tol")
 
 
-def _running(f: BCDOptions) -> str:
-    return f" ({f.curvature_every}, {f.curvature_rank}, {f.curvature_relax:g})" if f.curvature == "running" else ""
+def _running(f: BCDOptions, mode: dict) -> str:
+    """``mode``: the mode flags' values the trainer uses (``BCD.resolved()``), the fast default's included."""
+    if mode["curvature"] != "running":
+        return ""
+    return f" ({f.curvature_every}, {f.curvature_rank}, {mode['curvature_relax']:g})"
 
 
-def _x_iters(f: BCDOptions) -> str:
-    if f.inexact_x_iters is None:
+def _x_iters(f: BCDOptions, mode: dict) -> str:
+    if mode["inexact_x_iters"] is None:
         return f"to tol {f.tol:g}"
-    certified = f.curvature == "batch" or f.inexact_x_certify
-    return f"{f.inexact_x_iters}{'' if certified else ', uncertified'}"
+    certified = mode["curvature"] == "batch" or mode["inexact_x_certify"]
+    float32 = ", float32" if mode["inexact_x_float32"] else ""
+    return f"{mode['inexact_x_iters']}{'' if certified else ', uncertified'}{float32}"
 
 
 def main(argv=None) -> int:
@@ -103,10 +107,12 @@ def main(argv=None) -> int:
         state = bcd.run(d["X"][fit], d["y"][fit], X_test=d["X"][val], y_test=d["y"][val], progress=False)
         accs = [r["test_acc"] for r in state.history]
         per_epoch = state.elapsed / max(state.epoch, 1)
-        steps = "exact" if f.inexact is False else f.inexact_iters if f.curvature == "batch" else 1
         lam, gamma = (", ".join(f"{x:g}" for x in resolved[k]) for k in ("lam", "gamma"))
-        fenchel = (f"{steps} | {f.K} | {f.curvature}{_running(f)} | {_x_iters(f)}"
-                   if cfg.method == "fenchel" else " | | | ")
+        fenchel = " | | | "
+        if cfg.method == "fenchel":
+            steps = ("exact" if f.inexact is False else resolved["inexact_iters"] if resolved["curvature"] == "batch"
+                     else 1)
+            fenchel = f"{steps} | {f.K} | {resolved['curvature']}{_running(f, resolved)} | {_x_iters(f, resolved)}"
         lines.append(f"| {cfg.method} | {lam} | {gamma} | {fenchel} | "
                      + " | ".join(f"{a:.4f}" for a in accs)
                      + f" | {state.history[-1]['train_acc']:.4f} | {per_epoch:.1f} |")

@@ -38,6 +38,14 @@ GEMM per hidden layer), and the history's ``max_residual`` is NaN. ``inexact_x_f
 X-steps in float32 on a float64 run (``step_dtype`` of the torch X-updates); each column still keeps the better,
 in float64, of its start and its last iterate.
 
+Which of the two is the default (:meth:`fenchel_cvx.settings.BCDSettings.mode`): a batched, inexact run of a fully
+connected network with cross-entropy that sets no mode flag takes the running mode at
+:data:`~fenchel_cvx.settings.FAST_MODE` (relax 2, 15 float32 X-steps, ``gamma = (0.1, 100)``); every other run,
+and any run that sets a mode flag, the MM mode. ``BCD.mode`` holds the values in use and :meth:`BCD.resolved`
+reports them. With relax ``omega <= 2`` a W-step cannot raise its block's objective wherever the running estimate
+bounds the batch's own curvature (the quadratic bound falls by ``omega (1 - omega/2) g^T M^{-1} g >= 0``, zero at
+2); where it does not, the step can: 29 of 240 hidden W-steps on MNIST did, no output step (``docs/training.md``).
+
 Prediction (section 4.3) is feed-forward. ``prediction="argmin"`` solves eq. (12),
 ``min_{y, x} L(y, W_L x_L + b_L) + sum_l lam_l B_l(x_{l+1}, W_l x_l + b_l)``:
 
@@ -74,9 +82,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ._checks import per_layer
-from .errors import CheckpointError, ShapeError, ShardingError
-from .settings import BCDSettings, layer_values
+from ._checks import per_layer, trusted_values
+from .errors import CheckpointError, ShapeError, ShardingError, SolverError
+from .settings import FAST_GAMMA, BCDSettings, layer_values
 from .shards import all_sum_float, column_range, gather_columns, is_sharded, process_group, sharded, traffic_tag, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState, feed_forward, pre_activation
 
@@ -203,6 +211,17 @@ class _Face:
         return res
 
 
+def _check_weights_finite(state: BCDState) -> None:
+    """Raise :class:`SolverError` when a sweep left NaN/inf in a weight: it diverged on finite data."""
+    for l, (w, v) in enumerate(zip(state.W, state.b, strict=True)):
+        for name, t in ((f"W_{l}", w), (f"b_{l}", v)):
+            if t is not None and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+                raise SolverError(f"{name}: expected finite weights after the batch's block updates, got NaN/inf "
+                                  "entries from finite data: the steps diverged (in the running-curvature mode a "
+                                  "smaller curvature_relax or larger gamma shortens them)", status="non-finite",
+                                  subproblem="bcd_step")
+
+
 def _cvx_parameters(fn: Any) -> frozenset[str]:
     import inspect
 
@@ -221,8 +240,8 @@ class BCD(Trainer):
     network : LiftedNetwork
         Gives the architecture, activations, loss and the initial weights (it is not modified).
     settings : BCDSettings, optional
-        Defaults: the command line's (batches of 500, inexact W-updates, Appendix C's ``lam``, ``rho``,
-        ``gamma``).
+        Defaults: the command line's (batches of 500, inexact BCD in the fast default mode for a fully connected
+        cross-entropy network, Appendix C's MM mode and values otherwise; :mod:`fenchel_cvx.settings`).
 
     Examples
     --------
@@ -239,12 +258,19 @@ class BCD(Trainer):
     settings_class = BCDSettings
     state_class = BCDState
     method = "fenchel"
+    #: whether :data:`~fenchel_cvx.settings.FAST_MODE` is this trainer's default (Fenchel's penalty only)
+    fast_default: ClassVar[bool] = True
 
     def __init__(self, network: Any, settings: BCDSettings | None = None):
         super().__init__(network, settings)
         s, b = self.settings, self.batched
         self.lam = layer_values(s.lam, self.L, "lam", batched=b, positive=True, family=self.family)
-        self.gamma = layer_values(s.gamma, self.L + 1, "gamma", batched=b, family=self.family)
+        fast = self.fast_default and s.takes_fast_default(dense=all(lay.is_plain_dense for lay in self.layers),
+                                                          loss=self.loss.name)
+        #: the mode flags' values this run uses (``BCDSettings.mode``): the fast default or the MM mode
+        self.mode = s.mode(fast)
+        gamma = [FAST_GAMMA[0]] * self.L + [FAST_GAMMA[1]] if fast and s.gamma is None else s.gamma
+        self.gamma = layer_values(gamma, self.L + 1, "gamma", batched=b, family=self.family)
         #: the penalty of each hidden layer in J (what ``B`` is asked of): the activations' Fenchel penalties here
         self.penalties = list(self.acts)
         self._face: _Face | None = None
@@ -252,7 +278,7 @@ class BCD(Trainer):
     def resolved(self) -> dict:
         """The per-layer ``lam``, ``rho``, ``gamma`` and the inexact mode this trainer uses."""
         return {"lam": list(self.lam), "rho": list(self.rho), "gamma": list(self.gamma),
-                "inexact": self.settings.is_inexact}
+                "inexact": self.settings.is_inexact, **self.mode}
 
     @property
     def face(self) -> _Face:
@@ -330,8 +356,12 @@ class BCD(Trainer):
         b0 = [v.clone() for v in state.b] if W0 is not None else None
         blocks: list[dict] = []
         J0 = self._J(state, X, T) if self.settings.record_blocks else math.nan
-        for k in range(1 if full else self.settings.K):
-            self._sweep(state, X, T, W0, b0, blocks, first=k == 0, U_ff=U_ff if k == 0 and not full else None)
+        # The faces would check again, block after block, values made here from the checked batch; the weights
+        # are checked once at the end instead (a NaN anywhere in the sweep reaches them through a W-update).
+        with trusted_values():
+            for k in range(1 if full else self.settings.K):
+                self._sweep(state, X, T, W0, b0, blocks, first=k == 0, U_ff=U_ff if k == 0 and not full else None)
+        _check_weights_finite(state)
         if full:
             state.X = X[1:]
         res = [blk["max_residual"] for blk in blocks if not math.isnan(blk["max_residual"])]
@@ -346,15 +376,15 @@ class BCD(Trainer):
         after it. The X-updates run from the top down, so each one's ``U_{l-1}`` is still the feed-forward's (no
         ``W`` has moved and ``X_{l-1}`` is updated after ``X_l``): reused, not recomputed.
         """
-        s, L, W, b = self.settings, self.L, state.W, state.b
-        running = s.is_inexact and s.curvature == "running"
+        s, mode, L, W, b = self.settings, self.mode, self.L, state.W, state.b
+        running = s.is_inexact and mode["curvature"] == "running"
         tol = {"tol": s.tol, "max_iter": s.max_iter}
         # capped FISTA X-updates keep the better of start and last iterate per column, so J stays monotone
-        xtol = (dict(tol, max_iter=s.inexact_x_iters, warn=False) if s.is_inexact and s.inexact_x_iters is not None
-                else tol)
-        if s.uncertified_x_steps:
+        xtol = (dict(tol, max_iter=mode["inexact_x_iters"], warn=False)
+                if s.is_inexact and mode["inexact_x_iters"] is not None else tol)
+        if s.uncertified_x_steps(mode):
             xtol["certify"] = False  # a certificate costs about as much as the capped steps themselves
-            if s.inexact_x_float32:
+            if mode["inexact_x_float32"]:
                 xtol["step_dtype"] = torch.float32
         # W_0 X_0 + b_0 is needed by the X-update of X_1 and by the running W_0 step; X_0 and W_0 do not change
         # in between, so it is formed once (or taken from the feed-forward)
@@ -382,7 +412,7 @@ class BCD(Trainer):
         # increase the block objective, so J stays monotone (a Newton step with a line search would be too, but
         # forms and factors one p_a x p_a Hessian per row where MM shares one bound)
         if s.is_inexact:
-            wtol = dict(tol, max_iter=s.inexact_iters, warn=False, method="mm")
+            wtol = dict(tol, max_iter=mode["inexact_iters"], warn=False, method="mm")
         elif is_sharded():  # Newton's Hessians do not split over processes; MM to tol is the same exact update
             wtol = dict(tol, max_iter=s.max_iter or _SHARDED_MM_ITERS, method="mm")
         else:
@@ -418,7 +448,8 @@ class BCD(Trainer):
             with traffic_tag("curvature refresh"):
                 for l in range(L + 1):
                     curv[l].observe(lambda l=l: self.layers[l].patches(X[l]))  # patches formed only when due
-        step = {"method": "running", "relax": s.curvature_relax, "line_search": s.curvature_line_search,
+        step = {"method": "running", "relax": self.mode["curvature_relax"],
+                "line_search": self.mode["curvature_line_search"],
                 "max_iter": 1, "warn": False}
         r = self.face("w_last", X_in=X[L], Y=T, loss=self.loss, rho=self.rho[L], W_init=W[L], b_init=b[L],
                       curvature=curv[L], **self._layer(L), **step, **self._prox(L, W0, b0))

@@ -5,10 +5,12 @@ Main job, no arguments needed::
     fenchel-cvx train
 
 trains the batched (Algorithm 2) 784-300-10 ReLU cross-entropy network on the MNIST subset shipped with the
-package (10,000 train / 2,000 test), with Appendix C's batched hyperparameters and inexact W-updates, for 3
-epochs; then an Adam network of the same architecture, initial weights, batches and epochs; and prints both
-final test accuracies. Every run writes a run directory (:mod:`fenchel_cvx.runs`); ``fenchel-cvx plot RUN_DIR
-...`` overlays their test-accuracy curves (paper Figs. 1-2) into a PNG.
+package (10,000 train / 2,000 test) for 3 epochs in the fast default mode (one running-curvature W-step per block,
+15 float32 FISTA steps per X-update, ``fenchel_cvx.settings.FAST_MODE``; any mode flag, e.g. ``--curvature batch``,
+selects the certified MM mode of Appendix C instead); then an Adam network of the same architecture, initial
+weights, batches and epochs; and prints both final test accuracies. Every run writes a run directory
+(:mod:`fenchel_cvx.runs`); ``fenchel-cvx plot RUN_DIR ...`` overlays their test-accuracy curves (paper Figs. 1-2)
+into a PNG.
 
 The flags of ``train`` are generated from :mod:`fenchel_cvx.settings`, one per setting, with the same defaults
 and help as the Python API (``fenchel-cvx train --help`` lists them). Errors the user can fix (a missing data

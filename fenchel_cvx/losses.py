@@ -27,7 +27,7 @@ import numpy as np
 import scipy.special as sps
 import torch
 
-from ._checks import check_finite, is_torch
+from ._checks import check_finite, is_torch, values_trusted
 from .errors import ChoiceError, LabelError, ShapeError
 
 __all__ = ["Loss", "MSELoss", "CrossEntropyLoss", "LOSSES", "get_loss", "one_hot"]
@@ -98,7 +98,8 @@ class Loss:
             check_finite(T, "Y")
         else:
             raise ShapeError(f"Y: expected a (p, m) target matrix or (m,) labels, got shape {tuple(Y.shape)}")
-        self._check_targets(T)
+        if not values_trusted():
+            self._check_targets(T)
         if like is not None and is_torch(like):
             T = torch.as_tensor(T, dtype=like.dtype, device=like.device)
         elif like is not None and is_torch(T):

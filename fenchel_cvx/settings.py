@@ -14,14 +14,22 @@ it. Everything else derives from these classes:
 * ``fenchel-cvx train`` generates one flag per field (:func:`fields_of`), with the same defaults and help;
 * :func:`resumable` says which settings a resumed run may change (the checkpoint fingerprint leaves them out).
 
-Defaults are the paper's main batched experiment (Fig. 2 setting, Appendix C): batches of 500, inexact W-updates
-(one majorization-minimization step per block), ``lam = 0.1``, no ridge, proximal weights ``gamma = (1, 100)``.
-``None`` for ``lam``, ``rho`` or ``gamma`` means "Appendix C's value for this network and mode" and is resolved
-per layer by :func:`layer_values` once the network is known: for 784-300-10 (and any network but LeNet-5) batched
-``lam = 0.1``, ``rho = 0``, ``gamma = (1, 100)``; full batch (Algorithm 1) ``rho = (1e-2, 10)``, ``gamma = 0``;
-hidden layers take the first value, the output layer the second. For LeNet-5 (Figs. 3-4) the values Appendix C
-lists for it, layer by layer: ``lam = (5, 5, 1, 1)`` and ``(1e-4, 1e-2, 1, 1, 1)`` as proximal weights (batched)
-or ridge weights (full batch).
+Defaults are the paper's main batched experiment (Fig. 2 setting): batches of 500, inexact BCD, ``lam = 0.1``, no
+ridge. How the inexact blocks are solved is the *mode* (:data:`MODE_FLAGS`). Given no mode flag, a batched run of a
+fully connected network with cross-entropy takes the fast default (:data:`FAST_MODE`, issue 15): one W-step per
+block with a running curvature estimate, twice the preconditioned length, 15 float32 FISTA steps per X-update,
+proximal weights ``gamma = (0.1, 100)`` -- as accurate as Adam on MNIST at about twice its time per epoch
+(``docs/benchmarks.md``), uncertified, and some of its hidden W-steps raise their block objective. Any mode flag
+selects Appendix C's certified mode instead (:data:`MM_MODE`: one majorization-minimization step per W-update,
+X-updates to ``tol``, ``gamma = (1, 100)``); it is also the default of convolutional nets (LeNet-5 among them), of
+the other losses and of Askari et al.'s model, and full batch stays exact.
+
+``None`` for ``lam``, ``rho`` or ``gamma`` means "Appendix C's value for this network and mode" (``gamma`` of the
+fast default aside) and is resolved per layer by :func:`layer_values` once the network is known: for 784-300-10
+(and any network but LeNet-5) batched ``lam = 0.1``, ``rho = 0``, ``gamma = (1, 100)``; full batch (Algorithm 1)
+``rho = (1e-2, 10)``, ``gamma = 0``; hidden layers take the first value, the output layer the second. For LeNet-5
+(Figs. 3-4) the values Appendix C lists for it, layer by layer: ``lam = (5, 5, 1, 1)`` and ``(1e-4, 1e-2, 1, 1, 1)``
+as proximal weights (batched) or ridge weights (full batch).
 
 Appendix C, batched 784-300-10: "for batched models we do not use pi" yet it lists ``rho_1 = 1, lambda_1 = 0.1,
 rho_2 = 100``. The official code (``beeperman/Fenchel_Lifted_Networks``, ``mnist_batch.py``) runs that model with
@@ -52,6 +60,10 @@ __all__ = [
     "LOSS_NAMES",
     "METHODS",
     "PEER_METHODS",
+    "FAST_GAMMA",
+    "FAST_MODE",
+    "MM_MODE",
+    "MODE_FLAGS",
     "BCDOptions",
     "BCDSettings",
     "BackpropOptions",
@@ -292,6 +304,23 @@ class TrainerSettings(_Checked):
         "choice", choices=("auto", "gloo", "nccl"), resumable=True, group="processes")
 
 
+# -- the mode of inexact BCD: one default for the Fig. 2 kind of run, the MM mode for every other --------------------
+#: The mode flags: how the blocks of an inexact run are solved. Given none of them, a batched inexact run of a fully
+#: connected network with cross-entropy on the torch face takes :data:`FAST_MODE` (and, with ``gamma`` unset,
+#: :data:`FAST_GAMMA`); otherwise each unset one takes its :data:`MM_MODE` value.
+MODE_FLAGS = ("inexact_iters", "inexact_x_iters", "inexact_x_certify", "inexact_x_float32", "curvature",
+              "curvature_relax", "curvature_line_search")
+#: Certified and monotone: one majorization-minimization step per W-update, X-updates to ``tol`` (Appendix C's mode).
+MM_MODE = {"inexact_iters": 1, "inexact_x_iters": None, "inexact_x_certify": False, "inexact_x_float32": False,
+           "curvature": "batch", "curvature_relax": 1.0, "curvature_line_search": False}
+#: The fast default (issue 15, chosen on a validation split of MNIST's training set): one running-curvature W-step
+#: per block, twice the preconditioned length, and 15 uncertified float32 FISTA steps per X-update.
+FAST_MODE = dict(MM_MODE, inexact_x_iters=15, inexact_x_float32=True, curvature="running", curvature_relax=2.0)
+#: Proximal weights (hidden layers, output layer) of the fast default; Appendix C's are (1, 100).
+FAST_GAMMA = (0.1, 100.0)
+_MODE_NONE = "unset: {}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class BCDOptions(_Checked):
     """What only Fenchel BCD has: multipliers, proximal weights, sweeps, inexact steps, solver face."""
@@ -301,7 +330,9 @@ class BCDOptions(_Checked):
         strict=True, none="Appendix C: 0.1; LeNet-5 5,5,1,1", metavar="L", group="Fenchel BCD")
     gamma: float | tuple | None = setting(
         None, "proximal weights gamma_l ||W_l - W_l^0||^2 to the previous batch's weights (eqs. 19-20), one or one "
-        "per layer", "layers", low=0.0, none="Appendix C: 1,100 batched (LeNet-5 1e-4,1e-2,1,1,1), 0 full batch",
+        "per layer", "layers", low=0.0,
+        none="0.1,100 in the fast default mode, else Appendix C's: 1,100 batched (LeNet-5 1e-4,1e-2,1,1,1), "
+        "0 full batch",
         metavar="G",
         group="Fenchel BCD")
     K: int = setting(1, "BCD sweeps (alternations) per batch, Algorithm 2", "int", low=1, metavar="K",
@@ -320,37 +351,46 @@ class BCDOptions(_Checked):
                                    "'{\"solver\": \"CLARABEL\"}' for the cvx face)", "json", metavar="JSON",
                                    group="Fenchel BCD")
     inexact: bool | None = setting(
-        None, "W-updates take --inexact-iters warm-started majorization-minimization steps (J still never rises) "
-        "instead of exact solves", "bool", none="inexact batched, exact full batch", flag_off="--exact",
+        None, "W-updates take a few warm-started steps (--curvature) instead of exact solves", "bool",
+        none="inexact batched, exact full batch", flag_off="--exact",
         group="inexact BCD")
-    inexact_iters: int = setting(1, "steps per inexact W-update", "int", low=1, metavar="N", group="inexact BCD")
+    inexact_iters: int | None = setting(None, "MM steps per inexact W-update (--curvature batch)", "int", low=1,
+                                        none=_MODE_NONE.format(1), metavar="N", group="inexact BCD")
     inexact_x_iters: int | None = setting(
         None, "in inexact mode, also cap the FISTA X-updates at N warm-started steps (a capped column keeps the "
-        "better of its start and last iterate)", "int", low=1, none="solved to --tol", metavar="N",
-        group="inexact BCD")
-    inexact_x_certify: bool = setting(
-        False, "with --curvature running, keep the capped X-updates' certificates: a column within --tol stops "
+        "better of its start and last iterate)", "int", low=1,
+        none="unset: 15 in the fast default mode, else solved to --tol", metavar="N", group="inexact BCD")
+    inexact_x_certify: bool | None = setting(
+        None, "with --curvature running, keep the capped X-updates' certificates: a column within --tol stops "
         "early (pays off when hidden X-variables start near their optimum, as a conv net's images do; otherwise each "
-        "check costs about half a step)", "bool", group="inexact BCD")
-    inexact_x_float32: bool = setting(
-        False, "with --curvature running and uncertified capped X-updates, take their FISTA steps in float32 on a "
+        "check costs about half a step)", "bool", none=_MODE_NONE.format(False), group="inexact BCD")
+    inexact_x_float32: bool | None = setting(
+        None, "with --curvature running and uncertified capped X-updates, take their FISTA steps in float32 on a "
         "float64 run (about half their time; each column still keeps the better of its start and last iterate, "
-        "compared in float64)", "bool", group="inexact BCD")
-    curvature: str = setting(
-        "batch", "curvature of the inexact W-steps: 'batch', the batch's own majorization bound (monotone, "
+        "compared in float64)", "bool", none="unset: True in the fast default mode, else False",
+        group="inexact BCD")
+    curvature: str | None = setting(
+        None, "curvature of the inexact W-steps: 'batch', the batch's own majorization bound (monotone, "
         "certified); 'running', one step per block with a running estimate of it (about a backprop step's cost, "
-        "uncertified)", "choice", choices=("batch", "running"), group="inexact BCD")
+        "uncertified). Given no mode flag (this one, --inexact-iters, --inexact-x-*, --curvature-relax, "
+        "--curvature-line-search), a batched cross-entropy run of a fully connected network takes the fast default "
+        "mode: "
+        "running, --curvature-relax 2, --inexact-x-iters 15, --inexact-x-float32, and --gamma 0.1,100 unless given",
+        "choice", choices=("batch", "running"), none="unset: running in the fast default mode, else batch",
+        group="inexact BCD")
     curvature_every: int = setting(100, "batches between refreshes of the running curvature", "int", low=1,
                                    metavar="N", group="inexact BCD")
     curvature_rank: int | None = setting(64, "eigenpairs kept of each running curvature", "int", low=1,
                                          none="the exact inverse", metavar="K|full", none_word="full",
                                          group="inexact BCD")
-    curvature_relax: float = setting(1.0, "step multiplier omega > 0 of the running W-steps (1: the preconditioned "
-                                     "step; above 2 some steps raise their block objective)", "float", low=0.0,
-                                     strict=True, metavar="OMEGA", group="inexact BCD")
-    curvature_line_search: bool = setting(
-        False, "running W-steps take their length from a line search, so J never rises block to block (one more "
-        "GEMM per hidden layer)", "bool", group="inexact BCD")
+    curvature_relax: float | None = setting(
+        None, "step multiplier omega > 0 of the running W-steps (1: the preconditioned step; up to 2 a step descends "
+        "wherever the running curvature bounds the batch's, above 2 some steps raise their block objective)", "float",
+        low=0.0, strict=True, none="unset: 2 in the fast default mode, else 1", metavar="OMEGA",
+        group="inexact BCD")
+    curvature_line_search: bool | None = setting(
+        None, "running W-steps take their length from a line search, so J never rises block to block (one more "
+        "GEMM per hidden layer)", "bool", none=_MODE_NONE.format(False), group="inexact BCD")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -423,31 +463,44 @@ class BCDSettings(BCDOptions, TrainerSettings):
     """
 
     def _rules(self) -> None:
-        if self.curvature == "running" and not self.is_inexact:
+        m = self.mode()  # the flags given, the MM mode for the rest: the default mode itself is consistent
+        if m["curvature"] == "running" and not self.is_inexact:
             raise ValueRangeError("curvature: 'running' shapes the steps of inexact W-updates; set inexact=True "
                                   "(the default for batched runs), or curvature='batch'")
-        if self.curvature_line_search and self.curvature_relax != 1.0:
+        if m["curvature_line_search"] and m["curvature_relax"] != 1.0:
             raise ValueRangeError(f"curvature_relax: the line search sets the step length; got curvature_relax="
-                                  f"{self.curvature_relax} with curvature_line_search=True (pass one or the other)")
+                                  f"{m['curvature_relax']} with curvature_line_search=True (pass one or the other)")
         if self.is_inexact and self.backend == "cvx":
             raise ValueRangeError("inexact: the cvx backend always solves to completion; use backend='torch' for "
                                   "inexact W-updates, or inexact=False")
-        if self.inexact_x_float32 and not self.uncertified_x_steps:
+        if m["inexact_x_float32"] and not self.uncertified_x_steps(m):
             raise ValueRangeError(
                 "inexact_x_float32: only uncertified capped X-updates step in float32; set curvature='running' and "
-                f"inexact_x_iters (and not inexact_x_certify), got curvature={self.curvature!r}, inexact_x_iters="
-                f"{self.inexact_x_iters}, inexact_x_certify={self.inexact_x_certify}")
+                f"inexact_x_iters (and not inexact_x_certify), got curvature={m['curvature']!r}, inexact_x_iters="
+                f"{m['inexact_x_iters']}, inexact_x_certify={m['inexact_x_certify']}")
 
     @property
     def is_inexact(self) -> bool:
         """``inexact``, with ``None`` resolved: inexact for batched runs, exact for full batch."""
         return (self.batch_size is not None) if self.inexact is None else bool(self.inexact)
 
-    @property
-    def uncertified_x_steps(self) -> bool:
-        """Whether the X-updates take ``inexact_x_iters`` steps without certificates (the running mode's)."""
-        return (self.is_inexact and self.curvature == "running" and self.inexact_x_iters is not None
-                and not self.inexact_x_certify)
+    def takes_fast_default(self, *, dense: bool, loss: str) -> bool:
+        """Whether a run of this network takes :data:`FAST_MODE`: no mode flag given, batched, inexact, torch face,
+        fully connected layers only (``dense``: no convolution or pooling, so not LeNet-5) and cross-entropy
+        (``loss == "ce"``) -- where it was chosen and measured."""
+        return (all(getattr(self, k) is None for k in MODE_FLAGS) and self.batch_size is not None
+                and self.is_inexact and self.backend == "torch" and dense and loss == "ce")
+
+    def mode(self, fast: bool = False) -> dict:
+        """The mode flags' values a run uses (:data:`MODE_FLAGS`): the flags given, the rest from :data:`FAST_MODE`
+        if ``fast`` (the trainer's :meth:`takes_fast_default`, which needs the network), else from :data:`MM_MODE`."""
+        given = {k: getattr(self, k) for k in MODE_FLAGS if getattr(self, k) is not None}
+        return {**(FAST_MODE if fast else MM_MODE), **given}
+
+    def uncertified_x_steps(self, mode: dict) -> bool:
+        """Whether the X-updates of ``mode`` (:meth:`mode`) take ``inexact_x_iters`` steps without certificates."""
+        return (self.is_inexact and mode["curvature"] == "running" and mode["inexact_x_iters"] is not None
+                and not mode["inexact_x_certify"])
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -333,9 +333,14 @@ class Trainer:
         check_ndim(X0, "X0", 2, "(n, m): features x samples")
         if X0.shape[0] != self.sizes[0]:
             raise ShapeError(f"X0: expected {self.sizes[0]} rows (input features), got shape {tuple(X0.shape)}")
+        check_finite(X0, "X0")
         T = self.loss.targets(Y if torch.is_tensor(Y) else np.asarray(Y), self.sizes[-1], like=X0)
         if T.shape[1] != X0.shape[1]:
             raise ShapeError(f"Y: expected {X0.shape[1]} columns to match X0, got {T.shape[1]}")
+        return self._checked_step(state, X0, T)
+
+    def _checked_step(self, state: TrainState, X0: torch.Tensor, T: torch.Tensor) -> TrainState:
+        """:meth:`step` on a batch already checked: ``X0`` finite ``(n, m)``, ``T`` the ``(p, m)`` targets."""
         self._ready(state)
         t0 = time.perf_counter()
         with sharded():
@@ -421,7 +426,7 @@ class Trainer:
                     idx = local_part(state.perm[state.batch * bs:(state.batch + 1) * bs], rank, size)
                     idx = idx.to(self.device)
                     Xb, Yb = Xs[idx].T.contiguous(), Yfull[:, idx]
-                self.step(state, Xb, Yb)
+                self._checked_step(state, Xb, Yb)  # the whole set was checked above
                 state.batch += 1
                 if state.batch >= nb:
                     state.epoch, state.batch, state.perm = state.epoch + 1, 0, None

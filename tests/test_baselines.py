@@ -67,8 +67,8 @@ def test_same_batches_as_bcd(data, monkeypatch):
             state.step += 1
             return state
         return fake_step
-    monkeypatch.setattr(BCD, "step", record("bcd"))
-    monkeypatch.setattr(Backprop, "step", record("bp"))
+    monkeypatch.setattr(BCD, "_checked_step", record("bcd"))
+    monkeypatch.setattr(Backprop, "_checked_step", record("bp"))
     BCD(_net(), BCDSettings(batch_size=70, epochs=2, seed=5)).run(X, y, progress=False)
     Backprop(_net(), BackpropSettings(batch_size=70, epochs=2, seed=5)).run(X, y, progress=False)
     assert len(seen["bcd"]) == len(seen["bp"]) == 10

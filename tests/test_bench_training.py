@@ -28,7 +28,7 @@ def test_over_relaxed_run_has_its_settings_and_a_ratio(bench, tmp_path):
                      "1", "--out", str(out), "--no-progress"])
     assert rc == 0
     table = (out / "results.md").read_text().splitlines()
-    for name, relax, x_iters, x32 in (("fenchel-fast-r2", 2.0, 10, False), ("fenchel-fast-r175", 1.75, 10, False),
+    for name, relax, x_iters, x32 in (("fenchel-fast-r2", 2.0, 10, None), ("fenchel-fast-r175", 1.75, 10, None),
                                       ("fenchel-fast-r175-x15", 1.75, 15, True)):
         fenchel = json.loads((out / "a" / name / "config.json").read_text())["config"]["fenchel"]
         assert (fenchel["curvature"], fenchel["curvature_relax"], fenchel["gamma"]) == ("running", relax, [0.1, 100.0])

@@ -23,7 +23,7 @@ from fenchel_cvx.baselines import Backprop
 from fenchel_cvx.bcd import BCD, HISTORY_KEYS
 from fenchel_cvx.checkpoint import load_checkpoint
 from fenchel_cvx.network import LiftedNetwork
-from fenchel_cvx.settings import BackpropSettings, BCDSettings, RunConfig, fields_of
+from fenchel_cvx.settings import FAST_MODE, MM_MODE, BackpropSettings, BCDSettings, RunConfig, fields_of
 
 # 120 train / 60 test samples, 20 features, 10 classes; batches of 60 -> 2 per epoch.
 TINY = ["--dataset", "synthetic", "--n-train", "120", "--n-test", "60", "--arch", "20-8-10", "--batch-size", "60",
@@ -114,19 +114,19 @@ def test_killed_run_resumes_bitwise(tmp_path, monkeypatch, capsys, method, train
     args = ["--method", method, "--epochs", "3", "--compare", "none"]
     rc, ref = _train(tmp_path, "ref", *args)
     assert rc == 0
-    real_step, calls = trainer.step, {"n": 0}
+    real_step, calls = trainer._checked_step, {"n": 0}
 
     def dying_step(self, state, X0, Y):
         calls["n"] += 1
         if calls["n"] == 4:  # epoch 2, second batch: the epoch-1 checkpoint exists, epoch 2 is half done
             raise KeyboardInterrupt
         return real_step(self, state, X0, Y)
-    monkeypatch.setattr(trainer, "step", dying_step)
+    monkeypatch.setattr(trainer, "_checked_step", dying_step)
     rc, out = _train(tmp_path, "killed", *args)
     assert rc == 130
     assert "--resume" in capsys.readouterr().err
     assert load_checkpoint(out / "checkpoint.pt")["meta"]["epoch"] == 1
-    monkeypatch.setattr(trainer, "step", real_step)
+    monkeypatch.setattr(trainer, "_checked_step", real_step)
     rc = cli.main(["train", "--out", str(out), "--resume", "--no-progress"])
     assert rc == 0
     a, b = _weights(ref / "model.npz"), _weights(out / "model.npz")
@@ -189,7 +189,7 @@ def test_runs_that_share_a_method_are_labelled_by_the_settings_they_differ_in(tm
         rc, _ = _train(tmp_path / "runs", name, "--epochs", "1", "--compare", "none", *extra)
         assert rc == 0
     labels = set(runs.collect_runs([tmp_path / "runs"]))
-    assert labels == {"fenchel, gamma 1,100, inexact_iters 1", "fenchel, gamma 1,10, inexact_iters 3"}, labels
+    assert labels == {"fenchel, gamma 1,100, inexact_iters default", "fenchel, gamma 1,10, inexact_iters 3"}, labels
     # the same settings twice: the folders tell them apart
     twice = set(runs.collect_runs([tmp_path / "runs" / "a", tmp_path / "runs" / "a"]))
     assert len(twice) == 2 and all("runs/a" in lb for lb in twice), twice
@@ -240,17 +240,23 @@ def test_bad_options_exit_2(tmp_path, capsys):
     assert rc == 2 and "gamma" in capsys.readouterr().err
 
 
-def test_config_defaults_follow_appendix_c():
+def test_config_defaults_are_the_fast_mode_batched_and_appendix_c_otherwise():
     net = LiftedNetwork([784, 300, 10], "relu", "ce", seed=0)
     batched = BCD(net, RunConfig().bcd_settings())
     assert batched.settings.batch_size == 500 and batched.settings.K == 1
-    assert batched.resolved() == {"lam": [0.1], "rho": [0.0, 0.0], "gamma": [1.0, 100.0], "inexact": True}
-    assert batched.settings.inexact_iters == 1
+    assert batched.resolved() == {"lam": [0.1], "rho": [0.0, 0.0], "gamma": [0.1, 100.0], "inexact": True,
+                                  **FAST_MODE}
+    # one mode flag: Appendix C's MM mode and proximal weights for everything left unset
+    mm = BCD(net, RunConfig().with_values({"fenchel.curvature": "batch"}).bcd_settings())
+    assert mm.resolved() == {"lam": [0.1], "rho": [0.0, 0.0], "gamma": [1.0, 100.0], "inexact": True, **MM_MODE}
     full = BCD(net, RunConfig().with_values({"train.batch_size": None}).bcd_settings())
-    assert full.resolved() == {"lam": [0.1], "rho": [1e-2, 10.0], "gamma": [0.0, 0.0], "inexact": False}
+    assert full.resolved() == {"lam": [0.1], "rho": [1e-2, 10.0], "gamma": [0.0, 0.0], "inexact": False,
+                               **MM_MODE}
     assert BCD(net, BCDSettings(inexact=False)).resolved()["inexact"] is False
     deep = BCD(LiftedNetwork([784, 50, 40, 10], "relu", "ce"), BCDSettings(lam=0.5)).resolved()
-    assert deep["lam"] == [0.5, 0.5] and deep["gamma"] == [1.0, 1.0, 100.0]
+    assert deep["lam"] == [0.5, 0.5] and deep["gamma"] == [0.1, 0.1, 100.0]  # hidden layers the first value
+    deep_mm = BCD(LiftedNetwork([784, 50, 40, 10], "relu", "ce"), BCDSettings(inexact_iters=1)).resolved()
+    assert deep_mm["gamma"] == [1.0, 1.0, 100.0]
 
 
 # -- one definition per setting: flags, defaults and resume rules all come from fenchel_cvx.settings ----------------

@@ -202,3 +202,46 @@ def test_more_entry_points_raise_typed_errors(tmp_path):
     with pytest.raises(CheckpointError, match="plain data"):
         save_checkpoint(tmp_path / "x.pt", {"W": [torch.ones(2)], "extra": object()})
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+# -- one batch at a time: the batch is checked at the door, the sweep's own results after it ---------------------
+@pytest.mark.parametrize("trainer", _trainers(), ids=["bcd", "backprop"])
+def test_a_step_on_a_batch_with_nan_names_X0(trainer):
+    X0 = torch.as_tensor(X[:3].T.copy())
+    X0[1, 2] = float("nan")
+    state = trainer.init_state()
+    with pytest.raises(DomainError, match=r"X0: expected finite values, got 1 NaN/inf entries "
+                                          r"\(first at index \(1, 2\)"):
+        trainer.step(state, X0, Y[:3])
+    assert state.step == 0
+
+
+def test_a_sweep_that_diverges_raises_instead_of_training_on():
+    """The faces do not re-check, inside a sweep, values the sweep made; the weights are checked after it."""
+    from fenchel_cvx.errors import SolverError
+    from fenchel_cvx.torch import FUNCTIONS
+
+    bcd = BCD(NET, BCDSettings(epochs=1, batch_size=3))
+    real = FUNCTIONS["w_hidden"]
+
+    def exploding(**kw):
+        r = real(**kw)
+        r.W = r.W * float("nan")  # the last block of the sweep goes bad: no face call would see it
+        return r
+    bcd.face.functions = dict(FUNCTIONS, w_hidden=exploding)
+    with pytest.raises(SolverError, match=r"W_0: expected finite weights after the batch's block updates"):
+        bcd.step(bcd.init_state(), torch.as_tensor(X[:3].T.copy()), Y[:3])
+
+
+def test_trusted_values_skips_the_value_checks_only_inside_its_block():
+    from fenchel_cvx._checks import check_finite, trusted_values
+    from fenchel_cvx.activations import get_activation
+
+    bad = torch.tensor([1.0, float("nan"), -1.0])
+    with trusted_values():
+        check_finite(bad, "v")
+        get_activation("relu").check_domain(bad.nan_to_num(), "v")
+    with pytest.raises(DomainError, match="v: expected finite values"):
+        check_finite(bad, "v")
+    with pytest.raises(DomainError, match="v: expected values in the domain"):
+        get_activation("relu").check_domain(bad.nan_to_num(), "v")

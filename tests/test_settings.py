@@ -98,7 +98,7 @@ def test_numpy_numbers_and_sequences_are_accepted_and_canonical():
 
 def test_defaults_are_the_papers_batched_experiment():
     s = S.BCDSettings()
-    assert (s.batch_size, s.K, s.lam, s.inexact_iters, s.is_inexact) == (500, 1, None, 1, True)
+    assert (s.batch_size, s.K, s.lam, s.inexact_iters, s.is_inexact) == (500, 1, None, None, True)
     assert S.layer_values(s.lam, 1, "lam", batched=True) == [0.1]
     assert S.layer_values(s.rho, 2, "rho", batched=True) == [0.0, 0.0]
     assert S.layer_values(s.gamma, 2, "gamma", batched=True) == [1.0, 100.0]
@@ -259,6 +259,27 @@ def test_layers_for_the_data():
         S.NetworkSettings().layers_for((28, 28), 10)
 
 
+def test_the_fast_default_is_taken_only_where_no_mode_flag_is_given():
+    s = S.BCDSettings()
+    assert s.takes_fast_default(dense=True, loss="ce") and s.mode(True) == S.FAST_MODE and s.mode() == S.MM_MODE
+    assert S.FAST_MODE["curvature"] == "running" and S.MM_MODE["curvature"] == "batch"
+    for flag, value in (("curvature", "running"), ("curvature", "batch"), ("inexact_iters", 1),
+                        ("inexact_x_iters", 15), ("curvature_relax", 2.0), ("inexact_x_certify", False)):
+        given = S.BCDSettings(**{flag: value})
+        assert not given.takes_fast_default(dense=True, loss="ce"), flag
+        assert given.mode() == {**S.MM_MODE, flag: value}  # the rest from the MM mode, not the fast one
+    for other in ({"dense": False, "loss": "ce"}, {"dense": True, "loss": "mse"}):
+        assert not s.takes_fast_default(**other)
+    for settings in (S.BCDSettings(batch_size=None), S.BCDSettings(inexact=False),
+                     S.BCDSettings(backend="cvx", inexact=False)):
+        assert not settings.takes_fast_default(dense=True, loss="ce")
+    # a mode flag alone is checked against the MM mode it selects
+    with pytest.raises(ValueRangeError, match="inexact_x_float32: only uncertified"):
+        S.BCDSettings(inexact_x_float32=True)
+    with pytest.raises(ValueRangeError, match="curvature_relax: the line search"):
+        S.BCDSettings(curvature="running", curvature_line_search=True, curvature_relax=2.0)
+
+
 def test_appendix_c_has_its_own_values_for_lenet5():
     assert S.layer_values(None, 4, "lam", batched=True, family="lenet5") == [5.0, 5.0, 1.0, 1.0]
     assert S.layer_values(None, 5, "gamma", batched=True, family="lenet5") == [1e-4, 1e-2, 1.0, 1.0, 1.0]
@@ -268,6 +289,6 @@ def test_appendix_c_has_its_own_values_for_lenet5():
     from fenchel_cvx.network import LiftedNetwork
     lenet = BCD(LiftedNetwork("lenet5", "relu", "ce", in_shape=(1, 28, 28)), S.BCDSettings())
     assert lenet.resolved() == {"lam": [5.0, 5.0, 1.0, 1.0], "rho": [0.0] * 5, "gamma": [1e-4, 1e-2, 1.0, 1.0, 1.0],
-                                "inexact": True}
+                                "inexact": True, **S.MM_MODE}  # a conv net: Appendix C's mode is its default
     other = BCD(LiftedNetwork("1x8x8-c3k3-f2", "relu", "ce"), S.BCDSettings())  # not LeNet-5: the dense pair
     assert other.resolved()["gamma"] == [1.0, 100.0]

@@ -214,6 +214,13 @@ def test_low_rank_bound_lies_above_the_estimate_and_preconditions_with_its_inver
     G = torch.randn(4, 10, generator=g, dtype=F64)
     torch.testing.assert_close(low.precondition(G), G @ torch.linalg.inv(low.matrix()), rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(exact.precondition(G), torch.linalg.solve(M, G.T).T, rtol=1e-9, atol=1e-12)
+    for c in (low, exact):  # a scaled step, in place or not, is the scaled step; only inplace touches G
+        want, G2 = 1.7 * c.precondition(G), G.clone()
+        torch.testing.assert_close(c.precondition(G2, scale=1.7), want, rtol=1e-12, atol=1e-14)
+        assert torch.equal(G2, G)
+        out = c.precondition(G2, scale=1.7, inplace=True)
+        assert out.data_ptr() == G2.data_ptr()
+        torch.testing.assert_close(G2, want, rtol=1e-12, atol=1e-14)
 
 
 def test_running_mean_and_refresh_cadence():
@@ -346,7 +353,7 @@ def test_uncertified_x_hidden_keeps_the_start_where_the_steps_made_it_worse(monk
     W = torch.randn(5, 6, generator=g, dtype=F64)
     Xn, U = torch.rand(5, 20, generator=g, dtype=F64), torch.randn(6, 20, generator=g, dtype=F64)
     Z0 = torch.relu(U)
-    monkeypatch.setattr(x_updates._PrevTerm, "prox", lambda self, Yv, G, step, a, Zg, out=None: Yv + 50.0)
+    monkeypatch.setattr(x_updates._PrevTerm, "solve", lambda self, r, a, Zg: r.abs() + 50.0)
     out = tf.x_hidden(W, None, Xn, U, act="relu", act_prev="relu", lam=1.0, lam_prev=0.5, Z0=Z0, max_iter=3,
                       certify=False, warn=False, step_dtype=step_dtype)
     assert torch.equal(out.Z, Z0)

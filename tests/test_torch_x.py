@@ -413,8 +413,8 @@ def test_a_capped_solve_keeps_the_start_where_the_last_iterate_is_worse(monkeypa
     Z0 = torch.relu(U)
     kw = {"act": "relu", "act_prev": "relu", "lam": 1.0, "lam_prev": 0.3, "Z0": Z0, "warn": False}
     one = ft.x_hidden(W, b, V, U, **kw, max_iter=1)
-    good = xu._PrevTerm.prox
-    monkeypatch.setattr(xu._PrevTerm, "prox", lambda self, *a, **kw: good(self, *a, **kw) + 5.0)
+    good = xu._PrevTerm.solve
+    monkeypatch.setattr(xu._PrevTerm, "solve", lambda self, *a, **kw: good(self, *a, **kw) + 5.0)
     r = ft.x_hidden(W, b, V, U, **kw, max_iter=3)
     torch.testing.assert_close(r.Z, Z0, rtol=0, atol=0)
     start = col_objective_hidden(Z0, W, b, V, U, "relu", "relu", 1.0, 0.3)

@@ -155,6 +155,7 @@ class AskariBCD(BCD):
     """
 
     method = "askari"
+    fast_default = False  # the running curvature is built for Fenchel's penalty: its MM mode is the default
 
     def __init__(self, network: Any, settings: Any = None):
         super().__init__(network, settings)
@@ -162,7 +163,7 @@ class AskariBCD(BCD):
         if bad:
             raise ChoiceError(f"activation: Askari et al.'s penalty ||v - u||^2 on v >= 0 represents the ReLU; "
                               f"expected 'relu', got {bad[0]!r}")
-        if self.settings.is_inexact and self.settings.curvature == "running":
+        if self.settings.is_inexact and self.mode["curvature"] == "running":
             raise ValueRangeError("curvature: the running curvature is built for Fenchel's penalty; use "
                                   "curvature='batch' with method askari")
         if self.settings.prediction != "feedforward":

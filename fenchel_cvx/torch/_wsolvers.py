@@ -828,29 +828,33 @@ def ce_mm(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor
 
 
 # -- one step with a running curvature estimate (method="running") ---------------------------------------------
-def _direction(grad_rows: torch.Tensor, grad_bias: torch.Tensor | None, W: torch.Tensor, b: torch.Tensor | None,
-               rho: float, gamma: float, W0: Any, b0: Any, curvature: Any) -> tuple:
-    """The gradient ``G`` (regularizer's part added) and the step ``D = G M~^{-1}``, rows ``[w_r; b_r]``, float64."""
-    W64 = W.to(_F64)
-    G = grad_rows.to(_F64).add_(W64, alpha=2.0 * (rho + gamma))
+def _direction(R: torch.Tensor, X_in: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, rho: float,
+               gamma: float, W0: Any, b0: Any, curvature: Any, relax: float = 1.0, keep_G: bool = True) -> tuple:
+    """The gradient ``G = R X_a^T + mu [W, b] - 2 gamma [W0, b0]`` and the step ``D = relax G M~^{-1}``, rows
+    ``[w_r; b_r]``, float64; ``keep_G=False`` lets ``D`` overwrite ``G`` (returned as ``None``)."""
+    G = _data_gradient(R, X_in, b is not None)
+    p = W.shape[1]
+    G[:, :p].add_(W.to(_F64), alpha=2.0 * (rho + gamma))
     if gamma > 0:
-        G.add_(W0.to(_F64), alpha=-2.0 * gamma)
-    if b is not None:
-        gb = grad_bias.to(_F64)
-        if gamma > 0:
-            gb = gb + 2.0 * gamma * (b.to(_F64) - b0.to(_F64))
-        G = torch.cat([G, gb[:, None]], 1)
-    return G, curvature.precondition(G)
+        G[:, :p].add_(W0.to(_F64), alpha=-2.0 * gamma)
+        if b is not None:
+            G[:, p].add_(b.to(_F64) - b0.to(_F64), alpha=2.0 * gamma)
+    D = curvature.precondition(G, scale=relax, inplace=not keep_G)
+    return (G if keep_G else None), D
 
 
-def _data_gradient(R: torch.Tensor, X_in: torch.Tensor, bias: bool) -> tuple:
-    """``(R X_in^T, R 1)``, summed over the processes of a data-parallel run in one ``all_reduce``."""
-    if not is_sharded():
-        return R @ X_in.T, R.sum(1) if bias else None
-    if not bias:
-        return all_sum(R @ X_in.T), None
-    both = all_sum(torch.cat([R @ X_in.T, R.sum(1, keepdim=True)], 1))
-    return both[:, :-1], both[:, -1]
+def _data_gradient(R: torch.Tensor, X_in: torch.Tensor, bias: bool) -> torch.Tensor:
+    """``R X_a^T = [R X_in^T, R 1]`` (float64; the last column only with ``bias``), summed over the processes of a
+    data-parallel run in one ``all_reduce``."""
+    p = X_in.shape[0]
+    G = torch.empty(R.shape[0], p + int(bias), dtype=_F64, device=R.device)
+    if R.dtype == _F64:
+        torch.mm(R, X_in.T, out=G[:, :p])  # straight into the wide rows: BLAS takes their stride, no copy
+    else:  # the product in the inputs' dtype, as every other GEMM of the step
+        G[:, :p] = R @ X_in.T
+    if bias:
+        G[:, p] = R.sum(1)
+    return all_sum(G) if is_sharded() else G
 
 
 def _apply(W: torch.Tensor, b: torch.Tensor | None, D: torch.Tensor) -> tuple:
@@ -887,11 +891,10 @@ def running_hidden_step(X_in: torch.Tensor, X_next: torch.Tensor, U: torch.Tenso
     else the step times ``relax``. Returns ``(W_new, b_new)`` in the input dtype.
     """
     R = act.forward(U).sub_(X_next).mul_(lam)  # forward returns a new tensor: U is left alone
-    G, D = _direction(*_data_gradient(R, X_in, b is not None), W, b, rho, gamma, W0, b0, curvature)
+    G, D = _direction(R, X_in, W, b, rho, gamma, W0, b0, curvature, relax=1.0 if line_search else relax,
+                      keep_G=line_search)
     if line_search:
         D.mul_(_row_steps(X_in, U, X_next, W, b, G, D, act, lam, rho, gamma, W0, b0)[:, None])
-    elif relax != 1.0:
-        D.mul_(relax)
     return _apply(W, b, D)
 
 
@@ -915,9 +918,7 @@ def running_last_step(X_in: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, b: t
 
     f0 = objective(W, b, Yhat) if line_search else math.nan
     H = torch.softmax(Yhat, 0).sub_(Y) if isinstance(loss, CrossEntropyLoss) else Yhat.sub_(Y).mul_(2.0)
-    _, D = _direction(*_data_gradient(H, X_in, b is not None), W, b, rho, gamma, W0, b0, curvature)
-    if relax != 1.0:
-        D.mul_(relax)
+    _, D = _direction(H, X_in, W, b, rho, gamma, W0, b0, curvature, relax=relax, keep_G=False)
     W_new, b_new = _apply(W, b, D)
     for _ in range(_HALVINGS if line_search else 0):
         Yhat_new = torch.addmm(b_new[:, None], W_new, X_in) if b_new is not None else W_new @ X_in

@@ -165,16 +165,26 @@ class RunningCurvature:
         sigma = float(ev[k])  # the (k+1)-th eigenvalue bounds the rest from above
         return ("lowrank", V[:, :k].contiguous(), 1.0 / ev[:k] - 1.0 / sigma, sigma)
 
-    def precondition(self, G: torch.Tensor) -> torch.Tensor:
-        r"""``G \tilde M^{-1}`` for rows ``G`` ``(r, p_a)`` (float64)."""
+    def precondition(self, G: torch.Tensor, *, scale: float = 1.0, inplace: bool = False) -> torch.Tensor:
+        r"""``scale G \tilde M^{-1}`` for rows ``G`` ``(r, p_a)`` (float64).
+
+        ``inplace``: overwrite ``G`` with the answer (the rank-``k`` form then allocates only an ``r x k`` array;
+        the exact inverse still needs a new one).
+        """
         if G.ndim != 2 or G.shape[1] != self.p_a:
             raise ShapeError(f"G: expected rows of length {self.p_a}, got shape {tuple(G.shape)}")
         f = self._factored()
         if f[0] == "full":
-            return G @ f[1].to(G.device)
+            D = G @ f[1].to(G.device)
+            D = D.mul_(scale) if scale != 1.0 else D
+            return G.copy_(D) if inplace else D
+        # G M~^{-1} = G / sigma + (G V_k) diag(1/ev_k - 1/sigma) V_k^T: one accumulating GEMM, scale folded in
         _, Vk, corr, sigma = f
         Vk, corr = Vk.to(G.device), corr.to(G.device)
-        return torch.addmm(G, (G @ Vk) * corr * sigma, Vk.T).div_(sigma)
+        H = (G @ Vk).mul_(corr * scale)
+        if inplace:
+            return G.addmm_(H, Vk.T, beta=scale / sigma)
+        return torch.addmm(G, H, Vk.T, beta=scale / sigma)
 
     def matrix(self) -> torch.Tensor:
         r"""The matrix ``\tilde M`` the steps use (``p_a x p_a``, float64): for tests and inspection."""
