@@ -45,3 +45,23 @@ def test_descent_count_takes_gamma_and_relax(capsys):
     counts = {line.split("|")[1].strip(): int(line.split("|")[2]) for line in out.splitlines()
               if line.startswith("| w_")}
     assert counts == {"w_last": 3, "w_hidden": 3}
+
+
+def test_interleaved_runs_train_exactly_as_runs_one_after_the_other(bench, tmp_path):
+    """``--interleave`` resumes each run epoch by epoch: the same history, bit for bit, and the default run is the
+    fast mode (no mode flag in its config, the fast values in its resolved settings)."""
+    args = ["--n-train", "600", "--n-test", "200", "--epochs", "2", "--runs", "fenchel-default,adam", "--parts", "ac",
+            "--threads", "1", "--no-progress"]
+    assert bench.main([*args, "--out", str(tmp_path / "seq")]) == 0
+    assert bench.main([*args, "--interleave", "--out", str(tmp_path / "int")]) == 0
+    for name in ("fenchel-default", "adam"):
+        rows = [(tmp_path / d / "a" / name / "metrics.csv").read_text().splitlines() for d in ("seq", "int")]
+        head = rows[0][0].split(",")
+        keep = [i for i, k in enumerate(head) if k != "time"]
+        seq, inter = ([[line.split(",")[i] for i in keep] for line in r] for r in rows)
+        assert seq == inter and len(seq) == 3, name  # header and two epochs
+    saved = json.loads((tmp_path / "int" / "a" / "fenchel-default" / "config.json").read_text())
+    assert saved["config"]["fenchel"]["curvature"] is None
+    fenchel = saved["resolved"]
+    assert (fenchel["curvature"], fenchel["curvature_relax"], fenchel["inexact_x_iters"]) == ("running", 2.0, 15)
+    assert fenchel["gamma"] == [0.1, 100.0]
