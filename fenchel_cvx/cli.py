@@ -227,7 +227,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             out = Path(default_run_name(cfg))
         args.out = str(out)  # so that an interruption message names it
     from .runs import _saved_config
-    from .shards import broadcast_object, init_from_environment, leave
+    from .shards import barrier, broadcast_object, init_from_environment, leave
 
     run_cfg = _saved_config(out).with_values(given) if args.resume else cfg
     if not init_from_environment(run_cfg.train.dist_backend, run_cfg.train.device):
@@ -235,7 +235,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:  # started by torchrun: one process of a data-parallel run
         out = Path(broadcast_object(str(out)))  # rank 0's default name (it holds a timestamp)
         args.out = str(out)
-        return _train_and_report(args, given, out)
+        rc = _train_and_report(args, given, out)
+        # every process past its last collective before any tears its gloo pairs down (an early teardown can
+        # abort a peer at exit); on the error path a barrier could wait for a process that never comes
+        barrier()
+        return rc
     finally:
         leave()
 

@@ -40,7 +40,7 @@ from .checkpoint import file_mode, load_checkpoint, remove_stale_temporaries, ru
 from .data import Dataset, load_dataset
 from .errors import CheckpointError, FenchelError
 from .network import LiftedNetwork
-from .settings import METHODS, RunConfig, resumable, settings_group
+from .settings import METHODS, MODE_FLAGS, RunConfig, resumable, settings_group
 from .shards import barrier, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState
 
@@ -342,7 +342,10 @@ def _train_into(out: Path, cfg: RunConfig, trainer: Trainer, net: LiftedNetwork,
     """:func:`train_run` once the run directory exists and the trainer is built; in a data-parallel run every
     process trains and rank 0 alone writes files and prints."""
     lead = world()[0] == 0
-    identity = run_config(net, {**trainer.settings.to_dict(), "resolved": trainer.resolved(),
+    # The mode's resolved values stay out of the identity: they follow from the settings (whose mode flags are in
+    # it) and the network, and run directories written before the fast default (issue 15) stay resumable.
+    resolved = {k: v for k, v in trainer.resolved().items() if k not in MODE_FLAGS}
+    identity = run_config(net, {**trainer.settings.to_dict(), "resolved": resolved,
                                 "data": {"dataset": cfg.data.dataset, "n_train": cfg.data.n_train,
                                          "n_test": cfg.data.n_test}}, method=cfg.method)
     state: TrainState | None = None

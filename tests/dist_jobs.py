@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -99,9 +100,17 @@ def main(argv: list[str]) -> int:
     init_from_environment("gloo", "cpu")
     for job in jobs:
         run_job(job, out_dir)
+    # both processes past their last collective before either tears gloo down: without it one process at exit
+    # was seen to abort ("terminate called without an active exception") while the other was still leaving
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    # Results are on disk; leave without the interpreter's teardown, where gloo's last threads have been seen to
+    # abort a worker (SIGABRT after destroy_process_group) and fail the whole torchrun.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from fenchel_cvx import settings as S
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -65,3 +67,6 @@ def test_interleaved_runs_train_exactly_as_runs_one_after_the_other(bench, tmp_p
     fenchel = saved["resolved"]
     assert (fenchel["curvature"], fenchel["curvature_relax"], fenchel["inexact_x_iters"]) == ("running", 2.0, 15)
     assert fenchel["gamma"] == [0.1, 100.0]
+    # the mode follows from the settings and the network: left out of the resume identity, so run directories
+    # written before the fast default existed still resume
+    assert not set(S.MODE_FLAGS) & set(saved["identity"]["settings"]["resolved"])
