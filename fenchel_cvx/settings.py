@@ -485,20 +485,46 @@ class BCDSettings(BCDOptions, TrainerSettings):
         return (self.batch_size is not None) if self.inexact is None else bool(self.inexact)
 
     def takes_fast_default(self, *, dense: bool, loss: str) -> bool:
-        """Whether a run of this network takes :data:`FAST_MODE`: no mode flag given, batched, inexact, torch face,
-        fully connected layers only (``dense``: no convolution or pooling, so not LeNet-5) and cross-entropy
-        (``loss == "ce"``) -- where it was chosen and measured."""
+        """Whether a run of a network takes :data:`FAST_MODE` with these settings.
+
+        It does when no mode flag (:data:`MODE_FLAGS`) is given, the run is batched and inexact on the torch face,
+        and the network is what the mode was chosen and measured on: fully connected, with cross-entropy.
+
+        Parameters
+        ----------
+        dense : bool
+            Every layer of the network is a plain dense layer (no convolution or pooling: not LeNet-5).
+        loss : str
+            The network's loss name (``"ce"``, ``"mse"``, ...).
+
+        Returns
+        -------
+        bool
+        """
         return (all(getattr(self, k) is None for k in MODE_FLAGS) and self.batch_size is not None
                 and self.is_inexact and self.backend == "torch" and dense and loss == "ce")
 
     def mode(self, fast: bool = False) -> dict:
-        """The mode flags' values a run uses (:data:`MODE_FLAGS`): the flags given, the rest from :data:`FAST_MODE`
-        if ``fast`` (the trainer's :meth:`takes_fast_default`, which needs the network), else from :data:`MM_MODE`."""
+        """The values of the mode flags a run uses.
+
+        Parameters
+        ----------
+        fast : bool
+            Whether the run takes the fast default (:meth:`takes_fast_default`, which needs the network; the
+            trainer decides).
+
+        Returns
+        -------
+        dict
+            One entry per name of :data:`MODE_FLAGS`: the value given, else the one of :data:`FAST_MODE` (``fast``)
+            or :data:`MM_MODE`.
+        """
         given = {k: getattr(self, k) for k in MODE_FLAGS if getattr(self, k) is not None}
         return {**(FAST_MODE if fast else MM_MODE), **given}
 
     def uncertified_x_steps(self, mode: dict) -> bool:
-        """Whether the X-updates of ``mode`` (:meth:`mode`) take ``inexact_x_iters`` steps without certificates."""
+        """Whether the X-updates take ``inexact_x_iters`` steps without certificates in ``mode`` (a :meth:`mode`
+        dict): inexact, running curvature, capped, not ``inexact_x_certify``."""
         return (self.is_inexact and mode["curvature"] == "running" and mode["inexact_x_iters"] is not None
                 and not mode["inexact_x_certify"])
 

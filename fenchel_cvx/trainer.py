@@ -328,6 +328,19 @@ class Trainer:
             The batch's inputs (features x samples); in a data-parallel run, this process's part of the batch.
         Y : Tensor, shape (p, m), or labels (m,)
             Targets.
+
+        Returns
+        -------
+        TrainState
+            ``state``, one step further.
+
+        Raises
+        ------
+        ShapeError, DomainError, LabelError
+            A batch of the wrong shape, with NaN/inf entries, or targets the loss cannot take (the message names
+            ``X0`` or ``Y``); nothing is trained then.
+        SolverError
+            (Fenchel BCD) a solver failed, or a batch's block updates left NaN/inf in the weights.
         """
         X0 = self._as_tensor(X0, "X0")
         check_ndim(X0, "X0", 2, "(n, m): features x samples")
