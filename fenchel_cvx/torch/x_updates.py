@@ -360,9 +360,11 @@ class _Matrix:
     def adjoint(self, G: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         return torch.mm(self.Wt, G, out=out)
 
-    def adjoint_add(self, R: torch.Tensor, G: torch.Tensor, alpha: float) -> torch.Tensor:
-        """``R += alpha W^T G`` in place: one GEMM that accumulates, no ``W^T G`` of its own."""
-        return R.addmm_(self.Wt, G, alpha=alpha)
+    def adjoint_add(self, R: torch.Tensor, S: torch.Tensor, alpha: float, AS: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+        """``R += alpha W^T S`` in place: one GEMM that accumulates, no ``W^T S`` of its own (``AS``, the product
+        when a certificate has formed it, is not used: the same arithmetic at every step)."""
+        return R.addmm_(self.Wt, S, alpha=alpha)
 
     def norm_sq(self) -> float:
         return spectral_norm_sq(self.W)
@@ -384,8 +386,10 @@ class _LayerMap:
     def adjoint(self, G: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         return self.layer.adjoint(self.W, G)  # a convolution's adjoint allocates its answer: ``out`` unused
 
-    def adjoint_add(self, R: torch.Tensor, G: torch.Tensor, alpha: float) -> torch.Tensor:
-        return R.add_(self.layer.adjoint(self.W, G), alpha=alpha)
+    def adjoint_add(self, R: torch.Tensor, S: torch.Tensor, alpha: float, AS: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+        # the adjoint is a transposed convolution: reuse ``AS`` when a certificate has formed it (same arithmetic)
+        return R.add_(self.layer.adjoint(self.W, S) if AS is None else AS, alpha=alpha)
 
     def norm_sq(self) -> float:
         return self.layer.norm_sq(self.W)
@@ -450,6 +454,7 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
             Yv, Ty = torch.addcmul(Z, beta, dZ, out=scratch("Yv")), torch.addcmul(T, beta, dT)
         S = smooth.grad_part(Ty)
         checking = certify and k in (next_check, max_iter)
+        G = None
         if checking:  # G = A^T S itself only where a certificate reads it; the step accumulates A^T S
             G = A.adjoint(S, out=scratch("G"))
             gap, res = _certificate(smooth, prev, Z, T, Ty, G)
@@ -474,9 +479,10 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
                 if not bool(keep.any()):
                     break
                 idx, smooth, prev = idx[keep], smooth.take(keep), prev.take(keep)
-                Z, T, dZ, dT, Yv, S = Z[:, keep], T[:, keep], dZ[:, keep], dT[:, keep], Yv[:, keep], S[:, keep]
+                Z, T, dZ, dT, Yv, S, G = (Z[:, keep], T[:, keep], dZ[:, keep], dT[:, keep], Yv[:, keep], S[:, keep],
+                                          G[:, keep])
         # the same arithmetic at every step, certified or not: a capped run takes exactly the certified steps
-        Znew = prev.solve(A.adjoint_add(prev.prox_rhs(Yv, a, out=scratch(f"z{k % 2}")), S, -a * step), a, Z)
+        Znew = prev.solve(A.adjoint_add(prev.prox_rhs(Yv, a, out=scratch(f"z{k % 2}")), S, -a * step, G), a, Z)
         Tnew = affine(Znew)
         dZ = torch.sub(Znew, Z, out=scratch("dZ"))
         if k == 0:  # Yv = Z: the angle <Yv - Znew, dZ> = -||dZ||^2 calls for no restart
