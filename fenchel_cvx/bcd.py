@@ -44,7 +44,8 @@ connected network with cross-entropy that sets no mode flag takes the running mo
 and any run that sets a mode flag, the MM mode. ``BCD.mode`` holds the values in use and :meth:`BCD.resolved`
 reports them. With relax ``omega <= 2`` a W-step cannot raise its block's objective wherever the running estimate
 bounds the batch's own curvature (the quadratic bound falls by ``omega (1 - omega/2) g^T M^{-1} g >= 0``, zero at
-2); where it does not, the step can: 29 of 240 hidden W-steps on MNIST did, no output step (``docs/training.md``).
+2); where it does not, the step can: 21 of 240 hidden W-steps of the default on MNIST did, no output step
+(``docs/benchmarks.md``).
 
 Prediction (section 4.3) is feed-forward. ``prediction="argmin"`` solves eq. (12),
 ``min_{y, x} L(y, W_L x_L + b_L) + sum_l lam_l B_l(x_{l+1}, W_l x_l + b_l)``:
