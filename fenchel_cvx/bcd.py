@@ -83,8 +83,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ._checks import per_layer, trusted_values
-from .errors import CheckpointError, ShapeError, ShardingError, SolverError
+from ._checks import check_finite, per_layer, trusted_values
+from .errors import CheckpointError, DomainError, ShapeError, ShardingError, SolverError
 from .settings import FAST_GAMMA, BCDSettings, layer_values
 from .shards import all_sum_float, column_range, gather_columns, is_sharded, process_group, sharded, traffic_tag, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState, feed_forward, pre_activation
@@ -216,11 +216,14 @@ def _check_weights_finite(state: BCDState) -> None:
     """Raise :class:`SolverError` when a sweep left NaN/inf in a weight: it diverged on finite data."""
     for l, (w, v) in enumerate(zip(state.W, state.b, strict=True)):
         for name, t in ((f"W_{l}", w), (f"b_{l}", v)):
-            if t is not None and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
+            try:
+                if t is not None:
+                    check_finite(t, name)
+            except DomainError:
                 raise SolverError(f"{name}: expected finite weights after the batch's block updates, got NaN/inf "
                                   "entries from finite data: the steps diverged (in the running-curvature mode a "
                                   "smaller curvature_relax or larger gamma shortens them)", status="non-finite",
-                                  subproblem="bcd_step")
+                                  subproblem="bcd_step") from None
 
 
 def _cvx_parameters(fn: Any) -> frozenset[str]:

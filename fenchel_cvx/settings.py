@@ -374,8 +374,8 @@ class BCDOptions(_Checked):
         "certified); 'running', one step per block with a running estimate of it (about a backprop step's cost, "
         "uncertified). Given no mode flag (this one, --inexact-iters, --inexact-x-*, --curvature-relax, "
         "--curvature-line-search), a batched cross-entropy run of a fully connected network takes the fast default "
-        "mode: "
-        "running, --curvature-relax 2, --inexact-x-iters 15, --inexact-x-float32, and --gamma 0.1,100 unless given",
+        "mode: running, --curvature-relax 2, --inexact-x-iters 15, --inexact-x-float32, and --gamma 0.1,100 unless "
+        "given",
         "choice", choices=("batch", "running"), none="unset: running in the fast default mode, else batch",
         group="inexact BCD")
     curvature_every: int = setting(100, "batches between refreshes of the running curvature", "int", low=1,
