@@ -48,7 +48,9 @@ def _running(f: BCDOptions, mode: dict) -> str:
     """``mode``: the mode flags' values the trainer uses (``BCD.resolved()``), the fast default's included."""
     if mode["curvature"] != "running":
         return ""
-    return f" ({f.curvature_every}, {f.curvature_rank}, {mode['curvature_relax']:g})"
+    relax = mode["curvature_relax"]
+    relax = ",".join(f"{v:g}" for v in relax) if isinstance(relax, (list, tuple)) else f"{relax:g}"
+    return f" ({f.curvature_every}, {f.curvature_rank}, {relax})"
 
 
 def _x_iters(f: BCDOptions, mode: dict) -> str:

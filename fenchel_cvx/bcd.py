@@ -275,6 +275,9 @@ class BCD(Trainer):
         self.mode = s.mode(fast)
         gamma = [FAST_GAMMA[0]] * self.L + [FAST_GAMMA[1]] if fast and s.gamma is None else s.gamma
         self.gamma = layer_values(gamma, self.L + 1, "gamma", batched=b, family=self.family)
+        #: the running W-steps' multiplier omega of each layer (``curvature_relax``, one value broadcast)
+        self.relax = layer_values(self.mode["curvature_relax"], self.L + 1, "curvature_relax", batched=b,
+                                  positive=True)
         #: the penalty of each hidden layer in J (what ``B`` is asked of): the activations' Fenchel penalties here
         self.penalties = list(self.acts)
         self._face: _Face | None = None
@@ -452,18 +455,16 @@ class BCD(Trainer):
             with traffic_tag("curvature refresh"):
                 for l in range(L + 1):
                     curv[l].observe(lambda l=l: self.layers[l].patches(X[l]))  # patches formed only when due
-        step = {"method": "running", "relax": self.mode["curvature_relax"],
-                "line_search": self.mode["curvature_line_search"],
-                "max_iter": 1, "warn": False}
+        step = {"method": "running", "line_search": self.mode["curvature_line_search"], "max_iter": 1, "warn": False}
         r = self.face("w_last", X_in=X[L], Y=T, loss=self.loss, rho=self.rho[L], W_init=W[L], b_init=b[L],
-                      curvature=curv[L], **self._layer(L), **step, **self._prox(L, W0, b0))
+                      curvature=curv[L], relax=self.relax[L], **self._layer(L), **step, **self._prox(L, W0, b0))
         W[L], b[L] = r.W, r.b
         self._record(blocks, "w_last", L, r, state, X, T)
         for l in range(L - 1, -1, -1):
             U = U0 if l == 0 and U0 is not None else self._pre(l, W, b, X[l])
             r = self.face("w_hidden", X_in=X[l], X_next=X[l + 1], act=self.acts[l], lam=self.lam[l],
-                          rho=self.rho[l], W_init=W[l], b_init=b[l], U=U, curvature=curv[l], **self._layer(l),
-                          **step, **self._prox(l, W0, b0))
+                          rho=self.rho[l], W_init=W[l], b_init=b[l], U=U, curvature=curv[l], relax=self.relax[l],
+                          **self._layer(l), **step, **self._prox(l, W0, b0))
             W[l], b[l] = r.W, r.b
             self._record(blocks, "w_hidden", l, r, state, X, T)
 

@@ -383,9 +383,10 @@ class BCDOptions(_Checked):
     curvature_rank: int | None = setting(64, "eigenpairs kept of each running curvature", "int", low=1,
                                          none="the exact inverse", metavar="K|full", none_word="full",
                                          group="inexact BCD")
-    curvature_relax: float | None = setting(
-        None, "step multiplier omega > 0 of the running W-steps (1: the preconditioned step; up to 2 a step descends "
-        "wherever the running curvature bounds the batch's, above 2 some steps raise their block objective)", "float",
+    curvature_relax: float | tuple | None = setting(
+        None, "step multiplier omega > 0 of the running W-steps, one or one per layer (1: the preconditioned step; up "
+        "to 2 a step descends wherever the running curvature bounds the batch's, above 2 some steps raise their block "
+        "objective)", "layers",
         low=0.0, strict=True, none="unset: 2 in the fast default mode, else 1", metavar="OMEGA",
         group="inexact BCD")
     curvature_line_search: bool | None = setting(
@@ -467,7 +468,8 @@ class BCDSettings(BCDOptions, TrainerSettings):
         if m["curvature"] == "running" and not self.is_inexact:
             raise ValueRangeError("curvature: 'running' shapes the steps of inexact W-updates; set inexact=True "
                                   "(the default for batched runs), or curvature='batch'")
-        if m["curvature_line_search"] and m["curvature_relax"] != 1.0:
+        relax = m["curvature_relax"]
+        if m["curvature_line_search"] and any(v != 1.0 for v in ((relax,) if _is_number(relax) else relax)):
             raise ValueRangeError(f"curvature_relax: the line search sets the step length; got curvature_relax="
                                   f"{m['curvature_relax']} with curvature_line_search=True (pass one or the other)")
         if self.is_inexact and self.backend == "cvx":

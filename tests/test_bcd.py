@@ -299,6 +299,30 @@ def test_running_mode_with_line_search_never_increases_J(act, loss, gamma):
     assert firsts[-1] < firsts[0]
 
 
+def test_per_layer_relax_scales_each_layers_running_step():
+    """``curvature_relax`` per layer: one step of a batch moves ``W_l`` by ``relax[l]`` times its preconditioned
+    step -- in one sweep the W-steps read the X's, not each other's weights, so each layer of a run with
+    ``(1, 2, 0.5)`` equals the same layer of the run with that value for every layer."""
+    X, y = _data()
+    net = LiftedNetwork([6, 5, 4, 3], "relu", "ce", seed=1)
+    base = {"batch_size": 12, "epochs": 1, "inexact": True, "inexact_x_iters": 2, "curvature": "running",
+            "curvature_every": 4, "curvature_rank": 2}
+
+    def one_step(relax):
+        bcd = BCD(net, BCDSettings(**base, curvature_relax=relax))
+        state = bcd.init_state()
+        bcd.step(state, torch.as_tensor(X[:12].T.copy()), torch.as_tensor(y[:12]))
+        return bcd, state
+
+    mixed, state = one_step([1.0, 2.0, 0.5])
+    assert mixed.relax == [1.0, 2.0, 0.5] and mixed.resolved()["curvature_relax"] == (1.0, 2.0, 0.5)
+    for layer, value in enumerate((1.0, 2.0, 0.5)):
+        _, alone = one_step(value)
+        assert torch.equal(state.W[layer], alone.W[layer]), layer
+    _, plain = one_step(1.0)
+    assert not torch.equal(state.W[1], plain.W[1])  # the multiplier did act
+
+
 def test_running_curvature_in_a_deep_net_reuses_only_valid_products():
     """Two hidden layers, K = 2: the W_0 step may reuse W_0 X_0 + b_0 only while W_0 is unchanged (first sweep).
     Check one step against the same step computed by hand from the public functions."""
@@ -400,6 +424,8 @@ def test_argmin_prediction_ce_two_hidden_layers_runs_local_sweeps():
     ({"curvature_rank": 0, "inexact": True}, ValueRangeError), ({"curvature_relax": 0.0}, ValueRangeError),
     ({"curvature_relax": float("inf")}, ValueRangeError), ({"curvature_line_search": 1}, ValueRangeError),
     ({"curvature_line_search": True, "curvature_relax": 2.0}, ValueRangeError),
+    ({"curvature_relax": [1.0, 2.0]}, ShapeError), ({"curvature_relax": [1.0, -2.0, 1.0, 1.0]}, ValueRangeError),
+    ({"curvature_line_search": True, "curvature_relax": [1.0, 2.0, 1.0, 1.0]}, ValueRangeError),
 ])
 def test_bad_settings_raise_typed_errors(kw, err):
     net = LiftedNetwork([4, 3, 3, 2], "relu", "mse", seed=0)

@@ -303,11 +303,12 @@ def test_cli_defaults_are_the_api_defaults():
 def test_flags_parse_to_the_settings_values():
     args = cli.build_parser().parse_args(["train", "--batch-size", "full", "--gamma", "1,10", "--arch", "20-8-10",
                                           "--exact", "--curvature-rank", "full", "--solver-options",
-                                          '{"solver": "CLARABEL"}', "--no-shuffle"])
+                                          '{"solver": "CLARABEL"}', "--no-shuffle", "--curvature-relax", "1,2"])
     got = cli.settings_given(args)
     assert got == {"train.batch_size": None, "fenchel.gamma": (1.0, 10.0), "network.arch": (20, 8, 10),
                    "fenchel.inexact": False, "fenchel.curvature_rank": None,
-                   "fenchel.solver_options": {"solver": "CLARABEL"}, "train.shuffle": False}
+                   "fenchel.solver_options": {"solver": "CLARABEL"}, "train.shuffle": False,
+                   "fenchel.curvature_relax": (1.0, 2.0)}
 
 
 @pytest.mark.parametrize("argv,needle", [
