@@ -7,7 +7,9 @@ Two reports, either or both:
   initialization (``model.npz`` against the network the run's config draws);
 * ``--probe``: LeNet-5 on the first batches of 500 of the shipped MNIST subset, one BCD step each from a fresh
   network; per layer, the relative change of ``X_l`` from its feed-forward value and of ``W_l`` in that step,
-  for the settings in ``--set`` (JSON, as ``RunConfig.with_values`` takes them).
+  and the cosine of that step of ``W_l`` with the negative gradient of the batch's loss (backprop through the
+  network as fed forward before the step), for the settings in ``--set`` (JSON, as ``RunConfig.with_values``
+  takes them).
 
 This is how docs/training.md ("Why the conv layers hardly learn") measured that BCD leaves LeNet-5's convolutions
 near their initialization.
@@ -58,13 +60,32 @@ def probe(settings: dict, batches: int) -> list[tuple[list[float], list[float]]]
     rows = []
     for i in range(batches):
         X0 = torch.as_tensor(X[500 * i:500 * (i + 1)].T.copy(), dtype=bcd.dtype)
+        labels = y[500 * i:500 * (i + 1)]
         W_before = [w.clone() for w in state.W]
         ff = feed_forward(state.W, state.b, bcd.acts, X0, bcd.layers)[:-1]  # X_0..X_L, the output dropped
-        bcd.step(state, X0, y[500 * i:500 * (i + 1)])
+        grads = _loss_gradients(bcd, state, X0, labels)
+        bcd.step(state, X0, labels)
         X_after = bcd.last_batch_X
+        steps = [w - w0 for w, w0 in zip(state.W, W_before, strict=True)]
         rows.append(([_relative(a, b) for a, b in zip(X_after[1:], ff[1:], strict=True)],
-                     [_relative(a, b) for a, b in zip(state.W, W_before, strict=True)]))
+                     [_relative(a, b) for a, b in zip(state.W, W_before, strict=True)],
+                     [_cosine(d, -g) for d, g in zip(steps, grads, strict=True)]))
     return rows
+
+
+def _loss_gradients(bcd, state, X0: torch.Tensor, labels) -> list[torch.Tensor]:
+    """Backprop's gradient of the batch's loss (the network fed forward, as at test time) in every ``W_l``."""
+    W = [w.detach().clone().requires_grad_(True) for w in state.W]
+    with torch.enable_grad():
+        Yhat = feed_forward(W, state.b, bcd.acts, X0, bcd.layers)[-1]
+        T = bcd.loss.targets(torch.as_tensor(labels), Yhat.shape[0], like=Yhat)
+        Yhat.backward(bcd.loss.grad(T, Yhat.detach()))
+    return [w.grad for w in W]
+
+
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    na, nb = float(a.norm()), float(b.norm())
+    return float((a * b).sum()) / (na * nb) if na > 0 and nb > 0 else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,10 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         for run in args.runs:
             print(f"| {run} | " + " | ".join(f"{v:.3g}" for v in run_motion(run)) + " |")
     if args.probe:
+        rows = probe(json.loads(args.set), args.batches)
         print(f"\nprobe, settings {args.set}: relative change in one BCD step")
         print("| batch | X_1 | X_2 | X_3 | X_4 | W_0 | W_1 | W_2 | W_3 | W_4 |\n|---" + "|---" * 9 + "|")
-        for i, (dX, dW) in enumerate(probe(json.loads(args.set), args.batches)):
+        for i, (dX, dW, _) in enumerate(rows):
             print(f"| {i + 1} | " + " | ".join(f"{v:.2e}" for v in dX + dW) + " |")
+        print("\ncosine of each step with the negative gradient of the batch's loss (backprop, before the step)")
+        print("| batch | W_0 | W_1 | W_2 | W_3 | W_4 |\n|---" + "|---" * 5 + "|")
+        for i, (_, _, cos) in enumerate(rows):
+            print(f"| {i + 1} | " + " | ".join(f"{v:+.3f}" for v in cos) + " |")
     return 0
 
 

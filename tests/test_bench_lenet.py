@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_lenet.py"
 
@@ -41,10 +42,39 @@ def motion():
 
 
 def test_layer_motion_probe_sees_the_signal_reach_the_first_conv_layer_when_solved_tightly(motion):
-    (dX, dW), = motion.probe({"tol": 1e-12, "max_iter": 20000}, batches=1)
+    (dX, dW, cos), = motion.probe({"tol": 1e-12, "max_iter": 20000}, batches=1)
     assert len(dX) == 4 and len(dW) == 5
     assert all(v > 0 for v in dX + dW)
     assert dX[0] < dX[1] < dX[2] < dX[3]  # the change shrinks on its way down: the conv layers learn slowly
+    assert len(cos) == 5 and all(0 < c <= 1 for c in cos)  # every block step descends the batch's loss
+
+
+def test_layer_motion_gradients_match_finite_differences(motion):
+    """The backprop gradients the probe compares the steps with, checked on a random direction per layer."""
+    from fenchel_cvx.data import load_dataset
+    from fenchel_cvx.runs import make_trainer
+    from fenchel_cvx.settings import RunConfig
+
+    ds = load_dataset("mnist-small")
+    X, y = ds.arrays("train")
+    bcd = make_trainer(RunConfig().with_values({"dataset": "mnist-small", "arch": "lenet5"}), ds.image_shape,
+                       ds.n_classes)
+    state = bcd.init_state()
+    X0, labels = torch.as_tensor(X[:20].T.copy(), dtype=bcd.dtype), y[:20]
+    grads = motion._loss_gradients(bcd, state, X0, labels)
+
+    def loss(W):
+        Yhat = motion.feed_forward(W, state.b, bcd.acts, X0, bcd.layers)[-1]
+        return float(bcd.loss.value(bcd.loss.targets(torch.as_tensor(labels), Yhat.shape[0], like=Yhat), Yhat).sum())
+
+    g = torch.Generator().manual_seed(0)
+    for layer, grad in enumerate(grads):
+        D = torch.randn(grad.shape, generator=g, dtype=grad.dtype)
+        eps = 1e-6 / float(D.norm())
+        up = [w + eps * D if i == layer else w for i, w in enumerate(state.W)]
+        down = [w - eps * D if i == layer else w for i, w in enumerate(state.W)]
+        fd = (loss(up) - loss(down)) / (2 * eps)
+        assert fd == pytest.approx(float((grad * D).sum()), rel=1e-5, abs=1e-8), layer
 
 
 def test_layer_motion_of_a_run_measures_from_its_own_initialization(motion, tmp_path):
