@@ -49,10 +49,17 @@ from fenchel_cvx.losses import get_loss  # noqa: E402
 RELU = get_activation("relu")
 SOLVER = "CLARABEL"  # interior point: robust on every cone; OSQP can stop at its iteration limit here
 T = torch.float64
+DEVICE = torch.device("cpu")  # of the torch solves (--device); CVXPY and L-BFGS-B run on the CPU
 
 
 def _t(a):
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=T)
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=T, device=DEVICE)
+
+
+def _sync() -> None:
+    """Wait for the device's queued work, so that a timer brackets the solve itself (a no-op on the CPU)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def lbfgs(fg, x0, bounds, target: float, cap: float) -> tuple[float, bool, float]:
@@ -171,8 +178,10 @@ def run(sizes, fractions, cap: float, seed: int, cvxpy: bool = True, repeats: in
                 rt = run_t()  # warm-up: first calls pay for lazy initialization
                 times = []
                 for _ in range(repeats):
+                    _sync()
                     t0 = time.perf_counter()
                     rt = run_t()
+                    _sync()
                     times.append(time.perf_counter() - t0)
                 tt = statistics.median(times)
                 n_sep = m if sep == "cols" else (p if sep == "rows" else 1)
@@ -206,20 +215,24 @@ def run_mnist(rows: int, seed: int) -> None:
     X1 = torch.relu(U + 0.1 * torch.randn(h, m, generator=g, dtype=T))
     W1 = (torch.rand(K, h, generator=g, dtype=T) * 2 - 1) * math.sqrt(6 / (h + K))
     labels = torch.randint(0, K, (m,), generator=g)
+    X_in, U, X1, W1, labels = (t.to(DEVICE) for t in (X_in, U, X1, W1, labels))  # drawn on the CPU: same data
     print("\nfull-MNIST-sized cases (784 -> 300 -> 10, m = 60,000), torch only, float64")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for what, call in [
-            ("x_last ce/relu", lambda: ft.x_last(W1, torch.zeros(K, dtype=T), labels, U, loss="ce", act_prev="relu",
-                                                 lam_prev=1.0)),
-            ("x_last mse/relu", lambda: ft.x_last(W1, torch.zeros(K, dtype=T), get_loss("mse").targets(labels, K,
-                                                  like=U), U, loss="mse", act_prev="relu", lam_prev=1.0)),
+            ("x_last ce/relu", lambda: ft.x_last(W1, torch.zeros(K, dtype=T, device=DEVICE), labels, U, loss="ce",
+                                                 act_prev="relu", lam_prev=1.0)),
+            ("x_last mse/relu", lambda: ft.x_last(W1, torch.zeros(K, dtype=T, device=DEVICE),
+                                                  get_loss("mse").targets(labels, K, like=U), U, loss="mse",
+                                                  act_prev="relu", lam_prev=1.0)),
             ("w_last ce", lambda: ft.w_last(X1, labels, loss="ce", rho=1.0, p=K)),
             (f"w_hidden relu ({rows} of 300 rows, scaled)",
              lambda: ft.w_hidden(X_in, X1[:rows], act="relu", lam=1.0, rho=1.0)),
         ]:
+            _sync()
             t0 = time.perf_counter()
             r = call()
+            _sync()
             dt = time.perf_counter() - t0
             scale = 300 / rows if what.startswith("w_hidden") else 1
             print(f"  {what:40} {dt * scale:8.1f} s   ({r.iterations} it, max certificate "
@@ -235,16 +248,21 @@ def main(argv=None) -> int:
     ap.add_argument("--mnist", action="store_true", help="add the full-MNIST-sized torch cases")
     ap.add_argument("--mnist-rows", type=int, default=30, help="rows of the 60k w_hidden case actually solved")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--device", default="cpu", help="device of the torch solves, e.g. cuda (CVXPY and L-BFGS-B "
+                    "always run on the CPU)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-cvxpy", action="store_true", help="leave out the CVXPY column (torch against L-BFGS-B)")
     ap.add_argument("--repeats", type=int, default=1, help="torch solves timed after the warm-up; the median counts")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
+    global DEVICE
+    DEVICE = torch.device(a.device)
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in a.sizes]
     fr = (a.fraction * len(sizes))[: len(sizes)] if len(a.fraction) == 1 else a.fraction
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, python {platform.python_version()}")
+          f"torch {torch.__version__}, python {platform.python_version()}, torch solves on {DEVICE}"
+          + (f" ({torch.cuda.get_device_name(DEVICE)})" if DEVICE.type == "cuda" else ""))
     run(sizes, fr, a.lbfgs_cap, a.seed, cvxpy=not a.no_cvxpy, repeats=a.repeats)
     if a.mnist:
         run_mnist(a.mnist_rows, a.seed)

@@ -1,0 +1,44 @@
+"""Smoke test of the subproblem benchmark (issue 15's table): one row per subproblem, the faces agree, and the
+torch solves run on the device ``--device`` names (the CPU here; CUDA where there is one)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_subproblems.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(SCRIPT.parent))  # the script imports bench_cvx beside it
+    spec = importlib.util.spec_from_file_location("bench_subproblems", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.path.remove(str(SCRIPT.parent))
+
+
+def _rows(out: str) -> list[list[str]]:
+    return [line.split() for line in out.splitlines() if line.startswith(("x_hidden", "x_last", "w_hidden", "w_last"))]
+
+
+def test_table_has_every_subproblem_and_the_faces_agree(bench, capsys):
+    assert bench.main(["--sizes", "12x30", "--fraction", "1", "--lbfgs-cap", "20", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    assert [r[0] for r in rows] == ["x_hidden", "x_last", "x_last", "w_hidden", "w_last", "w_last"]
+    for r in rows:
+        first_ratio = next(i for i, tok in enumerate(r) if tok.endswith("x"))
+        assert float(r[first_ratio - 1]) <= 1e-5, r  # rel diff of the torch and CVXPY values
+        assert not any(">" in tok for tok in r), r  # L-BFGS-B reached the torch value: every ratio is measured
+    assert "torch solves on cpu" in out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_torch_solves_run_on_cuda(bench, capsys):  # pragma: no cover - no GPU in CI
+    assert bench.main(["--sizes", "12x30", "--no-cvxpy", "--lbfgs-cap", "20", "--device", "cuda"]) == 0
+    out = capsys.readouterr().out
+    assert len(_rows(out)) == 6 and "torch solves on cuda" in out
