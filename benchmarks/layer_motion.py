@@ -50,8 +50,9 @@ def run_motion(run_dir: Path) -> list[float]:
     return [_relative(w, w0) for w, w0 in zip(end.W, init.W, strict=True)]
 
 
-def probe(settings: dict, batches: int) -> list[tuple[list[float], list[float]]]:
-    """Per batch: (relative change of X_1..X_L from the feed-forward, relative change of W_0..W_L) in one step."""
+def probe(settings: dict, batches: int) -> list[tuple[list[float], list[float], list[float]]]:
+    """Per batch: (relative change of X_1..X_L from the feed-forward, relative change of W_0..W_L, cosine of each
+    W_l's step with the negative gradient of the batch's loss) in one step."""
     ds = load_dataset("mnist-small")
     X, y = ds.arrays("train")
     cfg = RunConfig().with_values({"dataset": "mnist-small", "arch": "lenet5", **settings})
