@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(only {keep} may change)")
     g.add_argument("--compare", choices=("adam", "sgd", "none"), help="also train this baseline with the same "
                    "architecture, initial weights, batches and epochs, into DIR/compare-<name> (default: adam "
-                   "for --method fenchel, none otherwise)")
+                   "for --method fenchel, none otherwise; with --resume, the comparisons DIR already holds)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
 
     p = sub.add_parser("plot", help="overlay test-accuracy curves of run directories into a PNG",
@@ -255,11 +255,11 @@ def _train_and_report(args: argparse.Namespace, given: dict, out: Path) -> int:
     if summary["already_done"] and lead:
         print(f"fenchel-cvx train: {out} has already trained {summary['epochs']} of {cfg.train.epochs} epochs; "
               f"nothing left to do (pass --epochs N with N > {summary['epochs']} to extend it)")
-    compare = args.compare or ("adam" if cfg.method == "fenchel" else "none")
     summaries = [summary]
-    if compare not in ("none", cfg.method):
+    data = None
+    for compare in _comparisons(args, cfg, out):
         cdir = out / f"compare-{compare}"
-        data = load_data(cfg)
+        data = data if data is not None else load_data(cfg)
         if args.resume and (cdir / CONFIG).exists():
             # the main run has already refused any other change; the comparison differs in its method only
             keep = {k: v for k, v in given.items() if k.rpartition(".")[2] in resumable()}
@@ -276,6 +276,21 @@ def _train_and_report(args: argparse.Namespace, given: dict, out: Path) -> int:
     print(_report(summaries))
     print(f"plot the curves with: fenchel-cvx plot {out}")
     return 0
+
+
+def _comparisons(args: argparse.Namespace, cfg: RunConfig, out: Path) -> list[str]:
+    """The baselines to train beside the run in ``out``: ``--compare`` when given; on ``--resume`` without it,
+    the ones the run directory already holds (a resumed run continues what it started, nothing more); else
+    Adam for a Fenchel run."""
+    from .runs import CONFIG
+
+    if args.compare is not None:
+        chosen = [args.compare]
+    elif args.resume:
+        chosen = sorted(d.name.removeprefix("compare-") for d in out.glob("compare-*") if (d / CONFIG).is_file())
+    else:
+        chosen = ["adam" if cfg.method == "fenchel" else "none"]
+    return [c for c in chosen if c not in ("none", cfg.method)]
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:

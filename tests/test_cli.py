@@ -364,3 +364,18 @@ def test_help_imports_neither_torch_nor_cvxpy():
             "    pass\nprint(sorted(m for m in ('torch', 'cvxpy') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
     assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout[-300:]
+
+
+def test_resume_continues_the_comparisons_it_holds_and_no_others(tmp_path):
+    """``--resume`` without ``--compare`` extends the compare-* runs the directory holds and starts none."""
+    rc, out = _train(tmp_path, "with", "--epochs", "1")
+    assert rc == 0 and (out / "compare-adam").is_dir()
+    assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 0
+    _check_run_dir(out, "fenchel", 2)
+    _check_run_dir(out / "compare-adam", "adam", 2)
+
+    rc, bare = _train(tmp_path, "bare", "--epochs", "1", "--compare", "none")
+    assert rc == 0
+    assert cli.main(["train", "--out", str(bare), "--resume", "--epochs", "2", "--no-progress"]) == 0
+    _check_run_dir(bare, "fenchel", 2)
+    assert not any(bare.glob("compare-*"))
