@@ -415,14 +415,19 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
                 heapq.heappush(heap, _Node(bound, next(counter), nd, res.values))
                 node_bytes = node_bytes or _node_bytes(nd, res.values)
         tree = bool(roots) and not roots_failed  # the tree's bounds count only once its roots were built
-        root_lower = max(_lower(heap, pruned_min, U) if tree else 0.0, min(floor, U))
+
+        def current_lower() -> float:
+            # the tree's bound (open nodes, pruned ones, the incumbent) or the pattern bound, whichever is larger
+            return max(_lower(heap, pruned_min, U) if tree else 0.0, min(floor, U))
+
+        root_lower = current_lower()
         history.append((time.perf_counter() - t_start, root_lower, U))
         if roots:
             log(f"root ({form.name}, {len(roots)} nodes, {unsolved_roots} not solved): lower {root_lower:.6g}, "
                 f"upper {U:.6g}")
         status = "time_limit"
         while heap and not unsolved_roots:
-            lower = max(_lower(heap, pruned_min, U), min(floor, U))
+            lower = current_lower()
             if _rel(U, lower) <= rel_gap:
                 break
             if time.perf_counter() >= deadline:
@@ -460,13 +465,13 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
                 else:
                     heapq.heappush(heap, _Node(bound, next(counter), child, res.values))
                     node_bytes = node_bytes or _node_bytes(child, res.values)
-            new_lower = max(_lower(heap, pruned_min, U), min(floor, U))
+            new_lower = current_lower()
             if new_lower > history[-1][1] or history[-1][2] > U:
                 history.append((time.perf_counter() - t_start, new_lower, U))
             if verbose and nodes % 100 < 2:
                 log(f"{nodes} nodes, {len(heap)} open: lower {new_lower:.6g}, upper {U:.6g}, "
                     f"gap {100 * _rel(U, new_lower):.3g}%")
-        lower = max(_lower(heap, pruned_min, U) if tree else 0.0, min(floor, U))
+        lower = current_lower()
         if _rel(U, lower) <= rel_gap:
             status = "certified"
         elif unsolved_roots and floor == 0.0:
