@@ -42,3 +42,14 @@ def test_torch_solves_run_on_cuda(bench, capsys):  # pragma: no cover - no GPU i
     assert bench.main(["--sizes", "12x30", "--no-cvxpy", "--lbfgs-cap", "20", "--device", "cuda"]) == 0
     out = capsys.readouterr().out
     assert len(_rows(out)) == 6 and "torch solves on cuda" in out
+
+
+def test_floor_columns_bound_the_solves_that_have_them(bench, capsys):
+    assert bench.main(["--sizes", "12x30", "--no-cvxpy", "--lbfgs-cap", "20", "--threads", "1", "--floor"]) == 0
+    rows = {r[0] + " " + r[1]: r for r in _rows(capsys.readouterr().out)}
+    for key in ("x_hidden relu/relu", "w_hidden relu"):
+        r = rows[key]
+        torch_s, floor_s = float(r[4]), float(r[-2])
+        assert 0 < floor_s <= torch_s, r  # the kernels are part of the solve
+        assert r[-1].endswith("x")
+    assert len(rows["x_last mse/relu"]) == len(rows["x_hidden relu/relu"]) - 2  # no floor where none is defined
