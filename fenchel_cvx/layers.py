@@ -79,6 +79,58 @@ class Layer:
     padding: int = 0
     _pooled: tuple = field(default=(), repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # Layers are usually built from a spec (:func:`build_layers`), but the class is public: a hand-built one
+        # is checked here, so a typo cannot run as another layer or a map of the wrong size.
+        def positive_ints(value: Any, name: str, ndims: tuple[int, ...]) -> tuple:
+            ok = isinstance(value, tuple) and len(value) in ndims and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+            if not ok:
+                want = " or ".join({1: "(n,)", 3: "(C, H, W)"}[d] for d in ndims)
+                raise ShapeError(f"Layer.{name}: expected a tuple {want} of positive ints, got {value!r}")
+            return value
+
+        def integer(value: Any, name: str, low: int) -> None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueRangeError(f"Layer.{name}: expected an int >= {low}, got {value!r}")
+
+        if self.kind not in ("dense", "conv"):
+            raise ValueRangeError(f"Layer.kind: expected 'dense' or 'conv', got {self.kind!r}")
+        positive_ints(self.in_shape, "in_shape", (1, 3))
+        integer(self.pool, "pool", 1)
+        pooled = self.in_shape
+        if self.pool > 1:
+            if len(self.in_shape) != 3:
+                raise ShapeError(f"Layer.pool: pooling needs an image input (C, H, W), got in_shape {self.in_shape}")
+            c, h, w = self.in_shape
+            pooled = (c, h // self.pool, w // self.pool)
+            if min(pooled) < 1:
+                raise ShapeError(f"Layer.pool: {self.pool}x{self.pool} windows leave no pixel of {self.in_shape}")
+            if self._pooled not in ((), pooled):
+                raise ShapeError(f"Layer._pooled: expected {pooled} (in_shape pooled by {self.pool}), got "
+                                 f"{self._pooled}")
+            object.__setattr__(self, "_pooled", pooled)
+        elif self._pooled != ():
+            raise ShapeError(f"Layer._pooled: expected () without pooling, got {self._pooled}")
+        if self.kind == "dense":
+            positive_ints(self.out_shape, "out_shape", (1,))
+            if (self.kernel, self.stride, self.padding) != (0, 1, 0):
+                raise ValueRangeError(f"Layer: a dense layer has kernel=0, stride=1, padding=0, got kernel="
+                                      f"{self.kernel!r}, stride={self.stride!r}, padding={self.padding!r}")
+            return
+        if len(self.in_shape) != 3:
+            raise ShapeError(f"Layer.in_shape: a convolution needs an image input (C, H, W), got {self.in_shape}")
+        positive_ints(self.out_shape, "out_shape", (3,))
+        integer(self.kernel, "kernel", 1)
+        integer(self.stride, "stride", 1)
+        integer(self.padding, "padding", 0)
+        h = (pooled[1] + 2 * self.padding - self.kernel) // self.stride + 1
+        w = (pooled[2] + 2 * self.padding - self.kernel) // self.stride + 1
+        if (h, w) != tuple(self.out_shape[1:]):
+            raise ShapeError(f"Layer.out_shape: a {self.kernel}x{self.kernel} kernel with stride {self.stride} and "
+                             f"padding {self.padding} maps {pooled[1]}x{pooled[2]} to {h}x{w}, got out_shape "
+                             f"{self.out_shape}")
+
     # -- sizes --------------------------------------------------------------------------------------------------
     @property
     def n_in(self) -> int:
@@ -141,6 +193,8 @@ class Layer:
     # -- the map for fixed W (X-updates) ------------------------------------------------------------------------
     def apply(self, W: Array, b: Array | None, X: Array) -> Array:
         """``A(X; W) + b``: ``X`` of shape ``(n_in, m)`` to ``(n_out, m)`` (``b=None``: no bias)."""
+        self._check_weights(W, b)
+        self._check_data(X, "X", "in")
         if self.is_plain_dense:
             if _is_torch(X):
                 return W @ X if b is None else torch.addmm(b[:, None], W, X)
@@ -149,15 +203,17 @@ class Layer:
         m = Xt.shape[1]
         Z = self._pool(Xt.T.reshape(m, *self.in_shape))
         if self.kind == "dense":
-            U = Z.reshape(m, -1) @ Wt.T
+            U = Z.flatten(1) @ Wt.T
             if bt is not None:
                 U = U + bt
         else:
-            U = F.conv2d(Z, Wt, bt, stride=self.stride, padding=self.padding).reshape(m, -1)
+            U = F.conv2d(Z, Wt, bt, stride=self.stride, padding=self.padding).flatten(1)
         return back(U.T)
 
     def adjoint(self, W: Array, G: Array) -> Array:
         """``A^T(G; W)``: ``G`` of shape ``(n_out, m)`` to ``(n_in, m)`` (the bias plays no part)."""
+        self._check_weights(W, None)
+        self._check_data(G, "G", "out")
         if self.is_plain_dense:
             return W.T @ G
         back, (Wt, Gt) = _to_torch(W, G)
@@ -167,7 +223,7 @@ class Layer:
         else:
             Z = torch.nn.grad.conv2d_input((m, *self.pooled_shape), Wt, Gt.T.reshape(m, *self.out_shape),
                                            stride=self.stride, padding=self.padding)
-        return back(self._unpool(Z).reshape(m, -1).T)
+        return back(self._unpool(Z).flatten(1).T)
 
     def norm_sq(self, W: Array) -> float:
         """An upper estimate of ``||A||_2^2`` (the map on one sample): the top eigenvalue of ``A^T A`` by Lanczos
@@ -219,24 +275,28 @@ class Layer:
         Dense: the (pooled, flattened) input, ``(p_in, m)``. Conv: the ``C_in k^2`` patches of ``Pool(X)``, one
         column per sample and output position, ``(C_in k^2, m * H_out W_out)`` (sample-major).
         """
+        self._check_data(X, "X", "in")
         if self.is_plain_dense:
             return X
         back, (Xt,) = _to_torch(X)
         m = Xt.shape[1]
         Z = self._pool(Xt.T.reshape(m, *self.in_shape))
         if self.kind == "dense":
-            return back(Z.reshape(m, -1).T.contiguous())
+            return back(Z.flatten(1).T.contiguous())
         P = F.unfold(Z, self.kernel, padding=self.padding, stride=self.stride)  # (m, C_in k^2, positions)
-        return back(P.permute(1, 0, 2).reshape(P.shape[1], -1).contiguous())
+        return back(P.permute(1, 0, 2).reshape(P.shape[1], m * P.shape[2]).contiguous())
 
     def arrange(self, V: Array) -> Array:
         """Output-side matrix ``(n_out, m)`` in the columns of :meth:`patches`: ``(C_out, m * positions)``."""
+        if V is None:  # no targets (the last W-update's callers pass their X_next through)
+            return None
+        self._check_data(V, "V", "out")
         if self.kind == "dense":
             return V
         back, (Vt,) = _to_torch(V)
         m = Vt.shape[1]
         c = self.out_shape[0]
-        return back(Vt.T.reshape(m, c, self.positions).permute(1, 0, 2).reshape(c, -1).contiguous())
+        return back(Vt.T.reshape(m, c, self.positions).permute(1, 0, 2).reshape(c, m * self.positions).contiguous())
 
     def weight_matrix(self, W: Array) -> Array:
         """The kernel as the ``(C_out, C_in k^2)`` matrix acting on :meth:`patches` (dense: ``W`` itself)."""
@@ -245,6 +305,25 @@ class Layer:
     def weight_from_matrix(self, Wm: Array) -> Array:
         """Inverse of :meth:`weight_matrix`."""
         return Wm if self.kind == "dense" else Wm.reshape(self.weight_shape)
+
+    # -- argument checks (cheap: shapes only; values are the solvers' business) ---------------------------------
+    def _check_weights(self, W: Array, b: Array | None) -> None:
+        got = tuple(getattr(W, "shape", ()))
+        if got != self.weight_shape:
+            raise ShapeError(f"W: expected the {'kernel' if self.kind == 'conv' else 'weights'} of layer "
+                             f"{self.describe()} with shape {self.weight_shape}, got {got}")
+        if b is not None and tuple(getattr(b, "shape", ())) != self.bias_shape:
+            raise ShapeError(f"b: expected shape {self.bias_shape} (one entry per output "
+                             f"{'channel' if self.kind == 'conv' else 'unit'}) for layer {self.describe()}, got "
+                             f"{tuple(getattr(b, 'shape', ()))}")
+
+    def _check_data(self, X: Array, name: str, side: str) -> None:
+        n = self.n_in if side == "in" else self.n_out
+        got = tuple(getattr(X, "shape", ()))
+        if len(got) != 2 or got[0] != n:
+            shape = self.in_shape if side == "in" else self.out_shape
+            raise ShapeError(f"{name}: expected shape ({n}, m), the {side}put of layer {self.describe()} "
+                             f"({'x'.join(map(str, shape))} flattened, one column per sample), got {got}")
 
     # -- pooling and its adjoint --------------------------------------------------------------------------------
     def _pool(self, Z: torch.Tensor) -> torch.Tensor:
@@ -313,7 +392,10 @@ def parse_arch(spec: str | Sequence[int] | Sequence[Layer], in_shape: Sequence[i
     if isinstance(spec, str):
         text = spec.strip().lower()
         if text.startswith("lenet5"):
-            classes = int(text.partition(":")[2] or 10)
+            lenet = re.fullmatch(r"lenet5(?::(\d+))?", text)
+            if lenet is None:
+                raise ShapeError(f"arch: expected 'lenet5' or 'lenet5:N' (N classes), got {spec!r}")
+            classes = int(lenet[1] or 10)
             if in_shape is None:
                 raise ShapeError("arch: 'lenet5' needs the input shape (C, H, W); pass in_shape or write the full "
                                  "spec, e.g. 1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10")
@@ -321,12 +403,17 @@ def parse_arch(spec: str | Sequence[int] | Sequence[Layer], in_shape: Sequence[i
         tokens = [t for t in re.split(r"[-\s]+", text) if t]
     else:
         try:
+            if any(isinstance(t, bool) or int(t) != t for t in spec):  # 784.9 is not a size: no silent rounding
+                raise TypeError
             tokens = [str(int(t)) for t in spec]
         except (TypeError, ValueError):
             raise ShapeError(f"arch: expected layer sizes [n, p_1, ..., p] or a spec string, got {spec!r}") from None
     if tokens and re.fullmatch(r"\d+(x\d+){0,2}", tokens[0]):  # a spec that starts with its input shape
         given = tuple(int(s) for s in tokens[0].split("x"))
-        if in_shape is not None and math.prod(given) != math.prod(in_shape):
+        images = in_shape is not None and len(given) == 3 and len(in_shape) == 3
+        if in_shape is not None and (math.prod(given) != math.prod(in_shape) or
+                                     (images and given != tuple(in_shape))):
+            # images must agree axis by axis: 4x14x14 has MNIST's 784 pixels but would read them as 4 channels
             raise ShapeError(f"arch: the spec starts with the input shape {'x'.join(map(str, given))}, but the data "
                              f"have shape {'x'.join(map(str, in_shape))}")
         in_shape = tuple(in_shape) if in_shape is not None and len(in_shape) == 3 and len(given) == 1 else given
@@ -335,6 +422,12 @@ def parse_arch(spec: str | Sequence[int] | Sequence[Layer], in_shape: Sequence[i
         raise ShapeError(f"arch: expected an input shape first (e.g. 784 or 1x28x28), got {spec!r}")
     if not tokens:
         raise ShapeError(f"arch: expected at least one layer after the input shape, got {spec!r}")
+    try:
+        ok = all(not isinstance(s, bool) and int(s) == s for s in in_shape)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ShapeError(f"in_shape: expected (n,) or (C, H, W) of ints, got {tuple(in_shape)!r}")
     return build_layers(tuple(int(s) for s in in_shape), tokens)
 
 
@@ -407,7 +500,9 @@ def lenet5(in_shape: Sequence[int], classes: int = 10) -> list[Layer]:
     Raises
     ------
     ShapeError
-        Not an image shape, or an image larger than 32x32 by an odd amount.
+        Not an image shape.
+    ValueRangeError
+        ``classes < 1``.
     """
     shape = tuple(int(s) for s in in_shape)
     if len(shape) != 3:

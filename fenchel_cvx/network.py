@@ -88,6 +88,22 @@ def _check_holds_data(x: Array, name: str) -> None:
                           f"on device {x.device}")
 
 
+def _weights_of(mod: nn.Module, attr: str, i: int) -> np.ndarray:
+    """``seq[i].weight`` / ``.bias`` as float64 numpy, refused where it holds no real data (meta, complex)."""
+    x = getattr(mod, attr)
+    _check_holds_data(x, f"seq[{i}].{attr}")
+    return _to_numpy(x, f"seq[{i}].{attr}")
+
+
+def _check_plain(mod: nn.Module, i: int) -> None:
+    """A subclass of a supported module that computes something else (its own ``forward``) is refused: only
+    the parameters are read, so its computation would be lost without a word."""
+    for base in (nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.Flatten, nn.Unflatten, *_FROM_TORCH):
+        if isinstance(mod, base) and type(mod).forward is not base.forward:
+            raise ChoiceError(f"seq[{i}]: {type(mod).__name__} subclasses {base.__name__} with its own forward; "
+                              f"only the plain {base.__name__} can be read (its computation would be lost)")
+
+
 def _like(x: Array, ref: Array, name: str) -> Array:
     """``x`` in the backend, dtype and device of ``ref`` (numpy float64 when ``ref`` is numpy)."""
     if is_torch(ref):
@@ -430,9 +446,11 @@ class LiftedNetwork:
         ndarray or Tensor, shape (sizes[l + 1], m)
         """
         l = self._check_layer(l)
+        _check_holds_data(X_l, f"X_{l}")
         X_l = as_array(X_l, f"X_{l}")
         check_ndim(X_l, f"X_{l}", 2, "(p_l, m): features x samples")
         check_shape(X_l, f"X_{l}", (self.sizes[l], None), "(p_l, m): features x samples")
+        check_finite(X_l, f"X_{l}")
         if is_torch(X_l):
             W = torch.as_tensor(self.W[l], dtype=X_l.dtype, device=X_l.device)
             b = torch.as_tensor(self.b[l], dtype=X_l.dtype, device=X_l.device)
@@ -556,7 +574,7 @@ class LiftedNetwork:
             if X.ndim == 4:
                 check_shape(X, name, (None, *self.in_shape), images)
                 check_finite(X, name)  # reported at the user's (sample, channel, row, column) index
-                return X.reshape(X.shape[0], -1)
+                return X.reshape(X.shape[0], self.n)  # n, not -1: zero samples have no size to infer
         else:
             check_ndim(X, name, 2, "(m, n): samples x features; reshape a single sample with X.reshape(1, -1)")
         check_shape(X, name, (None, self.n), rows)
@@ -717,6 +735,8 @@ class LiftedNetwork:
         mods = list(seq)
         shape = _check_in_shape(in_shape)
         start = 0
+        if mods:
+            _check_plain(mods[0], 0)
         if mods and isinstance(mods[0], nn.Unflatten):
             given = _unflatten_shape(mods[0])
             if shape is not None and shape != given:
@@ -730,6 +750,7 @@ class LiftedNetwork:
         pool, flat, pending = 1, False, []  # pooling and flattening seen since the last layer, and where
         for i in range(start, len(mods)):
             mod = mods[i]
+            _check_plain(mod, i)
             want_act = len(tokens) > len(acts)
             if type(mod) in _FROM_TORCH:
                 if not want_act:
@@ -773,8 +794,8 @@ class LiftedNetwork:
                 token = (f"a{pool}" if pool > 1 else "") + f"c{mod.out_channels}k{k}s{s}p{p}"
                 shape = _one_layer(shape, token, i).out_shape
                 tokens.append(token)
-                W.append(_to_numpy(mod.weight))
-                b.append(np.zeros(mod.out_channels) if mod.bias is None else _to_numpy(mod.bias))
+                W.append(_weights_of(mod, "weight", i))
+                b.append(np.zeros(mod.out_channels) if mod.bias is None else _weights_of(mod, "bias", i))
                 pool, flat, pending = 1, False, []
             elif isinstance(mod, nn.Linear):
                 if shape is None:
@@ -789,8 +810,8 @@ class LiftedNetwork:
                                      f"layer's output {_shape_text(layer.pooled_shape)}, got {mod.in_features}")
                 shape = layer.out_shape
                 tokens.append(token)
-                W.append(_to_numpy(mod.weight))
-                b.append(np.zeros(mod.out_features) if mod.bias is None else _to_numpy(mod.bias))
+                W.append(_weights_of(mod, "weight", i))
+                b.append(np.zeros(mod.out_features) if mod.bias is None else _weights_of(mod, "bias", i))
                 pool, flat, pending = 1, False, []
             else:
                 hint = "; max pooling is not linear, use AvgPool2d" if isinstance(mod, nn.MaxPool2d) else ""
@@ -813,6 +834,11 @@ class LiftedNetwork:
         Returns
         -------
         pathlib.Path
+
+        Raises
+        ------
+        CheckpointError
+            ``path`` is a directory, or its directory does not exist.
         """
         path = Path(path)
         if LOSSES.get(self.loss.name) is not type(self.loss):
@@ -825,7 +851,11 @@ class LiftedNetwork:
         for l in range(self.L + 1):
             arrays[f"W_{l}"] = self.W[l]
             arrays[f"b_{l}"] = self.b[l]
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
+        if path.is_dir() or not path.parent.is_dir():
+            what = "is a directory" if path.is_dir() else f"is in {str(path.parent)!r}, which is not a directory"
+            raise CheckpointError(f"path: expected a file name in an existing directory, got {str(path)!r}, which "
+                                  f"{what}")
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, **arrays)
@@ -879,7 +909,8 @@ class LiftedNetwork:
             net.set_weights(W, b)
         except CheckpointError:
             raise
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, FenchelError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, EOFError, NotImplementedError, zipfile.BadZipFile,
+                FenchelError) as exc:  # EOFError, NotImplementedError: an empty file, a damaged zip header
             raise CheckpointError(f"{str(path)!r}: cannot read a LiftedNetwork from this file "
                                   f"({type(exc).__name__}: {exc}); it may be truncated or not written by "
                                   "LiftedNetwork.save") from exc

@@ -157,11 +157,13 @@ def check_layer(layer: Any, subproblem: str = "") -> Layer | None:
     return layer
 
 
-def check_layer_shape(x: Any, name: str, layer: Layer, what: str) -> None:
+def check_layer_shape(x: Any, name: str, layer: Layer, what: str, m: int | None = None,
+                      m_from: str = "X_in") -> None:
     """Raise :class:`ShapeError` unless ``x`` (array or tensor) has the shape ``layer`` gives its argument.
 
     ``what``: ``"weight"`` (``layer.weight_shape``: the kernel of a convolution), ``"bias"`` (one entry per
-    output channel), ``"in"`` / ``"out"`` (data matrices ``(layer.n_in, m)`` / ``(layer.n_out, m)``, any ``m``).
+    output channel), ``"in"`` / ``"out"`` (data matrices ``(layer.n_in, m)`` / ``(layer.n_out, m)``; any ``m``
+    unless given, then ``m_from`` names the argument it came from).
     """
     got = tuple(getattr(x, "shape", ()))
     token = layer.describe()
@@ -178,3 +180,5 @@ def check_layer_shape(x: Any, name: str, layer: Layer, what: str) -> None:
         flat = f"{'x'.join(map(str, shape))} flattened in (C, H, W) order" if len(shape) == 3 else f"{n} features"
         raise ShapeError(f"{name}: expected shape ({n}, m), the {side} of layer {token} ({flat}, one column per "
                          f"sample), got {got}")
+    if m is not None and got[1] != m:
+        raise ShapeError(f"{name}: expected {m} columns (one per sample, as {m_from} has), got shape {got}")

@@ -76,14 +76,14 @@ def _patch_form(layer: Layer, X_in: Any, X_out: Any, W0: Any, b0: Any) -> tuple[
     ``X_out`` (``X_next``; ``None`` for ``w_last``) goes through ``layer.arrange``, ``W0`` (the kernel) through
     ``layer.weight_matrix``. A plain dense layer only has its shapes checked.
     """
-    def numeric(x: Any, name: str, what: str) -> np.ndarray:
+    def numeric(x: Any, name: str, what: str, m: int | None = None) -> np.ndarray:
         arr = np.asarray(as_array(to_numpy(x), name), dtype=float)
-        check_layer_shape(arr, name, layer, what)
+        check_layer_shape(arr, name, layer, what, m=m)
         check_finite(arr, name)
         return arr
 
     X_in = numeric(X_in, "X_in", "in")
-    X_out = None if X_out is None else numeric(X_out, "X_next", "out")
+    X_out = None if X_out is None else numeric(X_out, "X_next", "out", m=X_in.shape[1])
     W0 = None if W0 is None else numeric(W0, "W0", "weight")
     if b0 is not None:
         check_layer_shape(np.asarray(to_numpy(b0)), "b0", layer, "bias")

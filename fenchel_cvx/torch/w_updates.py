@@ -251,17 +251,20 @@ def _patch_form(layer: Layer, X_in: Any, X_next: Any, bias: bool, **weights: Any
 
     ``X_next`` (``None`` for ``w_last``) and ``U`` (in ``weights``) go through ``layer.arrange``, the kernels
     ``W0``, ``W_init`` through ``layer.weight_matrix``; biases are checked only. A plain dense layer only has its
-    shapes checked. Dtype, device and finiteness are checked by the dense update that follows.
+    shapes checked. Shapes, sample counts and finiteness are checked here, in the caller's terms; the dense
+    update that follows checks the rest.
     """
-    check_tensor(X_in, "X_in", finite=False)
+    # finite here, in the caller's layout: past layer.patches an entry is copied k^2 times and found elsewhere
+    check_tensor(X_in, "X_in")
     check_layer_shape(X_in, "X_in", layer, "in")
+    m = X_in.shape[1]
     for name, x, what in (("X_next", X_next, "out"), ("U", weights.get("U"), "out"),
                           ("W0", weights.get("W0"), "weight"), ("W_init", weights.get("W_init"), "weight"),
                           ("b0", weights.get("b0") if bias else None, "bias"),
                           ("b_init", weights.get("b_init") if bias else None, "bias")):
         if x is not None:
-            check_tensor(x, name, ref=X_in, finite=False)
-            check_layer_shape(x, name, layer, what)
+            check_tensor(x, name, ref=X_in)
+            check_layer_shape(x, name, layer, what, m=m if what == "out" else None)
     if layer.is_plain_dense:
         return X_in, X_next, weights
     for name in ("W0", "W_init"):

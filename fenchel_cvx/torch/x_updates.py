@@ -717,16 +717,19 @@ def _check_W(W: Any, layer: Layer | None = None) -> tuple[int, int]:
     return tuple(W.shape)
 
 
-def _check_rows(x: Any, name: str, W: torch.Tensor, layer: Layer | None, side: str) -> None:
-    """With a layer: ``x`` is a tensor like ``W`` with the layer's flattened input (output) size as rows."""
+def _check_rows(x: Any, name: str, W: torch.Tensor, layer: Layer | None, side: str, m: int | None = None,
+                m_from: str = "X_next") -> None:
+    """With a layer: ``x`` is a tensor like ``W`` with the layer's flattened input (output) size as rows (and
+    ``m`` columns, those of ``m_from``, when given)."""
     if layer is not None:
         check_tensor(x, name, ref=W, finite=False)
-        check_layer_shape(x, name, layer, side)
+        check_layer_shape(x, name, layer, side, m=m, m_from=m_from)
 
 
 def _check_common(W: torch.Tensor, b: Any, U_prev: Any, act_prev: Any, lam_prev: Any, tol: Any, max_iter: Any,
-                  Z0: Any, warn: Any, m: int, sizes: tuple[int, int], layer: Layer | None) -> tuple:
-    """Checks shared by both X-updates, after ``W`` and the data that fixes ``m``.
+                  Z0: Any, warn: Any, m: int, sizes: tuple[int, int], layer: Layer | None,
+                  m_from: str = "X_next") -> tuple:
+    """Checks shared by both X-updates, after ``W`` and the data that fixes ``m`` (the argument ``m_from``).
 
     The bias comes back as a ``(q, 1)`` column (matrix) or as it is, one entry per output channel (a layer that
     is not plain dense).
@@ -748,12 +751,12 @@ def _check_common(W: torch.Tensor, b: Any, U_prev: Any, act_prev: Any, lam_prev:
     max_iter = check_max_iter(max_iter)
     if not isinstance(warn, bool):
         raise ValueRangeError(f"warn: expected True or False, got {warn!r}")
-    _check_rows(U_prev, "U_prev", W, layer, "in")
-    check_tensor(U_prev, "U_prev", ref=W, shape=(p, m), layout=f"({rows_in}, samples)")
+    _check_rows(U_prev, "U_prev", W, layer, "in", m, m_from)
+    check_tensor(U_prev, "U_prev", ref=W, shape=(p, m), layout=f"({rows_in}, samples), samples = {m_from}'s")
     if Z0 is None:
         Z0 = act_prev.forward(U_prev)  # feed-forward point: minimizes the B_prev term alone
     else:
-        _check_rows(Z0, "Z0", W, layer, "in")
+        _check_rows(Z0, "Z0", W, layer, "in", m, m_from)
         check_tensor(Z0, "Z0", ref=W, shape=(p, m), layout=f"({rows_in}, samples) like U_prev")
         act_prev.check_domain(Z0, "Z0")
     return bcol, act_prev, c, tol, max_iter, Z0
@@ -966,7 +969,7 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
     if max_iter is None:
         max_iter = 100 if isinstance(loss, MSELoss) else 5000
     bcol, act_prev, c, tol, max_iter, Z0 = _check_common(W, b, U_prev, act_prev, lam_prev, tol, max_iter, Z0, warn,
-                                                         T_Y.shape[1], sizes, layer)
+                                                         T_Y.shape[1], sizes, layer, m_from="Y")
     certify = _check_certify(certify) or isinstance(loss, MSELoss)
     engine = _check_step_dtype(step_dtype, certify and not isinstance(loss, MSELoss), W)  # MSE: checked, unused
     prev = _PrevTerm(act_prev, c, U_prev)

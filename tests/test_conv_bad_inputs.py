@@ -1,0 +1,200 @@
+"""Bad input to the convolutional parts gets a typed error that names the argument, never a silent answer.
+
+Specs whose input shape contradicts the data's, hand-built :class:`~fenchel_cvx.layers.Layer` objects, data
+matrices of the wrong size, zero samples, damaged network files, modules ``from_torch`` cannot read faithfully,
+and the conv W- and X-updates of both faces, whose checks must speak of what the caller passed (not of the patch
+form they solve internally).
+"""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fenchel_cvx import cvx
+from fenchel_cvx import torch as ft
+from fenchel_cvx.errors import CheckpointError, ChoiceError, DomainError, ShapeError, ValueRangeError
+from fenchel_cvx.layers import Layer, parse_arch
+from fenchel_cvx.network import LiftedNetwork
+from fenchel_cvx.settings import NetworkSettings
+
+F64 = torch.float64
+
+
+# -- specs ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec,in_shape", [
+    ("1x28x28-c6k5-f10", (4, 14, 14)),   # same 784 pixels, read as 4 channels of 14x14
+    ("4x14x14-c6k5-f10", (1, 28, 28)),
+    ("28x28x1-c6k1-f10", (1, 28, 28)),   # a channels-last typo
+])
+def test_a_spec_whose_image_shape_contradicts_the_data_is_refused(spec, in_shape):
+    with pytest.raises(ShapeError, match="arch: the spec starts with the input shape"):
+        parse_arch(spec, in_shape)
+    with pytest.raises(ShapeError, match="arch"):
+        NetworkSettings(arch=spec).layers_for(in_shape, 10)
+
+
+def test_a_dense_spec_still_flattens_images():
+    assert [layer.describe() for layer in parse_arch("784-300-10", (1, 28, 28))] == ["f300", "f10"]
+
+
+@pytest.mark.parametrize("spec", ["lenet5foo", "lenet5-c6k5", "lenet5:abc", "lenet5:"])
+def test_lenet5_is_spelled_exactly(spec):
+    with pytest.raises(ShapeError, match="expected 'lenet5' or 'lenet5:N'"):
+        parse_arch(spec, (1, 28, 28))
+    assert parse_arch("lenet5:3", (1, 28, 28))[-1].out_shape == (3,)
+
+
+def test_sizes_that_are_not_integers_are_not_rounded():
+    with pytest.raises(ShapeError, match=r"784\.9"):
+        parse_arch([784.9, 300, 10])
+    with pytest.raises(ShapeError, match="in_shape"):
+        parse_arch("c6k5-f10", (1, 8.7, 8))
+
+
+# -- hand-built layers ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(kind="Conv", in_shape=(1, 8, 8), out_shape=(4, 6, 6), kernel=3), ValueRangeError, "Layer.kind"),
+    (dict(kind="conv", in_shape=(1, 8, 8), out_shape=(4, 6, 6), kernel=3, stride=0), ValueRangeError,
+     "Layer.stride"),
+    (dict(kind="conv", in_shape=(1, 8, 8), out_shape=(4, 6, 6), kernel=3, padding=-2), ValueRangeError,
+     "Layer.padding"),
+    (dict(kind="conv", in_shape=(1, 8, 8), out_shape=(4, 6, 6), kernel=3, pool=0), ValueRangeError, "Layer.pool"),
+    (dict(kind="conv", in_shape=(1, 8, 8), out_shape=(4, 5, 5), kernel=3), ShapeError, "Layer.out_shape"),
+    (dict(kind="conv", in_shape=(64,), out_shape=(4, 6, 6), kernel=3), ShapeError, "image input"),
+    (dict(kind="dense", in_shape=(4, 6, 6), out_shape=(3, 1)), ShapeError, "Layer.out_shape"),
+    (dict(kind="dense", in_shape=(4, 6, 6), out_shape=(3,), kernel=3), ValueRangeError, "dense layer"),
+    (dict(kind="dense", in_shape=(0,), out_shape=(3,)), ShapeError, "Layer.in_shape"),
+])
+def test_a_hand_built_layer_is_checked(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Layer(**kwargs)
+
+
+def test_a_hand_built_pooled_layer_pools():
+    layer = Layer("conv", (1, 8, 8), (2, 2, 2), pool=2, kernel=3)
+    assert layer.pooled_shape == (1, 4, 4) and layer == parse_arch("1x8x8-a2c2k3-f3")[0]
+
+
+@pytest.mark.parametrize("numpy", [True, False])
+def test_layer_maps_check_the_sizes_of_what_they_are_given(numpy):
+    layer = parse_arch("1x8x8-c4k3-f3")[0]
+    cast = (lambda a: a) if numpy else torch.as_tensor
+    W, X = cast(np.ones((4, 1, 3, 3))), cast(np.ones((64, 2)))
+    with pytest.raises(ShapeError, match=r"W: expected the kernel of layer c4k3 with shape \(4, 1, 3, 3\)"):
+        layer.apply(cast(np.ones((4, 1, 5, 5))), None, X)
+    with pytest.raises(ShapeError, match=r"b: expected shape \(4,\)"):
+        layer.apply(W, cast(np.ones(144)), X)
+    with pytest.raises(ShapeError, match=r"X: expected shape \(64, m\)"):
+        layer.apply(W, None, cast(np.ones((63, 2))))
+    with pytest.raises(ShapeError, match=r"G: expected shape \(144, m\)"):
+        layer.adjoint(W, cast(np.ones((64, 2))))
+    with pytest.raises(ShapeError, match=r"X: expected shape \(64, m\)"):
+        layer.patches(cast(np.ones((36, 2))))
+    with pytest.raises(ShapeError, match=r"V: expected shape \(144, m\)"):
+        layer.arrange(cast(np.ones((64, 2))))
+
+
+# -- zero samples -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec", ["1x7x7-c2k3s2p1-a2f3", "1x8x8-a2f5-f3", "49-5-3"])
+def test_zero_samples_give_zero_rows(spec):
+    net = LiftedNetwork(spec, "relu", "ce", seed=0, in_shape=(1, 7, 7) if spec == "49-5-3" else None)
+    layer = net.layers[0]
+    assert net.forward(np.zeros((0, net.n))).shape == (0, 3)
+    if len(net.in_shape) == 3:
+        assert net.forward(np.zeros((0, *net.in_shape))).shape == (0, 3)
+    W = net.W[0]
+    assert layer.apply(W, None, np.zeros((net.n, 0))).shape == (layer.n_out, 0)
+    assert layer.adjoint(W, np.zeros((layer.n_out, 0))).shape == (net.n, 0)
+    assert layer.patches(np.zeros((net.n, 0))).shape == (layer.patch_size, 0)
+
+
+def test_pre_activation_refuses_nan_and_inf():
+    net = LiftedNetwork("1x7x7-c2k3s2p1-a2f3", "relu", "ce", seed=0)
+    with pytest.raises(DomainError, match="X_0: expected finite values"):
+        net.pre_activation(0, np.full((49, 2), np.nan))
+    with pytest.raises(DomainError, match="X_1: expected finite values"):
+        net.pre_activation(1, np.full((net.sizes[1], 2), np.inf))
+
+
+# -- files ----------------------------------------------------------------------------------------------------
+def test_damaged_network_files_raise_checkpoint_errors(tmp_path):
+    empty = tmp_path / "empty.npz"
+    empty.touch()
+    with pytest.raises(CheckpointError):
+        LiftedNetwork.load(empty)
+    net = LiftedNetwork("1x7x7-c2k3s2p1-a2f3", "relu", "ce", seed=0)
+    path = net.save(tmp_path / "net.npz")
+    data = bytearray(path.read_bytes())
+    for pos in range(0, len(data), 7):  # every 7th byte flipped in turn: a typed error or the exact network
+        bad = tmp_path / "bad.npz"
+        flipped = bytearray(data)
+        flipped[pos] ^= 0xFF
+        bad.write_bytes(bytes(flipped))
+        try:
+            back = LiftedNetwork.load(bad)
+        except CheckpointError:
+            continue
+        assert all(np.array_equal(a, b) for a, b in zip(back.W + back.b, net.W + net.b, strict=True)), pos
+
+
+def test_save_names_a_path_it_cannot_write(tmp_path):
+    net = LiftedNetwork("49-5-3", "relu", "ce", seed=0)
+    with pytest.raises(CheckpointError, match="not a directory"):
+        net.save(tmp_path / "missing" / "net.npz")
+    with pytest.raises(CheckpointError, match="is a directory"):
+        net.save(tmp_path)
+
+
+# -- from_torch -----------------------------------------------------------------------------------------------
+class _Doubled(nn.Linear):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+class _Renamed(nn.Linear):  # same computation: accepted
+    pass
+
+
+def test_from_torch_refuses_what_it_cannot_read_faithfully():
+    torch.manual_seed(0)
+    with pytest.raises(ChoiceError, match="_Doubled subclasses Linear with its own forward"):
+        LiftedNetwork.from_torch(nn.Sequential(_Doubled(4, 3), nn.ReLU(), nn.Linear(3, 2)))
+    assert LiftedNetwork.from_torch(nn.Sequential(_Renamed(4, 3), nn.ReLU(), nn.Linear(3, 2))).sizes == [4, 3, 2]
+    with pytest.raises(DomainError, match=r"seq\[0\]\.weight"):
+        LiftedNetwork.from_torch(nn.Sequential(nn.Linear(4, 3, device="meta"), nn.ReLU(), nn.Linear(3, 2)))
+    conv = nn.Conv2d(1, 2, 3, dtype=torch.complex64)
+    with pytest.raises(DomainError, match=r"seq\[0\]\.weight"):
+        LiftedNetwork.from_torch(nn.Sequential(conv, nn.ReLU(), nn.Flatten(), nn.Linear(72, 2)), in_shape=(1, 8, 8))
+
+
+# -- the conv subproblems speak of what the caller passed ------------------------------------------------------
+@pytest.fixture
+def conv_instance():
+    layer = parse_arch("1x6x6-c2k3-a2f3")[0]
+    g = torch.Generator().manual_seed(0)
+    X0 = torch.rand(36, 3, dtype=F64, generator=g)
+    X1 = torch.relu(torch.randn(32, 3, dtype=F64, generator=g))
+    W = torch.randn(2, 1, 3, 3, dtype=F64, generator=g)
+    return layer, X0, X1, W
+
+
+@pytest.mark.parametrize("face", ["torch", "cvx"])
+def test_conv_w_update_checks_sample_counts_and_values_in_the_callers_layout(conv_instance, face):
+    layer, X0, X1, _ = conv_instance
+    solve = ft.w_hidden if face == "torch" else cvx.w_hidden
+    cast = (lambda a: a) if face == "torch" else (lambda a: a.numpy())
+    with pytest.raises(ShapeError, match=r"X_next: expected 3 columns \(one per sample, as X_in has\)"):
+        solve(cast(X0), cast(X1[:, :2]), act="relu", lam=1.0, rho=0.1, layer=layer)
+    bad = X0.clone()
+    bad[18, 1] = float("inf")
+    with pytest.raises(DomainError, match=r"X_in: expected finite values, got 1 NaN/inf entries \(first at index "
+                                          r"\(18, 1\)"):
+        solve(cast(bad), cast(X1), act="relu", lam=1.0, rho=0.1, layer=layer)
+
+
+def test_conv_x_update_names_the_argument_that_fixes_the_sample_count(conv_instance):
+    layer, X0, X1, W = conv_instance
+    with pytest.raises(ShapeError, match=r"U_prev: expected 2 columns \(one per sample, as X_next has\)"):
+        ft.x_hidden(W, torch.zeros(2, dtype=F64), X1[:, :2], X0, act="relu", act_prev="relu", lam=1.0, lam_prev=1.0,
+                    layer=layer)
