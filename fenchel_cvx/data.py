@@ -48,6 +48,7 @@ import io
 import itertools
 import math
 import pickle
+import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -60,7 +61,7 @@ import numpy as np
 
 from ._checks import check_choice, check_scalar
 from .activations import Activation, get_activation
-from .errors import ChoiceError, DataFileError, ShapeError, ValueRangeError
+from .errors import ChoiceError, DataFileError, DomainError, LabelError, ShapeError, ValueRangeError
 from .settings import DATASET_NAMES
 
 __all__ = [
@@ -134,7 +135,16 @@ class Dataset:
     ChoiceError
         An unknown ``scaling``.
     ShapeError
-        ``"channel"`` scaling of feature vectors, or ``channel_stats`` that do not have one entry per channel.
+        Inputs that are not ``(m, n)``, ``(m, H, W)`` or ``(m, H, W, C)``; images stored channels first
+        (``(m, C, H, W)`` with ``C`` 1 or 3: transpose them to ``(m, H, W, C)``); train and test samples of
+        different shapes; labels that are not ``(m,)`` with one label per sample. ``"channel"`` scaling of
+        feature vectors or of an empty training split, or ``channel_stats`` that do not have one entry per
+        channel.
+    DomainError
+        Inputs that are not real numbers (object, string, complex or bool arrays).
+    LabelError
+        Labels that are not of an integer dtype (floats are refused, not rounded), no ``classes``, or labels
+        outside ``0 .. len(classes) - 1``.
     ValueRangeError
         A channel that is constant over the training set (standard deviation 0) under ``"channel"`` scaling.
     """
@@ -151,12 +161,17 @@ class Dataset:
 
     def __post_init__(self) -> None:
         check_choice(self.scaling, "scaling", SCALINGS)
+        self._check_arrays()
         if self.scaling != "channel" and self.channel_stats is None:
             return
         shape = self.image_shape
         if len(shape) != 3:
             raise ShapeError(f"scaling: 'channel' standardizes the channels of images, but {self.name!r} holds "
                              f"feature vectors of shape {shape}; use scaling='unit'")
+        if self.channel_stats is None and len(self.train_x) == 0:
+            raise ShapeError(f"train_x: 'channel' scaling takes its statistics from the training images, but "
+                             f"{self.name!r} has none (shape {self.train_x.shape}); pass channel_stats or use "
+                             "scaling='unit'")
         stats = channel_stats(self.train_x) if self.channel_stats is None else self.channel_stats
         try:
             mean, std = (tuple(float(v) for v in part) for part in stats)
@@ -171,6 +186,54 @@ class Dataset:
             raise ValueRangeError(f"channel_stats: channel {c} has standard deviation {std[c]} over the training "
                                   "images, so it cannot be standardized; use scaling='unit'")
         object.__setattr__(self, "channel_stats", (mean, std))
+
+    def _check_arrays(self) -> None:
+        """Refuse inputs and labels that would otherwise be misread quietly; labels are stored as int64."""
+        # a str has a length too, and would silently count its characters as classes
+        n_classes = len(self.classes) if hasattr(self.classes, "__len__") and not isinstance(self.classes, str) else 0
+        if n_classes == 0:
+            raise LabelError(f"classes: expected a sequence of at least one class name, got {self.classes!r}")
+        xs = {}
+        for name in ("train_x", "test_x"):
+            try:
+                x = np.asarray(getattr(self, name))
+            except (TypeError, ValueError) as exc:  # ragged nested lists
+                raise ShapeError(f"{name}: expected an array of samples, got {type(getattr(self, name)).__name__} "
+                                 f"({exc})") from None
+            if x.dtype.kind not in "iuf":
+                raise DomainError(f"{name}: expected real numbers (uint8 pixels or float features), got an array "
+                                  f"of dtype {x.dtype}")
+            if x.ndim not in (2, 3, 4):
+                raise ShapeError(f"{name}: expected samples-first inputs (m, n), (m, H, W) or (m, H, W, C), got "
+                                 f"shape {x.shape}")
+            if x.ndim == 4:
+                _, a, h, w = x.shape
+                # Channels are few (1, 3, maybe 4): a few-channel axis 1 before a square or wide last axis is
+                # torch's (m, C, H, W), which image_shape would read as C-by-H images with W channels.
+                if a in (1, 3) and ((h == w and w > a) or w > 4):
+                    raise ShapeError(f"{name}: expected images channels last, (m, H, W, C), got shape {x.shape}, "
+                                     f"which looks channels first (m, C, H, W) with C = {a}; pass "
+                                     f"{name}.transpose(0, 2, 3, 1)")
+            xs[name] = x
+            object.__setattr__(self, name, x)
+        if xs["test_x"].shape[1:] != xs["train_x"].shape[1:]:
+            raise ShapeError(f"test_x: expected samples of the training shape {xs['train_x'].shape[1:]}, got "
+                             f"{xs['test_x'].shape[1:]} (test_x has shape {xs['test_x'].shape})")
+        for name, x in (("train_y", xs["train_x"]), ("test_y", xs["test_x"])):
+            y = np.asarray(getattr(self, name))
+            if y.dtype.kind not in "iu":
+                raise LabelError(f"{name}: expected integer class labels in 0..{n_classes - 1}, got an array of "
+                                 f"dtype {y.dtype}; labels are never rounded, convert them with .astype(int) if "
+                                 "they are whole numbers")
+            if y.shape != (len(x),):
+                raise ShapeError(f"{name}: expected shape ({len(x)},), one label per sample of "
+                                 f"{name[:-1]}x {x.shape}, got {y.shape}")
+            bad = (y < 0) | (y >= n_classes)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise LabelError(f"{name}: expected labels in 0..{n_classes - 1} ({n_classes} classes), got "
+                                 f"{y[i].item()!r} at {name}[{i}] ({int(bad.sum())} such labels)")
+            object.__setattr__(self, name, y.astype(np.int64, copy=False))
 
     def __repr__(self) -> str:
         scaled = "" if self.scaling == "unit" else f", scaling={self.scaling!r}"
@@ -231,7 +294,8 @@ class Dataset:
             if np.may_share_memory(flat, x):  # float images come back as views: never scale the stored data
                 flat = flat.copy()
             mean, std = (np.asarray(v, dtype=dtype) for v in self.channel_stats)
-            per = flat.reshape(len(flat), len(mean), -1)  # a view: standardized in place
+            # a view, standardized in place; sizes spelled out since -1 cannot be inferred from 0 samples
+            per = flat.reshape(len(flat), len(mean), flat.shape[1] // len(mean))
             per -= mean[:, None]
             per /= std[:, None]
         return flat.reshape(chw.shape), y
@@ -245,7 +309,7 @@ class Dataset:
         (``(d, m)``). ``images=True`` is :meth:`images`.
         """
         X, y = self.images(split, dtype)
-        return (X, y) if images else (X.reshape(len(X), -1), y)
+        return (X, y) if images else (X.reshape(len(X), math.prod(X.shape[1:])), y)
 
     def with_scaling(self, scaling: str) -> Dataset:
         """A copy scaled another way (``"unit"`` or ``"channel"``; the channel statistics are kept, or computed
@@ -345,12 +409,12 @@ def to_float(x: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, shape (m, d)
-        Samples-first; pixels land in ``[0, 1]``.
+        Samples-first; pixels land in ``[0, 1]``. No samples give shape ``(0, d)``.
     """
     x = np.asarray(x)
     if x.ndim < 1:
         raise ShapeError(f"x: expected an array with a leading sample axis (m, ...), got shape {x.shape}")
-    flat = x.reshape(len(x), -1)
+    flat = x.reshape(len(x), math.prod(x.shape[1:]))  # not -1: numpy cannot infer d from 0 samples
     if flat.dtype == np.uint8:
         return flat.astype(dtype) / np.asarray(255, dtype=dtype)
     return flat.astype(dtype, copy=False)
@@ -443,6 +507,9 @@ def _mnist_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, li
     y = read_idx(lab_path, _IDX_LABELS_MAGIC)
     if x.shape[1:] != (28, 28):
         raise DataFileError(f"{img_path}: expected 28x28 images, got shape {x.shape}; is this MNIST?")
+    if len(x) == 0:
+        raise DataFileError(f"{img_path}: expected at least one image, got a header count of 0 (shape {x.shape}); "
+                            "the file was cut or written empty, copy it again")
     if len(x) != len(y):
         raise DataFileError(f"{img_path} holds {len(x)} images but {lab_path} holds {len(y)} labels; the two "
                             "files must come from the same split and release")
@@ -464,7 +531,7 @@ def read_mnist(data_dir: str | Path, *, expected_counts: tuple[int, int] | None 
     data_dir : str or Path
         Folder holding the files (or a ``mnist/`` folder holding them).
     expected_counts : (int, int), optional
-        Require exactly this many (train, test) samples, e.g. ``(60000, 10000)`` for the full set.
+        Require exactly this many (train, test) samples, e.g. ``(60000, 10000)`` for the full set; both positive.
 
     Returns
     -------
@@ -475,16 +542,31 @@ def read_mnist(data_dir: str | Path, *, expected_counts: tuple[int, int] | None 
     Raises
     ------
     DataFileError
-        A file is missing (the message names it), truncated, malformed, or the counts disagree.
+        A file is missing (the message names it), truncated, malformed, holds no images, or the counts disagree.
+    ValueRangeError
+        ``expected_counts`` that is not a pair of positive integers.
     """
+    counts = _expected_counts(expected_counts)
     data_dir = _existing_dir(data_dir, "mnist")
     x_tr, y_tr, p_tr = _mnist_split(data_dir, "train")
     x_te, y_te, p_te = _mnist_split(data_dir, "test")
-    if expected_counts is not None and (len(y_tr), len(y_te)) != tuple(expected_counts):
-        raise DataFileError(f"{data_dir}: expected {tuple(expected_counts)} (train, test) samples, got "
+    if counts is not None and (len(y_tr), len(y_te)) != counts:
+        raise DataFileError(f"{data_dir}: expected {counts} (train, test) samples, got "
                             f"{(len(y_tr), len(y_te))}; the files are from another release or were cut")
     prov = "MNIST IDX files: " + ", ".join(str(p) for p in p_tr + p_te)
     return Dataset("mnist", x_tr, y_tr, x_te, y_te, MNIST_CLASSES, prov)
+
+
+def _expected_counts(value: Any) -> tuple[int, int] | None:
+    """``expected_counts`` of :func:`read_mnist` as a (train, test) pair of ints, checked before any file is read."""
+    if value is None:
+        return None
+    ok = isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and len(value) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 1 for v in value)
+    if not ok:
+        raise ValueRangeError(f"expected_counts: expected None or a pair of positive integers (train, test), e.g. "
+                              f"(60000, 10000), got {value!r}")
+    return int(value[0]), int(value[1])
 
 
 def _existing_dir(data_dir: str | Path | None, name: str) -> Path:
@@ -595,18 +677,24 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
                             f"{sorted(map(str, batch))}; is this a CIFAR-10 python batch?")
     if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
         raise DataFileError(f"{path}: expected 'data' uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
+    if len(data) == 0:
+        raise DataFileError(f"{path}: expected at least one image, got 'data' of shape {data.shape}; the batch "
+                            "is empty, copy the official file again")
     try:
-        y = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
+        y = np.asarray(labels)  # no dtype: casting to int would truncate 2.7 to 2, and read "3" as 3
+    except (TypeError, ValueError, OverflowError):
         raise DataFileError(f"{path}: expected 'labels' to be a list of integers, got {type(labels).__name__}") \
             from None
+    if not np.issubdtype(y.dtype, np.integer):  # as the npz reader: floats are refused even when whole
+        raise DataFileError(f"{path}: expected 'labels' to be integers in 0..9, got {type(labels).__name__} of "
+                            f"dtype {y.dtype}; is this a CIFAR-10 python batch?")
     if y.shape != (len(data),):
         raise DataFileError(f"{path}: 'data' has {len(data)} rows but 'labels' has shape {y.shape}")
     if y.size and (y.min() < 0 or y.max() > 9):
         raise DataFileError(f"{path}: expected labels in 0..9, got range [{y.min()}, {y.max()}]")
     # Each row is 1024 red, then 1024 green, then 1024 blue values, each plane row-major 32x32.
     x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(x), y
+    return np.ascontiguousarray(x), y.astype(np.int64, copy=False)
 
 
 def _cifar_classes_from_meta(folder: Path) -> tuple[str, ...]:
@@ -639,23 +727,32 @@ def _npz_arrays(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, tuple[
                 raise DataFileError(f"{path}: expected arrays {prefix}_x and {prefix}_y, got {z.files}")
             x, y = z[f"{prefix}_x"], z[f"{prefix}_y"]
             try:
-                classes = tuple(str(c) for c in z["classes"]) if "classes" in z.files else CIFAR10_CLASSES
+                names = z["classes"] if "classes" in z.files else None
             except ValueError:  # stored with object dtype: we do not unpickle it, the standard names serve
-                classes = CIFAR10_CLASSES
+                names = None
     except DataFileError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, zlib.error) as exc:
+    # BadZipFile (a cut or overwritten file) is no OSError; NotImplementedError: an unknown compression method
+    except (OSError, ValueError, EOFError, KeyError, zlib.error, zipfile.BadZipFile, NotImplementedError) as exc:
         raise DataFileError(f"{path}: not a readable npz file ({type(exc).__name__}: {exc}); the file is "
                             "truncated or corrupt, copy it again") from None
     if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
         raise DataFileError(f"{path}: expected {prefix}_x uint8 of shape (N, 32, 32, 3), got {x.dtype} {x.shape}")
+    if len(x) == 0:
+        raise DataFileError(f"{path}: expected at least one image in {prefix}_x, got shape {x.shape}; the split "
+                            "is empty, rebuild the file")
     y = np.asarray(y)
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
         raise DataFileError(f"{path}: expected {prefix}_y integers of shape ({len(x)},), got {y.dtype} {y.shape}")
     if y.size and (y.min() < 0 or y.max() > 9):
         raise DataFileError(f"{path}: expected labels in 0..9, got range [{y.min()}, {y.max()}]")
-    if len(classes) != 10:
+    if names is None:
         classes = CIFAR10_CLASSES
+    elif names.ndim != 1 or len(names) != 10:
+        raise DataFileError(f"{path}: expected 'classes' to hold 10 class names, got an array of shape "
+                            f"{names.shape}; fix or drop the entry (the standard CIFAR-10 names are used without it)")
+    else:
+        classes = tuple(str(c) for c in names)
     return x, y.astype(np.int64), classes
 
 
@@ -691,7 +788,9 @@ def read_cifar10(data_dir: str | Path) -> Dataset:
     Raises
     ------
     DataFileError
-        No layout found (the message lists the files looked for), a file is missing, malformed or refused.
+        No layout found (the message lists the files looked for), a file is missing, truncated, malformed
+        (labels that are not integers in 0..9, an npz ``classes`` entry that is not 10 names), holds no images,
+        or is refused.
     """
     kind, folder = _locate_cifar10(_existing_dir(data_dir, "cifar10"))
     return _read_cifar_pickles(folder) if kind == "pickle" else _read_cifar_npz(folder)
@@ -742,7 +841,7 @@ def load_mnist_subset() -> Dataset:
     try:
         with resources.as_file(path) as p, np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("train_x", "train_y", "test_x", "test_y", "provenance")}
-    except (OSError, KeyError, ValueError, zlib.error) as exc:
+    except (OSError, KeyError, ValueError, zlib.error, zipfile.BadZipFile, NotImplementedError) as exc:
         raise DataFileError(f"{path}: the shipped MNIST subset cannot be read ({type(exc).__name__}: {exc}); "
                             "reinstall fenchel-cvx, or regenerate it with scripts/make_mnist_subset.py") from None
     for split, m in (("train", 10_000), ("test", 2_000)):

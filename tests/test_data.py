@@ -15,7 +15,15 @@ import pytest
 
 from fenchel_cvx import data
 from fenchel_cvx.activations import get_activation
-from fenchel_cvx.errors import ChoiceError, DataFileError, FenchelError, ShapeError, ValueRangeError
+from fenchel_cvx.errors import (
+    ChoiceError,
+    DataFileError,
+    DomainError,
+    FenchelError,
+    LabelError,
+    ShapeError,
+    ValueRangeError,
+)
 
 MNIST_STEMS = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -506,3 +514,173 @@ def test_channel_scaling_checks_its_statistics():
     with pytest.raises(ChoiceError, match="scaling"):
         data.Dataset("toy", x, y, x, y, ("a",), scaling="zscore")
     assert ds.with_scaling("unit").images()[0].max() <= 1.0
+
+
+# -- bad input is refused with a typed error that names the file or argument ----------------------------------------
+def _cifar_npz_folder(folder: Path, rng: np.random.Generator, m_train: int = 6, m_test: int = 4) -> Path:
+    write_cifar_npz(folder, rng.integers(0, 256, (m_train, 32, 32, 3), dtype=np.uint8), np.arange(m_train) % 10,
+                    rng.integers(0, 256, (m_test, 32, 32, 3), dtype=np.uint8), np.arange(m_test) % 10)
+    return folder
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("cut", ["half", "header", "garbage"])
+def test_truncated_cifar_npz_names_the_file(tmp_path, split, cut):
+    folder = _cifar_npz_folder(tmp_path, np.random.default_rng(20))
+    path = folder / f"cifar10_{split}.npz"
+    raw = path.read_bytes()
+    path.write_bytes({"half": raw[: len(raw) // 2], "header": raw[:10], "garbage": b"PK\x03\x04" + bytes(200)}[cut])
+    with pytest.raises(DataFileError, match=re.escape(f"cifar10_{split}.npz")) as err:
+        data.read_cifar10(tmp_path)
+    assert "truncated or corrupt" in str(err.value)
+
+
+def test_truncated_shipped_subset_is_a_data_file_error(tmp_path, monkeypatch):
+    (tmp_path / "_data").mkdir()
+    raw = (Path(data.__file__).parent / "_data" / "mnist_subset.npz").read_bytes()
+    (tmp_path / "_data" / "mnist_subset.npz").write_bytes(raw[: len(raw) // 2])
+    monkeypatch.setattr(data.resources, "files", lambda _package: tmp_path)
+    with pytest.raises(DataFileError, match=r"mnist_subset\.npz.*BadZipFile"):
+        data.load_mnist_subset()
+
+
+@pytest.mark.parametrize("labels", [[0.4, 2.7, 9.9], np.array([0.5, 1.5, 2.5]), [0.0, 1.0, 2.0], ["1", "2", "3"],
+                                    [True, False, True]],
+                         ids=["fractional", "float-array", "whole-floats", "strings", "bools"])
+def test_cifar_pickle_labels_must_be_integers(tmp_path, labels):
+    rng = np.random.default_rng(21)
+    write_cifar_pickles(tmp_path, rng)
+    batch, _, _ = cifar_batch(rng, 3)
+    batch[b"labels"] = labels
+    (tmp_path / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DataFileError, match=r"data_batch_1: expected 'labels' to be integers"):
+        data.read_cifar10(tmp_path)
+
+
+def test_cifar_integer_label_arrays_still_read_and_npz_float_labels_are_refused_too(tmp_path):
+    rng = np.random.default_rng(22)
+    write_cifar_pickles(tmp_path / "pk", rng)
+    batch, _, _ = cifar_batch(rng, 3)
+    batch[b"labels"] = np.array([7, 0, 9], dtype=np.uint8)
+    (tmp_path / "pk" / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=2))
+    ds = data.read_cifar10(tmp_path / "pk")
+    assert ds.train_y.dtype == np.int64 and list(ds.train_y[:3]) == [7, 0, 9]
+    # the npz layout refuses whole-number floats as well: the two readers agree
+    folder = _cifar_npz_folder(tmp_path / "npz", rng)
+    np.savez(folder / "cifar10_train.npz", train_x=np.zeros((3, 32, 32, 3), np.uint8), train_y=np.array([0., 1., 2.]))
+    with pytest.raises(DataFileError, match=r"cifar10_train\.npz: expected train_y integers"):
+        data.read_cifar10(folder)
+
+
+@pytest.mark.parametrize("stem", ["train-images-idx3-ubyte", "t10k-images-idx3-ubyte"])
+def test_empty_mnist_split_names_the_file(tmp_path, stem):
+    write_mnist(tmp_path, np.random.default_rng(23), compress=False)
+    labels = stem.replace("images-idx3", "labels-idx1")
+    (tmp_path / stem).write_bytes(idx_bytes(np.zeros((0, 28, 28))))  # a valid header whose count is 0
+    (tmp_path / labels).write_bytes(idx_bytes(np.zeros(0)))
+    with pytest.raises(DataFileError, match=re.escape(stem) + r": expected at least one image.*\(0, 28, 28\)"):
+        data.read_mnist(tmp_path)
+    with pytest.raises(DataFileError, match=re.escape(stem)):
+        data.load_dataset("mnist", tmp_path)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_empty_cifar_npz_split_names_the_file(tmp_path, split):
+    rng = np.random.default_rng(24)
+    folder = _cifar_npz_folder(tmp_path, rng)
+    np.savez(folder / f"cifar10_{split}.npz", **{f"{split}_x": np.zeros((0, 32, 32, 3), np.uint8),
+                                               f"{split}_y": np.zeros(0, np.uint8)})
+    for load in (data.read_cifar10, lambda d: data.load_dataset("cifar10", d)):
+        with pytest.raises(DataFileError, match=rf"cifar10_{split}\.npz: expected at least one image"):
+            load(tmp_path)
+
+
+def test_empty_cifar_pickle_batch_names_the_file(tmp_path):
+    rng = np.random.default_rng(25)
+    write_cifar_pickles(tmp_path, rng)
+    batch, _, _ = cifar_batch(rng, 0, py2_keys=False)
+    (tmp_path / "test_batch").write_bytes(pickle.dumps(batch, protocol=5))
+    with pytest.raises(DataFileError, match=r"test_batch: expected at least one image"):
+        data.read_cifar10(tmp_path)
+
+
+def test_zero_samples_give_empty_floats_not_a_raw_error():
+    assert data.to_float(np.zeros((0, 28, 28), np.uint8)).shape == (0, 784)
+    assert data.to_float(np.zeros((0, 32, 32, 3)), np.float32).dtype == np.float32
+    x = np.random.default_rng(26).integers(0, 256, (4, 6, 6, 3), dtype=np.uint8)
+    y = np.array([0, 1, 0, 1])
+    for scaling in ("unit", "channel"):
+        ds = data.Dataset("toy", x, y, x[:0], y[:0], ("a", "b"), scaling=scaling)
+        assert ds.images("test")[0].shape == (0, 3, 6, 6) and ds.arrays("test")[0].shape == (0, 108)
+    with pytest.raises(ShapeError, match="train_x: 'channel' scaling takes its statistics"):
+        data.Dataset("toy", x[:0], y[:0], x, y, ("a", "b"), scaling="channel")
+
+
+@pytest.mark.parametrize("counts", [5, (7,), (7, 5, 1), "75", (7.0, 5), (True, 5), (0, 5), (7, -1), None],
+                         ids=["int", "one", "three", "str", "float", "bool", "zero", "negative", "none"])
+def test_read_mnist_checks_expected_counts(tmp_path, counts):
+    write_mnist(tmp_path, np.random.default_rng(27))
+    if counts is None:
+        assert len(data.read_mnist(tmp_path, expected_counts=counts).train_y) == 7
+        assert len(data.read_mnist(tmp_path, expected_counts=[np.int64(7), 5]).test_y) == 5
+        return
+    with pytest.raises(ValueRangeError, match=r"expected_counts: expected None or a pair of positive integers"):
+        data.read_mnist(tmp_path, expected_counts=counts)
+
+
+_X3 = np.zeros((3, 8, 8), np.uint8)
+_Y3 = np.array([0, 1, 2])
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    ({"train_y": np.array([0, 1, 12])}, LabelError, r"train_y: expected labels in 0\.\.2 .*got 12 at train_y\[2\]"),
+    ({"test_y": np.array([0, -1, 2])}, LabelError, r"test_y: expected labels in 0\.\.2 .*got -1 at test_y\[1\]"),
+    ({"train_y": np.array([0, 1])}, ShapeError, r"train_y: expected shape \(3,\).*got \(2,\)"),
+    ({"train_y": np.array([[0], [1], [2]])}, ShapeError, r"train_y: expected shape \(3,\)"),
+    ({"train_y": np.array([0.0, 1.0, 2.0])}, LabelError, r"train_y: expected integer class labels.*float64"),
+    ({"test_y": np.array([True, False, True])}, LabelError, r"test_y: expected integer class labels.*bool"),
+    ({"train_x": np.zeros((3, 3, 8, 8), np.uint8), "test_x": np.zeros((3, 3, 8, 8), np.uint8)}, ShapeError,
+     r"train_x: expected images channels last.*\(3, 3, 8, 8\).*channels first"),
+    ({"train_x": np.zeros((3, 1, 28, 28)), "test_x": np.zeros((3, 1, 28, 28))}, ShapeError, "channels first"),
+    ({"train_x": np.zeros((3, 3, 32, 28), np.uint8)}, ShapeError, "channels first"),
+    ({"test_x": np.zeros((3, 9, 9), np.uint8)}, ShapeError, r"test_x: expected samples of the training shape"),
+    ({"train_x": np.zeros(3), "test_x": np.zeros(3)}, ShapeError, r"train_x: expected samples-first inputs"),
+    ({"train_x": np.array([["a"] * 4] * 3), "test_x": np.array([["a"] * 4] * 3)}, DomainError,
+     r"train_x: expected real numbers"),
+    ({"classes": ()}, LabelError, r"classes: expected a sequence of at least one class name"),
+    ({"classes": "abc"}, LabelError, r"classes: expected a sequence"),
+    ({"train_x": [[0, 1], [2]]}, ShapeError, r"train_x: expected an array of samples"),
+])
+def test_dataset_refuses_misread_inputs(kwargs, error, pattern):
+    args = {"name": "mine", "train_x": _X3, "train_y": _Y3, "test_x": _X3, "test_y": _Y3, "classes": ("a", "b", "c")}
+    with pytest.raises(error, match=pattern):
+        data.Dataset(**{**args, **kwargs})
+
+
+def test_dataset_accepts_what_it_documents():
+    y = np.array([0, 1, 2], dtype=np.uint8)  # any integer dtype, stored as int64
+    ds = data.Dataset("mine", _X3, y, _X3, y, ("a", "b", "c"))
+    assert ds.train_y.dtype == np.int64 and ds.image_shape == (1, 8, 8)
+    hwc = np.zeros((3, 32, 32, 3), np.uint8)
+    assert data.Dataset("mine", hwc, y, hwc, y, ("a", "b", "c")).image_shape == (3, 32, 32)
+    odd = np.zeros((3, 5, 5, 2), np.uint8)  # two channels, last
+    assert data.Dataset("mine", odd, y, odd, y, ("a", "b", "c")).image_shape == (2, 5, 5)
+    feats = np.zeros((3, 4))
+    ds = data.Dataset("mine", feats, y, feats[:1], y[:1], ("a", "b", "c"))
+    assert ds.shuffled(0).subsample(2, 1).train_x.shape == (2, 4)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("names", [np.array(["a", "b", "c"]), np.array([data.CIFAR10_CLASSES]), np.array("cat")],
+                         ids=["three", "2-D", "scalar"])
+def test_cifar_npz_classes_of_the_wrong_length_are_refused(tmp_path, split, names):
+    rng = np.random.default_rng(28)
+    folder = _cifar_npz_folder(tmp_path, rng)
+    x = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    np.savez(folder / f"cifar10_{split}.npz", **{f"{split}_x": x, f"{split}_y": np.arange(4), "classes": names})
+    with pytest.raises(DataFileError, match=rf"cifar10_{split}\.npz: expected 'classes' to hold 10 class names"):
+        data.read_cifar10(tmp_path)
+    own = np.array([f"k{i}" for i in range(10)])
+    np.savez(folder / f"cifar10_{split}.npz", **{f"{split}_x": x, f"{split}_y": np.arange(4), "classes": own})
+    want = tuple(own) if split == "train" else data.CIFAR10_CLASSES  # the names come from the training file
+    assert data.read_cifar10(tmp_path).classes == want
