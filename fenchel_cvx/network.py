@@ -897,6 +897,10 @@ class LiftedNetwork:
                                           f"supported (expected one of {list(_READABLE_VERSIONS)}); it was written "
                                           "by a newer fenchel_cvx")
                 n_layers = len(meta["sizes"]) - 1
+                expected = {"meta"} | {f"{k}_{l}" for k in "Wb" for l in range(n_layers)}
+                if files != expected:  # an extra layer's weights would otherwise be dropped without a word
+                    raise CheckpointError(f"{str(path)!r}: expected the entries {sorted(expected)} of a {n_layers}-"
+                                          f"layer network, got {sorted(files)}; the file is corrupt")
                 W = [np.asarray(z[f"W_{l}"]) for l in range(n_layers)]
                 b = [np.asarray(z[f"b_{l}"]) for l in range(n_layers)]
             acts = [get_activation(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
@@ -906,6 +910,10 @@ class LiftedNetwork:
             if net.sizes != list(meta["sizes"]):
                 raise CheckpointError(f"{str(path)!r}: the architecture {net.arch} has sizes {net.sizes}, but the "
                                       f"file records {meta['sizes']}; the file is corrupt")
+            if "in_shape" in meta and list(net.in_shape) != list(meta["in_shape"]):
+                raise CheckpointError(f"{str(path)!r}: the architecture {net.arch} takes inputs of shape "
+                                      f"{net.in_shape}, but the file records {tuple(meta['in_shape'])}; the file is "
+                                      "corrupt")
             net.set_weights(W, b)
         except CheckpointError:
             raise

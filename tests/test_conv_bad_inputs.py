@@ -198,3 +198,31 @@ def test_conv_x_update_names_the_argument_that_fixes_the_sample_count(conv_insta
     with pytest.raises(ShapeError, match=r"U_prev: expected 2 columns \(one per sample, as X_next has\)"):
         ft.x_hidden(W, torch.zeros(2, dtype=F64), X1[:, :2], X0, act="relu", act_prev="relu", lam=1.0, lam_prev=1.0,
                     layer=layer)
+
+
+def _rewrite(src, dst, **changes):
+    """Copy the network file ``src`` to ``dst`` with entries replaced or added (``meta`` as a dict)."""
+    import json
+
+    with np.load(src, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    for key, value in changes.items():
+        arrays[key] = np.array(json.dumps(value)) if key == "meta" else value
+    np.savez(dst, **arrays)
+    return dst
+
+
+def test_load_refuses_entries_and_shapes_the_architecture_does_not_have(tmp_path):
+    import json
+
+    for spec, shape in (("1x7x7-c2k3s2p1-a2f3", None), ("784-30-10", (1, 28, 28))):
+        net = LiftedNetwork(spec, "relu", "ce", seed=0, in_shape=shape)
+        path = net.save(tmp_path / "net.npz")
+        back = LiftedNetwork.load(path)
+        assert back.in_shape == net.in_shape and back.arch == net.arch
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+        with pytest.raises(CheckpointError, match="expected the entries"):
+            LiftedNetwork.load(_rewrite(path, tmp_path / "extra.npz", W_9=np.ones(3)))
+        with pytest.raises(CheckpointError, match="takes inputs of shape"):
+            LiftedNetwork.load(_rewrite(path, tmp_path / "shape.npz", meta={**meta, "in_shape": [7, 7, 1]}))
