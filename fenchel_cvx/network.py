@@ -74,7 +74,10 @@ _SUPPORTED_MODULES = ("Linear, Conv2d (square kernel, zero padding, no dilation 
 def _to_numpy(x: Array, name: str = "array") -> np.ndarray:
     """float64 numpy copy of a numpy array, torch tensor or nested list."""
     if is_torch(x):
+        _check_holds_data(x, name)
         return x.detach().to("cpu", torch.float64).numpy().copy()
+    if np.iscomplexobj(x):  # float() would drop the imaginary part with only a warning
+        raise DomainError(f"{name}: expected real numbers, got a complex array")
     try:
         return np.array(x, dtype=float)
     except (TypeError, ValueError) as exc:

@@ -226,3 +226,12 @@ def test_load_refuses_entries_and_shapes_the_architecture_does_not_have(tmp_path
             LiftedNetwork.load(_rewrite(path, tmp_path / "extra.npz", W_9=np.ones(3)))
         with pytest.raises(CheckpointError, match="takes inputs of shape"):
             LiftedNetwork.load(_rewrite(path, tmp_path / "shape.npz", meta={**meta, "in_shape": [7, 7, 1]}))
+
+
+def test_complex_weights_are_refused_not_cast(tmp_path):
+    net = LiftedNetwork("1x7x7-c2k3s2p1-a2f3", "relu", "ce", seed=0)
+    with pytest.raises(DomainError, match=r"W\[0\]: expected real numbers"):
+        net.set_weights([w.astype(complex) for w in net.W], net.b)
+    path = net.save(tmp_path / "net.npz")
+    with pytest.raises(CheckpointError, match="expected real numbers"):
+        LiftedNetwork.load(_rewrite(path, tmp_path / "complex.npz", W_0=net.W[0].astype(complex)))
