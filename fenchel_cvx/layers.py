@@ -68,6 +68,16 @@ class Layer:
         Average-pooling window (and stride) applied to the input first; 1 = none.
     kernel, stride, padding : int
         Convolution geometry (dense: 0, 1, 0).
+
+    Raises
+    ------
+    ValueRangeError
+        An unknown ``kind``; ``pool``, ``kernel`` or ``stride`` below 1, ``padding`` below 0; convolution geometry
+        given to a dense layer.
+    ShapeError
+        Shapes that are not tuples of positive ints, a convolution or pooling of a vector, or an ``out_shape``
+        that the geometry does not produce. The maps (:meth:`apply`, :meth:`adjoint`, :meth:`patches`,
+        :meth:`arrange`) raise it for weights or data matrices of another shape than the layer's.
     """
 
     kind: str
@@ -286,8 +296,9 @@ class Layer:
         P = F.unfold(Z, self.kernel, padding=self.padding, stride=self.stride)  # (m, C_in k^2, positions)
         return back(P.permute(1, 0, 2).reshape(P.shape[1], m * P.shape[2]).contiguous())
 
-    def arrange(self, V: Array) -> Array:
-        """Output-side matrix ``(n_out, m)`` in the columns of :meth:`patches`: ``(C_out, m * positions)``."""
+    def arrange(self, V: Array | None) -> Array | None:
+        """Output-side matrix ``(n_out, m)`` in the columns of :meth:`patches`: ``(C_out, m * positions)``
+        (``None`` stays ``None``)."""
         if V is None:  # no targets (the last W-update's callers pass their X_next through)
             return None
         self._check_data(V, "V", "out")

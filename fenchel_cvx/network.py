@@ -93,9 +93,7 @@ def _check_holds_data(x: Array, name: str) -> None:
 
 def _weights_of(mod: nn.Module, attr: str, i: int) -> np.ndarray:
     """``seq[i].weight`` / ``.bias`` as float64 numpy, refused where it holds no real data (meta, complex)."""
-    x = getattr(mod, attr)
-    _check_holds_data(x, f"seq[{i}].{attr}")
-    return _to_numpy(x, f"seq[{i}].{attr}")
+    return _to_numpy(getattr(mod, attr), f"seq[{i}].{attr}")
 
 
 def _check_plain(mod: nn.Module, i: int) -> None:
@@ -726,7 +724,10 @@ class LiftedNetwork:
         ChoiceError
             A module that is not supported (``MaxPool2d``: max pooling is not linear; ``BatchNorm``, ``Dropout``,
             ...), a padding mode other than zeros, or modules in an order a lifted network does not have (two
-            layers without an activation between them, an output layer that is not ``Linear``).
+            layers without an activation between them, an output layer that is not ``Linear``), or a subclass of
+            a supported module with its own ``forward``.
+        DomainError
+            Weights that hold no real data (on the ``meta`` device, or complex).
         ShapeError
             Non-square kernels, strides, paddings or pooling windows, pooling whose stride differs from its window,
             sizes that do not chain, a missing or contradicting ``in_shape``.
