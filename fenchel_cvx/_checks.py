@@ -122,7 +122,11 @@ def check_shape(x: Any, name: str, shape: Sequence[int | None], layout: str = ""
 
 
 def check_scalar(value: Any, name: str, *, positive: bool = False, nonneg: bool = False) -> float:
-    """Return ``value`` as a float after checking it is finite and (optionally) > 0 or >= 0."""
+    """Return ``value`` as a float after checking it is finite and (optionally) > 0 or >= 0.
+
+    A string or a bool is refused, not converted: ``"0.1"`` or ``True`` as a multiplier is a mistake upstream."""
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise ValueRangeError(f"{name}: expected a real number, got {value!r} ({type(value).__name__})")
     try:
         v = float(value)
     except (TypeError, ValueError):

@@ -84,7 +84,7 @@ import numpy as np
 import torch
 
 from ._checks import check_finite, per_layer, trusted_values
-from .errors import CheckpointError, DomainError, ShapeError, ShardingError, SolverError
+from .errors import CheckpointError, ChoiceError, DomainError, ShapeError, ShardingError, SolverError
 from .settings import FAST_GAMMA, BCDSettings, layer_values
 from .shards import all_sum_float, column_range, gather_columns, is_sharded, process_group, sharded, traffic_tag, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState, feed_forward, pre_activation
@@ -188,6 +188,12 @@ class _Face:
         else:
             from .cvx import FUNCTIONS
         self.functions = FUNCTIONS
+        # every option goes to every subproblem: each must be a keyword all of them take
+        common = frozenset.intersection(*(_cvx_parameters(fn) for fn in FUNCTIONS.values()))
+        unknown = sorted(set(self.options) - common)
+        if unknown:
+            raise ChoiceError(f"solver_options: {unknown} are not keyword arguments of every {backend} subproblem "
+                              f"(the options go to all of them); those common to all: {sorted(common)}")
 
     def __call__(self, name: str, **kw: Any):
         fn = self.functions[name]
@@ -198,6 +204,10 @@ class _Face:
             params = _cvx_parameters(fn)
             kw = {k: (v.detach().cpu().double().numpy() if isinstance(v, torch.Tensor) else v)
                   for k, v in kw.items() if k in params}
+        clash = sorted(set(kw) & set(self.options))
+        if clash:
+            raise ChoiceError(f"solver_options: {clash} are set by the trainer for {name} (from its own settings, "
+                              "e.g. tol, inexact_iters, gamma); change those settings instead")
         W = kw.get("W_init")
         with traffic_tag(name if W is None else f"{name} {'x'.join(map(str, W.shape))}"):
             res = fn(**kw, **self.options)

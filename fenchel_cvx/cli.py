@@ -46,6 +46,9 @@ def _flag(path: str, spec: Spec) -> str:
 
 #: Setting (dotted path) -> its flag, for every field of :class:`~fenchel_cvx.settings.RunConfig`.
 FLAGS: dict[str, str] = {path: _flag(path, spec) for path, _, spec in fields_of(RunConfig)}
+#: The flag that turns a boolean setting off (``--no-<flag>`` unless its spec names another, e.g. ``--exact``).
+FLAGS_OFF: dict[str, str] = {path: spec.flag_off or "--no-" + _flag(path, spec)[2:]
+                             for path, _, spec in fields_of(RunConfig) if spec.kind == "bool"}
 
 
 # -- one flag per setting ------------------------------------------------------------------------------------------
@@ -127,7 +130,7 @@ def _in_flag_words(message: str) -> str:
     for path, flag in sorted(words.items(), key=lambda kv: -len(kv[0])):
         name = re.escape(path.rpartition(".")[2])
         message = re.sub(rf"(?<![\w.-]){name}=True\b", flag, message)
-        message = re.sub(rf"(?<![\w.-]){name}=False\b", "--no-" + flag[2:], message)
+        message = re.sub(rf"(?<![\w.-]){name}=False\b", FLAGS_OFF.get(path, "--no-" + flag[2:]), message)
         message = re.sub(rf"(?<![\w.-]){name}=(['\"]?)([^\s'\",;)]*)\1", rf"{flag} \2", message)
         message = re.sub(rf"^{name}(\[\d+\])?:", rf"{flag}\1:", message)
     return message

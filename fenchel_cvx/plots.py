@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.ticker import MaxNLocator
 
-from .errors import ChoiceError, DomainError, ShapeError, ValueRangeError
+from .errors import ChoiceError, DomainError, FenchelError, ShapeError, ValueRangeError
 
 __all__ = ["curve", "plot_accuracy", "plot_lambda_sweep"]
 
@@ -187,7 +187,9 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
     ShapeError
         ``runs`` is empty.
     ChoiceError
-        A history has no column ``metric`` or ``x``.
+        A history has no column ``metric`` or ``x``, or ``path`` has a suffix matplotlib cannot write.
+    FenchelError
+        ``path`` is a folder or lies below a file (:func:`figure_path`).
     DomainError
         No run has a finite value of ``metric``.
     ValueRangeError
@@ -252,10 +254,32 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
     if not inside:
         _legend_below(fig, handles, texts, height)
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, bbox_inches="tight")
+        fig.savefig(figure_path(path), bbox_inches="tight")
     return fig
+
+
+def figure_path(path: str | os.PathLike) -> Path:
+    """``path`` checked as a figure file to write, its missing parent folders created.
+
+    Raises
+    ------
+    ChoiceError
+        A suffix matplotlib cannot write (or none: the file would not be where the caller looks).
+    FenchelError
+        ``path`` is a folder, or one of its parents is a file.
+    """
+    path = Path(path)
+    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise ChoiceError(f"path: expected a figure file ending in one of {', '.join('.' + f for f in sorted(formats))}"
+                          f", got {str(path)!r}")
+    if path.is_dir():
+        raise FenchelError(f"path: expected a figure file, got the folder {str(path)!r}")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise FenchelError(f"path: cannot write {str(path)!r}: {str(blocking)!r} is a file, not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def plot_lambda_sweep(lam: Sequence[float], G_hat: Sequence[float], P: Sequence[float], *,
@@ -296,5 +320,5 @@ def plot_lambda_sweep(lam: Sequence[float], G_hat: Sequence[float], P: Sequence[
     ax.legend(fontsize=7)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(os.fspath(path), dpi=120)
+        fig.savefig(figure_path(path), dpi=120)
     return fig

@@ -298,6 +298,10 @@ def train_run(cfg: RunConfig | None, out: str | os.PathLike, *, resume: bool = F
         Missing data files.
     """
     out = Path(out)
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise FenchelError(f"out: cannot make the run directory {str(out)!r}: {str(blocking)!r} is a file, not a "
+                           "folder")
     if out.exists() and not out.is_dir():
         raise FenchelError(f"out: {str(out)!r} is a file; expected a run directory (a new folder, or one written "
                            "by `fenchel-cvx train` to resume)")

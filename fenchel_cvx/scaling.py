@@ -34,9 +34,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._checks import per_layer
+import numpy as np
+
+from ._checks import as_array, check_finite, check_ndim, check_shape, is_torch, per_layer
 from .activations import LeakyReLU, ReLU
-from .errors import FenchelError, ShapeError
+from .errors import DomainError, FenchelError, ShapeError
 from .network import LiftedNetwork
 
 __all__ = ["HOMOGENEOUS_ACTIVATIONS", "Rescaled", "rescale"]
@@ -80,8 +82,8 @@ def rescale(net: LiftedNetwork, Xvars: Sequence[Array], lam: Any, rho: Any, *, l
     net : LiftedNetwork
         Every hidden activation must be ReLU or LeakyReLU (B homogeneous of degree 2).
     Xvars : list of L arrays (numpy or torch), shape (p_l, m)
-        X-variables ``X_1..X_L``, paper layout (features x samples). Not validated against data here; the
-        Lagrangian does that.
+        X-variables ``X_1..X_L``, paper layout (features x samples): checked for the network's widths, one
+        sample count and finite values (their fit to data is the Lagrangian's business).
     lam : float or sequence of L floats, > 0
         The current multipliers.
     rho : float or sequence of L + 1 floats, >= 0
@@ -100,7 +102,9 @@ def rescale(net: LiftedNetwork, Xvars: Sequence[Array], lam: Any, rho: Any, *, l
     FenchelError
         A hidden activation whose penalty is not homogeneous (sigmoid, tanh).
     ValueRangeError, ShapeError
-        ``lam`` or ``lam_to`` not > 0, ``rho`` negative, wrong lengths.
+        ``lam`` or ``lam_to`` not > 0, ``rho`` negative, wrong lengths, X-variables of the wrong shape.
+    DomainError
+        X-variables that are not finite numbers.
     """
     if not isinstance(net, LiftedNetwork):
         raise FenchelError(f"net: expected a LiftedNetwork, got {type(net).__name__}")
@@ -118,6 +122,14 @@ def rescale(net: LiftedNetwork, Xvars: Sequence[Array], lam: Any, rho: Any, *, l
     Xs = list(Xvars)
     if len(Xs) != L:
         raise ShapeError(f"Xvars: expected {L} matrices [X_1, ..., X_L], got {len(Xs)}")
+    for l, X in enumerate(Xs):
+        name = f"Xvars[{l}] (X_{l + 1})"
+        if not is_torch(X) and np.asarray(X).dtype.kind not in "iuf":
+            raise DomainError(f"{name}: expected real numbers, got an array of dtype {np.asarray(X).dtype}")
+        Xs[l] = X = as_array(X, name)
+        check_ndim(X, name, 2, "(p_l, m): features x samples")
+        check_shape(X, name, (net.sizes[l + 1], Xs[0].shape[1]), "(p_l, m): features x samples, one m for all")
+        check_finite(X, name)
     r = [a / t for a, t in zip(lam, lam_to, strict=True)]
     r_ext = [1.0] + r + [1.0]  # r_ext[l + 1] = r_l, with r_{-1} = r_L = 1
 

@@ -121,6 +121,8 @@ class Spec:
         Smallest allowed value (numbers; each entry for ``"layers"``).
     strict : bool
         ``low`` itself is excluded (``> low`` rather than ``>= low``).
+    high : float, optional
+        Largest allowed value (included).
     none : str, optional
         What ``None`` means; ``None`` is allowed only when this is given (e.g. "full batch").
     resumable : bool
@@ -142,6 +144,7 @@ class Spec:
     choices: tuple = ()
     low: float | None = None
     strict: bool = False
+    high: float | None = None
     none: str | None = None
     resumable: bool = False
     flag: str | None = None
@@ -190,6 +193,8 @@ class Spec:
         value = int(value) if integral else float(value)
         if self.low is not None and (value <= self.low if self.strict else value < self.low):
             raise ValueRangeError(f"{name}: expected {self.expects()}, got {value!r}")
+        if self.high is not None and value > self.high:
+            raise ValueRangeError(f"{name}: expected {self.expects()}, got {value!r}")
         return value
 
     def expects(self) -> str:
@@ -204,6 +209,8 @@ class Spec:
             what = "an integer" if self.kind == "int" else "a finite number"
             if self.low is not None:
                 what += f" {'>' if self.strict else '>='} {_fmt(self.low)}"
+            if self.high is not None:
+                what += f"{' and' if self.low is not None else ''} <= {_fmt(self.high)}"
             text = what if self.kind != "layers" else f"{what}, or a sequence of them (one per layer)"
         return text + (f", or None ({self.none})" if self.none is not None else "")
 
@@ -289,7 +296,7 @@ class TrainerSettings(_Checked):
         "penalty)", "layers", low=0.0, none="Appendix C: 0 batched, 0.01,10 full batch (LeNet-5 1e-4,1e-2,1,1,1)",
         metavar="R")
     seed: int = setting(0, "seed of the initial weights, the batch order and synthetic data", "int", low=0,
-                        metavar="S")
+                        high=2 ** 63 - 1, metavar="S")  # torch.manual_seed takes a signed 64-bit integer
     shuffle: bool = setting(True, "draw a fresh order of the training set every epoch", "bool")
     eval_every: int | None = setting(None, "also evaluate every N batches", "int", low=1, none="once per epoch",
                                      resumable=True, metavar="N")
@@ -297,7 +304,8 @@ class TrainerSettings(_Checked):
     dtype: str = setting("float64", "working precision", "choice", choices=DTYPES)
     threads: int | None = setting(None, "torch's CPU threads for the training's tensor work; with other jobs "
                                   "keeping cores busy, 1 is faster (idle threads spin waiting for a busy core)",
-                                  "int", low=1, none="torch's choice, one per core", resumable=True, metavar="N")
+                                  "int", low=1, high=1024, none="torch's choice, one per core", resumable=True,
+                                  metavar="N")  # far more threads than cores only exhausts OpenMP's memory
     dist_backend: str = setting(
         "auto", "torch.distributed backend of a data-parallel run (started by torchrun, which sets WORLD_SIZE): "
         "gloo (CPU) or nccl (GPU); auto: nccl on a CUDA device, else gloo. Unused in a single process",
@@ -348,7 +356,8 @@ class BCDOptions(_Checked):
     record_blocks: bool = setting(False, "record J after every block update (one more evaluation per block)",
                                   "bool", resumable=True, group="Fenchel BCD")
     solver_options: dict = setting({}, "extra keyword arguments for every subproblem call, as JSON (e.g. "
-                                   "'{\"solver\": \"CLARABEL\"}' for the cvx face)", "json", metavar="JSON",
+                                   "'{\"solver\": \"CLARABEL\"}' for the cvx face): keywords every subproblem of "
+                                   "the face takes and the trainer does not set itself", "json", metavar="JSON",
                                    group="Fenchel BCD")
     inexact: bool | None = setting(
         None, "W-updates take a few warm-started steps (--curvature) instead of exact solves", "bool",

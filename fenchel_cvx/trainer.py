@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -248,6 +249,9 @@ class Trainer:
                                f"({exc})") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise FenchelError(f"device: {s.device!r} requested but torch sees no CUDA device; use device='cpu'")
+        if self.device.type == "mps" and not torch.backends.mps.is_available():
+            raise FenchelError(f"device: {s.device!r} requested but this torch has no usable MPS (Apple GPU) "
+                               "device; use device='cpu'")
         if self.device.type not in ("cpu", "cuda", "mps"):
             raise FenchelError(f"device: expected a device that holds data, such as 'cpu' or 'cuda', got "
                                f"{s.device!r}")
@@ -409,6 +413,9 @@ class Trainer:
         m = Xs.shape[0]
         if m == 0:
             raise ShapeError("X: expected at least one training sample, got an empty training set (0 rows)")
+        if s.batch_size is not None and int(s.batch_size) > m:
+            warnings.warn(f"batch_size: {s.batch_size} is larger than the {m} training samples; every epoch is one "
+                          f"batch of {m} (the whole set)", UserWarning, stacklevel=2)
         bs = m if s.batch_size is None else min(int(s.batch_size), m)
         nb = -(-m // bs)
         rank, size = world(process_group())

@@ -63,14 +63,18 @@ def check_network(net: Any, name: str, like: Any = None) -> None:
                          f"{list(net.sizes)}")
 
 
+_INT_MAX = 2 ** 63 - 1
+
+
 def check_int(value: Any, name: str, low: int, *, optional: bool = False, hint: str = "") -> int | None:
-    """An integer ``>= low`` (``None`` passes when ``optional``); bools and non-integral numbers are refused."""
+    """An integer ``>= low`` and ``< 2**63`` (``None`` passes when ``optional``); bools and non-integral numbers are
+    refused. The upper end is what torch's and numpy's seeds and sizes can hold."""
     if value is None and optional:
         return None
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    if not ok or value < low:
+    if not ok or value < low or value > _INT_MAX:
         tail = f"; {hint}" if hint else ""
-        what = f"an integer >= {low}" + (" or None" if optional else "")
+        what = f"an integer >= {low} and <= {_INT_MAX}" + (" or None" if optional else "")
         raise ValueRangeError(f"{name}: expected {what}, got {value!r}{tail}")
     return int(value)
 
@@ -85,7 +89,7 @@ def check_number(value: Any, name: str) -> float:
         if value.size != 1:
             raise ShapeError(f"{name}: expected a scalar, got an array of shape {value.shape}")
         value = value.reshape(()).item()
-    if isinstance(value, (bool, np.bool_, complex, np.complexfloating)):
+    if isinstance(value, (bool, np.bool_, complex, np.complexfloating, str, bytes)):
         raise ValueRangeError(f"{name}: expected a real number, got {value!r}")
     try:
         return float(value)

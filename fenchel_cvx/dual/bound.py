@@ -38,7 +38,9 @@ __all__ = ["BoundReport", "estimate_G", "check_weak_duality", "paper_layout"]
 def paper_layout(net: LiftedNetwork, X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
     """Samples-first ``X (m, n)``, ``Y (m,)``/``(m, p)`` -> paper-layout float64 ``X0 (n, m)``, ``T (p, m)``.
 
-    Numpy arrays, sequences and torch tensors (any device, with or without ``requires_grad``) are accepted.
+    ``Y (m,)`` holds class labels when the network has several outputs and the targets of its one output when
+    it has one (integer or not). Numpy arrays, sequences and torch tensors (any device, with or without
+    ``requires_grad``) are accepted.
     """
     X = float_array(X, "X")
     check_ndim(X, "X", 2, "(m, n): samples x features")
@@ -55,8 +57,8 @@ def paper_layout(net: LiftedNetwork, X: Any, Y: Any) -> tuple[np.ndarray, np.nda
     elif Y.ndim == 1:
         if Y.shape[0] != X.shape[0]:
             raise ShapeError(f"Y: expected {X.shape[0]} labels (one per sample of X), got shape {Y.shape}")
-        T = net.loss.targets(Y, net.p) if net.p > 1 or np.issubdtype(Y.dtype, np.integer) else \
-            np.asarray(Y, dtype=float)[None, :]
+        # labels only for several outputs: a one-output network's integer Y are targets (labels 0..0 mean nothing)
+        T = net.loss.targets(Y, net.p) if net.p > 1 else np.asarray(Y, dtype=float)[None, :]
     else:
         raise ShapeError(f"Y: expected labels (m,) or targets (m, p), got shape {Y.shape}")
     return X.T.copy(), np.asarray(T, dtype=float)

@@ -578,4 +578,8 @@ def _lower(heap: list, pruned_min: float, U: float) -> float:
 
 
 def _rel(U: float, lower: float) -> float:
-    return 0.0 if U <= 0 else max(0.0, (U - lower) / U)
+    if U <= 0:
+        return 0.0
+    gap = (U - lower) / U
+    # an overflowed upper bound (inf) gives NaN here, and max(0.0, nan) is 0.0: nothing is certified then
+    return max(0.0, gap) if math.isfinite(gap) else 1.0
