@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from ._arch import LAYER_TOKEN
 from .errors import ShapeError, ValueRangeError
+from .subproblems import check_layer_shape
 
 __all__ = ["Layer", "build_layers", "lenet5", "parse_arch"]
 
@@ -204,7 +205,7 @@ class Layer:
     def apply(self, W: Array, b: Array | None, X: Array) -> Array:
         """``A(X; W) + b``: ``X`` of shape ``(n_in, m)`` to ``(n_out, m)`` (``b=None``: no bias)."""
         self._check_weights(W, b)
-        self._check_data(X, "X", "in")
+        check_layer_shape(X, "X", self, "in")
         if self.is_plain_dense:
             if _is_torch(X):
                 return W @ X if b is None else torch.addmm(b[:, None], W, X)
@@ -223,7 +224,7 @@ class Layer:
     def adjoint(self, W: Array, G: Array) -> Array:
         """``A^T(G; W)``: ``G`` of shape ``(n_out, m)`` to ``(n_in, m)`` (the bias plays no part)."""
         self._check_weights(W, None)
-        self._check_data(G, "G", "out")
+        check_layer_shape(G, "G", self, "out")
         if self.is_plain_dense:
             return W.T @ G
         back, (Wt, Gt) = _to_torch(W, G)
@@ -285,7 +286,7 @@ class Layer:
         Dense: the (pooled, flattened) input, ``(p_in, m)``. Conv: the ``C_in k^2`` patches of ``Pool(X)``, one
         column per sample and output position, ``(C_in k^2, m * H_out W_out)`` (sample-major).
         """
-        self._check_data(X, "X", "in")
+        check_layer_shape(X, "X", self, "in")
         if self.is_plain_dense:
             return X
         back, (Xt,) = _to_torch(X)
@@ -301,7 +302,7 @@ class Layer:
         (``None`` stays ``None``)."""
         if V is None:  # no targets (the last W-update's callers pass their X_next through)
             return None
-        self._check_data(V, "V", "out")
+        check_layer_shape(V, "V", self, "out")
         if self.kind == "dense":
             return V
         back, (Vt,) = _to_torch(V)
@@ -319,22 +320,9 @@ class Layer:
 
     # -- argument checks (cheap: shapes only; values are the solvers' business) ---------------------------------
     def _check_weights(self, W: Array, b: Array | None) -> None:
-        got = tuple(getattr(W, "shape", ()))
-        if got != self.weight_shape:
-            raise ShapeError(f"W: expected the {'kernel' if self.kind == 'conv' else 'weights'} of layer "
-                             f"{self.describe()} with shape {self.weight_shape}, got {got}")
-        if b is not None and tuple(getattr(b, "shape", ())) != self.bias_shape:
-            raise ShapeError(f"b: expected shape {self.bias_shape} (one entry per output "
-                             f"{'channel' if self.kind == 'conv' else 'unit'}) for layer {self.describe()}, got "
-                             f"{tuple(getattr(b, 'shape', ()))}")
-
-    def _check_data(self, X: Array, name: str, side: str) -> None:
-        n = self.n_in if side == "in" else self.n_out
-        got = tuple(getattr(X, "shape", ()))
-        if len(got) != 2 or got[0] != n:
-            shape = self.in_shape if side == "in" else self.out_shape
-            raise ShapeError(f"{name}: expected shape ({n}, m), the {side}put of layer {self.describe()} "
-                             f"({'x'.join(map(str, shape))} flattened, one column per sample), got {got}")
+        check_layer_shape(W, "W", self, "weight")
+        if b is not None:
+            check_layer_shape(b, "b", self, "bias")
 
     # -- pooling and its adjoint --------------------------------------------------------------------------------
     def _pool(self, Z: torch.Tensor) -> torch.Tensor:

@@ -83,7 +83,7 @@ def test_layer_maps_check_the_sizes_of_what_they_are_given(numpy):
     W, X = cast(np.ones((4, 1, 3, 3))), cast(np.ones((64, 2)))
     with pytest.raises(ShapeError, match=r"W: expected the kernel of layer c4k3 with shape \(4, 1, 3, 3\)"):
         layer.apply(cast(np.ones((4, 1, 5, 5))), None, X)
-    with pytest.raises(ShapeError, match=r"b: expected shape \(4,\)"):
+    with pytest.raises(ShapeError, match=r"b: expected the bias of layer c4k3 with shape \(4,\)"):
         layer.apply(W, cast(np.ones(144)), X)
     with pytest.raises(ShapeError, match=r"X: expected shape \(64, m\)"):
         layer.apply(W, None, cast(np.ones((63, 2))))
