@@ -11,6 +11,7 @@ import contextvars
 import math
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -119,6 +120,12 @@ def check_shape(x: Any, name: str, shape: Sequence[int | None], layout: str = ""
         want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
         hint = f" {layout}" if layout else ""
         raise ShapeError(f"{name}: expected shape {want}{hint}, got {got}")
+
+
+def file_in_the_way(path: Any) -> Any:
+    """The first existing parent of ``path`` that is a file, not a folder (``None`` if there is none): what stops
+    ``path`` from being created."""
+    return next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
 
 
 def check_scalar(value: Any, name: str, *, positive: bool = False, nonneg: bool = False) -> float:

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 from matplotlib.ticker import MaxNLocator
 
+from ._checks import file_in_the_way
 from .errors import ChoiceError, DomainError, FenchelError, ShapeError, ValueRangeError
 
 __all__ = ["curve", "plot_accuracy", "plot_lambda_sweep"]
@@ -275,7 +276,7 @@ def figure_path(path: str | os.PathLike) -> Path:
                           f", got {str(path)!r}")
     if path.is_dir():
         raise FenchelError(f"path: expected a figure file, got the folder {str(path)!r}")
-    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    blocking = file_in_the_way(path)
     if blocking is not None:
         raise FenchelError(f"path: cannot write {str(path)!r}: {str(blocking)!r} is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from ._checks import check_choice
+from ._checks import check_choice, file_in_the_way
 from .baselines import Backprop
 from .bcd import BCD
 from .checkpoint import file_mode, load_checkpoint, remove_stale_temporaries, run_config, save_checkpoint, write_atomic
@@ -298,7 +298,7 @@ def train_run(cfg: RunConfig | None, out: str | os.PathLike, *, resume: bool = F
         Missing data files.
     """
     out = Path(out)
-    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    blocking = file_in_the_way(out)
     if blocking is not None:
         raise FenchelError(f"out: cannot make the run directory {str(out)!r}: {str(blocking)!r} is a file, not a "
                            "folder")
