@@ -32,7 +32,7 @@ from typing import Any
 
 from . import __version__
 from .errors import FenchelError
-from .settings import RunConfig, Spec, fields_of, resumable
+from .settings import RunConfig, Spec, fields_of, resumable, unread_settings
 
 __all__ = ["FLAGS", "build_parser", "main"]
 
@@ -234,11 +234,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     run_cfg = _saved_config(out).with_values(given) if args.resume else cfg
     if not init_from_environment(run_cfg.train.dist_backend, run_cfg.train.device):
-        return _train_and_report(args, given, out)
+        return _train_and_report(args, given, out, run_cfg)
     try:  # started by torchrun: one process of a data-parallel run
         out = Path(broadcast_object(str(out)))  # rank 0's default name (it holds a timestamp)
         args.out = str(out)
-        rc = _train_and_report(args, given, out)
+        rc = _train_and_report(args, given, out, run_cfg)
         # every process past its last collective before any tears its gloo pairs down (an early teardown can
         # abort a peer at exit); on the error path a barrier could wait for a process that never comes
         barrier()
@@ -247,11 +247,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         leave()
 
 
-def _train_and_report(args: argparse.Namespace, given: dict, out: Path) -> int:
+def _train_and_report(args: argparse.Namespace, given: dict, out: Path, run_cfg: RunConfig) -> int:
     from .runs import CONFIG, _saved_config, load_data, train_run
     from .shards import world
 
     lead = world()[0] == 0  # the other processes of a data-parallel run train alongside; rank 0 reports
+    methods = [run_cfg.method, *_comparisons(args, run_cfg, out)]
+    unread = unread_settings(given, methods)
+    if unread and lead:
+        print(f"fenchel-cvx train: warning: {', '.join(FLAGS[p] for p in unread)} set but not used: "
+              f"{'an option' if len(unread) == 1 else 'options'} of another trainer; this run trains "
+              f"{' and '.join(methods)}", file=sys.stderr)
     progress = not args.no_progress and lead
     summary = train_run(None, out, resume=args.resume, overrides=given, progress=progress)
     cfg = _saved_config(out)

@@ -40,7 +40,7 @@ from .checkpoint import file_mode, load_checkpoint, remove_stale_temporaries, ru
 from .data import Dataset, load_dataset
 from .errors import CheckpointError, FenchelError
 from .network import LiftedNetwork
-from .settings import METHODS, MODE_FLAGS, RunConfig, resumable, settings_group
+from .settings import METHODS, MODE_FLAGS, RunConfig, resumable, unread_settings
 from .shards import barrier, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState
 
@@ -74,8 +74,7 @@ def default_run_name(cfg: RunConfig) -> str:
         name = path.rpartition(".")[2]
         if name in skip or value == base[path] or path == "method":
             continue
-        if path.partition(".")[0] in ("fenchel", "backprop", "peers") and path.partition(".")[0] != \
-                settings_group(cfg.method):
+        if unread_settings([path], [cfg.method]):
             continue  # another trainer's settings
         parts.append(f"{name.replace('_', '-').replace('curvature-', '')}-{_short(value)}")
     parts.append(f"s{cfg.train.seed}")

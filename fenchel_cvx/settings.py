@@ -44,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,7 @@ __all__ = [
     "layer_values",
     "resumable",
     "settings_group",
+    "unread_settings",
 ]
 
 #: Trainers of a run: Fenchel BCD, the backprop baselines, and the earlier lifted models of the paper's Fig. 1.
@@ -93,6 +94,16 @@ def settings_group(method: str) -> str:
     """The :class:`RunConfig` group holding the options of ``method``'s trainer: ``fenchel``, ``backprop`` or
     ``peers``."""
     return "fenchel" if method in BCD_METHODS else "peers" if method in PEER_METHODS else "backprop"
+
+
+def unread_settings(paths: Iterable[str], methods: Iterable[str]) -> list[str]:
+    """The settings among ``paths`` (dotted, ``"fenchel.lam"``) that no trainer of ``methods`` reads.
+
+    Every run reads the ``data``, ``network`` and ``train`` groups; of the trainers' own groups only the ones of
+    ``methods`` (:func:`settings_group`), so ``fenchel.lam`` is unread by a run of Adam alone.
+    """
+    read = {"method", "data", "network", "train", *map(settings_group, methods)}
+    return [p for p in paths if p.partition(".")[0] not in read]
 #: Data sets ``fenchel_cvx.data.load_dataset`` knows (the shipped MNIST subset first).
 DATASET_NAMES = ("mnist-small", "mnist", "cifar10", "synthetic")
 #: Hidden activations with a torch solver (the registry in ``fenchel_cvx.activations`` holds the same names).

@@ -379,3 +379,17 @@ def test_resume_continues_the_comparisons_it_holds_and_no_others(tmp_path):
     assert cli.main(["train", "--out", str(bare), "--resume", "--epochs", "2", "--no-progress"]) == 0
     _check_run_dir(bare, "fenchel", 2)
     assert not any(bare.glob("compare-*"))
+
+
+def test_another_trainers_settings_are_named_as_unused(tmp_path, capsys):
+    """``--method adam --lam 5`` trains Adam and says that ``--lam`` (a Fenchel option) was not used; the same
+    option beside a Fenchel run, or ``--lr`` beside its Adam comparison, is read and draws no warning."""
+    rc, _ = _train(tmp_path, "a", "--method", "adam", "--epochs", "1", "--lam", "5", "--K", "2")
+    err = capsys.readouterr().err
+    assert rc == 0 and "warning: --lam, --K set but not used" in err and "trains adam" in err, err
+    rc, _ = _train(tmp_path, "f", "--epochs", "1", "--compare", "none", "--lr", "0.1")
+    err = capsys.readouterr().err
+    assert rc == 0 and "warning: --lr set but not used" in err and "trains fenchel" in err, err
+    rc, _ = _train(tmp_path, "fa", "--epochs", "1", "--lr", "0.1", "--lam", "2")
+    err = capsys.readouterr().err
+    assert rc == 0 and "warning" not in err, err
