@@ -145,6 +145,27 @@ def _floats(text: str) -> list[float]:
             from None
 
 
+def _glue_negative_ylim(argv: list[str]) -> list[str]:
+    """``--ylim -1,-0.5`` as ``--ylim=-1,-0.5``: argparse takes a value that starts with ``-`` for an option."""
+    out: list[str] = []
+    it = iter(argv)
+    for a in it:
+        if a == "--ylim":
+            value = next(it, None)
+            if value is None:
+                out.append(a)
+                break
+            try:
+                _floats(value)
+            except argparse.ArgumentTypeError:
+                out += [a, value]
+            else:
+                out.append(f"--ylim={value}")
+        else:
+            out.append(a)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fenchel-cvx`` (subcommands ``train`` and ``plot``)."""
     parser = argparse.ArgumentParser(
@@ -303,11 +324,11 @@ def _comparisons(args: argparse.Namespace, cfg: RunConfig, out: Path) -> list[st
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .plots import plot_accuracy
+    from .plots import figure_path, plot_accuracy
     from .runs import collect_runs
 
     runs = collect_runs(args.runs, nested=not args.no_nested)
-    output = Path(args.output) if args.output else Path(args.runs[0]) / f"{args.metric}.png"
+    output = figure_path(args.output, "-o") if args.output else Path(args.runs[0]) / f"{args.metric}.png"
     if args.ylim is not None and len(args.ylim) != 2:
         raise FenchelError(f"--ylim: expected two numbers LO,HI (e.g. 0.93,0.98), got {args.ylim}")
     plot_accuracy(runs, output, metric=args.metric, x=args.x, title=args.title,
@@ -325,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Arguments after the program name (default: ``sys.argv[1:]``).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_negative_ylim(list(sys.argv[1:] if argv is None else argv)))
     if args.command is None:
         parser.print_help()
         return 2

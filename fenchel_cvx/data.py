@@ -495,7 +495,7 @@ def _find_mnist_file(data_dir: Path, stem: str) -> Path:
         for n in names:
             if (d / n).is_file():
                 return d / n
-    raise DataFileError(f"MNIST file {stem}.gz (or {stem}) not found in {data_dir} or {data_dir / 'mnist'}. "
+    raise DataFileError(f"data_dir: MNIST file {stem}.gz (or {stem}) not found in {data_dir} or {data_dir / 'mnist'}. "
                         f"Put the four standard IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                         f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, .gz or raw) there. {_NO_DOWNLOAD}")
 
@@ -665,9 +665,9 @@ def _get(d: dict, key: str) -> Any:
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickled batch -> (images uint8 (N, 32, 32, 3), labels int64 (N,)), with consistency checks."""
     if not path.is_file():
-        raise DataFileError(f"CIFAR-10 batch {path.name} not found in {path.parent}. The official 'python version' "
-                            "folder cifar-10-batches-py holds data_batch_1..data_batch_5 and test_batch. "
-                            + _NO_DOWNLOAD)
+        raise DataFileError(f"data_dir: CIFAR-10 batch {path.name} not found in {path.parent}. The official "
+                            "'python version' folder cifar-10-batches-py holds data_batch_1..data_batch_5 and "
+                            "test_batch. " + _NO_DOWNLOAD)
     batch = safe_unpickle(_read_bytes(path), str(path))
     if not isinstance(batch, dict):
         raise DataFileError(f"{path}: expected a pickled dict with 'data' and 'labels', got {type(batch).__name__}")
@@ -719,7 +719,7 @@ def _read_cifar_pickles(folder: Path) -> Dataset:
 
 def _npz_arrays(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     if not path.is_file():
-        raise DataFileError(f"CIFAR-10 file {path.name} not found in {path.parent}; the npz layout needs "
+        raise DataFileError(f"data_dir: CIFAR-10 file {path.name} not found in {path.parent}; the npz layout needs "
                             f"cifar10_train.npz and cifar10_test.npz. {_NO_DOWNLOAD}")
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -804,9 +804,9 @@ def _locate_cifar10(data_dir: Path) -> tuple[str, Path]:
             return "pickle", folder
         if (folder / "cifar10_train.npz").is_file() or (folder / "cifar10_test.npz").is_file():
             return "npz", folder
-    raise DataFileError(f"CIFAR-10 not found in {data_dir}: looked for cifar-10-batches-py/data_batch_1 (official "
-                        "python batches: data_batch_1..5, test_batch) and cifar10_train.npz / cifar10_test.npz, in "
-                        f"{data_dir} and {data_dir / 'cifar10'}. {_NO_DOWNLOAD}")
+    raise DataFileError(f"data_dir: CIFAR-10 not found in {data_dir}: looked for cifar-10-batches-py/data_batch_1 "
+                        "(official python batches: data_batch_1..5, test_batch) and cifar10_train.npz / "
+                        f"cifar10_test.npz, in {data_dir} and {data_dir / 'cifar10'}. {_NO_DOWNLOAD}")
 
 
 # -- the shipped MNIST subset --------------------------------------------------------------------------------------

@@ -259,8 +259,8 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
     return fig
 
 
-def figure_path(path: str | os.PathLike) -> Path:
-    """``path`` checked as a figure file to write, its missing parent folders created.
+def figure_path(path: str | os.PathLike, name: str = "path") -> Path:
+    """``path`` checked as a figure file to write, its missing parent folders created; errors call it ``name``.
 
     Raises
     ------
@@ -272,13 +272,13 @@ def figure_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
     if path.suffix.lower().lstrip(".") not in formats:
-        raise ChoiceError(f"path: expected a figure file ending in one of {', '.join('.' + f for f in sorted(formats))}"
-                          f", got {str(path)!r}")
+        suffixes = ", ".join("." + f for f in sorted(formats))
+        raise ChoiceError(f"{name}: expected a figure file ending in one of {suffixes}, got {str(path)!r}")
     if path.is_dir():
-        raise FenchelError(f"path: expected a figure file, got the folder {str(path)!r}")
+        raise FenchelError(f"{name}: expected a figure file, got the folder {str(path)!r}")
     blocking = file_in_the_way(path)
     if blocking is not None:
-        raise FenchelError(f"path: cannot write {str(path)!r}: {str(blocking)!r} is a file, not a folder")
+        raise FenchelError(f"{name}: cannot write {str(path)!r}: {str(blocking)!r} is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -179,6 +179,10 @@ def test_plot_writes_a_png(tmp_path, capsys):
     png3 = tmp_path / "zoom.png"
     assert cli.main(["plot", str(tmp_path / "runs"), "--ylim", "0.1,0.9", "-o", str(png3)]) == 0
     assert png3.is_file()
+    png4 = tmp_path / "negative.png"  # a range below zero needs no '=' (argparse alone reads -1,... as an option)
+    argv = ["plot", str(tmp_path / "runs"), "--metric", "train_loss", "--ylim", "-1,-0.5", "-o", str(png4)]
+    assert cli.main(argv) == 0
+    assert png4.is_file()
     for bad in ("0.5", "0.9,0.1", "0.1,0.5,0.9"):
         rc = cli.main(["plot", str(tmp_path / "runs"), "--ylim", bad, "-o", str(png3)])
         assert rc == 2 and "ylim" in capsys.readouterr().err
@@ -223,7 +227,11 @@ def test_missing_data_gives_a_clear_message(tmp_path, capsys):
     rc = cli.main(["train", "--dataset", "mnist", "--data-dir", str(empty), "--no-progress",
                    "--out", str(tmp_path / "r2")])
     err = capsys.readouterr().err
-    assert rc == 2 and "train-images-idx3-ubyte" in err and "Traceback" not in err
+    assert rc == 2 and "train-images-idx3-ubyte" in err and "--data-dir: " in err and "Traceback" not in err
+    rc = cli.main(["train", "--dataset", "cifar10", "--data-dir", str(empty), "--no-progress",
+                   "--out", str(tmp_path / "r4")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--data-dir: CIFAR-10 not found" in err and "Traceback" not in err
     rc = cli.main(["train", "--dataset", "mnist", "--no-progress", "--out", str(tmp_path / "r3")])
     assert rc == 2 and "--data-dir" in capsys.readouterr().err
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()

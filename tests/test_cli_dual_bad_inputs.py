@@ -118,6 +118,14 @@ def test_settings_errors_name_the_flag_that_turns_a_setting_off(capsys):
     assert "--exact" in err and "--no-inexact" not in err
 
 
+def test_plot_names_its_output_flag(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--method", "adam", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert cli.main(["plot", str(out), "-o", str(tmp_path / "fig.foo")]) == 2
+    assert "error: -o: expected a figure file ending in one of" in capsys.readouterr().err
+
+
 def test_figure_paths_are_checked(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ChoiceError, match="expected a figure file ending in one of"):
