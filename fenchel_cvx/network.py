@@ -45,6 +45,7 @@ from .activations import ACTIVATIONS, Activation, LeakyReLU, ReLU, Sigmoid, Tanh
 from .errors import CheckpointError, ChoiceError, DomainError, FenchelError, LabelError, ShapeError, ValueRangeError
 from .layers import Layer, build_layers, parse_arch
 from .losses import LOSSES, Loss, get_loss
+from .subproblems import check_layer_shape
 
 __all__ = ["LiftedNetwork"]
 
@@ -337,18 +338,10 @@ class LiftedNetwork:
         new_W, new_b = [], []
         for l, (w, bias, layer) in enumerate(zip(W, b, self.layers, strict=True)):
             w = _to_numpy(w, f"W[{l}]")
-            if tuple(w.shape) != layer.weight_shape:
-                if layer.kind == "conv":
-                    what = f"the kernel of layer {layer.describe()} with shape {layer.weight_shape} (C_out, C_in, k, k)"
-                else:
-                    what = f"shape {layer.weight_shape} (p_{{l+1}}, p_l) of layer {layer.describe()}"
-                raise ShapeError(f"W[{l}]: expected {what}, got {tuple(w.shape)}")
+            check_layer_shape(w, f"W[{l}]", layer, "weight")
             check_finite(w, f"W[{l}]")
             bias = np.zeros(layer.bias_shape) if bias is None else _to_numpy(bias, f"b[{l}]")
-            if tuple(bias.shape) != layer.bias_shape:
-                per = "one per output channel" if layer.kind == "conv" else "one per output unit"
-                raise ShapeError(f"b[{l}]: expected shape {layer.bias_shape} ({per}) of layer {layer.describe()}, "
-                                 f"got {tuple(bias.shape)}")
+            check_layer_shape(bias, f"b[{l}]", layer, "bias")
             check_finite(bias, f"b[{l}]")
             new_W.append(w)
             new_b.append(bias)

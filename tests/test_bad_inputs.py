@@ -105,7 +105,7 @@ CASES = [
     ("a single sample as a vector", lambda: NET.predict(np.zeros(3)), ShapeError, r"^X: .*reshape"),
     ("layer index out of range", lambda: NET.pre_activation(2, XS[0]), ValueRangeError, r"^l: expected a layer"),
     ("set_weights with a wrong shape", lambda: NET.copy().set_weights([np.zeros((4, 3)), np.zeros((3, 4))]),
-     ShapeError, r"^W\[1\]: expected shape \(2, 4\)"),
+     ShapeError, r"^W\[1\]: expected the weights of layer f2 with shape \(2, 4\), got \(3, 4\)"),
     ("set_weights with NaN", lambda: NET.copy().set_weights([with_nan(np.zeros((4, 3))), np.zeros((2, 4))]),
      DomainError, r"^W\[0\]: expected finite"),
     ("accuracy with mismatched labels", lambda: NET.accuracy(X0.T, LABELS[:2]), ShapeError, r"^labels: expected"),

@@ -189,9 +189,11 @@ def test_set_weights_names_the_layer_and_copies():
         net.set_weights(bad)
     bad[1] = net.W[1]
     bad[2] = np.zeros((120, 401))
-    with pytest.raises(ShapeError, match=r"^W\[2\]: expected shape \(120, 400\) .*layer a2f120, got \(120, 401\)"):
+    with pytest.raises(ShapeError, match=r"^W\[2\]: expected the weights of layer a2f120 with shape \(120, 400\), "
+                                         r"got \(120, 401\)"):
         net.set_weights(bad)
-    with pytest.raises(ShapeError, match=r"^b\[0\]: expected shape \(6,\) \(one per output channel\).*got \(4704,\)"):
+    with pytest.raises(ShapeError, match=r"^b\[0\]: expected the bias of layer c6k5p2 with shape \(6,\) "
+                                         r"\(one per output channel\), got \(4704,\)"):
         net.set_weights(net.W, [np.zeros(4704)] + net.b[1:])
     with pytest.raises(DomainError, match=r"^W\[0\]: expected finite.*\(2, 0, 1, 3\)"):
         nan = net.W[0].copy()
