@@ -189,7 +189,7 @@ class _Face:
             from .cvx import FUNCTIONS
         self.functions = FUNCTIONS
         # every option goes to every subproblem: each must be a keyword all of them take
-        common = frozenset.intersection(*(_cvx_parameters(fn) for fn in FUNCTIONS.values()))
+        common = frozenset.intersection(*(_keywords(fn) for fn in FUNCTIONS.values()))
         unknown = sorted(set(self.options) - common)
         if unknown:
             raise ChoiceError(f"solver_options: {unknown} are not keyword arguments of every {backend} subproblem "
@@ -201,7 +201,7 @@ class _Face:
             kw = {k: v for k, v in kw.items() if not (k == "max_iter" and v is None)}
         else:
             # the reference face solves to completion: iteration control and warm starts are the torch face's
-            params = _cvx_parameters(fn)
+            params = _keywords(fn)
             kw = {k: (v.detach().cpu().double().numpy() if isinstance(v, torch.Tensor) else v)
                   for k, v in kw.items() if k in params}
         clash = sorted(set(kw) & set(self.options))
@@ -236,7 +236,8 @@ def _check_weights_finite(state: BCDState) -> None:
                                   subproblem="bcd_step") from None
 
 
-def _cvx_parameters(fn: Any) -> frozenset[str]:
+def _keywords(fn: Any) -> frozenset[str]:
+    """The parameter names of a subproblem function (of either face)."""
     import inspect
 
     return frozenset(inspect.signature(fn).parameters)
