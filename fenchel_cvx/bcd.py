@@ -294,9 +294,10 @@ class BCD(Trainer):
         self._face: _Face | None = None
 
     def resolved(self) -> dict:
-        """The per-layer ``lam``, ``rho``, ``gamma`` and the inexact mode this trainer uses."""
+        """The per-layer ``lam``, ``rho``, ``gamma`` and the inexact mode this trainer uses (``curvature_relax``
+        per layer too)."""
         return {"lam": list(self.lam), "rho": list(self.rho), "gamma": list(self.gamma),
-                "inexact": self.settings.is_inexact, **self.mode}
+                "inexact": self.settings.is_inexact, **self.mode, "curvature_relax": list(self.relax)}
 
     @property
     def face(self) -> _Face:

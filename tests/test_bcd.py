@@ -315,9 +315,10 @@ def test_per_layer_relax_scales_each_layers_running_step():
         return bcd, state
 
     mixed, state = one_step([1.0, 2.0, 0.5])
-    assert mixed.relax == [1.0, 2.0, 0.5] and mixed.resolved()["curvature_relax"] == (1.0, 2.0, 0.5)
+    assert mixed.relax == [1.0, 2.0, 0.5] and mixed.resolved()["curvature_relax"] == [1.0, 2.0, 0.5]
     for layer, value in enumerate((1.0, 2.0, 0.5)):
-        _, alone = one_step(value)
+        one, alone = one_step(value)
+        assert one.resolved()["curvature_relax"] == [value] * 3  # one value broadcast, reported per layer
         assert torch.equal(state.W[layer], alone.W[layer]), layer
     _, plain = one_step(1.0)
     assert not torch.equal(state.W[1], plain.W[1])  # the multiplier did act

@@ -253,13 +253,15 @@ def test_config_defaults_are_the_fast_mode_batched_and_appendix_c_otherwise():
     batched = BCD(net, RunConfig().bcd_settings())
     assert batched.settings.batch_size == 500 and batched.settings.K == 1
     assert batched.resolved() == {"lam": [0.1], "rho": [0.0, 0.0], "gamma": [0.1, 100.0], "inexact": True,
-                                  **FAST_MODE}
+                                  **FAST_MODE, "curvature_relax": [FAST_MODE["curvature_relax"]] * 2}
     # one mode flag: Appendix C's MM mode and proximal weights for everything left unset
     mm = BCD(net, RunConfig().with_values({"fenchel.curvature": "batch"}).bcd_settings())
-    assert mm.resolved() == {"lam": [0.1], "rho": [0.0, 0.0], "gamma": [1.0, 100.0], "inexact": True, **MM_MODE}
+    per_layer = {"curvature_relax": [MM_MODE["curvature_relax"]] * 2}
+    assert mm.resolved() == {"lam": [0.1], "rho": [0.0, 0.0], "gamma": [1.0, 100.0], "inexact": True, **MM_MODE,
+                             **per_layer}
     full = BCD(net, RunConfig().with_values({"train.batch_size": None}).bcd_settings())
     assert full.resolved() == {"lam": [0.1], "rho": [1e-2, 10.0], "gamma": [0.0, 0.0], "inexact": False,
-                               **MM_MODE}
+                               **MM_MODE, **per_layer}
     assert BCD(net, BCDSettings(inexact=False)).resolved()["inexact"] is False
     deep = BCD(LiftedNetwork([784, 50, 40, 10], "relu", "ce"), BCDSettings(lam=0.5)).resolved()
     assert deep["lam"] == [0.5, 0.5] and deep["gamma"] == [0.1, 0.1, 100.0]  # hidden layers the first value
