@@ -48,8 +48,8 @@ def _running(f: BCDOptions, mode: dict) -> str:
     """``mode``: the mode flags' values the trainer uses (``BCD.resolved()``), the fast default's included."""
     if mode["curvature"] != "running":
         return ""
-    relax = mode["curvature_relax"]
-    relax = ",".join(f"{v:g}" for v in relax) if isinstance(relax, (list, tuple)) else f"{relax:g}"
+    relax = mode["curvature_relax"]  # one per layer; one value when they agree
+    relax = f"{relax[0]:g}" if len(set(relax)) == 1 else ",".join(f"{v:g}" for v in relax)
     return f" ({f.curvature_every}, {f.curvature_rank}, {relax})"
 
 
