@@ -65,7 +65,7 @@ def test_interleaved_runs_train_exactly_as_runs_one_after_the_other(bench, tmp_p
     saved = json.loads((tmp_path / "int" / "a" / "fenchel-default" / "config.json").read_text())
     assert saved["config"]["fenchel"]["curvature"] is None
     fenchel = saved["resolved"]
-    assert (fenchel["curvature"], fenchel["curvature_relax"], fenchel["inexact_x_iters"]) == ("running", 2.0, 15)
+    assert (fenchel["curvature"], fenchel["curvature_relax"], fenchel["inexact_x_iters"]) == ("running", [2.0, 2.0], 15)
     assert fenchel["gamma"] == [0.1, 100.0]
     # the mode follows from the settings and the network: left out of the resume identity, so run directories
     # written before the fast default existed still resume
