@@ -288,7 +288,8 @@ def test_appendix_c_has_its_own_values_for_lenet5():
     from fenchel_cvx.bcd import BCD
     from fenchel_cvx.network import LiftedNetwork
     lenet = BCD(LiftedNetwork("lenet5", "relu", "ce", in_shape=(1, 28, 28)), S.BCDSettings())
+    # a conv net: Appendix C's mode is its default
     assert lenet.resolved() == {"lam": [5.0, 5.0, 1.0, 1.0], "rho": [0.0] * 5, "gamma": [1e-4, 1e-2, 1.0, 1.0, 1.0],
-                                "inexact": True, **S.MM_MODE}  # a conv net: Appendix C's mode is its default
+                                "inexact": True, **S.MM_MODE, "curvature_relax": [1.0] * 5}
     other = BCD(LiftedNetwork("1x8x8-c3k3-f2", "relu", "ce"), S.BCDSettings())  # not LeNet-5: the dense pair
     assert other.resolved()["gamma"] == [1.0, 100.0]
