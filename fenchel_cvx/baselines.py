@@ -21,6 +21,7 @@ data ``(m, n)`` and transpose once at the boundary.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from .errors import CheckpointError, FenchelError
+from .errors import CheckpointError, FenchelError, SolverError
 from .settings import DEFAULT_LR, BackpropSettings
 from .shards import all_sum_float, is_sharded, world
 from .trainer import Trainer, TrainState, feed_forward
@@ -144,7 +145,9 @@ class Backprop(Trainer):
                                       f"(param-group keys {sorted(want)}), got keys {sorted(got)}; was the "
                                       "checkpoint written with another optimizer?")
             try:
-                opt.load_state_dict(state.opt_state)
+                # a copy: the optimizer adopts the tensors it is given and updates them in place, which would
+                # change the caller's (e.g. a loaded checkpoint's) dict and make a second resume from it differ
+                opt.load_state_dict(copy.deepcopy(state.opt_state))
             except (ValueError, KeyError, RuntimeError) as exc:
                 raise CheckpointError(f"state.opt_state: cannot restore the {self.settings.optimizer} optimizer "
                                       f"({exc}); was the checkpoint written with another optimizer or "
@@ -204,7 +207,17 @@ class Backprop(Trainer):
             f_t = self.objective(state.W, state.b, X0, T)
             (f_t / X0.shape[1] if mean else f_t).backward()
             f = float(f_t.detach())
+        if not math.isfinite(f):
+            raise SolverError(f"objective: expected a finite batch objective, got {f} from finite data: the "
+                              f"{self.settings.optimizer} steps diverged (a smaller lr shortens them)",
+                              status="non-finite", subproblem="backprop_step", solver=self.settings.optimizer)
         opt.step()
+        with torch.no_grad():
+            finite = bool(torch.stack([torch.isfinite(p).all() for g in opt.param_groups for p in g["params"]]).all())
+        if not finite:
+            raise SolverError(f"W: expected finite weights after the {self.settings.optimizer} step, got NaN/inf "
+                              "entries from finite data: the step diverged (a smaller lr shortens it)",
+                              status="non-finite", subproblem="backprop_step", solver=self.settings.optimizer)
         self._last_batch = (X0, T)
         return {"objective": f}
 

@@ -35,29 +35,37 @@ __all__ = ["Loss", "MSELoss", "CrossEntropyLoss", "LOSSES", "get_loss", "one_hot
 Array = Any
 
 
-def one_hot(labels: Array, p: int) -> Array:
-    """Integer labels ``(m,)`` in ``0..p-1`` -> one-hot columns ``(p, m)`` (numpy float64 or torch, same device).
+def one_hot(labels: Array, p: int, name: str = "Y") -> Array:
+    """Integer labels ``(m,)`` in ``0..p-1`` -> one-hot columns ``(p, m)`` (numpy float64 or torch, same device);
+    errors call the labels ``name``.
 
     Raises
     ------
     LabelError
-        Non-integer labels, or labels outside ``0..p-1``.
+        Non-integer, non-finite or complex labels, or labels outside ``0..p-1``.
     """
     if is_torch(labels):
+        if labels.is_complex() or labels.is_meta:
+            raise LabelError(f"{name}: integer labels expected, got a tensor of dtype {labels.dtype} on "
+                             f"{labels.device}")
+        if labels.is_floating_point() and not bool(torch.isfinite(labels).all()):
+            raise LabelError(f"{name}: integer labels expected, got NaN/inf")
         if labels.is_floating_point() and not bool((labels == labels.round()).all()):
-            raise LabelError("Y: integer labels expected, got non-integer floats")
+            raise LabelError(f"{name}: integer labels expected, got non-integer floats")
         lab = labels.long()
         lo, hi = (int(lab.min()), int(lab.max())) if lab.numel() else (0, 0)
     else:
         arr = np.asarray(labels)
-        if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
-            raise LabelError("Y: integer labels expected, got non-integer floats")
         if arr.dtype.kind not in "iuf":
-            raise LabelError(f"Y: integer labels expected, got dtype {arr.dtype}")
+            raise LabelError(f"{name}: integer labels expected, got dtype {arr.dtype}")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise LabelError(f"{name}: integer labels expected, got NaN/inf")
+        if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
+            raise LabelError(f"{name}: integer labels expected, got non-integer floats")
         lab = arr.astype(np.int64)
         lo, hi = (int(lab.min()), int(lab.max())) if lab.size else (0, 0)
     if lo < 0 or hi >= p:
-        raise LabelError(f"Y: labels must lie in 0..{p - 1} (the network has {p} outputs), "
+        raise LabelError(f"{name}: labels must lie in 0..{p - 1} (the network has {p} outputs), "
                          f"got labels in {lo}..{hi}")
     if is_torch(lab):
         out = torch.zeros(p, lab.shape[0], dtype=torch.get_default_dtype(), device=lab.device)
@@ -74,8 +82,8 @@ class Loss:
     name: str = ""
     linear_weight: float = 1.0  # the c above
 
-    def targets(self, Y: Array, p: int, like: Array | None = None) -> Array:
-        """Validate ``Y`` and return it as ``(p, m)`` target columns.
+    def targets(self, Y: Array, p: int, like: Array | None = None, name: str = "Y") -> Array:
+        """Validate ``Y`` and return it as ``(p, m)`` target columns (errors call it ``name``).
 
         Parameters
         ----------
@@ -85,28 +93,30 @@ class Loss:
             Number of outputs.
         like : array, optional
             Cast the result to this array's type, dtype and device.
+        name : str
+            What error messages call ``Y`` (the caller's argument name).
         """
         if not is_torch(Y):
             Y = np.asarray(Y)
         if Y.ndim == 1:
-            T = one_hot(Y, p)
+            T = one_hot(Y, p, name)
         elif Y.ndim == 2:
             if Y.shape[0] != p:
-                raise ShapeError(f"Y: expected shape ({p}, m) (outputs x samples) or integer labels (m,), "
+                raise ShapeError(f"{name}: expected shape ({p}, m) (outputs x samples) or integer labels (m,), "
                                  f"got {tuple(Y.shape)}")
             T = Y if is_torch(Y) else np.asarray(Y, dtype=float)
-            check_finite(T, "Y")
+            check_finite(T, name)
         else:
-            raise ShapeError(f"Y: expected a (p, m) target matrix or (m,) labels, got shape {tuple(Y.shape)}")
+            raise ShapeError(f"{name}: expected a (p, m) target matrix or (m,) labels, got shape {tuple(Y.shape)}")
         if not values_trusted():
-            self._check_targets(T)
+            self._check_targets(T, name)
         if like is not None and is_torch(like):
             T = torch.as_tensor(T, dtype=like.dtype, device=like.device)
         elif like is not None and is_torch(T):
             T = T.detach().to("cpu", torch.float64).numpy()
         return T
 
-    def _check_targets(self, T: Array) -> None:
+    def _check_targets(self, T: Array, name: str) -> None:
         pass
 
     def _scores_and_targets(self, Y: Array, Yhat: Array) -> tuple[Array, Array]:
@@ -214,7 +224,7 @@ class CrossEntropyLoss(Loss):
     name = "ce"
     linear_weight = 1.0
 
-    def _check_targets(self, T):
+    def _check_targets(self, T, name):
         neg = bool((T < 0).any())
         sums = T.sum(0)
         if is_torch(T):
@@ -224,7 +234,7 @@ class CrossEntropyLoss(Loss):
         # float32 probability columns (a softmax) sum to 1 only within ~1e-7.
         eps = torch.finfo(T.dtype).eps if is_torch(T) and T.is_floating_point() else np.finfo(float).eps
         if neg or off > max(1e-9, 10 * eps * T.shape[0]):
-            raise LabelError("Y: cross-entropy needs one-hot or probability columns (entries >= 0, each column "
+            raise LabelError(f"{name}: cross-entropy needs one-hot or probability columns (entries >= 0, each column "
                              f"summing to 1), got a column sum off by {off:.3g}" + (" and negative entries" if neg
                                                                                    else ""))
 

@@ -406,6 +406,8 @@ class Trainer:
         TrainState
         """
         s = self.settings
+        if X_test is None and y_test is not None:
+            raise ShapeError("y_test: given without X_test; pass both (a held-out set) or neither")
         X, y, X_test, y_test = _split_dataset(X, y, X_test, y_test)
         state = self.init_state() if state is None else self._adopt(state)
         Xs, Yfull, labels = self._prepare(X, y, "X", "y")
@@ -413,6 +415,9 @@ class Trainer:
         m = Xs.shape[0]
         if m == 0:
             raise ShapeError("X: expected at least one training sample, got an empty training set (0 rows)")
+        if test is not None and test[0].shape[0] == 0:
+            raise ShapeError("X_test: expected at least one test sample, got an empty test set (0 rows); pass "
+                             "X_test=None to train without one")
         if s.batch_size is not None and int(s.batch_size) > m:
             warnings.warn(f"batch_size: {s.batch_size} is larger than the {m} training samples; every epoch is one "
                           f"batch of {m} (the whole set)", UserWarning, stacklevel=2)
@@ -506,15 +511,15 @@ class Trainer:
             raise ShapeError(f"{xname}: expected shape (m, {n}) (samples x features), got {tuple(Xs.shape)}")
         p = self.sizes[-1]
         yt = y if torch.is_tensor(y) else torch.as_tensor(_label_array(y, yname))
-        if yt.ndim not in (1, 2) or yt.shape[0] != Xs.shape[0]:
-            raise ShapeError(f"{yname}: expected ({Xs.shape[0]},) labels or ({Xs.shape[0]}, {p}) targets to match "
-                             f"{xname}, got shape {tuple(yt.shape)}")
+        if yt.ndim not in (1, 2) or yt.shape[0] != Xs.shape[0] or (yt.ndim == 2 and yt.shape[1] != p):
+            raise ShapeError(f"{yname}: expected ({Xs.shape[0]},) labels or ({Xs.shape[0]}, {p}) targets (samples x "
+                             f"outputs) to match {xname}, got shape {tuple(yt.shape)}")
         if yt.ndim == 1:
             lab = yt.to(self.device)
-            Y = self.loss.targets(lab, p).to(device=self.device, dtype=self.dtype)
+            Y = self.loss.targets(lab, p, name=yname).to(device=self.device, dtype=self.dtype)
             labels = lab.long()
         else:
-            Y = self.loss.targets(self._as_tensor(yt, yname).T.contiguous(), p)
+            Y = self.loss.targets(self._as_tensor(yt, yname).T.contiguous(), p, name=yname)
             onehot = bool(((Y == 0) | (Y == 1)).all()) and bool((Y.sum(0) == 1).all())
             labels = Y.argmax(0) if onehot else None
         return Xs.contiguous(), Y, labels
@@ -565,6 +570,8 @@ class Trainer:
     def evaluate(self, state: TrainState, X: Array, y: Array) -> tuple[float, float]:
         """``(mean per-sample loss, accuracy)`` of the state's network on samples-first ``X`` ``(m, n)``."""
         Xs, Y, labels = self._prepare(X, y, "X", "y")
+        if Xs.shape[0] == 0:
+            raise ShapeError("X: expected at least one sample to evaluate on, got 0 rows")
         return self._evaluate_t(state, Xs.T, Y, labels, self._test_rule())
 
     @torch.no_grad()
