@@ -26,6 +26,12 @@ the terms it is made of (so cancellation at the optimum is measured against the 
 A solver that already holds the gradient builds the same residuals with :func:`natural_residual` (X) and
 :func:`gradient_residual` (W).
 
+**Checked and unchecked.** :func:`objective` and :func:`residual`, the entry points by subproblem name, check their
+data as the faces do (argument names, multipliers, finiteness, shapes; a :mod:`~fenchel_cvx.errors` exception
+naming the argument). The per-subproblem functions (``x_hidden_objective``, ...) and the helpers
+(:func:`penalty`, :func:`natural_residual`, :func:`gradient_residual`) are the kernels the faces call on data they
+have already checked: they check nothing, so call them only on checked data.
+
 **Layers** (keyword ``layer``, a :class:`~fenchel_cvx.layers.Layer`; ``None`` = dense). For a convolution or a
 pooled layer, ``W Z + b`` reads ``A(Z; W) + b`` and ``W^T`` the adjoint ``A^T``: the X residuals use
 ``layer.apply`` / ``layer.adjoint``. The W residuals are those of the dense problem on the patch form
@@ -35,16 +41,18 @@ channel of a convolution. ``W`` (and ``W0``) come in the layer's own shape (the 
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
 
-from ._checks import check_choice, is_torch
+from ._checks import as_array, check_choice, check_finite, check_scalar, is_torch
 from .activations import Activation, get_activation
+from .errors import ChoiceError, DomainError, FenchelError, ShapeError
 from .losses import Loss, get_loss
-from .subproblems import SUBPROBLEMS, check_layer
+from .subproblems import SUBPROBLEMS, check_layer, check_layer_shape
 
 if TYPE_CHECKING:
     from .layers import Layer
@@ -404,16 +412,92 @@ if set(RESIDUALS) != set(SUBPROBLEMS) or set(OBJECTIVES) != set(SUBPROBLEMS):  #
     raise ImportError(f"fenchel_cvx.optimality does not cover the subproblem registry {sorted(SUBPROBLEMS)}")
 
 
+_ARRAYS = ("Z", "W", "b", "X_next", "U_prev", "Y", "X_in", "W0", "b0")
+
+
 def _dispatch(table: dict, name: str, point: Any, problem: dict) -> Any:
     name = check_choice(name, "name", SUBPROBLEMS, "a subproblem of fenchel_cvx.subproblems.SUBPROBLEMS")
     kw = {k: v for k, v in problem.items() if k not in ("bias", "p")}  # fixed by the point itself
     if SUBPROBLEMS[name].over == ("Z",):
-        return table[name](point, **kw)
-    if isinstance(point, dict):
-        W, b = point.get("W"), point.get("b")
+        kw["Z"] = point
     else:
-        W, b = point
-    return table[name](W, b, **kw)
+        if isinstance(point, dict):
+            W, b = point.get("W"), point.get("b")
+        elif isinstance(point, (tuple, list)) and len(point) == 2:
+            W, b = point
+        else:
+            raise ShapeError(f"point: expected (W, b) or {{'W': W, 'b': b}} for {name}, got "
+                             f"{type(point).__name__}")
+        kw.update(W=W, b=b)
+    return table[name](**_checked(name, table[name], kw))
+
+
+def _checked(name: str, fn: Any, kw: dict) -> dict:
+    """The keyword data of ``fn`` (a kernel of subproblem ``name``), checked as the faces check theirs: names,
+    multipliers, finiteness and the shapes a layer (or ``W``) implies; numpy float64 unless all are torch tensors of
+    one dtype and device (the kernels take either, not a mix)."""
+    params = inspect.signature(fn).parameters
+    unknown = sorted(set(kw) - set(params))
+    if unknown:
+        raise ChoiceError(f"{name}: unknown argument(s) {unknown}; expected {sorted(params)}")
+    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in kw]
+    if missing:
+        raise FenchelError(f"{name}: missing argument(s) {missing} (expected {sorted(params)})")
+    out = dict(kw)
+    arrays = {k: v for k, v in kw.items() if k in _ARRAYS and v is not None}
+    tensors = [v for v in arrays.values() if is_torch(v)]
+    same = len(tensors) == len(arrays) and len({(t.dtype, t.device) for t in tensors}) <= 1
+    for k, v in arrays.items():
+        if is_torch(v) and (v.is_complex() or v.is_meta):
+            raise DomainError(f"{k}: expected a real array holding data, got dtype {v.dtype} on {v.device}")
+        if not is_torch(v) and np.iscomplexobj(v):
+            raise DomainError(f"{k}: expected a real array, got complex values")
+        a = v if same else np.asarray(v.detach().cpu().double().numpy() if is_torch(v) else as_array(v, k), float)
+        check_finite(a, k)
+        out[k] = a
+    for k in ("lam", "lam_prev"):
+        if k in out:
+            out[k] = check_scalar(out[k], k, positive=True)
+    for k in ("rho", "gamma"):
+        if k in out:
+            out[k] = check_scalar(out[k], k, nonneg=True)
+    if out.get("gamma", 0.0) > 0 and (out.get("W0") is None or (out.get("b") is not None and out.get("b0") is None)):
+        raise FenchelError("W0: gamma > 0 needs the previous weights W0 (and b0 when there is a bias), got None")
+    for k in ("Z", "W", "X_next", "U_prev", "Y", "X_in"):
+        if k in out and out[k] is None:
+            raise ShapeError(f"{k}: expected an array, got None")
+    _check_shapes(out, check_layer(out.get("layer"), name))
+    return out
+
+
+def _check_shapes(kw: dict, layer: Layer | None) -> None:
+    """The shapes of the data against ``W`` or ``layer`` (the faces' shapes, paper layout)."""
+    W = kw["W"]
+    if layer is not None:
+        check_layer_shape(W, "W", layer, "weight")
+        n_in, n_out = layer.n_in, layer.n_out
+        bias_shape: tuple = layer.bias_shape
+    else:
+        if W.ndim != 2:
+            raise ShapeError(f"W: expected a matrix (p_out, p_in), got shape {tuple(W.shape)}")
+        n_out, n_in = W.shape
+        bias_shape = (n_out,)
+    for k, want in (("b", bias_shape), ("b0", bias_shape), ("W0", tuple(W.shape))):
+        if kw.get(k) is not None and tuple(kw[k].shape) != want:
+            raise ShapeError(f"{k}: expected shape {want}, got {tuple(kw[k].shape)}")
+    data = kw["U_prev"] if "U_prev" in kw else kw["X_in"]
+    if data.ndim != 2 or data.shape[0] != n_in:
+        raise ShapeError(f"{'U_prev' if 'U_prev' in kw else 'X_in'}: expected shape ({n_in}, m), got "
+                         f"{tuple(data.shape)}")
+    m = data.shape[1]
+    if "Z" in kw and tuple(kw["Z"].shape) != (n_in, m):
+        raise ShapeError(f"Z: expected shape ({n_in}, {m}) like U_prev, got {tuple(kw['Z'].shape)}")
+    out_name = "X_next" if "X_next" in kw else "Y"
+    target = kw[out_name]
+    labels = out_name == "Y" and target.ndim == 1
+    if (labels and target.shape != (m,)) or (not labels and tuple(target.shape) != (n_out, m)):
+        raise ShapeError(f"{out_name}: expected shape ({n_out}, {m}){' or labels (m,)' if out_name == 'Y' else ''}, "
+                         f"got {tuple(target.shape)}")
 
 
 def objective(name: str, point: Any, **problem: Any) -> float:
@@ -433,6 +517,13 @@ def objective(name: str, point: Any, **problem: Any) -> float:
     -------
     float
         The full objective, constants included; ``+inf`` when ``Z`` leaves the domain of ``act_prev``.
+
+    Raises
+    ------
+    ChoiceError, FenchelError
+        An unknown subproblem or argument; a missing argument (or ``W0`` with ``gamma > 0``).
+    ShapeError, DomainError, ValueRangeError
+        Shapes that do not fit ``W`` (or ``layer``), non-finite or complex data, ``lam <= 0``, ``rho < 0``.
     """
     return _dispatch(OBJECTIVES, name, point, problem)
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from ._checks import as_array, check_finite, check_ndim, check_shape, is_torch, per_layer
 from .activations import LeakyReLU, ReLU
@@ -124,7 +125,12 @@ def rescale(net: LiftedNetwork, Xvars: Sequence[Array], lam: Any, rho: Any, *, l
         raise ShapeError(f"Xvars: expected {L} matrices [X_1, ..., X_L], got {len(Xs)}")
     for l, X in enumerate(Xs):
         name = f"Xvars[{l}] (X_{l + 1})"
-        if not is_torch(X) and np.asarray(X).dtype.kind not in "iuf":
+        if is_torch(X):
+            if X.is_complex() or X.is_meta or X.dtype == torch.bool:
+                raise DomainError(f"{name}: expected real numbers, got a tensor of dtype {X.dtype} on {X.device}")
+            if not X.is_floating_point():  # integer entries: scaled by sqrt(r) below, so float64 like numpy's
+                X = X.double()
+        elif np.asarray(X).dtype.kind not in "iuf":
             raise DomainError(f"{name}: expected real numbers, got an array of dtype {np.asarray(X).dtype}")
         Xs[l] = X = as_array(X, name)
         check_ndim(X, name, 2, "(p_l, m): features x samples")

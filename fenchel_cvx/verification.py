@@ -32,7 +32,7 @@ import numpy as np
 
 from ._checks import check_choice, check_scalar, is_torch
 from .activations import get_activation
-from .errors import FenchelError, ShapeError
+from .errors import DomainError, FenchelError, ShapeError
 from .optimality import objective, residual
 from .subproblems import SUBPROBLEMS, SubproblemResult
 
@@ -113,6 +113,9 @@ def _numpy(x: Any) -> Any:
 
 
 def _as_point(x: Any, name: str) -> np.ndarray:
+    if (is_torch(x) and (x.is_complex() or x.is_meta)) or (not is_torch(x) and np.iscomplexobj(x)):
+        what = f"a tensor of dtype {x.dtype} on {x.device}" if is_torch(x) else "complex values"
+        raise DomainError(f"candidate: expected a real array holding data for {name}, got {what}")
     try:
         arr = np.asarray(_numpy(x), dtype=float)
     except (TypeError, ValueError) as exc:
@@ -226,6 +229,8 @@ def verify(name: str, candidate: Any, *, tol: float = 1e-6, solver: str | None =
         An unknown ``name``, or a keyword that is not data of this subproblem.
     ShapeError
         A candidate of the wrong kind or shape (the message gives both shapes).
+    DomainError
+        A complex candidate (or a tensor that holds no data).
     FenchelError
         Problem data missing; any error of the CVXPY face on bad data (shapes, domains, ...).
     """

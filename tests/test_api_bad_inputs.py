@@ -1,0 +1,144 @@
+"""Public entry points on bad input -- the shared training loop, the backprop baseline, ``optimality.objective`` /
+``residual``, ``verify`` and ``rescale``: each case failed silently or with a raw error before (an audit with tiny
+scripts), and each now raises a typed error naming the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fenchel_cvx import LiftedNetwork
+from fenchel_cvx.baselines import Backprop, BackpropSettings, BackpropState
+from fenchel_cvx.bcd import BCD
+from fenchel_cvx.data import load_mnist_subset
+from fenchel_cvx.errors import LabelError, ShapeError, SolverError
+from fenchel_cvx.settings import BCDSettings
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((20, 4))
+y = RNG.integers(0, 3, 20)
+
+
+def _adam(**kw):
+    return Backprop(LiftedNetwork([4, 5, 3], "relu", "ce", seed=0), BackpropSettings(batch_size=10, **kw))
+
+
+@pytest.mark.parametrize("make", [lambda: _adam(epochs=1),
+                                  lambda: BCD(LiftedNetwork([4, 5, 3], "relu", "ce", seed=0),
+                                              BCDSettings(batch_size=10, epochs=1))])
+def test_an_empty_test_set_is_refused_not_scored_zero(make):
+    trainer = make()
+    with pytest.raises(ShapeError, match=r"^X_test: expected at least one test sample, got an empty test set"):
+        trainer.run(X, y, X_test=X[:0], y_test=y[:0], progress=False)
+    with pytest.raises(ShapeError, match=r"^X: expected at least one sample to evaluate on, got 0 rows"):
+        trainer.evaluate(trainer.init_state(), X[:0], y[:0])
+
+
+def test_y_test_without_X_test_is_refused():
+    with pytest.raises(ShapeError, match=r"^y_test: given without X_test"):
+        _adam(epochs=1).run(X, y, y_test=y, progress=False)
+    ds = load_mnist_subset()  # a Dataset's own test split is not silently dropped either
+    net = Backprop(LiftedNetwork([784, 4, 10], "relu", "ce", seed=0), BackpropSettings(epochs=1))
+    with pytest.raises(ShapeError, match=r"^y_test: given without X_test"):
+        net.run(ds, y_test=ds.test_y, progress=False)
+
+
+def test_label_and_target_errors_name_the_argument_in_its_own_layout():
+    adam = _adam(epochs=1)
+    with pytest.raises(ShapeError, match=r"^y: expected \(20,\) labels or \(20, 3\) targets \(samples x outputs\).*"
+                                         r"got shape \(20, 4\)"):
+        adam.run(X, np.eye(4)[y % 4], progress=False)
+    with pytest.raises(LabelError, match=r"^y_test: labels must lie in 0\.\.2"):
+        adam.run(X, y, X_test=X, y_test=y + 3, progress=False)
+    with pytest.raises(LabelError, match=r"^y: integer labels expected, got NaN/inf"):
+        adam.run(X, np.where(np.arange(20) == 3, np.inf, y.astype(float)), progress=False)
+    with pytest.raises(LabelError, match=r"^y: integer labels expected, got a tensor of dtype torch.complex64"):
+        adam.run(X, torch.tensor(y).to(torch.complex64), progress=False)
+
+
+def test_resuming_twice_from_one_state_dict_gives_the_same_run():
+    """The optimizer adopts the tensors it is loaded with; the loaded checkpoint's dict must not change."""
+    d = _adam(epochs=1).run(X, y, progress=False).state_dict()
+
+    def resume():
+        state = BackpropState.from_state_dict(d)
+        return _adam(epochs=2).run(X, y, state=state, progress=False).history[-1]["train_loss"]
+
+    assert resume() == resume()
+
+
+def test_diverging_backprop_raises_instead_of_returning_nan_weights():
+    sgd = Backprop(LiftedNetwork([4, 5, 3], "relu", "mse", seed=0),
+                   BackpropSettings(epochs=3, batch_size=10, lr=1e8, optimizer="sgd"))
+    with pytest.raises(SolverError, match=r"the sgd step.? diverged") as exc:
+        sgd.run(X * 10, y, progress=False)
+    assert exc.value.status == "non-finite"
+
+
+# -- optimality.objective / residual, verify, rescale ---------------------------------------------------------------
+def _x_hidden_problem():
+    rng = np.random.default_rng(1)
+    return dict(W=rng.standard_normal((3, 4)), b=None, X_next=rng.random((3, 5)), U_prev=rng.standard_normal((4, 5)),
+                act="relu", act_prev="relu", lam=1.0, lam_prev=1.0)
+
+
+def test_objective_and_residual_by_name_check_their_data():
+    from fenchel_cvx.errors import ChoiceError, DomainError, FenchelError, ValueRangeError
+    from fenchel_cvx.optimality import objective, residual
+
+    P = _x_hidden_problem()
+    Z = np.abs(P["U_prev"])
+    good = objective("x_hidden", Z, **P)
+    with pytest.raises(ShapeError, match=r"^Z: expected shape \(4, 5\) like U_prev, got \(4, 1\)"):
+        objective("x_hidden", Z[:, :1], **P)  # used to broadcast to a number
+    with pytest.raises(ShapeError, match=r"^Z: expected shape"):
+        residual("x_hidden", Z[:, :1], **P)
+    with pytest.raises(ValueRangeError, match=r"^lam: expected > 0"):
+        objective("x_hidden", Z, **{**P, "lam": -1.0})
+    with pytest.raises(ValueRangeError, match=r"^lam_prev: expected > 0"):
+        residual("x_hidden", Z, **{**P, "lam_prev": 0.0})
+    with pytest.raises(ChoiceError, match=r"^x_hidden: unknown argument"):
+        objective("x_hidden", Z, foo=1, **P)
+    with pytest.raises(FenchelError, match=r"^x_hidden: missing argument"):
+        objective("x_hidden", Z, W=P["W"])
+    with pytest.raises(DomainError, match=r"^Z: expected a real array"):
+        objective("x_hidden", torch.tensor(Z + 1j), **P)
+    # numpy and torch, float32 and float64, mixed: evaluated in float64, not a raw TypeError
+    mixed = objective("x_hidden", torch.tensor(Z, dtype=torch.float32), **{**P, "W": torch.tensor(P["W"])})
+    assert abs(mixed - good) <= 1e-6 * abs(good)
+
+    rng = np.random.default_rng(2)
+    Q = dict(X_in=rng.standard_normal((4, 6)), X_next=rng.random((3, 6)), act="relu", lam=1.0, rho=0.1)
+    W, b = rng.standard_normal((3, 4)), rng.standard_normal(3)
+    with pytest.raises(ShapeError, match=r"^b: expected shape \(3,\), got \(1,\)"):
+        objective("w_hidden", (W, b[:1]), **Q)
+    with pytest.raises(ValueRangeError, match=r"^gamma: expected >= 0"):
+        objective("w_hidden", (W, b), gamma=-1.0, W0=W + 1, b0=b, **Q)  # used to be dropped silently
+    with pytest.raises(FenchelError, match=r"^W0: gamma > 0 needs"):
+        objective("w_hidden", (W, b), gamma=1.0, **Q)
+    with pytest.raises(ShapeError, match=r"^point: expected \(W, b\)"):
+        objective("w_hidden", W, **Q)
+
+
+def test_verify_refuses_a_complex_candidate():
+    from fenchel_cvx import verify
+    from fenchel_cvx.errors import DomainError
+
+    P = _x_hidden_problem()
+    with pytest.raises(DomainError, match=r"^candidate: expected a real array"):
+        verify("x_hidden", np.abs(P["U_prev"]) + 1j, **P)
+    with pytest.raises(DomainError, match=r"^candidate: expected a real array"):
+        verify("x_hidden", torch.tensor(np.abs(P["U_prev"]) + 1j), **P)
+
+
+def test_rescale_refuses_complex_tensors_and_keeps_integer_ones_in_float64():
+    from fenchel_cvx.errors import DomainError
+    from fenchel_cvx.scaling import rescale
+
+    net = LiftedNetwork([3, 4, 2, 1], "relu", "mse", seed=0)
+    X1, X2 = np.abs(RNG.standard_normal((4, 5))), np.abs(RNG.standard_normal((2, 5)))
+    with pytest.raises(DomainError, match=r"^Xvars\[0\] \(X_1\): expected real numbers"):
+        rescale(net, [torch.tensor(X1 + 1j), torch.tensor(X2)], lam=1.0, rho=0.1)
+    out = rescale(net, [torch.tensor(X1).long(), torch.tensor(X2)], lam=[2.0, 3.0], rho=0.1)
+    assert out.Xvars[0].dtype == torch.float64
