@@ -142,3 +142,11 @@ def test_rescale_refuses_complex_tensors_and_keeps_integer_ones_in_float64():
         rescale(net, [torch.tensor(X1 + 1j), torch.tensor(X2)], lam=1.0, rho=0.1)
     out = rescale(net, [torch.tensor(X1).long(), torch.tensor(X2)], lam=[2.0, 3.0], rho=0.1)
     assert out.Xvars[0].dtype == torch.float64
+
+
+def test_trainer_of_names_the_known_peer_methods():
+    from fenchel_cvx.errors import ChoiceError
+    from fenchel_cvx.peers import trainer_of
+
+    with pytest.raises(ChoiceError, match=r"^method: expected one of 'askari', 'taylor-admm', 'lau-bcd', got 'foo'"):
+        trainer_of("foo")

@@ -16,7 +16,8 @@ from fenchel_cvx import LiftedNetwork
 from fenchel_cvx.bcd import lagrangian_terms
 from fenchel_cvx.cvx import FUNCTIONS as CVX
 from fenchel_cvx.errors import ChoiceError, ValueRangeError
-from fenchel_cvx.peers import AskariBCD, AskariPenalty, askari_subproblem
+from fenchel_cvx.peers import AskariBCD, AskariPenalty
+from fenchel_cvx.peers.askari import askari_subproblem
 from fenchel_cvx.settings import BCDSettings
 from fenchel_cvx.torch import FUNCTIONS as TORCH
 

@@ -24,18 +24,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["AskariBCD", "AskariPenalty", "LauBCD", "TaylorADMM", "askari_subproblem", "trainer_of"]
+__all__ = ["AskariBCD", "AskariPenalty", "LauBCD", "TaylorADMM", "trainer_of"]
 
 # public name -> the module that defines it (imported on first use, like the package's own names)
-_LAZY = {"AskariBCD": "askari", "AskariPenalty": "askari", "askari_subproblem": "askari", "LauBCD": "lau",
-         "TaylorADMM": "taylor"}
+_LAZY = {"AskariBCD": "askari", "AskariPenalty": "askari", "LauBCD": "lau", "TaylorADMM": "taylor"}
 #: The trainer class name of each peer ``--method``.
 _TRAINERS = {"askari": "AskariBCD", "taylor-admm": "TaylorADMM", "lau-bcd": "LauBCD"}
 
 
 def trainer_of(method: str) -> type:
     """The trainer class of a peer ``--method`` (``askari``, ``taylor-admm``, ``lau-bcd``)."""
-    return __getattr__(_TRAINERS[method])
+    from .._checks import check_choice
+
+    return __getattr__(_TRAINERS[check_choice(method, "method", _TRAINERS, "an earlier lifted model of Fig. 1")])
 
 
 def __getattr__(name: str) -> Any:

@@ -48,7 +48,8 @@ from ..bcd import BCD
 from ..errors import ChoiceError, ValueRangeError
 from ..losses import get_loss
 
-__all__ = ["AskariBCD", "AskariPenalty", "askari_subproblem"]
+#: ``askari_subproblem`` translates the blocks :class:`AskariBCD` has checked; it checks nothing and is not public.
+__all__ = ["AskariBCD", "AskariPenalty"]
 
 
 class AskariPenalty:

@@ -89,7 +89,9 @@ import torch
 from ..trainer import affine
 from ._base import PeerState, PeerTrainer
 
-__all__ = ["LauBCD", "LauState", "code_initialization", "lau_objective", "relu_prox"]
+#: The math below (``relu_prox``, ``lau_objective``, ``code_initialization``) is :class:`LauBCD`'s, called on data
+#: it has checked; those functions check nothing themselves and are not part of the public API.
+__all__ = ["LauBCD", "LauState"]
 
 #: Initial weights :class:`LauBCD` can start from.
 #: Block names, in the order of one iteration within a layer (``state.last["blocks"]``, ``block_hook``).

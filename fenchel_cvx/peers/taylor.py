@@ -85,8 +85,9 @@ import torch
 from ..trainer import affine
 from ._base import PeerState, PeerTrainer
 
-__all__ = ["TaylorADMM", "TaylorState", "activation_update", "output_update", "preactivation_update",
-           "weight_update"]
+#: The update functions (``weight_update``, ...) are :class:`TaylorADMM`'s steps on data it has checked; they check
+#: nothing themselves and are not part of the public API.
+__all__ = ["TaylorADMM", "TaylorState"]
 
 
 # -- the four closed-form block updates ---------------------------------------------------------------------------
