@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ._checks import check_choice, check_finite, check_ndim
-from .errors import CheckpointError, DomainError, FenchelError, LabelError, ShapeError, ShardingError
+from .errors import CheckpointError, ChoiceError, DomainError, FenchelError, LabelError, ShapeError, ShardingError
 from .settings import TrainerSettings, layer_values
 from .shards import all_sum, column_range, is_sharded, local_part, process_group, sharded, traffic_tag, world
 
@@ -158,13 +158,23 @@ class TrainState:
         Raises
         ------
         CheckpointError
-            ``d`` is not a state dict of this trainer or misses keys.
+            ``d`` is not a state dict of this trainer, misses keys, or holds entries of the wrong type or range.
+        ChoiceError
+            An unknown ``dtype`` or ``device``.
         """
         need = ("W", "b", "epoch", "batch", "step", "perm", "rng_state", "history", *cls._EXTRA_KEYS)
         if not isinstance(d, dict) or d.get("kind") != cls.KIND or any(k not in d for k in need):
             got = (f"kind {d.get('kind')!r} with keys {sorted(d)}" if isinstance(d, dict) else type(d).__name__)
             raise CheckpointError(f"state: expected a {cls.LABEL} state dict with keys {list(need)}, got {got}; was "
                                   "this checkpoint written by another trainer?")
+        _check_state_entries(d, cls.LABEL)
+        if isinstance(dtype, str) and dtype not in _DTYPES:
+            raise ChoiceError(f"dtype: expected one of {sorted(_DTYPES)} or a torch dtype, got {dtype!r}")
+        if device is not None:
+            try:
+                device = torch.device(device)
+            except (RuntimeError, TypeError):
+                raise ChoiceError(f"device: expected a torch device such as 'cpu' or 'cuda', got {device!r}") from None
         dt = _DTYPES[dtype] if isinstance(dtype, str) else dtype
 
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -187,6 +197,32 @@ class TrainState:
 
     def _load_extra(self, d: dict, move: Callable, device: Any) -> None:
         pass
+
+
+def _check_state_entries(d: dict, label: str) -> None:
+    """The types and ranges of a state dict's common entries (a hand-made or edited dict fails here, named)."""
+    def bad(key: str, want: str, got: Any) -> CheckpointError:
+        return CheckpointError(f"state[{key!r}]: expected {want}, got {got!r}"[:400] + f" (a {label} state dict)")
+
+    for key in ("W", "b"):
+        if not isinstance(d[key], (list, tuple)) or not d[key]:
+            raise bad(key, "a non-empty list of tensors, one per layer", type(d[key]).__name__)
+        for i, t in enumerate(d[key]):
+            if not (torch.is_tensor(t) and t.is_floating_point()) and not (key == "b" and t is None):
+                raise bad(f"{key}[{i}]", "a floating-point tensor", t if not torch.is_tensor(t) else t.dtype)
+    for key in ("epoch", "batch", "step"):
+        if isinstance(d[key], bool) or not isinstance(d[key], int) or d[key] < 0:
+            raise bad(key, "an integer >= 0", d[key])
+    perm = d["perm"]
+    if perm is not None and not (torch.is_tensor(perm) and perm.ndim == 1 and perm.dtype == torch.int64):
+        raise bad("perm", "None or a 1-D int64 tensor (a permutation of the training set)",
+                  perm if not torch.is_tensor(perm) else f"{perm.dtype} tensor of shape {tuple(perm.shape)}")
+    rng = d["rng_state"]
+    if not (torch.is_tensor(rng) and rng.dtype == torch.uint8 and rng.ndim == 1):
+        raise bad("rng_state", "a 1-D uint8 tensor (torch.Generator.get_state())", type(rng).__name__
+                  if not torch.is_tensor(rng) else rng.dtype)
+    if not isinstance(d["history"], list) or not all(isinstance(r, dict) for r in d["history"]):
+        raise bad("history", "a list of dicts (history rows)", type(d["history"]).__name__)
 
 
 def _jsonable(x: Any) -> Any:
@@ -431,6 +467,12 @@ class Trainer:
         if state.perm is not None and state.perm.numel() != m:
             raise CheckpointError(f"state.perm: the saved permutation covers {state.perm.numel()} samples, the "
                                   f"training set has {m}; resume with the same data")
+        if state.perm is not None and not torch.equal(torch.sort(state.perm).values, torch.arange(m)):
+            raise CheckpointError(f"state.perm: expected a permutation of 0..{m - 1}, got repeated or out-of-range "
+                                  "indices")
+        if state.batch >= nb:
+            raise CheckpointError(f"state.batch: expected the next batch's index below the {nb} batches of an epoch, "
+                                  f"got {state.batch}; resume with the same data and batch size")
         self._check_state(state, m)
         X0 = Xs.T  # a view; batches gather whole samples (rows of Xs), much faster than columns of X0
         if s.batch_size is None and size > 1:  # Algorithm 1: this process's columns of the whole set

@@ -150,3 +150,36 @@ def test_trainer_of_names_the_known_peer_methods():
 
     with pytest.raises(ChoiceError, match=r"^method: expected one of 'askari', 'taylor-admm', 'lau-bcd', got 'foo'"):
         trainer_of("foo")
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("epoch", -3, r"state\['epoch'\]: expected an integer >= 0"),
+    ("step", "x", r"state\['step'\]: expected an integer >= 0"),
+    ("W", 5, r"state\['W'\]: expected a non-empty list of tensors"),
+    ("W", [None], r"state\['W\[0\]'\]: expected a floating-point tensor"),
+    ("rng_state", 1.5, r"state\['rng_state'\]: expected a 1-D uint8 tensor"),
+    ("perm", torch.zeros(20), r"state\['perm'\]: expected None or a 1-D int64 tensor"),
+])
+def test_a_state_dict_with_wrong_entries_is_refused_by_name(key, value, match):
+    from fenchel_cvx.errors import CheckpointError
+
+    d = _adam(epochs=1).run(X, y, progress=False).state_dict()
+    with pytest.raises(CheckpointError, match=match):
+        BackpropState.from_state_dict({**d, key: value})
+
+
+def test_a_resumed_permutation_and_batch_must_fit_the_data():
+    from fenchel_cvx.errors import CheckpointError, ChoiceError
+
+    adam = _adam(epochs=1)
+    d = adam.init_state().state_dict()
+    with pytest.raises(CheckpointError, match=r"^state.perm: expected a permutation of 0\.\.19"):
+        zeros = torch.zeros(20, dtype=torch.int64)
+        _adam(epochs=1).run(X, y, state=BackpropState.from_state_dict({**d, "perm": zeros}), progress=False)
+    with pytest.raises(CheckpointError, match=r"^state.batch: expected the next batch's index below the 2 batches"):
+        _adam(epochs=1).run(X, y, state=BackpropState.from_state_dict({**d, "batch": 99, "perm": torch.arange(20)}),
+                            progress=False)
+    with pytest.raises(ChoiceError, match=r"^dtype: expected one of"):
+        BackpropState.from_state_dict(d, dtype="float16")
+    with pytest.raises(ChoiceError, match=r"^device: expected a torch device"):
+        BackpropState.from_state_dict(d, device="foo")

@@ -58,6 +58,11 @@ class PeerState(TrainState):
         aux = d["aux"]
         if not isinstance(aux, dict) or any(not isinstance(v, list) for v in aux.values()):
             raise CheckpointError(f"state.aux: expected a dict of tensor lists, got {type(aux).__name__}")
+        for k, ts in aux.items():
+            for l, t in enumerate(ts):
+                if not (torch.is_tensor(t) and t.is_floating_point()):
+                    raise CheckpointError(f"state.aux[{k!r}][{l}]: expected a floating-point tensor, got "
+                                          f"{t.dtype if torch.is_tensor(t) else type(t).__name__}")
         self.aux = {k: [move(t) for t in ts] for k, ts in aux.items()}
 
 
