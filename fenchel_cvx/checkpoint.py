@@ -107,6 +107,12 @@ def run_fingerprint(config: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _path(path: Any, name: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"{name}: expected a file path (str or path-like), got {type(path).__name__}")
+    return Path(path)
+
+
 def save_checkpoint(path: str | os.PathLike, trainer_state_dict: dict, meta: dict | None = None) -> Path:
     """Write a checkpoint atomically.
 
@@ -131,7 +137,12 @@ def save_checkpoint(path: str | os.PathLike, trainer_state_dict: dict, meta: dic
         ``meta`` is not JSON-able or the directory is missing; OS errors during the write are re-raised as
         :class:`CheckpointError` after the temporary file is removed (the previous checkpoint is untouched).
     """
-    path = Path(path)
+    path = _path(path, "path")
+    if not isinstance(trainer_state_dict, dict):
+        raise CheckpointError(f"trainer_state_dict: expected a trainer's state_dict() (a dict), got "
+                              f"{type(trainer_state_dict).__name__}")
+    if meta is not None and not isinstance(meta, dict):
+        raise CheckpointError(f"meta: expected a JSON-able dict, got {type(meta).__name__}")
     meta = dict(meta or {})
     try:
         json.dumps(meta)  # plain data only: anything else would be pickled and then refused on load
@@ -227,8 +238,16 @@ def file_mode() -> int:
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically (a temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
+    """Write a text file atomically (a temporary file in the same folder, then ``os.replace``).
+
+    Raises
+    ------
+    CheckpointError
+        The folder is missing (OS errors during the write propagate after the temporary file is removed).
+    """
+    path = _path(path, "path")
+    if not path.parent.is_dir():
+        raise CheckpointError(f"path: the directory {path.parent} of {path} does not exist; create it first")
     remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP, dir=path.parent)
     try:
@@ -280,7 +299,7 @@ def load_checkpoint(path: str | os.PathLike, *, config: dict | None = None,
         other than plain data), a damaged one (content that does not match its checksum), wrong format, or a
         checkpoint of a different run (the differing keys are named).
     """
-    path = Path(path)
+    path = _path(path, "path")
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path, or start a fresh run "
                               "without --resume")

@@ -183,3 +183,19 @@ def test_a_resumed_permutation_and_batch_must_fit_the_data():
         BackpropState.from_state_dict(d, dtype="float16")
     with pytest.raises(ChoiceError, match=r"^device: expected a torch device"):
         BackpropState.from_state_dict(d, device="foo")
+
+
+def test_checkpoint_helpers_name_their_bad_arguments(tmp_path):
+    from fenchel_cvx.checkpoint import load_checkpoint, save_checkpoint, write_atomic
+    from fenchel_cvx.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"^trainer_state_dict: expected a trainer's state_dict\(\)"):
+        save_checkpoint(tmp_path / "c.pt", None)  # used to be written, and to load back as state None
+    with pytest.raises(CheckpointError, match=r"^meta: expected a JSON-able dict, got list"):
+        save_checkpoint(tmp_path / "c.pt", {}, [1, 2])
+    with pytest.raises(CheckpointError, match=r"^path: expected a file path"):
+        save_checkpoint(None, {})
+    with pytest.raises(CheckpointError, match=r"^path: expected a file path"):
+        load_checkpoint(3)
+    with pytest.raises(CheckpointError, match=r"^path: the directory .* does not exist"):
+        write_atomic(tmp_path / "missing" / "x.txt", "hi")
