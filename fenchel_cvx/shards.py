@@ -145,7 +145,16 @@ def all_sum_float(x: float | torch.Tensor, like: torch.Tensor | None = None) -> 
 
 def column_range(m: int, rank: int, size: int) -> range:
     """The positions ``0..m-1`` that process ``rank`` of ``size`` holds: ``size`` contiguous, nearly equal parts,
-    the first ``m % size`` one longer (``torch.tensor_split``'s split)."""
+    the first ``m % size`` one longer (``torch.tensor_split``'s split).
+
+    Raises
+    ------
+    ShardingError
+        Not ``m >= 0`` and ``0 <= rank < size``.
+    """
+    if not (m >= 0 and size >= 1 and 0 <= rank < size):
+        raise ShardingError(f"rank: expected 0 <= rank < size (size >= 1) and m >= 0, got rank {rank}, size {size}, "
+                            f"m {m}")
     q, r = divmod(m, size)
     start = rank * q + min(rank, r)
     return range(start, start + q + (rank < r))
@@ -164,6 +173,8 @@ def gather_columns(x: torch.Tensor, m: int, group: Any | None = None) -> torch.T
     group = process_group() if group is None else group
     rank, size = world(group)
     if size == 1:
+        if x.shape[-1] != m:
+            raise ShardingError(f"x: expected all {m} columns (one process), got {x.shape[-1]}")
         return x
     counts = [len(column_range(m, r, size)) for r in range(size)]
     if x.shape[-1] != counts[rank]:

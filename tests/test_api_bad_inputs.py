@@ -199,3 +199,17 @@ def test_checkpoint_helpers_name_their_bad_arguments(tmp_path):
         load_checkpoint(3)
     with pytest.raises(CheckpointError, match=r"^path: the directory .* does not exist"):
         write_atomic(tmp_path / "missing" / "x.txt", "hi")
+
+
+def test_column_ranges_refuse_a_rank_outside_the_world():
+    from fenchel_cvx.errors import ShardingError
+    from fenchel_cvx.shards import column_range, gather_columns, local_part
+
+    assert [len(column_range(10, r, 3)) for r in range(3)] == [4, 3, 3]
+    for rank, size in ((5, 3), (-1, 3), (0, 0), (0, -2)):
+        with pytest.raises(ShardingError, match=r"^rank: expected 0 <= rank < size"):
+            column_range(10, rank, size)
+    with pytest.raises(ShardingError, match=r"^rank: expected"):
+        local_part(torch.arange(10), 7, 3)
+    with pytest.raises(ShardingError, match=r"^x: expected all 99 columns"):
+        gather_columns(torch.ones(2, 3), m=99)
