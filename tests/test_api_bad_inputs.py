@@ -213,3 +213,14 @@ def test_column_ranges_refuse_a_rank_outside_the_world():
         local_part(torch.arange(10), 7, 3)
     with pytest.raises(ShardingError, match=r"^x: expected all 99 columns"):
         gather_columns(torch.ones(2, 3), m=99)
+
+
+@pytest.mark.parametrize("model", ["taylor-admm", "lau-bcd"])
+def test_a_peer_factorization_that_fails_raises_solver_error(model):
+    from fenchel_cvx.peers import trainer_of
+    from fenchel_cvx.settings import PeerSettings
+
+    net = LiftedNetwork([4, 5, 3], "relu", "mse", seed=0)
+    trainer = trainer_of(model)(net, PeerSettings(model=model, batch_size=None, epochs=2, dtype="float32"))
+    with pytest.raises(SolverError, match=f"^the {model} model's closed-form update failed"):
+        trainer.run(X * 1e20, y, progress=False)  # finite in float32, but its Gram matrix is not

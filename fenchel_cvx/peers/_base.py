@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..activations import ReLU
-from ..errors import CheckpointError, ChoiceError, ShardingError
+from ..errors import CheckpointError, ChoiceError, ShardingError, SolverError
 from ..losses import MSELoss
 from ..settings import PeerSettings, layer_values
 from ..shards import is_sharded
@@ -121,10 +121,15 @@ class PeerTrainer(Trainer):
         if is_sharded():
             raise ShardingError(f"the {self.model} model runs in one process (its updates are not written as local "
                                 "sums); start it without torchrun")
-        if not state.aux:
-            state.aux = self._init_aux(state, X0, T)
-        self._last_batch = (X0, T)
-        return self._iterate(state, X0, T)
+        try:
+            if not state.aux:
+                state.aux = self._init_aux(state, X0, T)
+            self._last_batch = (X0, T)
+            return self._iterate(state, X0, T)
+        except torch.linalg.LinAlgError as exc:  # a factorization of data too large or ill-scaled for the dtype
+            raise SolverError(f"the {self.model} model's closed-form update failed ({exc}); the data or the "
+                              "multipliers are too large for the working precision (scale the inputs, or use "
+                              "float64)", status="linalg", subproblem=f"{self.model}_step") from None
 
     def _of_training_set(self, X0: torch.Tensor, make: Any, key: Any = None) -> Any:
         """``make()``, computed once per training set: a full-batch run hands the same ``X0`` tensor to every
