@@ -382,6 +382,9 @@ class Trainer:
         SolverError
             (Fenchel BCD) a solver failed, or a batch's block updates left NaN/inf in the weights.
         """
+        if not isinstance(state, self.state_class):
+            raise FenchelError(f"state: expected a {self.state_class.__name__} (from init_state() or a checkpoint), "
+                               f"got {type(state).__name__}")
         X0 = self._as_tensor(X0, "X0")
         check_ndim(X0, "X0", 2, "(n, m): features x samples")
         if X0.shape[0] != self.sizes[0]:
@@ -536,7 +539,10 @@ class Trainer:
                 raise DomainError(f"{name}: expected a real tensor that holds data (on 'cpu' or 'cuda'), got "
                                    f"dtype {A.dtype} on device {A.device}")
             return A.detach().to(device=self.device, dtype=self.dtype)
-        arr = np.asarray(A)
+        try:
+            arr = np.asarray(A)
+        except ValueError as exc:  # a ragged nested list
+            raise ShapeError(f"{name}: expected a numeric array of one shape, got {type(A).__name__} ({exc})") from None
         if arr.dtype.kind not in "biuf":
             raise ShapeError(f"{name}: expected a numeric array, got dtype {arr.dtype}")
         return torch.as_tensor(arr.astype(float, copy=False), dtype=self.dtype, device=self.device)
@@ -552,6 +558,9 @@ class Trainer:
         if Xs.shape[1] != n:
             raise ShapeError(f"{xname}: expected shape (m, {n}) (samples x features), got {tuple(Xs.shape)}")
         p = self.sizes[-1]
+        if torch.is_tensor(y) and (y.is_meta or y.is_complex()):
+            raise LabelError(f"{yname}: expected real labels or targets holding data, got a tensor of dtype {y.dtype} "
+                             f"on {y.device}")
         yt = y if torch.is_tensor(y) else torch.as_tensor(_label_array(y, yname))
         if yt.ndim not in (1, 2) or yt.shape[0] != Xs.shape[0] or (yt.ndim == 2 and yt.shape[1] != p):
             raise ShapeError(f"{yname}: expected ({Xs.shape[0]},) labels or ({Xs.shape[0]}, {p}) targets (samples x "
@@ -570,7 +579,10 @@ class Trainer:
         """Samples-first inputs as a tensor ``(m, n)``: features, or images of the network's input shape
         (flattened in (C, H, W) order, as the math lays them out)."""
         n, image = self.sizes[0], tuple(self.layers[0].in_shape)
-        shape = tuple(np.shape(X)) if not torch.is_tensor(X) else tuple(X.shape)
+        try:
+            shape = tuple(np.shape(X)) if not torch.is_tensor(X) else tuple(X.shape)
+        except ValueError as exc:  # a ragged nested list
+            raise ShapeError(f"{name}: expected a numeric array of one shape, got {type(X).__name__} ({exc})") from None
         raw = not torch.is_tensor(X) and np.asarray(X).dtype.kind in "ui"
         if len(shape) > 2 and (shape[1:] != image or raw):
             want = f"(m, {n}) features" + (f" or (m, {', '.join(map(str, image))}) images" if len(image) == 3 else "")

@@ -12,7 +12,7 @@ from fenchel_cvx import LiftedNetwork
 from fenchel_cvx.baselines import Backprop, BackpropSettings, BackpropState
 from fenchel_cvx.bcd import BCD
 from fenchel_cvx.data import load_mnist_subset
-from fenchel_cvx.errors import LabelError, ShapeError, SolverError
+from fenchel_cvx.errors import FenchelError, LabelError, ShapeError, SolverError
 from fenchel_cvx.settings import BCDSettings
 
 RNG = np.random.default_rng(0)
@@ -53,8 +53,13 @@ def test_label_and_target_errors_name_the_argument_in_its_own_layout():
         adam.run(X, y, X_test=X, y_test=y + 3, progress=False)
     with pytest.raises(LabelError, match=r"^y: integer labels expected, got NaN/inf"):
         adam.run(X, np.where(np.arange(20) == 3, np.inf, y.astype(float)), progress=False)
-    with pytest.raises(LabelError, match=r"^y: integer labels expected, got a tensor of dtype torch.complex64"):
+    with pytest.raises(LabelError, match=r"^y: expected real labels or targets holding data, got a tensor of dtype "
+                                         r"torch.complex64"):
         adam.run(X, torch.tensor(y).to(torch.complex64), progress=False)
+    with pytest.raises(ShapeError, match=r"^X: expected a numeric array of one shape, got list"):
+        adam.run([[1.0, 2.0, 3.0, 4.0], [1.0]], [0, 1], progress=False)
+    with pytest.raises(FenchelError, match=r"^state: expected a BackpropState"):
+        adam.step(None, X.T, y)
 
 
 def test_resuming_twice_from_one_state_dict_gives_the_same_run():
