@@ -152,7 +152,7 @@ def test_state_dict_is_plain_data(data, tmp_path):
     assert d["kind"] == "fenchel_backprop_state" and d["epoch"] == 1
     with pytest.raises(CheckpointError, match="backprop state"):
         BackpropState.from_state_dict({"kind": "fenchel_bcd_state", "W": []})
-    sgd = Backprop(_net(), BackpropSettings(optimizer="sgd", momentum=0.9, epochs=2))
+    sgd = Backprop(_net(), BackpropSettings(optimizer="sgd", momentum=0.9, epochs=2, batch_size=100))
     with pytest.raises(CheckpointError, match="optimizer"):
         sgd.run(X, y, state=BackpropState.from_state_dict(d), progress=False)
 

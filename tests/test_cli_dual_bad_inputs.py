@@ -120,7 +120,7 @@ def test_settings_errors_name_the_flag_that_turns_a_setting_off(capsys):
 
 def test_plot_names_its_output_flag(tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(["train", *TINY, "--method", "adam", "--out", str(out)]) == 0
+    assert cli.main(["train", *TINY, "--method", "adam", "--batch-size", "10", "--out", str(out)]) == 0
     capsys.readouterr()
     assert cli.main(["plot", str(out), "-o", str(tmp_path / "fig.foo")]) == 2
     assert "error: -o: expected a figure file ending in one of" in capsys.readouterr().err
