@@ -54,9 +54,15 @@ def is_torch(x: Any) -> bool:
 
 
 def as_array(x: Any, name: str) -> np.ndarray | torch.Tensor:
-    """Return ``x`` as a float numpy array, or unchanged when it is already a torch tensor."""
+    """Return ``x`` as a float numpy array, or unchanged when it is already a torch tensor.
+
+    ``None`` and complex values are refused (numpy would make them NaN, or drop the imaginary part)."""
     if is_torch(x):
         return x
+    if x is None or isinstance(x, (str, bytes)):
+        raise DomainError(f"{name}: expected a numeric array, got {type(x).__name__}")
+    if np.iscomplexobj(x):
+        raise DomainError(f"{name}: expected real values, got complex ones")
     try:
         arr = np.asarray(x, dtype=float)
     except (TypeError, ValueError) as exc:

@@ -36,7 +36,7 @@ import numpy as np
 import scipy.special as sps
 import torch
 
-from ._checks import check_finite, check_scalar, is_torch, values_trusted
+from ._checks import as_array, check_finite, check_scalar, is_torch, values_trusted
 from .errors import ChoiceError, DomainError, FenchelError, ShapeError
 
 __all__ = ["Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "ACTIVATIONS", "get_activation"]
@@ -73,11 +73,12 @@ def _full_like(x: Array, value: float) -> Array:
     return torch.full_like(x, value) if is_torch(x) else np.full(np.shape(x), value, dtype=float)
 
 
-def _float(x: Array) -> Array:
-    """Numpy input as float64 (integers and lists welcome); torch input unchanged."""
+def _float(x: Array, name: str) -> Array:
+    """Numpy input as float64 (integers and lists welcome; ``None``, text and complex values refused, naming
+    ``name``); torch input unchanged, or in float when it holds integers."""
     if is_torch(x):
         return x if x.is_floating_point() else x.to(torch.get_default_dtype())
-    return np.asarray(x, dtype=float)
+    return as_array(x, name)
 
 
 def _numeric(x: Any) -> bool:
@@ -145,7 +146,7 @@ class Activation:
         """Raise :class:`DomainError` unless every entry of ``v`` lies in the activation's domain."""
         if values_trusted():
             return
-        v = _float(v)
+        v = _float(v, "v")
         inside = self.in_domain(v)
         if not bool(inside.all()):
             bad = ~inside
@@ -181,7 +182,7 @@ class Activation:
         ndarray or Tensor, broadcast shape
             ``B(v, u) >= 0``, zero exactly where ``v = phi(u)``.
         """
-        v, u = _float(v), _float(u)
+        v, u = _float(v, "v"), _float(u, "u")
         if is_torch(v) != is_torch(u):
             raise FenchelError("B: v and u must both be numpy arrays or both be torch tensors, "
                                f"got {type(v).__name__} and {type(u).__name__}")
@@ -262,21 +263,21 @@ class ReLU(Activation):
     domain = (0.0, math.inf)
 
     def forward(self, u):
-        return _relu(_float(u))
+        return _relu(_float(u, "u"))
 
     def inverse(self, v):
-        return _float(v) * 1.0
+        return _float(v, "v") * 1.0
 
     def derivative(self, u):
-        u = _float(u)
+        u = _float(u, "u")
         return (u >= 0).to(u.dtype) if is_torch(u) else (u >= 0).astype(float)
 
     def F(self, v):
-        v = _float(v)
+        v = _float(v, "v")
         return _where(v >= 0, 0.5 * v * v, _full_like(v, math.inf))
 
     def F_conj(self, u):
-        r = _relu(_float(u))
+        r = _relu(_float(u, "u"))
         return 0.5 * r * r
 
     def _B_inside(self, v, u):
@@ -311,22 +312,22 @@ class LeakyReLU(Activation):
         return _where(x >= 0, _full_like(x, 1.0), _full_like(x, self.alpha))
 
     def forward(self, u):
-        u = _float(u)
+        u = _float(u, "u")
         return _where(u >= 0, u, self.alpha * u)
 
     def inverse(self, v):
-        v = _float(v)
+        v = _float(v, "v")
         return _where(v >= 0, v, v / self.alpha)
 
     def derivative(self, u):
-        return self._slope(_float(u))
+        return self._slope(_float(u, "u"))
 
     def F(self, v):
-        v = _float(v)
+        v = _float(v, "v")
         return 0.5 * v * v / self._slope(v)
 
     def F_conj(self, u):
-        u = _float(u)
+        u = _float(u, "u")
         return 0.5 * self._slope(u) * u * u
 
     def _B_inside(self, v, u):
@@ -354,25 +355,25 @@ class Sigmoid(Activation):
     domain = (0.0, 1.0)
 
     def forward(self, u):
-        return _sigmoid(_float(u))
+        return _sigmoid(_float(u, "u"))
 
     def inverse(self, v):
-        v = _float(v)
+        v = _float(v, "v")
         return (torch.logit(v) if is_torch(v) else sps.logit(v))
 
     def derivative(self, u):
-        s = _sigmoid(_float(u))
+        s = _sigmoid(_float(u, "u"))
         return s * (1.0 - s)
 
     def F(self, v):
-        v = _float(v)
+        v = _float(v, "v")
         inside = (v >= 0) & (v <= 1)
         vc = v.clamp(0, 1) if is_torch(v) else np.clip(v, 0, 1)
         val = _xlogx(vc) + _xlogx(1.0 - vc) + _LOG2
         return _where(inside, val, _full_like(val, math.inf))
 
     def F_conj(self, u):
-        return _softplus(_float(u)) - _LOG2
+        return _softplus(_float(u, "u")) - _LOG2
 
     def _B_inside(self, v, u):
         # KL form: v log(v/s) + (1-v) log((1-v)/(1-s)) with log s = -softplus(-u), log(1-s) = -softplus(u).
@@ -396,11 +397,11 @@ class Tanh(Activation):
     _sig = Sigmoid()
 
     def forward(self, u):
-        u = _float(u)
+        u = _float(u, "u")
         return torch.tanh(u) if is_torch(u) else np.tanh(u)
 
     def inverse(self, v):
-        v = _float(v)
+        v = _float(v, "v")
         return torch.atanh(v) if is_torch(v) else np.arctanh(v)
 
     def derivative(self, u):
@@ -408,10 +409,10 @@ class Tanh(Activation):
         return 1.0 - t * t
 
     def F(self, v):
-        return self._sig.F((1.0 + _float(v)) / 2.0)
+        return self._sig.F((1.0 + _float(v, "v")) / 2.0)
 
     def F_conj(self, u):
-        u = _float(u)
+        u = _float(u, "u")
         return _softplus(2.0 * u) - u - _LOG2  # log cosh u, stable for large |u|
 
     def _B_inside(self, v, u):

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ._checks import trusted_values
 from .errors import CheckpointError, FenchelError, SolverError
 from .settings import DEFAULT_LR, BackpropSettings
 from .shards import all_sum_float, is_sharded, world
@@ -195,18 +196,20 @@ class Backprop(Trainer):
         opt = self._optimizer(state)
         opt.zero_grad(set_to_none=True)
         mean = self.settings.reduction == "mean"
-        if is_sharded():
-            # DistributedDataParallel averages the processes' gradients: each process differentiates
-            # size * (its loss) + penalty, so the average is the gradient of the whole batch's objective
-            m = all_sum_float(X0.shape[1])
-            size = world()[1]
-            obj, loss, reg = self._ddp(state)(X0, T, float(size))
-            (obj / m if mean else obj).backward()
-            f = all_sum_float(loss.detach(), X0) + float(reg)
-        else:
-            f_t = self.objective(state.W, state.b, X0, T)
-            (f_t / X0.shape[1] if mean else f_t).backward()
-            f = float(f_t.detach())
+        # the batch was checked; a non-finite objective is the steps' doing, reported below as divergence
+        with trusted_values():
+            if is_sharded():
+                # DistributedDataParallel averages the processes' gradients: each process differentiates
+                # size * (its loss) + penalty, so the average is the gradient of the whole batch's objective
+                m = all_sum_float(X0.shape[1])
+                size = world()[1]
+                obj, loss, reg = self._ddp(state)(X0, T, float(size))
+                (obj / m if mean else obj).backward()
+                f = all_sum_float(loss.detach(), X0) + float(reg)
+            else:
+                f_t = self.objective(state.W, state.b, X0, T)
+                (f_t / X0.shape[1] if mean else f_t).backward()
+                f = float(f_t.detach())
         if not math.isfinite(f):
             raise SolverError(f"objective: expected a finite batch objective, got {f} from finite data: the "
                               f"{self.settings.optimizer} steps diverged (a smaller lr shortens them)",
@@ -239,7 +242,8 @@ class Backprop(Trainer):
         """``primal`` (eq. 3 on the last step's batch, after the step); ``J`` and ``penalty`` are NaN here."""
         if self._last_batch is None:
             return {"J": math.nan, "penalty": math.nan, "primal": math.nan}
-        loss, reg = self._parts(state.W, state.b, *self._last_batch)
+        with trusted_values():  # the batch was checked; the weights may have grown, which the row then shows
+            loss, reg = self._parts(state.W, state.b, *self._last_batch)
         return {"J": math.nan, "penalty": math.nan, "primal": all_sum_float(loss, loss) + float(reg)}
 
 

@@ -410,7 +410,18 @@ def to_float(x: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
     -------
     numpy.ndarray, shape (m, d)
         Samples-first; pixels land in ``[0, 1]``. No samples give shape ``(0, d)``.
+
+    Raises
+    ------
+    ValueRangeError
+        A ``dtype`` that is not a floating type (an integer one would truncate the scaled values).
     """
+    try:
+        kind = np.dtype(dtype).kind
+    except TypeError:
+        kind = ""
+    if kind != "f":
+        raise ValueRangeError(f"dtype: expected a floating dtype (e.g. numpy.float32, numpy.float64), got {dtype!r}")
     x = np.asarray(x)
     if x.ndim < 1:
         raise ShapeError(f"x: expected an array with a leading sample axis (m, ...), got shape {x.shape}")

@@ -27,8 +27,8 @@ import numpy as np
 import scipy.special as sps
 import torch
 
-from ._checks import check_finite, is_torch, values_trusted
-from .errors import ChoiceError, LabelError, ShapeError
+from ._checks import as_array, check_finite, is_torch, values_trusted
+from .errors import ChoiceError, DomainError, LabelError, ShapeError, ValueRangeError
 
 __all__ = ["Loss", "MSELoss", "CrossEntropyLoss", "LOSSES", "get_loss", "one_hot"]
 
@@ -42,31 +42,37 @@ def one_hot(labels: Array, p: int, name: str = "Y") -> Array:
     Raises
     ------
     LabelError
-        Non-integer, non-finite or complex labels, or labels outside ``0..p-1``.
+        Non-integer, non-finite, complex or boolean labels, or labels outside ``0..p-1``.
+    ShapeError
+        Labels that are not one-dimensional.
+    ValueRangeError
+        ``p`` not a positive integer.
     """
+    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 1:
+        raise ValueRangeError(f"p: expected the number of outputs, a positive integer, got {p!r}")
     if is_torch(labels):
-        if labels.is_complex() or labels.is_meta:
+        if labels.is_complex() or labels.is_meta or labels.dtype == torch.bool:
             raise LabelError(f"{name}: integer labels expected, got a tensor of dtype {labels.dtype} on "
                              f"{labels.device}")
-        if labels.is_floating_point() and not bool(torch.isfinite(labels).all()):
-            raise LabelError(f"{name}: integer labels expected, got NaN/inf")
-        if labels.is_floating_point() and not bool((labels == labels.round()).all()):
-            raise LabelError(f"{name}: integer labels expected, got non-integer floats")
-        lab = labels.long()
-        lo, hi = (int(lab.min()), int(lab.max())) if lab.numel() else (0, 0)
+        vals = labels
     else:
-        arr = np.asarray(labels)
-        if arr.dtype.kind not in "iuf":
-            raise LabelError(f"{name}: integer labels expected, got dtype {arr.dtype}")
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            raise LabelError(f"{name}: integer labels expected, got NaN/inf")
-        if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
-            raise LabelError(f"{name}: integer labels expected, got non-integer floats")
-        lab = arr.astype(np.int64)
-        lo, hi = (int(lab.min()), int(lab.max())) if lab.size else (0, 0)
-    if lo < 0 or hi >= p:
-        raise LabelError(f"{name}: labels must lie in 0..{p - 1} (the network has {p} outputs), "
-                         f"got labels in {lo}..{hi}")
+        vals = np.asarray(labels)
+        if vals.dtype.kind not in "iuf":
+            raise LabelError(f"{name}: integer labels expected, got dtype {vals.dtype}")
+    if vals.ndim != 1:
+        raise ShapeError(f"{name}: expected labels of shape (m,), got shape {tuple(vals.shape)}")
+    lib = torch if is_torch(vals) else np
+    floating = vals.is_floating_point() if is_torch(vals) else vals.dtype.kind == "f"
+    if floating and not bool(lib.isfinite(vals).all()):
+        raise LabelError(f"{name}: integer labels expected, got NaN/inf")
+    if floating and not bool((vals == lib.round(vals)).all()):
+        raise LabelError(f"{name}: integer labels expected, got non-integer floats")
+    if len(vals):  # the range of the values as given (a huge float does not fit int64)
+        lo, hi = vals.min().item(), vals.max().item()
+        if lo < 0 or hi >= p:
+            raise LabelError(f"{name}: labels must lie in 0..{p - 1} (the network has {p} outputs), "
+                             f"got labels in {lo:g}..{hi:g}")
+    lab = vals.long() if is_torch(vals) else vals.astype(np.int64)
     if is_torch(lab):
         out = torch.zeros(p, lab.shape[0], dtype=torch.get_default_dtype(), device=lab.device)
         out[lab, torch.arange(lab.shape[0], device=lab.device)] = 1.0
@@ -120,14 +126,22 @@ class Loss:
         pass
 
     def _scores_and_targets(self, Y: Array, Yhat: Array) -> tuple[Array, Array]:
-        """Validate ``Yhat`` as a ``(p, m)`` matrix and return it with the matching ``(p, m)`` targets."""
-        if not is_torch(Yhat):
-            Yhat = np.asarray(Yhat, dtype=float)
+        """Validate ``Yhat`` as a finite real ``(p, m)`` matrix (integer tensors computed in float) and return it
+        with the matching ``(p, m)`` targets."""
+        if is_torch(Yhat):
+            if Yhat.is_complex() or Yhat.is_meta:
+                raise DomainError(f"Yhat: expected real scores holding data, got a tensor of dtype {Yhat.dtype} on "
+                                  f"{Yhat.device}")
+            if not Yhat.is_floating_point():
+                Yhat = Yhat.to(torch.get_default_dtype())
+        else:
+            Yhat = as_array(Yhat, "Yhat")
         if Yhat.ndim != 2:
             raise ShapeError(f"Yhat: expected a (p, m) matrix (outputs x samples), got shape {tuple(Yhat.shape)}")
         T = self.targets(Y, Yhat.shape[0], like=Yhat)
         if T.shape != Yhat.shape:
             raise ShapeError(f"Yhat: expected shape {tuple(T.shape)} to match Y, got {tuple(Yhat.shape)}")
+        check_finite(Yhat, "Yhat")
         return T, Yhat
 
     # -- numeric ----------------------------------------------------------------------------------------------

@@ -441,6 +441,8 @@ class LiftedNetwork:
         """
         l = self._check_layer(l)
         _check_holds_data(X_l, f"X_{l}")
+        if is_torch(X_l):  # integer (or bool) inputs: computed in float, as feed_forward does
+            X_l = X_l if X_l.is_floating_point() else X_l.to(torch.get_default_dtype())
         X_l = as_array(X_l, f"X_{l}")
         check_ndim(X_l, f"X_{l}", 2, "(p_l, m): features x samples")
         check_shape(X_l, f"X_{l}", (self.sizes[l], None), "(p_l, m): features x samples")

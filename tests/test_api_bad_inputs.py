@@ -229,3 +229,76 @@ def test_a_peer_factorization_that_fails_raises_solver_error(model):
     trainer = trainer_of(model)(net, PeerSettings(model=model, batch_size=None, epochs=2, dtype="float32"))
     with pytest.raises(SolverError, match=f"^the {model} model's closed-form update failed"):
         trainer.run(X * 1e20, y, progress=False)  # finite in float32, but its Gram matrix is not
+
+
+# -- second audit: network, losses, data, the torch X-updates -------------------------------------------------------
+def test_pre_activation_of_integer_tensors_is_computed_in_float():
+    net = LiftedNetwork([3, 2, 2], seed=0)
+    ints = net.pre_activation(0, torch.ones(3, 1, dtype=torch.long))
+    assert ints.dtype.is_floating_point
+    assert np.allclose(ints.numpy(), net.pre_activation(0, np.ones((3, 1))))
+
+
+def test_loss_values_need_real_finite_scores():
+    from fenchel_cvx.errors import DomainError
+    from fenchel_cvx.losses import MSELoss
+
+    mse = MSELoss()
+    assert float(mse.value(torch.full((3, 2), 0.5), torch.zeros(3, 2, dtype=torch.long))) == pytest.approx(1.5)
+    with pytest.raises(DomainError, match=r"^Yhat: expected real scores"):
+        mse.value(torch.zeros(3, 2), torch.zeros(3, 2, dtype=torch.complex64))
+    with pytest.raises(DomainError, match=r"^Yhat: expected finite values"):
+        mse.value(np.array([0, 2]), np.array([[np.nan, 0], [0, 0], [0, 0.0]]))
+    with pytest.raises(DomainError, match=r"^Yhat: expected real values, got complex"):
+        mse.value(np.ones((3, 2)), np.ones((3, 2)) * 1j)
+
+
+def test_one_hot_refuses_labels_it_cannot_read():
+    from fenchel_cvx.errors import ValueRangeError
+    from fenchel_cvx.losses import one_hot
+
+    with pytest.raises(ShapeError, match=r"^Y: expected labels of shape \(m,\), got shape \(2, 2\)"):
+        one_hot(np.array([[0, 1], [1, 0]]), 2)  # used to return a matrix of ones
+    with pytest.raises(ShapeError, match=r"^Y: expected labels of shape \(m,\), got shape \(\)"):
+        one_hot(np.array(1), 3)
+    with pytest.raises(ValueRangeError, match=r"^p: expected the number of outputs"):
+        one_hot(np.array([0, 1]), 2.5)
+    with pytest.raises(LabelError, match=r"^Y: labels must lie in 0\.\.2 .* got labels in 0\.\.1e\+20"):
+        one_hot(np.array([0.0, 1e20]), 3)
+    with pytest.raises(LabelError, match=r"^Y: integer labels expected, got a tensor of dtype torch.bool"):
+        one_hot(torch.tensor([True, False]), 2)
+
+
+def test_dataset_arrays_need_a_floating_dtype():
+    from fenchel_cvx.errors import ValueRangeError
+
+    mnist = load_mnist_subset()
+    for dtype in (np.int32, "foo"):
+        with pytest.raises(ValueRangeError, match=r"^dtype: expected a floating dtype"):
+            mnist.arrays("test", dtype=dtype)
+    assert mnist.arrays("test", dtype=np.float32)[0].dtype == np.float32
+
+
+def test_x_hidden_in_float32_reports_overflow_instead_of_optimal():
+    from fenchel_cvx.errors import DomainError
+    from fenchel_cvx.torch import x_hidden
+
+    g = torch.Generator().manual_seed(0)
+    W, b, U = torch.randn(3, 4, generator=g), torch.randn(3, generator=g), torch.randn(4, 5, generator=g)
+    Xn = torch.relu(W @ torch.relu(U) + b[:, None]) + 0.1
+    with pytest.raises(SolverError, match=r"^x_hidden: the optimality residual at the returned point is not finite"):
+        x_hidden(W, b, Xn, U * 1e25, act="relu", act_prev="relu", lam=1.0, lam_prev=1.0)
+    with pytest.raises(DomainError, match=r"^W: the Lipschitz constant of the data term, .* is out of range"):
+        x_hidden(W * 1e19, b, Xn, U, act="relu", act_prev="relu", lam=1.0, lam_prev=1.0)
+
+
+def test_none_and_complex_arrays_are_refused_not_made_nan():
+    from fenchel_cvx.activations import get_activation
+    from fenchel_cvx.errors import DomainError
+
+    relu = get_activation("relu")
+    with pytest.raises(DomainError, match=r"expected a numeric array, got NoneType"):
+        relu.forward(None)
+    net = LiftedNetwork([3, 2, 2], seed=0)
+    with pytest.raises(DomainError, match=r"^X0: expected real values, got complex"):
+        net.feed_forward(np.ones((3, 2)) + 1j)

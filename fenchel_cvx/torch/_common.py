@@ -211,6 +211,10 @@ def finish(subproblem: str, *, value: float, solver: str, t0: float, t1: float, 
                       f"{certificate.numel()} columns above tol); raise max_iter, pass the previous solution as Z0, "
                       "loosen tol or use float64", NotConvergedWarning, stacklevel=3)
     kkt = residual.per_item_relative.to(Z.dtype)
+    if kkt.numel() and not bool(torch.isfinite(kkt).all()):
+        raise SolverError(f"{subproblem}: the optimality residual at the returned point is not finite (it overflows "
+                          f"{Z.dtype}); the inputs are probably too large for the dtype (try float64)",
+                          status="numerical_error", subproblem=subproblem, solver=solver)
     return SubproblemResult(subproblem=subproblem, value=value, status=status, converged=converged, backend="torch",
                             solver=solver, solve_time=t1 - t0, Z=Z, residual=kkt,
                             max_residual=float(kkt.max()) if kkt.numel() else 0.0, iterations=iterations, info=info)

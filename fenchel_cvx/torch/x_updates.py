@@ -88,7 +88,7 @@ import torch
 
 from .._checks import check_choice, check_ndim, check_scalar
 from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, get_activation
-from ..errors import ShapeError, TensorMismatchError, ValueRangeError
+from ..errors import DomainError, ShapeError, TensorMismatchError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
 from ..optimality import Residual, natural_residual
 from ..subproblems import SubproblemResult, check_layer, check_layer_shape
@@ -666,6 +666,10 @@ def _in_blocks(engine: Any, smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap
     L = smooth.curv * A.norm_sq()
     if L <= 0.0:  # W = 0: the data term is constant, one prox step from anywhere is exact
         L = prev.mu
+    if not math.isfinite(L) or L / prev.c > torch.finfo(Z0.dtype).max:
+        # the prox weight a = L / c of every step would overflow the working precision
+        raise DomainError(f"W: the Lipschitz constant of the data term, {L:.3g}, is out of range for {Z0.dtype}; "
+                          "scale W (or lam) down, or use float64")
     m = Z0.shape[1]
     rows = A.rows
     size = m if Z0.device.type != "cpu" else max(_MIN_BLOCK, _CPU_BLOCK // rows)
