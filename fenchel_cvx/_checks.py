@@ -155,6 +155,13 @@ def check_scalar(value: Any, name: str, *, positive: bool = False, nonneg: bool 
     return v
 
 
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool; anything but ``True``/``False`` is refused (``"no"`` would read as true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueRangeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 def per_layer(value: Any, n: int, name: str, *, positive: bool = False, nonneg: bool = False) -> list[float]:
     """Broadcast a scalar, or check a length-``n`` sequence, of per-layer hyperparameters."""
     if np.ndim(value) == 0 and not (is_torch(value) and value.ndim > 0):

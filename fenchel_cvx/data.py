@@ -321,7 +321,7 @@ class Dataset:
 
         Needed for the CIFAR-10 npz layout, whose samples are sorted by class.
         """
-        rng = np.random.default_rng(seed)
+        rng = _rng(seed)
         p_train = rng.permutation(len(self.train_y))
         p_test = rng.permutation(len(self.test_y))
         return replace(self, train_x=self.train_x[p_train], train_y=self.train_y[p_train],
@@ -333,12 +333,12 @@ class Dataset:
         The kept samples stay in their original relative order; the draw uses ``default_rng(seed)``. The channel
         statistics stay those of the training set as loaded.
         """
-        rng = np.random.default_rng(seed)
+        rng = _rng(seed)
 
         def pick(n: int | None, total: int, arg: str) -> np.ndarray:
             if n is None:
                 return np.arange(total)
-            if not (isinstance(n, (int, np.integer)) and 0 < n <= total):
+            if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 0 < n <= total):
                 raise ValueRangeError(f"{arg}: expected an integer in 1..{total}, got {n!r}")
             return np.sort(rng.choice(total, size=int(n), replace=False))
 
@@ -926,9 +926,16 @@ def _widths(hidden: int | Sequence[int] | None) -> list[int]:
         return []
     widths = [hidden] if isinstance(hidden, (int, np.integer)) else list(hidden)
     for i, h in enumerate(widths):
-        if not (isinstance(h, (int, np.integer)) and h >= 1):
+        if not (isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1):
             raise ValueRangeError(f"hidden[{i}]: expected a positive integer width, got {h!r}")
     return [int(h) for h in widths]
+
+
+def _rng(seed: Any, name: str = "seed") -> np.random.Generator:
+    """``numpy.random.default_rng(seed)`` for a seed that is an integer in ``0..2**63-1`` (named when not)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= 2 ** 63 - 1:
+        raise ValueRangeError(f"{name}: expected an integer in 0..2**63-1, got {seed!r}")
+    return np.random.default_rng(int(seed))
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -970,7 +977,7 @@ def teacher(n: int, p: int, m: int, *, act: str | Activation = "relu", seed: int
     noise = check_scalar(noise, "noise", nonneg=True)
     phi = get_activation(act)
     sizes = [n, *_widths(hidden), p]
-    rng = np.random.default_rng(seed)
+    rng = _rng(seed)
     X = rng.standard_normal((m, n))
     W = [rng.standard_normal((q, r)) / np.sqrt(r) for r, q in itertools.pairwise(sizes)]
     b = [0.1 * rng.standard_normal(q) if bias else np.zeros(q) for q in sizes[1:]]
@@ -1010,7 +1017,7 @@ def make_synthetic_classification(m: int, n: int, classes: int, seed: int = 0, *
     if classes < 2:
         raise ValueRangeError(f"classes: expected at least 2, got {classes}")
     phi = get_activation(act)
-    rng = np.random.default_rng(seed)
+    rng = _rng(seed)
     X = rng.standard_normal((m, n))
     H = X
     if hidden is not None:

@@ -38,7 +38,7 @@ from .baselines import Backprop
 from .bcd import BCD
 from .checkpoint import file_mode, load_checkpoint, remove_stale_temporaries, run_config, save_checkpoint, write_atomic
 from .data import Dataset, load_dataset
-from .errors import CheckpointError, FenchelError
+from .errors import CheckpointError, FenchelError, ShapeError, ValueRangeError
 from .network import LiftedNetwork
 from .settings import METHODS, MODE_FLAGS, RunConfig, resumable, unread_settings
 from .shards import barrier, world
@@ -163,10 +163,23 @@ def make_trainer(cfg: RunConfig, in_shape: int | tuple, n_classes: int) -> Train
     Raises
     ------
     ShapeError
-        ``cfg.network.arch`` does not fit the data.
+        ``cfg.network.arch`` does not fit the data, or ``in_shape`` is not a shape of positive integers.
+    ValueRangeError
+        ``n_classes`` not a positive integer.
     """
-    shape = (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
-    layers = cfg.network.layers_for(shape, n_classes)
+    if not isinstance(cfg, RunConfig):
+        raise FenchelError(f"cfg: expected a RunConfig, got {type(cfg).__name__}")
+
+    def whole(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+
+    shape = (in_shape,) if whole(in_shape) else in_shape
+    if not isinstance(shape, (tuple, list)) or not shape or not all(whole(v) for v in shape):
+        raise ShapeError(f"in_shape: expected a sample shape of positive integers ((C, H, W), (n,) or n), got "
+                         f"{in_shape!r}")
+    if not whole(n_classes):
+        raise ValueRangeError(f"n_classes: expected a positive integer, got {n_classes!r}")
+    layers = cfg.network.layers_for(tuple(int(v) for v in shape), int(n_classes))
     net = LiftedNetwork(layers, cfg.network.activation, cfg.network.loss, seed=cfg.train.seed)
     return trainer_class(cfg.method)(net, cfg.trainer_settings())
 
@@ -197,6 +210,12 @@ def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> 
     FenchelError
         A path that does not exist, or no run directory found.
     """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]  # one directory
+    if paths is None or not all(isinstance(p, (str, os.PathLike)) for p in paths):
+        raise FenchelError(f"runs: expected run directories (paths), got {paths!r}")
+    if not paths:
+        raise FenchelError("runs: expected at least one run directory, got none")
     dirs: list[Path] = []
     for p in map(Path, paths):
         if not p.is_dir():

@@ -302,3 +302,63 @@ def test_none_and_complex_arrays_are_refused_not_made_nan():
     net = LiftedNetwork([3, 2, 2], seed=0)
     with pytest.raises(DomainError, match=r"^X0: expected real values, got complex"):
         net.feed_forward(np.ones((3, 2)) + 1j)
+
+
+@pytest.mark.parametrize("face", ["cvx", "torch"])
+def test_w_updates_need_data_and_a_true_bias_flag(face):
+    from fenchel_cvx import cvx
+    from fenchel_cvx import torch as ft
+    from fenchel_cvx.errors import ValueRangeError
+
+    mod = cvx if face == "cvx" else ft
+    rng = np.random.default_rng(3)
+    Xi, Xo = rng.standard_normal((4, 6)), rng.random((3, 6))
+    arr = (lambda a: a) if face == "cvx" else torch.as_tensor
+    with pytest.raises(ShapeError, match=r"^X_in: expected at least one data point"):
+        mod.w_hidden(arr(Xi[:, :0]), arr(Xo[:, :0]), act="relu", lam=1.0, rho=0.1)  # used to return W = 0
+    with pytest.raises(ShapeError, match=r"^X_next: expected at least one row"):
+        mod.w_hidden(arr(Xi), arr(Xo[:0]), act="relu", lam=1.0, rho=0.1)
+    with pytest.raises(ShapeError, match=r"^X_in: expected at least one data point"):
+        mod.w_last(arr(Xi[:, :0]), arr(np.zeros(0, dtype=np.int64)), loss="ce", rho=0.1, p=3)
+    with pytest.raises(ValueRangeError, match=r"^bias: expected True or False, got 'no'"):
+        mod.w_hidden(arr(Xi), arr(Xo), act="relu", lam=1.0, rho=0.1, bias="no")
+    with pytest.raises(ValueRangeError, match=r"^bias: expected True or False, got None"):
+        mod.w_last(arr(Xi), arr(np.arange(6) % 3), loss="ce", rho=0.1, bias=None)
+
+
+def test_data_helpers_refuse_bool_sizes_and_bad_seeds():
+    from fenchel_cvx.data import load_dataset, teacher
+    from fenchel_cvx.errors import ValueRangeError
+
+    with pytest.raises(ValueRangeError, match=r"^hidden\[0\]: expected a positive integer width, got True"):
+        teacher(3, 2, 4, hidden=True)
+    with pytest.raises(ValueRangeError, match=r"^n_train: expected an integer in 1\.\."):
+        load_mnist_subset().subsample(True)
+    for bad in (-1, 1.5, 2 ** 64):
+        with pytest.raises(ValueRangeError, match=r"^seed: expected an integer in 0\.\.2\*\*63-1"):
+            teacher(3, 2, 4, seed=bad)
+    with pytest.raises(ValueRangeError, match=r"^seed: expected an integer"):
+        load_dataset("synthetic", seed=-1)
+    with pytest.raises(ValueRangeError, match=r"^seed: expected an integer"):
+        load_mnist_subset().shuffled(-1)
+
+
+def test_make_trainer_and_collect_runs_check_their_arguments(tmp_path):
+    from fenchel_cvx.errors import ValueRangeError
+    from fenchel_cvx.runs import collect_runs, make_trainer
+    from fenchel_cvx.settings import RunConfig
+
+    cfg = RunConfig()
+    with pytest.raises(ShapeError, match=r"^in_shape: expected a sample shape of positive integers"):
+        make_trainer(cfg, (5.7,), 3)  # used to build a 5-input network
+    with pytest.raises(ValueRangeError, match=r"^n_classes: expected a positive integer, got True"):
+        make_trainer(cfg, 5, True)
+    with pytest.raises(FenchelError, match=r"^cfg: expected a RunConfig"):
+        make_trainer({"method": "adam"}, 5, 3)
+    assert make_trainer(cfg, np.int64(5), 3).sizes == [5, 300, 3]
+    with pytest.raises(FenchelError, match=r"^runs: expected at least one run directory"):
+        collect_runs([])
+    with pytest.raises(FenchelError, match=r"^runs: expected run directories"):
+        collect_runs(None)
+    with pytest.raises(FenchelError, match=r"is not a directory"):
+        collect_runs(str(tmp_path / "nowhere"))  # one path as a string, not its characters

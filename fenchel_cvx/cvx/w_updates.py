@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import cvxpy as cp
 import numpy as np
 
-from .._checks import as_array, check_finite
+from .._checks import as_array, check_finite, check_flag
 from ..activations import Activation, get_activation
 from ..errors import ShapeError
 from ..losses import Loss, get_loss
@@ -193,7 +193,16 @@ def _check_w_hidden(X_in: Any, X_next: Any, act: Activation) -> tuple[np.ndarray
     X_in = as_matrix(X_in, "X_in", (None, None), f"{_LAYOUT}")
     X_next = as_matrix(X_next, "X_next", (None, X_in.shape[1]), f"{_LAYOUT}, columns = X_in.shape[1]")
     act.check_domain(X_next, "X_next")
+    _check_samples(X_in, X_next.shape[0], "X_next")
     return X_in, X_next
+
+
+def _check_samples(X_in: np.ndarray, p_out: int, out_name: str) -> None:
+    """A W-update needs data: at least one sample (column of ``X_in``) and one output row."""
+    if X_in.shape[1] < 1:
+        raise ShapeError(f"X_in: expected at least one data point (column), got shape {X_in.shape}")
+    if p_out < 1:
+        raise ShapeError(f"{out_name}: expected at least one row (output unit), got none")
 
 
 def _hidden_hint(act: Activation, rho: float, gamma: float, bias: bool = True) -> str:
@@ -346,7 +355,7 @@ def w_hidden(X_in: Any, X_next: Any, *, act: str | Activation, lam: float, rho: 
     minimum value is 0 and the minimizer is ``(W*, b*)``.
     """
     t0 = time.perf_counter()
-    layer = check_layer(layer)
+    layer, bias = check_layer(layer), check_flag(bias, "bias")
     if layer is not None:
         X_in, X_next, W0 = _patch_form(layer, X_in, X_next, W0, b0)
         if not layer.is_plain_dense:
@@ -440,6 +449,7 @@ def _check_w_last(X_in: Any, Y: Any, loss: Loss, p: int | None, W0: Any) -> tupl
     if T.shape[1] != X_in.shape[1]:
         raise ShapeError(f"Y: expected {X_in.shape[1]} samples (columns of X_in), got {T.shape[1]} "
                          f"(Y of shape {Y.shape})")
+    _check_samples(X_in, T.shape[0], "Y")
     return X_in, T
 
 
@@ -551,7 +561,7 @@ def w_last(X_in: Any, Y: Any, *, loss: str | Loss, rho: float, gamma: float = 0.
         the solver then returns an epsilon-optimal point far out or fails with a message saying so.
     """
     t0 = time.perf_counter()
-    layer = check_layer(layer, "w_last")
+    layer, bias = check_layer(layer, "w_last"), check_flag(bias, "bias")
     if layer is not None:
         X_in, _, W0 = _patch_form(layer, X_in, None, W0, b0)
         p = _layer_outputs(layer, p)

@@ -81,7 +81,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._checks import check_choice, check_scalar
+from .._checks import check_choice, check_flag, check_scalar
 from ..activations import Activation, get_activation
 from ..errors import NotConvergedWarning, ShapeError, SolverError, TensorMismatchError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
@@ -139,9 +139,15 @@ def _check_init(W_init: Any, b_init: Any, bias: bool, p_out: int, p_in: int, ref
 
 
 def _check_warn(warn: Any) -> bool:
-    if not isinstance(warn, bool):
-        raise ValueRangeError(f"warn: expected True or False, got {warn!r}")
-    return warn
+    return check_flag(warn, "warn")
+
+
+def _check_samples(X_in: torch.Tensor, p_out: int, out_name: str) -> None:
+    """A W-update needs data: at least one sample (column of ``X_in``) and one output row."""
+    if X_in.shape[1] < 1:
+        raise ShapeError(f"X_in: expected at least one data point (column), got shape {tuple(X_in.shape)}")
+    if p_out < 1:
+        raise ShapeError(f"{out_name}: expected at least one row (output unit), got none")
 
 
 def _augment(X_in: torch.Tensor, bias: bool) -> torch.Tensor:
@@ -432,10 +438,9 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
         A factorization failed even after regularization (badly scaled inputs).
     """
     t0 = time.perf_counter()
-    layer = check_layer(layer)
+    layer, bias = check_layer(layer), check_flag(bias, "bias")
     if layer is not None:
-        X_in, X_next, kw = _patch_form(layer, X_in, X_next, bool(bias), W0=W0, b0=b0, W_init=W_init, b_init=b_init,
-                                       U=U)
+        X_in, X_next, kw = _patch_form(layer, X_in, X_next, bias, W0=W0, b0=b0, W_init=W_init, b_init=b_init, U=U)
         if not layer.is_plain_dense:
             res = w_hidden(X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, bias=bias, tol=tol,
                            max_iter=max_iter, warn=warn, method=method, curvature=curvature, relax=relax,
@@ -447,12 +452,13 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     rho = check_scalar(rho, "rho", nonneg=True)
     gamma = check_scalar(gamma, "gamma", nonneg=True)
     tol, max_iter, warn = check_tol(tol), check_max_iter(max_iter), _check_warn(warn)
-    bias = bool(bias)
+    bias = check_flag(bias, "bias")
     check_tensor(X_in, "X_in", shape=(None, None), layout=_LAYOUT)
     check_tensor(X_next, "X_next", ref=X_in, shape=(None, X_in.shape[1]),
                  layout=f"{_LAYOUT}, columns = X_in.shape[1] = {X_in.shape[1]}")
     act.check_domain(X_next, "X_next")
     p_in, p_out = X_in.shape[0], X_next.shape[0]
+    _check_samples(X_in, p_out, "X_next")
     W0, b0 = _check_anchor(W0, b0, gamma, bias, p_out, p_in, X_in)
     _check_init(W_init, b_init, bias, p_out, p_in, X_in)
     relax, line_search = _check_running(method, W_init, b_init, bias, p_in, curvature, relax, line_search, U)
@@ -624,9 +630,9 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
         A factorization failed even after regularization.
     """
     t0 = time.perf_counter()
-    layer = check_layer(layer, "w_last")
+    layer, bias = check_layer(layer, "w_last"), check_flag(bias, "bias")
     if layer is not None:
-        X_in, _, kw = _patch_form(layer, X_in, None, bool(bias), W0=W0, b0=b0, W_init=W_init, b_init=b_init)
+        X_in, _, kw = _patch_form(layer, X_in, None, bias, W0=W0, b0=b0, W_init=W_init, b_init=b_init)
         if p is not None and p != layer.n_out:
             raise ShapeError(f"p: expected None or {layer.n_out}, the outputs of layer {layer.describe()}, got {p!r}")
         p = layer.n_out
@@ -642,11 +648,12 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
     check_choice(method, "method", _LAST_METHODS)
     if p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 1):
         raise ValueRangeError(f"p: expected a positive int (the number of outputs) or None, got {p!r}")
-    bias = bool(bias)
+    bias = check_flag(bias, "bias")
     check_tensor(X_in, "X_in", shape=(None, None), layout=_LAYOUT)
     running = method == "running"
     T = _targets(Y, loss, p, W0, W_init, X_in, X_in.dtype if running else _F64)
     p_in, K = X_in.shape[0], T.shape[0]
+    _check_samples(X_in, K, "Y")
     W0, b0 = _check_anchor(W0, b0, gamma, bias, K, p_in, X_in)
     _check_init(W_init, b_init, bias, K, p_in, X_in)
     relax, line_search = _check_running(method, W_init, b_init, bias, p_in, curvature, relax, line_search)
