@@ -109,7 +109,8 @@ class Activation:
         raise NotImplementedError
 
     def inverse(self, v: Array) -> Array:
-        """phi^{-1}(v) = F'(v), elementwise on the domain (the boundary maps to -inf/+inf where unbounded)."""
+        """phi^{-1}(v) = F'(v), elementwise on the domain (the boundary maps to -inf/+inf where unbounded);
+        :class:`~fenchel_cvx.errors.DomainError` outside it."""
         raise NotImplementedError
 
     def derivative(self, u: Array) -> Array:
@@ -266,7 +267,9 @@ class ReLU(Activation):
         return _relu(_float(u, "u"))
 
     def inverse(self, v):
-        return _float(v, "v") * 1.0
+        v = _float(v, "v")
+        self.check_domain(v, "v")
+        return v * 1.0
 
     def derivative(self, u):
         u = _float(u, "u")
@@ -359,6 +362,7 @@ class Sigmoid(Activation):
 
     def inverse(self, v):
         v = _float(v, "v")
+        self.check_domain(v, "v")
         return (torch.logit(v) if is_torch(v) else sps.logit(v))
 
     def derivative(self, u):
@@ -402,6 +406,7 @@ class Tanh(Activation):
 
     def inverse(self, v):
         v = _float(v, "v")
+        self.check_domain(v, "v")
         return torch.atanh(v) if is_torch(v) else np.arctanh(v)
 
     def derivative(self, u):
@@ -436,7 +441,12 @@ ACTIVATIONS: dict[str, Callable[..., Activation]] = {
 def get_activation(act: str | Activation, **kwargs: Any) -> Activation:
     """Return an :class:`Activation` from a registry name (``"relu"``, ...) or pass an instance through."""
     if isinstance(act, Activation):
+        if kwargs:
+            raise ChoiceError(f"act: an Activation instance carries its own parameters; got it with {kwargs}")
         return act
     if not isinstance(act, str) or act not in ACTIVATIONS:
         raise ChoiceError(f"act: expected one of {sorted(ACTIVATIONS)} or an Activation instance, got {act!r}")
-    return ACTIVATIONS[act](**kwargs)
+    try:
+        return ACTIVATIONS[act](**kwargs)
+    except TypeError:
+        raise ChoiceError(f"act: {act!r} does not take the parameters {sorted(kwargs)}") from None

@@ -362,3 +362,17 @@ def test_make_trainer_and_collect_runs_check_their_arguments(tmp_path):
         collect_runs(None)
     with pytest.raises(FenchelError, match=r"is not a directory"):
         collect_runs(str(tmp_path / "nowhere"))  # one path as a string, not its characters
+
+
+def test_activation_inverse_and_registry_refuse_what_they_cannot_do():
+    from fenchel_cvx.activations import LeakyReLU, get_activation
+    from fenchel_cvx.errors import ChoiceError, DomainError
+
+    for name, outside in (("relu", -1.0), ("sigmoid", 2.0), ("tanh", 2.0)):
+        with pytest.raises(DomainError, match=r"^v: expected values in the domain"):
+            get_activation(name).inverse(np.array([outside]))  # used to return -1, NaN, NaN
+    with pytest.raises(ChoiceError, match=r"^act: an Activation instance carries its own parameters"):
+        get_activation(LeakyReLU(0.1), alpha=0.5)  # used to return alpha 0.1 silently
+    with pytest.raises(ChoiceError, match=r"^act: 'relu' does not take the parameters \['alpha'\]"):
+        get_activation("relu", alpha=0.1)
+    assert get_activation("leaky_relu", alpha=0.2).alpha == 0.2
