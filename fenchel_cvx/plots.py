@@ -143,6 +143,9 @@ def _legend_below(fig: Figure, handles: list, labels: list[str], height: float) 
     return legend
 
 
+_NO_LABEL = object()
+
+
 def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike | None = None,
                   metric: str = "test_acc", *, x: str = "epoch", title: str | None = None,
                   ylim: tuple[float, float] | None = None, figsize: tuple[float, float] = (6.0, 4.0),
@@ -197,8 +200,21 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
         ``ylim`` is not two finite numbers low < high, ``figsize`` not two positive numbers, or ``dpi`` not
         positive.
     """
+    if not isinstance(runs, Mapping):
+        raise ShapeError(f"runs: expected a dict of label -> history rows, got {type(runs).__name__}")
     if not runs:
         raise ShapeError("runs: expected at least one labelled history, got none")
+    bad = next((lb for lb, rows in runs.items() if not isinstance(lb, str) or not isinstance(rows, Sequence)
+                or isinstance(rows, (str, bytes)) or not all(isinstance(r, Mapping) for r in rows)), _NO_LABEL)
+    if bad is not _NO_LABEL:
+        raise ShapeError(f"runs: expected text labels and lists of history rows (dicts), got the entry {bad!r}")
+    if ylim is not None:
+        try:
+            lo, hi = (float(v) for v in ylim)
+        except (TypeError, ValueError):
+            lo = hi = math.nan
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueRangeError(f"ylim: expected two finite numbers low < high, got {ylim!r}")
     try:
         width, height = (float(v) for v in figsize)
         ok = all(math.isfinite(v) and v > 0 for v in (width, height, float(dpi)))
@@ -233,9 +249,6 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
     if not handles:
         raise DomainError(f"runs: no run has a finite {metric!r} value to plot (was a test set given?)")
     if ylim is not None:
-        lo, hi = (float(v) for v in ylim)
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueRangeError(f"ylim: expected two finite numbers low < high, got {tuple(ylim)}")
         ax.set_ylim(lo, hi)
     if x in ("epoch", "step") and all(v == int(v) for v in all_x):  # whole epochs: no 1.25, 1.5 ticks
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

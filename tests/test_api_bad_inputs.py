@@ -376,3 +376,16 @@ def test_activation_inverse_and_registry_refuse_what_they_cannot_do():
     with pytest.raises(ChoiceError, match=r"^act: 'relu' does not take the parameters \['alpha'\]"):
         get_activation("relu", alpha=0.1)
     assert get_activation("leaky_relu", alpha=0.2).alpha == 0.2
+
+
+def test_plot_accuracy_names_bad_runs_and_ylim():
+    from fenchel_cvx.errors import ValueRangeError
+    from fenchel_cvx.plots import plot_accuracy
+
+    rows = [{"epoch": 1.0, "test_acc": 0.5}, {"epoch": 2.0, "test_acc": 0.6}]
+    for runs in ({1: rows}, {None: rows}, {"adam": [1, 2]}, {"adam": 5}, [rows]):
+        with pytest.raises(ShapeError, match=r"^runs: expected"):
+            plot_accuracy(runs)
+    for ylim in ((1,), "ab", (None, 1)):
+        with pytest.raises(ValueRangeError, match=r"^ylim: expected two finite numbers"):
+            plot_accuracy({"adam": rows}, ylim=ylim)
