@@ -155,6 +155,25 @@ def check_scalar(value: Any, name: str, *, positive: bool = False, nonneg: bool 
     return v
 
 
+def check_device(device: Any, name: str = "device") -> Any:
+    """``device`` as a ``torch.device`` this machine has (cpu, an available cuda or mps); named when not."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ChoiceError(f"{name}: expected a torch device string such as 'cpu' or 'cuda', got {device!r} "
+                          f"({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ChoiceError(f"{name}: {device!r} requested but torch sees no CUDA device; use 'cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ChoiceError(f"{name}: {device!r} requested but this torch has no usable MPS (Apple GPU) device; use "
+                          "'cpu'")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ChoiceError(f"{name}: expected a device that holds data, such as 'cpu' or 'cuda', got {device!r}")
+    return dev
+
+
 def check_flag(value: Any, name: str) -> bool:
     """``value`` as a bool; anything but ``True``/``False`` is refused (``"no"`` would read as true)."""
     if not isinstance(value, (bool, np.bool_)):

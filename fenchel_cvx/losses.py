@@ -282,7 +282,7 @@ def get_loss(loss: str | Loss) -> Loss:
     if isinstance(loss, Loss):
         return loss
     aliases = {"cross_entropy": "ce", "crossentropy": "ce"}
-    key = aliases.get(loss, loss) if isinstance(loss, str) else loss
+    key = aliases.get(loss, loss) if isinstance(loss, str) else None
     if key not in LOSSES:
         raise ChoiceError(f"loss: expected one of {sorted(LOSSES)} or a Loss instance, got {loss!r}")
     return LOSSES[key]()

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import as_array, check_finite, check_ndim, check_shape, is_torch, per_layer
+from ._checks import as_array, check_device, check_finite, check_ndim, check_shape, is_torch, per_layer
 from .activations import ACTIVATIONS, Activation, LeakyReLU, ReLU, Sigmoid, Tanh, get_activation
 from .errors import CheckpointError, ChoiceError, DomainError, FenchelError, LabelError, ShapeError, ValueRangeError
 from .layers import Layer, build_layers, parse_arch
@@ -659,6 +659,7 @@ class LiftedNetwork:
             dtype = getattr(torch, dtype)
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueRangeError(f"dtype: expected a floating torch dtype such as torch.float32, got {dtype!r}")
+        device = None if device is None else check_device(device)
         mods: list[nn.Module] = []
         image = len(self.in_shape) == 3
         for l, layer in enumerate(self.layers):

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ._checks import check_choice, check_finite, check_ndim, trusted_values
+from ._checks import check_choice, check_device, check_finite, check_ndim, trusted_values
 from .errors import CheckpointError, ChoiceError, DomainError, FenchelError, LabelError, ShapeError, ShardingError
 from .settings import TrainerSettings, layer_values
 from .shards import all_sum, column_range, is_sharded, local_part, process_group, sharded, traffic_tag, world
@@ -171,10 +171,7 @@ class TrainState:
         if isinstance(dtype, str) and dtype not in _DTYPES:
             raise ChoiceError(f"dtype: expected one of {sorted(_DTYPES)} or a torch dtype, got {dtype!r}")
         if device is not None:
-            try:
-                device = torch.device(device)
-            except (RuntimeError, TypeError):
-                raise ChoiceError(f"device: expected a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+            device = check_device(device)
         dt = _DTYPES[dtype] if isinstance(dtype, str) else dtype
 
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -278,19 +275,7 @@ class Trainer:
         self.batched = s.batch_size is not None
         self.family = appendix_c_family(network)
         self.rho = layer_values(s.rho, self.L + 1, "rho", batched=self.batched, family=self.family)
-        try:
-            self.device = torch.device(s.device)
-        except (RuntimeError, TypeError) as exc:
-            raise FenchelError(f"device: expected a torch device string such as 'cpu' or 'cuda', got {s.device!r} "
-                               f"({exc})") from None
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise FenchelError(f"device: {s.device!r} requested but torch sees no CUDA device; use device='cpu'")
-        if self.device.type == "mps" and not torch.backends.mps.is_available():
-            raise FenchelError(f"device: {s.device!r} requested but this torch has no usable MPS (Apple GPU) "
-                               "device; use device='cpu'")
-        if self.device.type not in ("cpu", "cuda", "mps"):
-            raise FenchelError(f"device: expected a device that holds data, such as 'cpu' or 'cuda', got "
-                               f"{s.device!r}")
+        self.device = check_device(s.device)
         self.dtype = _DTYPES[s.dtype]
         self._last_batch: tuple | None = None
 

@@ -389,3 +389,17 @@ def test_plot_accuracy_names_bad_runs_and_ylim():
     for ylim in ((1,), "ab", (None, 1)):
         with pytest.raises(ValueRangeError, match=r"^ylim: expected two finite numbers"):
             plot_accuracy({"adam": rows}, ylim=ylim)
+
+
+def test_devices_and_loss_names_are_checked_where_they_are_taken():
+    from fenchel_cvx.errors import ChoiceError
+    from fenchel_cvx.losses import get_loss
+
+    net = LiftedNetwork([3, 2, 2], seed=0)
+    with pytest.raises(ChoiceError, match=r"^device: expected a torch device string"):
+        net.to_torch(device="bogus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ChoiceError, match=r"^device: 'cuda' requested but torch sees no CUDA device"):
+            net.to_torch(device="cuda")
+    with pytest.raises(ChoiceError, match=r"^loss: expected one of"):
+        get_loss(["mse"])
