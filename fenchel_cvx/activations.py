@@ -187,6 +187,11 @@ class Activation:
         if is_torch(v) != is_torch(u):
             raise FenchelError("B: v and u must both be numpy arrays or both be torch tensors, "
                                f"got {type(v).__name__} and {type(u).__name__}")
+        try:
+            np.broadcast_shapes(tuple(v.shape), tuple(u.shape))
+        except ValueError:
+            raise ShapeError(f"B: expected v and u of broadcastable shapes, got v {tuple(v.shape)} and u "
+                             f"{tuple(u.shape)}") from None
         # NaN is not "outside the domain": let it propagate instead of turning into a plausible +inf.
         inside = self.in_domain(v) | (torch.isnan(v) if is_torch(v) else np.isnan(v))
         lo, hi = self.domain

@@ -90,6 +90,8 @@ def load_data(cfg: RunConfig) -> tuple[Dataset, dict]:
     DataFileError
         Missing ``data_dir`` or file; the message names it.
     """
+    if not isinstance(cfg, RunConfig):
+        raise FenchelError(f"cfg: expected a RunConfig, got {type(cfg).__name__}")
     d = cfg.data
     kw: dict[str, Any] = {"seed": cfg.train.seed}
     if d.dataset == "synthetic":
@@ -315,6 +317,14 @@ def train_run(cfg: RunConfig | None, out: str | os.PathLike, *, resume: bool = F
     DataFileError
         Missing data files.
     """
+    if cfg is not None and not isinstance(cfg, RunConfig):
+        raise FenchelError(f"cfg: expected a RunConfig or None, got {type(cfg).__name__}")
+    if not isinstance(out, (str, os.PathLike)):
+        raise FenchelError(f"out: expected a run directory path, got {type(out).__name__}")
+    if data is not None and not (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Dataset)
+                                 and isinstance(data[1], dict)):
+        raise FenchelError("data: expected the (Dataset, arrays) pair load_data returns, got "
+                           f"{type(data).__name__}")
     out = Path(out)
     blocking = file_in_the_way(out)
     if blocking is not None:

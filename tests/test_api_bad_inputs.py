@@ -403,3 +403,19 @@ def test_devices_and_loss_names_are_checked_where_they_are_taken():
             net.to_torch(device="cuda")
     with pytest.raises(ChoiceError, match=r"^loss: expected one of"):
         get_loss(["mse"])
+
+
+def test_train_run_and_load_data_name_their_bad_arguments(tmp_path):
+    from fenchel_cvx.activations import ReLU
+    from fenchel_cvx.runs import load_data, train_run
+
+    with pytest.raises(FenchelError, match=r"^cfg: expected a RunConfig"):
+        load_data(None)
+    with pytest.raises(FenchelError, match=r"^cfg: expected a RunConfig or None"):
+        train_run({"x": 1}, tmp_path / "r")
+    with pytest.raises(FenchelError, match=r"^out: expected a run directory path"):
+        train_run(None, None)
+    with pytest.raises(FenchelError, match=r"^data: expected the \(Dataset, arrays\) pair"):
+        train_run(None, tmp_path / "r", data=(1, 2))
+    with pytest.raises(ShapeError, match=r"^B: expected v and u of broadcastable shapes"):
+        ReLU().B(np.ones(3), np.ones(2))
