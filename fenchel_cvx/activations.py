@@ -282,7 +282,7 @@ class ReLU(Activation):
 
     def F(self, v):
         v = _float(v, "v")
-        return _where(v >= 0, 0.5 * v * v, _full_like(v, math.inf))
+        return _where(~(v < 0), 0.5 * v * v, _full_like(v, math.inf))  # not "v >= 0": NaN stays NaN
 
     def F_conj(self, u):
         r = _relu(_float(u, "u"))
@@ -376,7 +376,7 @@ class Sigmoid(Activation):
 
     def F(self, v):
         v = _float(v, "v")
-        inside = (v >= 0) & (v <= 1)
+        inside = ~((v < 0) | (v > 1))  # NaN is not outside: it propagates
         vc = v.clamp(0, 1) if is_torch(v) else np.clip(v, 0, 1)
         val = _xlogx(vc) + _xlogx(1.0 - vc) + _LOG2
         return _where(inside, val, _full_like(val, math.inf))

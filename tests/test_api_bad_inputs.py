@@ -4,6 +4,8 @@ scripts), and each now raises a typed error naming the argument."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -419,3 +421,13 @@ def test_train_run_and_load_data_name_their_bad_arguments(tmp_path):
         train_run(None, tmp_path / "r", data=(1, 2))
     with pytest.raises(ShapeError, match=r"^B: expected v and u of broadcastable shapes"):
         ReLU().B(np.ones(3), np.ones(2))
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+def test_F_lets_nan_through_instead_of_calling_it_outside_the_domain(name):
+    from fenchel_cvx.activations import get_activation
+
+    act = get_activation(name)
+    for lib in (np.array, torch.tensor):
+        out = act.F(lib([float("nan"), -3.0]))
+        assert math.isnan(float(out[0])) and math.isinf(float(out[1]))
