@@ -247,7 +247,8 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
         handles.append(line)
         all_x += xs
     if not handles:
-        raise DomainError(f"runs: no run has a finite {metric!r} value to plot (was a test set given?)")
+        raise DomainError(f"runs: no run has rows with finite numbers in both {x!r} (x) and {metric!r} (metric) to "
+                          "plot (was a test set given? is the x column numeric?)")
     if ylim is not None:
         ax.set_ylim(lo, hi)
     if x in ("epoch", "step") and all(v == int(v) for v in all_x):  # whole epochs: no 1.25, 1.5 ticks

@@ -431,3 +431,12 @@ def test_F_lets_nan_through_instead_of_calling_it_outside_the_domain(name):
     for lib in (np.array, torch.tensor):
         out = act.F(lib([float("nan"), -3.0]))
         assert math.isnan(float(out[0])) and math.isinf(float(out[1]))
+
+
+def test_plot_with_a_text_x_column_names_it():
+    from fenchel_cvx.errors import DomainError
+    from fenchel_cvx.plots import plot_accuracy
+
+    rows = [{"method": "adam", "epoch": 1.0, "test_acc": 0.5}]
+    with pytest.raises(DomainError, match=r"finite numbers in both 'method' \(x\) and 'test_acc' \(metric\)"):
+        plot_accuracy({"adam": rows}, x="method")
