@@ -176,12 +176,19 @@ class Activation:
         v : ndarray or Tensor, shape (...)
             The output side (an X-variable).
         u : ndarray or Tensor, broadcastable with ``v``
-            The pre-activation (``W X + b``).
+            The pre-activation (``W X + b``), finite.
 
         Returns
         -------
         ndarray or Tensor, broadcast shape
-            ``B(v, u) >= 0``, zero exactly where ``v = phi(u)``.
+            ``B(v, u) >= 0``, zero exactly where ``v = phi(u)``; NaN where ``v`` is NaN.
+
+        Raises
+        ------
+        DomainError
+            ``u`` holds NaN/inf (``F*(u) - u v`` has no value there).
+        ShapeError
+            ``v`` and ``u`` do not broadcast.
         """
         v, u = _float(v, "v"), _float(u, "u")
         if is_torch(v) != is_torch(u):
@@ -192,6 +199,7 @@ class Activation:
         except ValueError:
             raise ShapeError(f"B: expected v and u of broadcastable shapes, got v {tuple(v.shape)} and u "
                              f"{tuple(u.shape)}") from None
+        check_finite(u, "u")  # F*(inf) - inf v has no value; a pre-activation that overflowed is an error
         # NaN is not "outside the domain": let it propagate instead of turning into a plausible +inf.
         inside = self.in_domain(v) | (torch.isnan(v) if is_torch(v) else np.isnan(v))
         lo, hi = self.domain

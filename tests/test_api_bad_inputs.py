@@ -440,3 +440,11 @@ def test_plot_with_a_text_x_column_names_it():
     rows = [{"method": "adam", "epoch": 1.0, "test_acc": 0.5}]
     with pytest.raises(DomainError, match=r"finite numbers in both 'method' \(x\) and 'test_acc' \(metric\)"):
         plot_accuracy({"adam": rows}, x="method")
+
+
+def test_B_needs_a_finite_pre_activation():
+    from fenchel_cvx.activations import Sigmoid
+    from fenchel_cvx.errors import DomainError
+
+    with pytest.raises(DomainError, match=r"^u: expected finite values"):
+        Sigmoid().B(np.array([1.0]), np.array([np.inf]))  # used to return NaN
