@@ -448,3 +448,58 @@ def test_B_needs_a_finite_pre_activation():
 
     with pytest.raises(DomainError, match=r"^u: expected finite values"):
         Sigmoid().B(np.array([1.0]), np.array([np.inf]))  # used to return NaN
+
+
+def _observed_curvature(rank=None):
+    from fenchel_cvx.torch.curvature import hidden_curvature
+
+    Xin = torch.rand(3, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    rc = hidden_curvature(3, act="relu", lam=1.0, rho=0.1, gamma=0.0, every=1, rank=rank)
+    rc.observe(Xin)
+    rc.precondition(torch.zeros(1, 4, dtype=torch.float64))  # forms the factor
+    return rc
+
+
+@pytest.mark.parametrize("damage", ["nan factor", "negative m", "S shape", "S nan", "factor kind", "calls float",
+                                    "every float"])
+def test_a_damaged_curvature_state_is_refused(damage):
+    from fenchel_cvx.errors import CheckpointError
+    from fenchel_cvx.torch.curvature import RunningCurvature
+
+    d = _observed_curvature().state_dict()
+    if damage == "nan factor":
+        d["factor"][1].fill_(float("nan"))  # used to give NaN weights, silently
+    elif damage == "negative m":
+        d["m"] = -10  # used to give weights of 1e11
+    elif damage == "S shape":
+        d["S"] = torch.zeros(2, 2, dtype=torch.float64)
+    elif damage == "S nan":
+        d["S"] = d["S"].fill_(float("nan"))
+    elif damage == "factor kind":
+        d["factor"][0] = "banded"
+    elif damage == "calls float":
+        d["calls"] = 2.5
+    else:
+        d["every"] = 2.7  # used to be cut to 2
+    with pytest.raises(CheckpointError, match=r"^curvature: "):
+        RunningCurvature.from_state_dict(d)
+    assert torch.equal(RunningCurvature.from_state_dict(_observed_curvature(rank=1).state_dict()).matrix(),
+                       _observed_curvature(rank=1).matrix())
+
+
+def test_curvature_constructors_check_p_in_bias_and_device():
+    from fenchel_cvx.errors import ChoiceError, ValueRangeError
+    from fenchel_cvx.torch.curvature import hidden_curvature, last_curvature
+
+    kw = dict(act="relu", lam=1.0, rho=0.1, gamma=0.0)
+    with pytest.raises(ValueRangeError, match=r"^p_in: expected the layer's input count"):
+        hidden_curvature(-1, **kw)
+    with pytest.raises(ValueRangeError, match=r"^p_in: expected"):
+        last_curvature(True, loss="ce", rho=0.1, gamma=0.0)
+    with pytest.raises(ValueRangeError, match=r"^bias: expected True or False"):
+        hidden_curvature(3, bias="no", **kw)
+    with pytest.raises(ChoiceError, match=r"^device: expected a torch device string"):
+        hidden_curvature(3, device="bogus", **kw)
+    with pytest.raises(ChoiceError, match=r"^device: expected a torch device string"):
+        _observed_curvature().to("bogus")
+    assert hidden_curvature(3, every=np.int64(5), rank=np.int64(2), **kw).every == 5

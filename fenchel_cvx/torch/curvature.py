@@ -27,12 +27,14 @@ For a plain dense layer ``layer.patch_size == p_in`` and ``layer.patches(X_in)``
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from .._checks import check_finite, check_scalar
+from .._checks import check_device, check_finite, check_flag, check_scalar
 from ..activations import Activation, get_activation
 from ..errors import CheckpointError, ShapeError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, get_loss
@@ -82,12 +84,13 @@ class RunningCurvature:
         if not isinstance(mu, torch.Tensor) or mu.ndim != 1 or not bool(torch.isfinite(mu).all()) or \
                 bool((mu < 0).any()):
             raise ValueRangeError(f"mu: expected a 1-D tensor of finite values >= 0, got {mu!r}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
             raise ValueRangeError(f"every: expected an integer >= 1 (batches between refreshes), got {every!r}")
-        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1):
             raise ValueRangeError(f"rank: expected None or an integer >= 1, got {rank!r}")
-        if not (isinstance(decay, (int, float)) and 0.0 <= decay < 1.0):
+        if isinstance(decay, bool) or not (isinstance(decay, numbers.Real) and 0.0 <= decay < 1.0):
             raise ValueRangeError(f"decay: expected a float in [0, 1), got {decay!r}")
+        every, rank = int(every), None if rank is None else int(rank)
         if not isinstance(bias, bool) or (bias and mu.shape[0] < 1):
             raise ValueRangeError(f"bias: expected True or False (True needs len(mu) >= 1), got {bias!r}")
         self.mu = mu.detach().to(_F64)
@@ -211,23 +214,66 @@ class RunningCurvature:
 
     @classmethod
     def from_state_dict(cls, d: dict, device: str | torch.device = "cpu") -> RunningCurvature:
+        """Rebuild an estimate from :meth:`state_dict` on ``device``.
+
+        Raises
+        ------
+        CheckpointError
+            A dict that is not such a state, or whose entries do not fit together (shapes, counts, a non-finite or
+            mis-shaped ``S`` or factor): a damaged estimate would scale every step silently.
+        ChoiceError
+            An unknown or unavailable ``device``.
+        """
+        device = check_device(device)
         try:
-            rc = cls(float(d["s"]), d["mu"].to(device), bias=bool(d["bias"]), every=int(d["every"]), rank=d["rank"],
-                     decay=float(d["decay"]))
-            rc.S = None if d["S"] is None else d["S"].to(device=device, dtype=_F64)
-            rc.m, rc.refreshes, rc.calls = int(d["m"]), int(d["refreshes"]), int(d["calls"])
-            f = d["factor"]
-            rc._factor = None if f is None else tuple([f[0]] + [x.to(device) if torch.is_tensor(x) else x
-                                                                 for x in f[1:]])
+            rc = cls(d["s"], d["mu"].to(device), bias=d["bias"], every=d["every"], rank=d["rank"], decay=d["decay"])
+            S, f = d["S"], d["factor"]
+            counts = {k: d[k] for k in ("m", "refreshes", "calls")}
         except (KeyError, TypeError, AttributeError, ValueRangeError) as exc:
             raise CheckpointError(f"curvature: expected a RunningCurvature state dict, got an unreadable one ({exc})"
                                   ) from None
+        bad = [k for k, v in counts.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+        if bad:
+            raise CheckpointError(f"curvature: expected counts m, refreshes, calls that are integers >= 0, got "
+                                  f"{ {k: counts[k] for k in bad} }")
+        p = rc.p_a
+        if S is not None:
+            if not (torch.is_tensor(S) and tuple(S.shape) == (p, p) and S.is_floating_point()
+                    and bool(torch.isfinite(S).all())) or counts["m"] < 1 or counts["refreshes"] < 1:
+                raise CheckpointError(f"curvature: expected S a finite ({p}, {p}) matrix observed on m >= 1 samples, "
+                                      f"got {type(S).__name__} {tuple(getattr(S, 'shape', ()))}, m = {counts['m']}, "
+                                      f"refreshes = {counts['refreshes']}")
+            rc.S = S.to(device=device, dtype=_F64)
+        elif f is not None:
+            raise CheckpointError("curvature: a factor without S (no batch observed) is not a state")
+        if f is not None:
+            rc._factor = _checked_factor(f, p, rc.rank, device)
+        rc.m, rc.refreshes, rc.calls = counts["m"], counts["refreshes"], counts["calls"]
         return rc
+
+
+def _checked_factor(f: Any, p: int, rank: int | None, device: Any) -> tuple:
+    """A saved factor (``("full", inverse)`` or ``("lowrank", V_k, corr, sigma)``), checked and moved."""
+    def fine(t: Any, shape: tuple) -> bool:
+        return torch.is_tensor(t) and tuple(t.shape) == shape and bool(torch.isfinite(t).all())
+
+    kind = f[0] if isinstance(f, (list, tuple)) and f else None
+    if kind == "full" and len(f) == 2 and fine(f[1], (p, p)):
+        return ("full", f[1].to(device))
+    k = rank if rank is not None else -1
+    if (kind == "lowrank" and len(f) == 4 and fine(f[1], (p, k)) and fine(f[2], (k,))
+            and isinstance(f[3], float) and math.isfinite(f[3]) and f[3] > 0):
+        return ("lowrank", f[1].to(device), f[2].to(device), f[3])
+    raise CheckpointError(f"curvature: expected a factor ('full', ({p}, {p}) inverse) or ('lowrank', ({p}, {k}) "
+                          "vectors, their corrections, sigma > 0), finite, got a damaged one")
 
 
 # -- estimates for the two W-updates -------------------------------------------------------------------------
 def _regularizer(rho: float, gamma: float, bias: bool, p_in: int, device: str | torch.device) -> torch.Tensor:
     """``mu``: ``2(rho + gamma)`` on the weights, ``2 gamma`` on the bias (which ``rho`` does not penalize)."""
+    if isinstance(p_in, bool) or not isinstance(p_in, numbers.Integral) or p_in < 1:
+        raise ValueRangeError(f"p_in: expected the layer's input count, a positive integer, got {p_in!r}")
+    bias, device, p_in = check_flag(bias, "bias"), check_device(device), int(p_in)
     mu = torch.full((p_in + int(bias),), 2.0 * (rho + gamma), dtype=_F64, device=device)
     if bias:
         mu[p_in] = 2.0 * gamma
