@@ -503,3 +503,31 @@ def test_curvature_constructors_check_p_in_bias_and_device():
     with pytest.raises(ChoiceError, match=r"^device: expected a torch device string"):
         _observed_curvature().to("bogus")
     assert hidden_curvature(3, every=np.int64(5), rank=np.int64(2), **kw).every == 5
+
+
+def test_cvx_face_solver_controls_are_checked():
+    from fenchel_cvx import cvx
+    from fenchel_cvx.errors import ChoiceError, ValueRangeError
+
+    P = _x_hidden_problem()
+    args = (P.pop("W"), P.pop("b"), P.pop("X_next"), P.pop("U_prev"))
+    with pytest.raises(ValueRangeError, match=r"^polish: expected True or False, got 'no'"):
+        cvx.x_hidden(*args, polish="no", **P)  # used to polish
+    for bad in (5, ""):
+        with pytest.raises(ChoiceError, match=r"^solver: expected a CVXPY solver name"):
+            cvx.x_hidden(*args, solver=bad, **P)
+    with pytest.raises(ValueRangeError, match=r"^solver_opts: \['solver'\] are set by the face"):
+        cvx.x_hidden(*args, solver_opts={"solver": "SCS"}, **P)  # used to replace the solver silently
+    with pytest.raises(SolverError, match=r"^x_hidden: solver CLARABEL refused to run \(TypeError"):
+        cvx.x_hidden(*args, solver="CLARABEL", solver_opts={"bogus_key": 1}, **P)
+
+
+def test_cvx_w_last_checks_p_with_target_columns():
+    from fenchel_cvx import cvx
+    from fenchel_cvx.errors import ValueRangeError
+
+    rng = np.random.default_rng(4)
+    Xin, Y = rng.standard_normal((3, 6)), rng.standard_normal((2, 6))
+    for bad in ("2", True, 0):
+        with pytest.raises(ValueRangeError, match=r"^p: expected a positive int"):
+            cvx.w_last(Xin, Y, loss="mse", rho=0.1, p=bad)

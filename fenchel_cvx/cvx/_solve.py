@@ -27,7 +27,7 @@ import osqp
 
 from .._checks import check_choice
 from ..activations import Activation
-from ..errors import InaccurateSolutionWarning, SolverError, ValueRangeError
+from ..errors import ChoiceError, InaccurateSolutionWarning, SolverError, ValueRangeError
 from ..losses import Loss, MSELoss
 
 __all__ = [
@@ -102,11 +102,30 @@ def default_solver(acts: Iterable[Activation], loss: Loss | None = None) -> str:
     return "CLARABEL"
 
 
+def check_solver(solver: Any) -> str | None:
+    """``solver`` as an upper-case CVXPY solver name, or ``None`` for the default (installed names are checked when
+    the model is solved)."""
+    if solver is None:
+        return None
+    if not isinstance(solver, str) or not solver.strip():
+        raise ChoiceError(f"solver: expected a CVXPY solver name such as 'OSQP' or 'CLARABEL' (or None for the "
+                          f"default), got {solver!r}")
+    return solver.upper()
+
+
+#: ``problem.solve`` keywords the faces set themselves; in ``solver_opts`` they would replace them silently.
+_RESERVED_OPTS = ("solver", "ignore_dpp", "canon_backend")
+
+
 def solver_settings(solver: str, solver_opts: dict[str, Any] | None, qp: bool = True) -> dict[str, Any]:
     """The default settings of ``solver`` (for a QP or an exponential-cone model) updated with ``solver_opts``."""
     if solver_opts is not None and not isinstance(solver_opts, dict):
         raise ValueRangeError(f"solver_opts: expected a dict of {solver} settings, e.g. {{'max_iter': 1000}}, got "
                               f"{type(solver_opts).__name__}")
+    reserved = sorted(set(solver_opts or {}) & set(_RESERVED_OPTS))
+    if reserved:
+        raise ValueRangeError(f"solver_opts: {reserved} are set by the face, not solver settings; pass the solver as "
+                              "solver=")
     opts = dict(_DEFAULT_OPTS.get(solver, {}))
     if not qp:
         opts.update(_CONIC_OPTS.get(solver, {}))
@@ -207,6 +226,10 @@ def run_solver(problem: cp.Problem, *, subproblem: str, solver: str, solver_opts
         raise SolverError(f"{subproblem}: solver {solver} failed ({exc}); {tip}, or solve with "
                           f"solver_opts={{'verbose': True}} to see its log{hint}",
                           status="solver_error", subproblem=subproblem, solver=solver) from None
+    except Exception as exc:  # a solver's own exception, mostly a setting it refuses (a key, a type, a range)
+        raise SolverError(f"{subproblem}: solver {solver} refused to run ({type(exc).__name__}: {exc}); check "
+                          f"solver_opts={solver_opts!r} against {solver}'s settings", status="solver_error",
+                          subproblem=subproblem, solver=solver) from None
     wall = time.perf_counter() - t0
     status = problem.status
     if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):

@@ -33,13 +33,13 @@ import numpy as np
 
 from .._checks import as_array, check_finite, check_flag
 from ..activations import Activation, get_activation
-from ..errors import ShapeError
+from ..errors import ShapeError, ValueRangeError
 from ..losses import Loss, get_loss
 from ..optimality import w_hidden_objective, w_hidden_residual, w_last_objective, w_last_residual
 from ..subproblems import SubproblemResult, check_layer, check_layer_shape
 from ._model import CvxModel, as_matrix, as_vector, blocks, cached_model, finish, hyper, to_numpy
 from ._polish import can_polish_loss, polish_w_full, polish_w_rows
-from ._solve import QP_ACTIVATIONS, SolveInfo, default_solver
+from ._solve import QP_ACTIVATIONS, SolveInfo, check_solver, default_solver
 
 if TYPE_CHECKING:
     from ..layers import Layer
@@ -248,6 +248,7 @@ class WHiddenModel(_WModel):
               solver_opts: dict | None = None, polish: bool = True) -> SubproblemResult:
         """Load the data, solve, and return the same result as :func:`w_hidden` (without chunking)."""
         t0 = time.perf_counter()
+        solver, polish = check_solver(solver), check_flag(polish, "polish")
         X_in, X_next = _check_w_hidden(X_in, X_next, self.act)
         self._check_shape(X_in, X_next.shape[0])
         W0, b0 = _check_anchor(W0, b0, self.gamma, self.bias, *self.W_shape)
@@ -356,6 +357,7 @@ def w_hidden(X_in: Any, X_next: Any, *, act: str | Activation, lam: float, rho: 
     """
     t0 = time.perf_counter()
     layer, bias = check_layer(layer), check_flag(bias, "bias")
+    solver, polish = check_solver(solver), check_flag(polish, "polish")
     if layer is not None:
         X_in, X_next, W0 = _patch_form(layer, X_in, X_next, W0, b0)
         if not layer.is_plain_dense:
@@ -434,6 +436,8 @@ def _w_hidden_result(W, b, infos, t0, X_in, X_next, act, lam, rho, gamma, W0, b0
 # ----------------------------------------------------------------------------------------------------- w_last
 def _check_w_last(X_in: Any, Y: Any, loss: Loss, p: int | None, W0: Any) -> tuple[np.ndarray, np.ndarray]:
     X_in = as_matrix(X_in, "X_in", (None, None), f"{_LAYOUT}")
+    if p is not None and (isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 1):
+        raise ValueRangeError(f"p: expected a positive int (the number of outputs) or None, got {p!r}")
     Y = np.asarray(to_numpy(Y))
     if Y.ndim == 2:
         if p is not None and Y.shape[0] != p:
@@ -485,6 +489,7 @@ class WLastModel(_WModel):
               solver_opts: dict | None = None, polish: bool = True) -> SubproblemResult:
         """Load the data, solve, and return the same result as :func:`w_last`."""
         t0 = time.perf_counter()
+        solver, polish = check_solver(solver), check_flag(polish, "polish")
         X_in, Y = _check_w_last(X_in, Y, self.loss, self.W_shape[0], W0)
         self._check_shape(X_in, Y.shape[0])
         W0, b0 = _check_anchor(W0, b0, self.gamma, self.bias, *self.W_shape)
@@ -562,6 +567,7 @@ def w_last(X_in: Any, Y: Any, *, loss: str | Loss, rho: float, gamma: float = 0.
     """
     t0 = time.perf_counter()
     layer, bias = check_layer(layer, "w_last"), check_flag(bias, "bias")
+    solver, polish = check_solver(solver), check_flag(polish, "polish")
     if layer is not None:
         X_in, _, W0 = _patch_form(layer, X_in, None, W0, b0)
         p = _layer_outputs(layer, p)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import cvxpy as cp
 import numpy as np
 
-from .._checks import as_array, check_finite
+from .._checks import as_array, check_finite, check_flag
 from ..activations import Activation, get_activation
 from ..errors import ShapeError
 from ..losses import Loss, get_loss
@@ -37,7 +37,7 @@ from ..optimality import x_hidden_objective, x_hidden_residual, x_last_objective
 from ..subproblems import SubproblemResult, check_layer, check_layer_shape
 from ._model import CvxModel, as_matrix, as_vector, auto_budget, blocks, cached_model, finish, hyper, to_numpy
 from ._polish import can_polish_loss, loss_hessian, polish_x
-from ._solve import QP_ACTIVATIONS, SolveInfo, default_solver
+from ._solve import QP_ACTIVATIONS, SolveInfo, check_solver, default_solver
 
 if TYPE_CHECKING:
     from ..layers import Layer
@@ -225,6 +225,7 @@ class XHiddenModel(_XModel):
               solver_opts: dict | None = None, polish: bool = True) -> SubproblemResult:
         """Load the data, solve, and return the same result as :func:`x_hidden` (without chunking)."""
         t0 = time.perf_counter()
+        solver, polish = check_solver(solver), check_flag(polish, "polish")
         W, b, X_next, U_prev = _check_x_hidden(W, b, X_next, U_prev, self.act)
         self._check_shape(W, X_next.shape[1])
         Z, infos, clip, duals = _solve_columns(
@@ -317,6 +318,7 @@ def x_hidden(W: Any, b: Any, X_next: Any, U_prev: Any, *, act: str | Activation,
         A status other than optimal.
     """
     t0 = time.perf_counter()
+    solver, polish = check_solver(solver), check_flag(polish, "polish")
     act, act_prev = get_activation(act), get_activation(act_prev)
     lam, lam_prev = hyper(lam, "lam", positive=True), hyper(lam_prev, "lam_prev", positive=True)
     W, b = _layer_matrix(check_layer(layer), W, b, X_next=(X_next, "out"), U_prev=(U_prev, "in"))
@@ -413,6 +415,7 @@ class XLastModel(_XModel):
               solver_opts: dict | None = None, polish: bool = True) -> SubproblemResult:
         """Load the data, solve, and return the same result as :func:`x_last` (without chunking)."""
         t0 = time.perf_counter()
+        solver, polish = check_solver(solver), check_flag(polish, "polish")
         W, b, Y, U_prev = _check_x_last(W, b, Y, U_prev, self.loss)
         self._check_shape(W, Y.shape[1])
         Z, infos, clip, duals = _solve_columns(
@@ -490,6 +493,7 @@ def x_last(W: Any, b: Any, Y: Any, U_prev: Any, *, loss: str | Loss, act_prev: s
         A status other than optimal.
     """
     t0 = time.perf_counter()
+    solver, polish = check_solver(solver), check_flag(polish, "polish")
     loss, act_prev = get_loss(loss), get_activation(act_prev)
     lam_prev = hyper(lam_prev, "lam_prev", positive=True)
     W, b = _layer_matrix(check_layer(layer, "x_last"), W, b, U_prev=(U_prev, "in"))
