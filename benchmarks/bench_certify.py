@@ -25,6 +25,7 @@ import argparse
 import math
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -110,4 +111,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _cli import run_main  # beside this script
+
+    sys.exit(run_main(main))

@@ -133,10 +133,12 @@ def run(sizes: list[tuple[int, int]], fractions: list[float], exp: bool, polish:
 
 def _size(text: str) -> tuple[int, int]:
     try:
-        p, m = text.lower().split("x")
-        return int(p), int(m)
+        p, m = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected PxM, e.g. 100x500, got {text!r}") from None
+    if p < 1 or m < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes PxM, e.g. 100x500, got {text!r}")
+    return p, m
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,4 +161,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main  # beside this script
+
+    sys.exit(run_main(main))

@@ -12,6 +12,7 @@ in ``docs/benchmarks.md``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -55,4 +56,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from _cli import run_main  # beside this script
+
+    sys.exit(run_main(main))

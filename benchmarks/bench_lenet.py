@@ -85,6 +85,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke scale: the shipped MNIST subset, 2 epochs")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    bad = [part for part in args.parts.split(",") if part not in ("first", "full")]
+    if bad or not args.parts:
+        p.error(f"--parts: expected first, full or first,full, got {args.parts!r}")
+    if args.epochs is not None and args.epochs < 1:
+        p.error(f"--epochs: expected a positive integer, got {args.epochs}")
     if args.quick:
         args.dataset, args.data_dir = "mnist-small", None
         args.epochs = args.epochs or 2
@@ -159,4 +164,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main  # beside this script
+
+    sys.exit(run_main(main))

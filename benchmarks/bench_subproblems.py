@@ -46,11 +46,13 @@ import scipy.optimize as so
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cvx import K, make_data  # noqa: E402  (same instances as the CVXPY benchmark)
+from bench_cvx import K, _size, make_data  # noqa: E402  (same instances as the CVXPY benchmark)
 
 from fenchel_cvx import cvx  # noqa: E402
 from fenchel_cvx import torch as ft  # noqa: E402
+from fenchel_cvx._checks import check_device  # noqa: E402
 from fenchel_cvx.activations import get_activation  # noqa: E402
+from fenchel_cvx.errors import ChoiceError  # noqa: E402
 from fenchel_cvx.losses import get_loss  # noqa: E402
 
 RELU = get_activation("relu")
@@ -213,7 +215,7 @@ def run(sizes, fractions, cap: float, seed: int, cvxpy: bool = True, repeats: in
             + (f" {'floor s':>8} {'lbfgs/floor':>11}" if floor else ""))
     print(head)
     print("-" * len(head))
-    for (p, m), frac in zip(sizes, fractions, strict=False):
+    for (p, m), frac in zip(sizes, fractions, strict=True):
         d = make_data(p, m, seed)
         for name, variant, run_t, run_c, fg, x0, bounds, sep in cases(d):
             with warnings.catch_warnings():
@@ -288,9 +290,11 @@ def run_mnist(rows: int, seed: int) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", nargs="+", default=["100x500", "300x2000"], help="p x m pairs")
-    ap.add_argument("--fraction", nargs="+", type=float, default=[1.0, 0.1],
-                    help="fraction of separable columns/rows CVXPY solves, one per size")
+    ap.add_argument("--sizes", type=_size, nargs="+", default=[(100, 500), (300, 2000)], metavar="PxM",
+                    help="p x m pairs")
+    ap.add_argument("--fraction", nargs="+", type=float, default=None,
+                    help="fraction of separable columns/rows CVXPY solves, one per size or one for all (default: 1 "
+                    "and 0.1 for the default sizes, else 1)")
     ap.add_argument("--lbfgs-cap", type=float, default=300.0, help="seconds before L-BFGS-B is stopped")
     ap.add_argument("--mnist", action="store_true", help="add the full-MNIST-sized torch cases")
     ap.add_argument("--mnist-rows", type=int, default=30, help="rows of the 60k w_hidden case actually solved")
@@ -303,12 +307,21 @@ def main(argv=None) -> int:
     ap.add_argument("--floor", action="store_true", help="add the time of x_hidden's and w_hidden's unavoidable "
                     "kernels (products and factorizations) and the speed-up over L-BFGS-B it would allow")
     a = ap.parse_args(argv)
-    if a.threads:
+    sizes = a.sizes
+    fr = a.fraction or ([1.0, 0.1] if sizes == [(100, 500), (300, 2000)] else [1.0] * len(sizes))
+    fr = fr * len(sizes) if len(fr) == 1 else fr
+    if len(fr) != len(sizes) or not all(0 < f <= 1 for f in fr):
+        ap.error(f"--fraction: expected one value or {len(sizes)} (one per size), each in (0, 1], got {a.fraction}")
+    for flag, value in (("--threads", a.threads), ("--repeats", a.repeats), ("--mnist-rows", a.mnist_rows)):
+        if value is not None and value < 1:
+            ap.error(f"{flag}: expected a positive integer, got {value}")
+    if a.threads is not None:
         torch.set_num_threads(a.threads)
     global DEVICE
-    DEVICE = torch.device(a.device)
-    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in a.sizes]
-    fr = (a.fraction * len(sizes))[: len(sizes)] if len(a.fraction) == 1 else a.fraction
+    try:
+        DEVICE = check_device(a.device)
+    except ChoiceError as exc:
+        ap.error(f"--{exc}")
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, python {platform.python_version()}, torch solves on {DEVICE}"
           + (f" ({torch.cuda.get_device_name(DEVICE)})" if DEVICE.type == "cuda" else ""))
@@ -319,4 +332,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from _cli import run_main  # beside this script
+
+    sys.exit(run_main(main))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 
 import numpy as np
@@ -126,6 +127,8 @@ def main() -> None:
     ap.add_argument("--methods", default="newton,newton_cg")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads < 0:
+        ap.error(f"--threads: expected 0 (torch's default) or a positive integer, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.case == "hidden":
@@ -137,4 +140,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _cli import run_main  # beside this script
+
+    sys.exit(run_main(main))

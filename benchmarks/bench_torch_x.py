@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 
 import numpy as np
@@ -121,7 +122,9 @@ def main() -> None:
     ap.add_argument("--float32", action="store_true")
     ap.add_argument("--lbfgs", action="store_true")
     args = ap.parse_args()
-    if args.threads:
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads: expected a positive integer, got {args.threads}")
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     dtype = torch.float32 if args.float32 else F64
     if args.case == "hidden":
@@ -131,4 +134,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _cli import run_main  # beside this script
+
+    sys.exit(run_main(main))

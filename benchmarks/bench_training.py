@@ -89,11 +89,16 @@ def _parse(argv=None) -> argparse.Namespace:
                    "alike; the s/epoch ratios are then comparable")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads: expected a positive integer, got {args.threads}")
+    for flag in ("full_epochs", "full_n_train"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')}: expected a positive integer, got {getattr(args, flag)}")
     if args.quick:
         args.epochs = min(args.epochs, 2)
-        args.full_n_train = args.full_n_train or 2000
-    args.full_epochs = args.full_epochs or args.epochs
-    args.full_n_train = args.full_n_train or args.n_train
+        args.full_n_train = 2000 if args.full_n_train is None else args.full_n_train
+    args.full_epochs = args.epochs if args.full_epochs is None else args.full_epochs
+    args.full_n_train = args.n_train if args.full_n_train is None else args.full_n_train
     return args
 
 
@@ -170,7 +175,7 @@ def _finish(s: dict, out: Path) -> dict:
 
 def main(argv=None) -> int:
     args = _parse(argv)
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -267,4 +272,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main  # beside this script
+
+    sys.exit(run_main(main))

@@ -32,7 +32,9 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None, help="override the data folder saved in the run's config")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    if args.threads:
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads: expected a positive integer, got {args.threads}")
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     print("| run | feed-forward test acc | argmin (eq. 12) test acc | argmin seconds |")
     print("|---|---|---|---|")
@@ -55,4 +57,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main  # beside this script
+
+    sys.exit(run_main(main))

@@ -97,13 +97,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", default="{}", help="settings of the probe, JSON (default: the defaults)")
     p.add_argument("--batches", type=int, default=3, help="batches of the probe")
     args = p.parse_args(argv)
+    try:
+        settings = json.loads(args.set)
+    except json.JSONDecodeError as exc:
+        p.error(f"--set: expected a JSON dict of settings, got {args.set!r} ({exc})")
+    if not isinstance(settings, dict):
+        p.error(f"--set: expected a JSON dict of settings, e.g. '{{\"tol\": 1e-10}}', got {args.set!r}")
+    for run in args.runs or []:
+        if not (Path(run) / CONFIG).is_file() or not (Path(run) / MODEL).is_file():
+            p.error(f"runs: {str(run)!r} is not a run directory written by `fenchel-cvx train` (no {CONFIG} and "
+                    f"{MODEL})")
     torch.set_num_threads(1)
     if args.runs:
         print("| run | " + " | ".join(f"W_{l}" for l in range(5)) + " |\n|---|---|---|---|---|---|")
         for run in args.runs:
             print(f"| {run} | " + " | ".join(f"{v:.3g}" for v in run_motion(run)) + " |")
     if args.probe:
-        rows = probe(json.loads(args.set), args.batches)
+        rows = probe(settings, args.batches)
         print(f"\nprobe, settings {args.set}: relative change in one BCD step")
         print("| batch | X_1 | X_2 | X_3 | X_4 | W_0 | W_1 | W_2 | W_3 | W_4 |\n|---" + "|---" * 9 + "|")
         for i, (dX, dW, _) in enumerate(rows):
@@ -116,4 +126,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main  # beside this script
+
+    sys.exit(run_main(main))

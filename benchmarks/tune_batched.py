@@ -77,13 +77,23 @@ def main(argv=None) -> int:
     p.add_argument("--split-seed", type=int, default=123, help="seed of the train/validation split")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    if args.threads:
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads: expected a positive integer, got {args.threads}")
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
-    grid = json.loads(args.grid) if args.grid else DEFAULT_GRID
+    try:
+        grid = json.loads(args.grid) if args.grid else DEFAULT_GRID
+    except json.JSONDecodeError as exc:
+        p.error(f"--grid: expected a JSON list of settings dicts, got {args.grid!r} ({exc})")
+    if not isinstance(grid, list) or not grid or not all(isinstance(g, dict) for g in grid):
+        p.error(f"--grid: expected a non-empty JSON list of settings dicts, e.g. '[{{\"lam\": 0.1}}]', got "
+                f"{args.grid!r}")
     for g in grid:
         extra = set(g) - set(_KEYS)
         if extra:
-            raise SystemExit(f"--grid: unknown keys {sorted(extra)}; use {_KEYS}")
+            p.error(f"--grid: unknown keys {sorted(extra)}; use {_KEYS}")
+    if args.epochs < 1:
+        p.error(f"--epochs: expected a positive integer, got {args.epochs}")
     dataset = args.dataset or ("mnist" if args.data_dir else "mnist-small")
     base = RunConfig().with_values({"dataset": dataset, "data_dir": args.data_dir, "arch": args.arch, "loss": "ce",
                                     "batch_size": 500, "epochs": args.epochs, "inexact": True, "seed": args.seed})
@@ -126,4 +136,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from _cli import run_main  # beside this script
+
+    sys.exit(run_main(main))
