@@ -59,8 +59,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke scale: the shipped MNIST subset, 3 iterations")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.quick and (args.dataset not in (p.get_default("dataset"), "mnist-small") or args.data_dir is not None):
+        p.error("--quick runs on the shipped MNIST subset; drop --dataset/--data-dir, or drop --quick")
     if args.quick:
         args.dataset, args.data_dir, args.iters = "mnist-small", None, min(args.iters, 3)
+    if args.iters < 1:
+        p.error(f"--iters: expected a positive integer, got {args.iters}")
     unknown = [m for m in args.methods.split(",") if m not in METHODS]
     if unknown:
         p.error(f"--methods: unknown {unknown}; choose from {list(METHODS)}")

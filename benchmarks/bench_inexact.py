@@ -143,10 +143,20 @@ def _descent(cfg: RunConfig, data, batches: int) -> str:
     return "\n".join(lines)
 
 
+def _positive_ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, e.g. 1,3,5, got {text!r}")
+    return values
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--iters", default="1,3,5", help="inexact_iters values, comma-separated")
+    p.add_argument("--iters", default="1,3,5", type=_positive_ints, help="inexact_iters values, comma-separated")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run directories (default: a temporary folder)")
@@ -173,10 +183,10 @@ def main(argv=None) -> int:
                                 "curvature_relax": args.relax, "inexact_x_float32": args.x_float32})
     data = load_data(base)
     root = Path(args.out or tempfile.mkdtemp(prefix="bench_inexact_"))
-    runs = {f"fenchel mm x{k}": base.with_values({"inexact_iters": int(k)}) for k in args.iters.split(",")}
+    runs = {f"fenchel mm x{k}": base.with_values({"inexact_iters": k}) for k in args.iters}
     for x in filter(None, args.x_iters.split(",")):
-        runs[f"fenchel mm x{args.iters.split(',')[0]}, X capped at {x}"] = base.with_values(
-            {"inexact_iters": int(args.iters.split(",")[0]), "inexact_x_iters": int(x)})
+        runs[f"fenchel mm x{args.iters[0]}, X capped at {x}"] = base.with_values(
+            {"inexact_iters": args.iters[0], "inexact_x_iters": int(x)})
     if args.running:
         runs["fenchel running, X capped at 10"] = running
     runs["adam"] = base.with_values({"method": "adam", "inexact": None})

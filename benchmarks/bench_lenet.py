@@ -90,6 +90,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--parts: expected first, full or first,full, got {args.parts!r}")
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs: expected a positive integer, got {args.epochs}")
+    if args.quick and (args.dataset not in (p.get_default("dataset"), "mnist-small") or args.data_dir is not None):
+        p.error("--quick runs on the shipped MNIST subset; drop --dataset/--data-dir, or drop --quick")
     if args.quick:
         args.dataset, args.data_dir = "mnist-small", None
         args.epochs = args.epochs or 2

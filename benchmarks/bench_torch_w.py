@@ -120,7 +120,7 @@ def bench_last(p: int, ms: list[int], methods: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("case", choices=["hidden", "mnist", "last"])
-    ap.add_argument("--rows", type=int, default=100)
+    ap.add_argument("--rows", type=int, default=None, help="rows solved (default: 100 hidden, 300 mnist)")
     ap.add_argument("--p", type=int, default=300)
     ap.add_argument("--m", type=int, nargs="+", default=[2000])
     ap.add_argument("--lbfgs-cap", type=float, default=600.0, help="seconds for L-BFGS-B (0: skip it)")
@@ -131,10 +131,15 @@ def main() -> None:
         ap.error(f"--threads: expected 0 (torch's default) or a positive integer, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    for flag, values in (("--rows", [args.rows or 1]), ("--p", [args.p]), ("--m", args.m)):
+        if min(values) < 1:
+            ap.error(f"{flag}: expected positive integers, got {values}")
+    if args.case != "last" and len(args.m) > 1:
+        ap.error(f"--m: the {args.case} case takes one size, got {args.m}")
     if args.case == "hidden":
-        bench_hidden(args.rows, args.p, args.m[0], args.lbfgs_cap)
+        bench_hidden(args.rows or 100, args.p, args.m[0], args.lbfgs_cap)
     elif args.case == "mnist":
-        bench_mnist(args.rows if args.rows != 100 else 300)
+        bench_mnist(args.rows or 300)
     else:
         bench_last(args.p, args.m, args.methods.split(","))
 

@@ -117,7 +117,8 @@ def bench_last(ms: list[int], dtype: torch.dtype) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("case", choices=["hidden", "last"])
-    ap.add_argument("--m", type=int, nargs="+", default=[2000])
+    ap.add_argument("--m", type=int, nargs="+", default=None, help="sizes of the last case (default 2000); the "
+                    "hidden case runs its own fixed sizes")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--float32", action="store_true")
     ap.add_argument("--lbfgs", action="store_true")
@@ -126,11 +127,13 @@ def main() -> None:
         ap.error(f"--threads: expected a positive integer, got {args.threads}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.m is not None and (args.case == "hidden" or min(args.m) < 1):
+        ap.error(f"--m: expected positive sizes for the last case (the hidden case has fixed sizes), got {args.m}")
     dtype = torch.float32 if args.float32 else F64
     if args.case == "hidden":
         bench_hidden(dtype, args.lbfgs)
     else:
-        bench_last(args.m, dtype)
+        bench_last(args.m or [2000], dtype)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,11 @@ def _parse(argv=None) -> argparse.Namespace:
     for flag in ("full_epochs", "full_n_train"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')}: expected a positive integer, got {getattr(args, flag)}")
+    if not args.parts or set(args.parts) - set("abc"):
+        p.error(f"--parts: expected letters of a, b, c (e.g. ac), got {args.parts!r}")
+    for flag in ("epochs", "inexact_iters"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')}: expected a positive integer, got {getattr(args, flag)}")
     if args.quick:
         args.epochs = min(args.epochs, 2)
         args.full_n_train = 2000 if args.full_n_train is None else args.full_n_train
