@@ -51,6 +51,7 @@ from pathlib import Path
 
 import torch
 
+from fenchel_cvx._checks import file_in_the_way
 from fenchel_cvx.runs import collect_runs, load_data, read_metrics, train_run
 from fenchel_cvx.settings import RunConfig
 
@@ -94,6 +95,9 @@ def _parse(argv=None) -> argparse.Namespace:
     for flag in ("full_epochs", "full_n_train"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')}: expected a positive integer, got {getattr(args, flag)}")
+    blocking = file_in_the_way(Path(args.out))
+    if blocking is not None or Path(args.out).is_file():
+        p.error(f"--out: cannot make the folder {args.out!r}: {str(blocking or args.out)!r} is a file")
     if not args.parts or set(args.parts) - set("abc"):
         p.error(f"--parts: expected letters of a, b, c (e.g. ac), got {args.parts!r}")
     for flag in ("epochs", "inexact_iters"):

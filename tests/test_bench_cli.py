@@ -20,6 +20,13 @@ def _script(name: str):
     return module
 
 
+def test_bench_training_names_an_out_below_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        _script("bench_training").main(["--out", str(tmp_path / "afile" / "sub")])
+    assert exc.value.code == 2 and "--out: cannot make the folder" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("script,argv,message", [
     ("bench_subproblems", ["--sizes", "5x8", "--fraction", "2", "--no-cvxpy"], "--fraction: expected one value or 1"),
     ("bench_subproblems", ["--sizes", "5x8", "4x6", "6x8", "--fraction", "1", "0.5"], "--fraction: expected"),
