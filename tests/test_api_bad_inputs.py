@@ -531,3 +531,23 @@ def test_cvx_w_last_checks_p_with_target_columns():
     for bad in ("2", True, 0):
         with pytest.raises(ValueRangeError, match=r"^p: expected a positive int"):
             cvx.w_last(Xin, Y, loss="mse", rho=0.1, p=bad)
+
+
+def test_a_peer_state_of_another_model_or_shape_is_refused():
+    from fenchel_cvx.errors import CheckpointError
+    from fenchel_cvx.peers import LauBCD, TaylorADMM
+    from fenchel_cvx.peers.lau import LauState
+    from fenchel_cvx.peers.taylor import TaylorState
+    from fenchel_cvx.settings import PeerSettings
+
+    net = LiftedNetwork([4, 5, 3], "relu", "mse", seed=0)
+    taylor = TaylorADMM(net, PeerSettings(model="taylor-admm", batch_size=None, epochs=1))
+    d = taylor.run(X, y, progress=False).state_dict()
+    lau = LauBCD(net, PeerSettings(model="lau-bcd", batch_size=None, epochs=2))
+    with pytest.raises(CheckpointError, match=r"^state.aux: expected the lau-bcd model's variables \['U', 'V'\]"):
+        # a Taylor et al. state relabelled as Lau et al.'s: used to raise KeyError: 'U'
+        lau.run(X, y, state=LauState.from_state_dict({**d, "kind": LauState.KIND}), progress=False)
+    d["aux"]["z"] = d["aux"]["z"][:1]
+    with pytest.raises(CheckpointError, match=r"^state.aux\['z'\]: expected 2 matrices"):
+        TaylorADMM(net, PeerSettings(model="taylor-admm", batch_size=None, epochs=2)).run(
+            X, y, state=TaylorState.from_state_dict(d), progress=False)

@@ -107,12 +107,28 @@ class PeerTrainer(Trainer):
         """The model's ``--method`` (the ``method`` column of the history rows)."""
         return self.model
 
+    def _aux_rows(self) -> dict[str, list[int]]:
+        """The model's auxiliary variables: name -> the row count of each matrix (each has ``m`` columns)."""
+        raise NotImplementedError
+
     def _check_state(self, state: PeerState, m: int) -> None:
+        if not state.aux:
+            return
+        want = self._aux_rows()
+        if set(state.aux) != set(want):
+            raise CheckpointError(f"state.aux: expected the {self.model} model's variables {sorted(want)}, got "
+                                  f"{sorted(state.aux)}; was the state saved by another model?")
         for name, ts in state.aux.items():
-            for l, t in enumerate(ts):
+            if len(ts) != len(want[name]):
+                raise CheckpointError(f"state.aux[{name!r}]: expected {len(want[name])} matrices (architecture "
+                                      f"{self.arch}), got {len(ts)}")
+            for l, (t, rows) in enumerate(zip(ts, want[name], strict=True)):
                 if t.shape[-1] != m:
                     raise CheckpointError(f"state.aux[{name!r}][{l}]: the saved variables cover {t.shape[-1]} "
                                           f"samples, the training set has {m}; resume with the same data")
+                if tuple(t.shape) != (rows, m):
+                    raise CheckpointError(f"state.aux[{name!r}][{l}]: expected shape ({rows}, {m}) (architecture "
+                                          f"{self.arch}), got {tuple(t.shape)}")
 
     def _adopt_extra(self, state: PeerState) -> None:
         state.aux = {k: [t.to(device=self.device, dtype=self.dtype) for t in ts] for k, ts in state.aux.items()}

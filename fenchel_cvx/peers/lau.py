@@ -285,6 +285,9 @@ class LauBCD(PeerTrainer):
 
     # -- the iteration -----------------------------------------------------------------------------------------
     @torch.no_grad()
+    def _aux_rows(self) -> dict[str, list[int]]:
+        return {"U": self.sizes[1:], "V": self.sizes[1:]}
+
     def _init_aux(self, state: LauState, X0: torch.Tensor, T: torch.Tensor) -> dict:
         U, V, x = [], [], X0
         for l in range(self.L + 1):

@@ -277,6 +277,10 @@ class TaylorADMM(PeerTrainer):
         ridge = self._ridge(0)
         return self._of_training_set(X0, lambda: _Gram(X0, ridge), ridge)
 
+    def _aux_rows(self) -> dict[str, list[int]]:
+        out = self.sizes[1:]  # z_1..z_{L+1}; a_1..a_L; lam on the output
+        return {"a": out[:-1], "z": out, "lam": out[-1:]}
+
     def _init_aux(self, state: TaylorState, X0: torch.Tensor, T: torch.Tensor) -> dict:
         """Feed-forward of the current weights: ``z_l = W_l a_{l-1} + b_l``, ``a_l = relu(z_l)``; ``lam = 0``."""
         a, z, prev = [], [], X0
