@@ -215,12 +215,6 @@ class Backprop(Trainer):
                               f"{self.settings.optimizer} steps diverged (a smaller lr shortens them)",
                               status="non-finite", subproblem="backprop_step", solver=self.settings.optimizer)
         opt.step()
-        with torch.no_grad():
-            finite = bool(torch.stack([torch.isfinite(p).all() for g in opt.param_groups for p in g["params"]]).all())
-        if not finite:
-            raise SolverError(f"W: expected finite weights after the {self.settings.optimizer} step, got NaN/inf "
-                              "entries from finite data: the step diverged (a smaller lr shortens it)",
-                              status="non-finite", subproblem="backprop_step", solver=self.settings.optimizer)
         self._last_batch = (X0, T)
         return {"objective": f}
 
@@ -242,6 +236,12 @@ class Backprop(Trainer):
         """``primal`` (eq. 3 on the last step's batch, after the step); ``J`` and ``penalty`` are NaN here."""
         if self._last_batch is None:
             return {"J": math.nan, "penalty": math.nan, "primal": math.nan}
+        # a step that overflowed shows here, at the next history row, at the latest (the next batch's objective
+        # shows it first); checked per row, not per step, to keep the baseline's step as lean as torch's own
+        if not bool(torch.stack([torch.isfinite(w).all() for w in [*state.W, *state.b]]).all()):
+            raise SolverError(f"W: expected finite weights after the {self.settings.optimizer} steps, got NaN/inf "
+                              "entries from finite data: the steps diverged (a smaller lr shortens them)",
+                              status="non-finite", subproblem="backprop_step", solver=self.settings.optimizer)
         with trusted_values():  # the batch was checked; the weights may have grown, which the row then shows
             loss, reg = self._parts(state.W, state.b, *self._last_batch)
         return {"J": math.nan, "penalty": math.nan, "primal": all_sum_float(loss, loss) + float(reg)}
