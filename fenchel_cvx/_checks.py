@@ -155,6 +155,22 @@ def check_scalar(value: Any, name: str, *, positive: bool = False, nonneg: bool 
     return v
 
 
+_INT_MAX = 2 ** 63 - 1
+
+
+def check_int(value: Any, name: str, low: int, *, optional: bool = False, hint: str = "") -> int | None:
+    """An integer ``>= low`` and ``< 2**63`` (``None`` passes when ``optional``); bools and non-integral numbers are
+    refused. The upper end is what torch's and numpy's seeds and sizes can hold."""
+    if value is None and optional:
+        return None
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok or value < low or value > _INT_MAX:
+        tail = f"; {hint}" if hint else ""
+        what = f"an integer >= {low} and <= {_INT_MAX}" + (" or None" if optional else "")
+        raise ValueRangeError(f"{name}: expected {what}, got {value!r}{tail}")
+    return int(value)
+
+
 def check_device(device: Any, name: str = "device") -> Any:
     """``device`` as a ``torch.device`` this machine has (cpu, an available cuda or mps); named when not."""
     import torch

@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from ._checks import check_choice, check_scalar
+from ._checks import check_choice, check_int, check_scalar
 from .activations import Activation, get_activation
 from .errors import ChoiceError, DataFileError, DomainError, LabelError, ShapeError, ValueRangeError
 from .settings import DATASET_NAMES
@@ -931,11 +931,9 @@ def _widths(hidden: int | Sequence[int] | None) -> list[int]:
     return [int(h) for h in widths]
 
 
-def _rng(seed: Any, name: str = "seed") -> np.random.Generator:
+def _rng(seed: Any) -> np.random.Generator:
     """``numpy.random.default_rng(seed)`` for a seed that is an integer in ``0..2**63-1`` (named when not)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= 2 ** 63 - 1:
-        raise ValueRangeError(f"{name}: expected an integer in 0..2**63-1, got {seed!r}")
-    return np.random.default_rng(int(seed))
+    return np.random.default_rng(check_int(seed, "seed", 0))
 
 
 def _positive_int(value: Any, name: str) -> int:

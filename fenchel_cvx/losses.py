@@ -27,8 +27,8 @@ import numpy as np
 import scipy.special as sps
 import torch
 
-from ._checks import as_array, check_finite, is_torch, values_trusted
-from .errors import ChoiceError, DomainError, LabelError, ShapeError, ValueRangeError
+from ._checks import as_array, check_finite, check_int, is_torch, values_trusted
+from .errors import ChoiceError, DomainError, LabelError, ShapeError
 
 __all__ = ["Loss", "MSELoss", "CrossEntropyLoss", "LOSSES", "get_loss", "one_hot"]
 
@@ -48,8 +48,7 @@ def one_hot(labels: Array, p: int, name: str = "Y") -> Array:
     ValueRangeError
         ``p`` not a positive integer.
     """
-    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 1:
-        raise ValueRangeError(f"p: expected the number of outputs, a positive integer, got {p!r}")
+    p = check_int(p, "p", 1, hint="the number of outputs")
     if is_torch(labels):
         if labels.is_complex() or labels.is_meta or labels.dtype == torch.bool:
             raise LabelError(f"{name}: integer labels expected, got a tensor of dtype {labels.dtype} on "

@@ -33,12 +33,12 @@ import numpy as np
 import torch
 
 from . import __version__
-from ._checks import check_choice, file_in_the_way
+from ._checks import check_choice, check_int, file_in_the_way
 from .baselines import Backprop
 from .bcd import BCD
 from .checkpoint import file_mode, load_checkpoint, remove_stale_temporaries, run_config, save_checkpoint, write_atomic
 from .data import Dataset, load_dataset
-from .errors import CheckpointError, FenchelError, ShapeError, ValueRangeError
+from .errors import CheckpointError, FenchelError, ShapeError
 from .network import LiftedNetwork
 from .settings import METHODS, MODE_FLAGS, RunConfig, resumable, unread_settings
 from .shards import barrier, world
@@ -179,9 +179,8 @@ def make_trainer(cfg: RunConfig, in_shape: int | tuple, n_classes: int) -> Train
     if not isinstance(shape, (tuple, list)) or not shape or not all(whole(v) for v in shape):
         raise ShapeError(f"in_shape: expected a sample shape of positive integers ((C, H, W), (n,) or n), got "
                          f"{in_shape!r}")
-    if not whole(n_classes):
-        raise ValueRangeError(f"n_classes: expected a positive integer, got {n_classes!r}")
-    layers = cfg.network.layers_for(tuple(int(v) for v in shape), int(n_classes))
+    n_classes = check_int(n_classes, "n_classes", 1)
+    layers = cfg.network.layers_for(tuple(int(v) for v in shape), n_classes)
     net = LiftedNetwork(layers, cfg.network.activation, cfg.network.loss, seed=cfg.train.seed)
     return trainer_class(cfg.method)(net, cfg.trainer_settings())
 

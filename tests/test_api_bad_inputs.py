@@ -263,7 +263,8 @@ def test_one_hot_refuses_labels_it_cannot_read():
         one_hot(np.array([[0, 1], [1, 0]]), 2)  # used to return a matrix of ones
     with pytest.raises(ShapeError, match=r"^Y: expected labels of shape \(m,\), got shape \(\)"):
         one_hot(np.array(1), 3)
-    with pytest.raises(ValueRangeError, match=r"^p: expected the number of outputs"):
+    with pytest.raises(ValueRangeError, match=r"^p: expected an integer >= 1 and <= \d+, got 2\.5; the number of "
+                                              r"outputs"):
         one_hot(np.array([0, 1]), 2.5)
     with pytest.raises(LabelError, match=r"^Y: labels must lie in 0\.\.2 .* got labels in 0\.\.1e\+20"):
         one_hot(np.array([0.0, 1e20]), 3)
@@ -337,7 +338,7 @@ def test_data_helpers_refuse_bool_sizes_and_bad_seeds():
     with pytest.raises(ValueRangeError, match=r"^n_train: expected an integer in 1\.\."):
         load_mnist_subset().subsample(True)
     for bad in (-1, 1.5, 2 ** 64):
-        with pytest.raises(ValueRangeError, match=r"^seed: expected an integer in 0\.\.2\*\*63-1"):
+        with pytest.raises(ValueRangeError, match=r"^seed: expected an integer >= 0 and <= 9223372036854775807, got"):
             teacher(3, 2, 4, seed=bad)
     with pytest.raises(ValueRangeError, match=r"^seed: expected an integer"):
         load_dataset("synthetic", seed=-1)
@@ -353,7 +354,7 @@ def test_make_trainer_and_collect_runs_check_their_arguments(tmp_path):
     cfg = RunConfig()
     with pytest.raises(ShapeError, match=r"^in_shape: expected a sample shape of positive integers"):
         make_trainer(cfg, (5.7,), 3)  # used to build a 5-input network
-    with pytest.raises(ValueRangeError, match=r"^n_classes: expected a positive integer, got True"):
+    with pytest.raises(ValueRangeError, match=r"^n_classes: expected an integer >= 1 and <= \d+, got True"):
         make_trainer(cfg, 5, True)
     with pytest.raises(FenchelError, match=r"^cfg: expected a RunConfig"):
         make_trainer({"method": "adam"}, 5, 3)
@@ -492,7 +493,8 @@ def test_curvature_constructors_check_p_in_bias_and_device():
     from fenchel_cvx.torch.curvature import hidden_curvature, last_curvature
 
     kw = dict(act="relu", lam=1.0, rho=0.1, gamma=0.0)
-    with pytest.raises(ValueRangeError, match=r"^p_in: expected the layer's input count"):
+    with pytest.raises(ValueRangeError, match=r"^p_in: expected an integer >= 1 and <= \d+, got -1; the layer's "
+                                              r"input count"):
         hidden_curvature(-1, **kw)
     with pytest.raises(ValueRangeError, match=r"^p_in: expected"):
         last_curvature(True, loss="ce", rho=0.1, gamma=0.0)
@@ -529,7 +531,8 @@ def test_cvx_w_last_checks_p_with_target_columns():
     rng = np.random.default_rng(4)
     Xin, Y = rng.standard_normal((3, 6)), rng.standard_normal((2, 6))
     for bad in ("2", True, 0):
-        with pytest.raises(ValueRangeError, match=r"^p: expected a positive int"):
+        with pytest.raises(ValueRangeError, match=r"^p: expected an integer >= 1 and <= \d+ or None, got .*; the "
+                                                  r"number of outputs"):
             cvx.w_last(Xin, Y, loss="mse", rho=0.1, p=bad)
 
 

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 import cvxpy as cp
 import numpy as np
 
-from .._checks import as_array, check_finite, check_flag
+from .._checks import as_array, check_finite, check_flag, check_int
 from ..activations import Activation, get_activation
-from ..errors import ShapeError, ValueRangeError
+from ..errors import ShapeError
 from ..losses import Loss, get_loss
 from ..optimality import w_hidden_objective, w_hidden_residual, w_last_objective, w_last_residual
 from ..subproblems import SubproblemResult, check_layer, check_layer_shape
@@ -436,8 +436,7 @@ def _w_hidden_result(W, b, infos, t0, X_in, X_next, act, lam, rho, gamma, W0, b0
 # ----------------------------------------------------------------------------------------------------- w_last
 def _check_w_last(X_in: Any, Y: Any, loss: Loss, p: int | None, W0: Any) -> tuple[np.ndarray, np.ndarray]:
     X_in = as_matrix(X_in, "X_in", (None, None), f"{_LAYOUT}")
-    if p is not None and (isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 1):
-        raise ValueRangeError(f"p: expected a positive int (the number of outputs) or None, got {p!r}")
+    p = check_int(p, "p", 1, optional=True, hint="the number of outputs")
     Y = np.asarray(to_numpy(Y))
     if Y.ndim == 2:
         if p is not None and Y.shape[0] != p:

@@ -15,7 +15,7 @@ import numpy as np
 from .._checks import is_torch
 from ..errors import DomainError, ShapeError, ValueRangeError
 
-__all__ = ["float_array", "host_array", "check_network", "check_int", "check_seconds", "check_number",
+__all__ = ["float_array", "host_array", "check_network", "check_seconds", "check_number",
            "check_tolerance"]
 
 
@@ -61,22 +61,6 @@ def check_network(net: Any, name: str, like: Any = None) -> None:
     if like is not None and list(net.sizes) != list(like.sizes):
         raise ShapeError(f"{name}: expected a network with the layer sizes {list(like.sizes)} of net, got "
                          f"{list(net.sizes)}")
-
-
-_INT_MAX = 2 ** 63 - 1
-
-
-def check_int(value: Any, name: str, low: int, *, optional: bool = False, hint: str = "") -> int | None:
-    """An integer ``>= low`` and ``< 2**63`` (``None`` passes when ``optional``); bools and non-integral numbers are
-    refused. The upper end is what torch's and numpy's seeds and sizes can hold."""
-    if value is None and optional:
-        return None
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    if not ok or value < low or value > _INT_MAX:
-        tail = f"; {hint}" if hint else ""
-        what = f"an integer >= {low} and <= {_INT_MAX}" + (" or None" if optional else "")
-        raise ValueRangeError(f"{name}: expected {what}, got {value!r}{tail}")
-    return int(value)
 
 
 def check_number(value: Any, name: str) -> float:

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_finite, check_ndim, per_layer
+from .._checks import check_finite, check_int, check_ndim, per_layer
 from ..errors import BoundViolationError, NotConvergedWarning, ShapeError
 from ..network import LiftedNetwork
-from ._inputs import check_int, check_network, check_number, check_tolerance, float_array, host_array
+from ._inputs import check_network, check_number, check_tolerance, float_array, host_array
 
 __all__ = ["BoundReport", "estimate_G", "check_weak_duality", "paper_layout"]
 

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_choice, check_finite, check_scalar
+from .._checks import check_choice, check_finite, check_int, check_scalar
 from ..errors import ResourceLimitError, ShapeError, ValueRangeError
 from ._bb_boxes import NodeData
 from ._bb_budget import DEFAULT_MEMORY_GIB, GIB, build_seconds, max_samples_within, relaxation_bytes
@@ -78,7 +78,7 @@ from ._bb_patterns import (
 from ._bb_persp import PerspectiveFormulation
 from ._bb_problem import Point, Problem
 from ._bb_threads import single_thread_blas
-from ._inputs import check_int, check_number, check_seconds, check_tolerance, float_array
+from ._inputs import check_number, check_seconds, check_tolerance, float_array
 
 __all__ = ["Certificate", "certify_lower_bound", "MAX_HIDDEN", "MAX_BRANCHED"]
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_scalar, per_layer
+from .._checks import check_int, check_scalar, per_layer
 from ..errors import ShapeError
 from ..network import LiftedNetwork
-from ._inputs import check_int, check_network, float_array
+from ._inputs import check_network, float_array
 from .bound import BoundReport, check_weak_duality, estimate_G, paper_layout
 
 __all__ = ["LambdaSweep", "lambda_sweep"]

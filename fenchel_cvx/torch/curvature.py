@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from .._checks import check_device, check_finite, check_flag, check_scalar
+from .._checks import check_device, check_finite, check_flag, check_int, check_scalar
 from ..activations import Activation, get_activation
 from ..errors import CheckpointError, ShapeError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, get_loss
@@ -84,13 +84,10 @@ class RunningCurvature:
         if not isinstance(mu, torch.Tensor) or mu.ndim != 1 or not bool(torch.isfinite(mu).all()) or \
                 bool((mu < 0).any()):
             raise ValueRangeError(f"mu: expected a 1-D tensor of finite values >= 0, got {mu!r}")
-        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
-            raise ValueRangeError(f"every: expected an integer >= 1 (batches between refreshes), got {every!r}")
-        if rank is not None and (isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1):
-            raise ValueRangeError(f"rank: expected None or an integer >= 1, got {rank!r}")
+        every = check_int(every, "every", 1, hint="batches between refreshes")
+        rank = check_int(rank, "rank", 1, optional=True, hint="eigenpairs kept")
         if isinstance(decay, bool) or not (isinstance(decay, numbers.Real) and 0.0 <= decay < 1.0):
             raise ValueRangeError(f"decay: expected a float in [0, 1), got {decay!r}")
-        every, rank = int(every), None if rank is None else int(rank)
         if not isinstance(bias, bool) or (bias and mu.shape[0] < 1):
             raise ValueRangeError(f"bias: expected True or False (True needs len(mu) >= 1), got {bias!r}")
         self.mu = mu.detach().to(_F64)
@@ -271,9 +268,8 @@ def _checked_factor(f: Any, p: int, rank: int | None, device: Any) -> tuple:
 # -- estimates for the two W-updates -------------------------------------------------------------------------
 def _regularizer(rho: float, gamma: float, bias: bool, p_in: int, device: str | torch.device) -> torch.Tensor:
     """``mu``: ``2(rho + gamma)`` on the weights, ``2 gamma`` on the bias (which ``rho`` does not penalize)."""
-    if isinstance(p_in, bool) or not isinstance(p_in, numbers.Integral) or p_in < 1:
-        raise ValueRangeError(f"p_in: expected the layer's input count, a positive integer, got {p_in!r}")
-    bias, device, p_in = check_flag(bias, "bias"), check_device(device), int(p_in)
+    p_in = check_int(p_in, "p_in", 1, hint="the layer's input count")
+    bias, device = check_flag(bias, "bias"), check_device(device)
     mu = torch.full((p_in + int(bias),), 2.0 * (rho + gamma), dtype=_F64, device=device)
     if bias:
         mu[p_in] = 2.0 * gamma

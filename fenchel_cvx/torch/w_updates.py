@@ -81,7 +81,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._checks import check_choice, check_flag, check_scalar
+from .._checks import check_choice, check_flag, check_int, check_scalar
 from ..activations import Activation, get_activation
 from ..errors import NotConvergedWarning, ShapeError, SolverError, TensorMismatchError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
@@ -646,8 +646,7 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
     gamma = check_scalar(gamma, "gamma", nonneg=True)
     tol, max_iter, warn = check_tol(tol), check_max_iter(max_iter), _check_warn(warn)
     check_choice(method, "method", _LAST_METHODS)
-    if p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 1):
-        raise ValueRangeError(f"p: expected a positive int (the number of outputs) or None, got {p!r}")
+    p = check_int(p, "p", 1, optional=True, hint="the number of outputs")
     bias = check_flag(bias, "bias")
     check_tensor(X_in, "X_in", shape=(None, None), layout=_LAYOUT)
     running = method == "running"
