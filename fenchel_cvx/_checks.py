@@ -191,10 +191,10 @@ def check_device(device: Any, name: str = "device") -> Any:
 
 
 def check_flag(value: Any, name: str) -> bool:
-    """``value`` as a bool; anything but ``True``/``False`` is refused (``"no"`` would read as true)."""
-    if not isinstance(value, (bool, np.bool_)):
+    """``value`` itself when it is ``True`` or ``False``; anything else is refused (``"no"`` would read as true)."""
+    if not isinstance(value, bool):
         raise ValueRangeError(f"{name}: expected True or False, got {value!r}")
-    return bool(value)
+    return value
 
 
 def per_layer(value: Any, n: int, name: str, *, positive: bool = False, nonneg: bool = False) -> list[float]:

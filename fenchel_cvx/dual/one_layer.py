@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_choice, check_finite, check_ndim, check_scalar
+from .._checks import check_choice, check_finite, check_flag, check_ndim, check_scalar
 from ..activations import Activation, get_activation
-from ..errors import DomainError, ShapeError, ValueRangeError
+from ..errors import DomainError, ShapeError
 from ._inputs import float_array
 
 __all__ = ["OneLayerBound", "one_layer_bound"]
@@ -100,8 +100,7 @@ def one_layer_bound(X: Any, Y: Any, *, act: str | Activation = "relu", rho: floa
                           f"{a.name} model), got {int((~inside).sum())} entries outside (first at sample {j}, "
                           f"output {i}: Y[{j}, {i}] = {Y[j, i]:g})")
     rho = check_scalar(rho, "rho", nonneg=True)
-    if not isinstance(bias, (bool, np.bool_)):
-        raise ValueRangeError(f"bias: expected True or False, got {bias!r}")
+    check_flag(bias, "bias")
     if solver is not None:
         check_choice(solver.upper() if isinstance(solver, str) else solver, "solver", cp.installed_solvers(),
                      "not installed here; pass one of these as solver= (or install it)")

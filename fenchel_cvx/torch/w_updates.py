@@ -138,10 +138,6 @@ def _check_init(W_init: Any, b_init: Any, bias: bool, p_out: int, p_in: int, ref
         check_tensor(b_init, "b_init", ref=ref, shape=(p_out,), layout="(one entry per row of W)")
 
 
-def _check_warn(warn: Any) -> bool:
-    return check_flag(warn, "warn")
-
-
 def _check_samples(X_in: torch.Tensor, p_out: int, out_name: str) -> None:
     """A W-update needs data: at least one sample (column of ``X_in``) and one output row."""
     if X_in.shape[1] < 1:
@@ -232,8 +228,7 @@ def _check_running(method: str, W_init: Any, b_init: Any, bias: bool, p_in: int,
     v = check_scalar(relax, "relax")
     if not v > 0:
         raise ValueRangeError(f"relax: expected a step multiplier > 0 (1: the preconditioned step itself), got {v}")
-    if not isinstance(line_search, bool):
-        raise ValueRangeError(f"line_search: expected True or False, got {line_search!r}")
+    check_flag(line_search, "line_search")
     if line_search and v != 1.0:
         raise ValueRangeError(f"relax: the line search chooses the step length itself; got relax={v} with "
                               "line_search=True (pass one or the other)")
@@ -451,7 +446,7 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     lam = check_scalar(lam, "lam", positive=True)
     rho = check_scalar(rho, "rho", nonneg=True)
     gamma = check_scalar(gamma, "gamma", nonneg=True)
-    tol, max_iter, warn = check_tol(tol), check_max_iter(max_iter), _check_warn(warn)
+    tol, max_iter, warn = check_tol(tol), check_max_iter(max_iter), check_flag(warn, "warn")
     bias = check_flag(bias, "bias")
     check_tensor(X_in, "X_in", shape=(None, None), layout=_LAYOUT)
     check_tensor(X_next, "X_next", ref=X_in, shape=(None, X_in.shape[1]),
@@ -644,7 +639,7 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
     _check_loss(loss)
     rho = check_scalar(rho, "rho", nonneg=True)
     gamma = check_scalar(gamma, "gamma", nonneg=True)
-    tol, max_iter, warn = check_tol(tol), check_max_iter(max_iter), _check_warn(warn)
+    tol, max_iter, warn = check_tol(tol), check_max_iter(max_iter), check_flag(warn, "warn")
     check_choice(method, "method", _LAST_METHODS)
     p = check_int(p, "p", 1, optional=True, hint="the number of outputs")
     bias = check_flag(bias, "bias")

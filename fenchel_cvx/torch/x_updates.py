@@ -86,7 +86,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .._checks import check_choice, check_ndim, check_scalar
+from .._checks import check_choice, check_flag, check_ndim, check_scalar
 from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, get_activation
 from ..errors import DomainError, ShapeError, TensorMismatchError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
@@ -753,8 +753,7 @@ def _check_common(W: torch.Tensor, b: Any, U_prev: Any, act_prev: Any, lam_prev:
     c = check_scalar(lam_prev, "lam_prev", positive=True)
     tol = check_tol(tol)
     max_iter = check_max_iter(max_iter)
-    if not isinstance(warn, bool):
-        raise ValueRangeError(f"warn: expected True or False, got {warn!r}")
+    check_flag(warn, "warn")
     _check_rows(U_prev, "U_prev", W, layer, "in", m, m_from)
     check_tensor(U_prev, "U_prev", ref=W, shape=(p, m), layout=f"({rows_in}, samples), samples = {m_from}'s")
     if Z0 is None:
@@ -764,12 +763,6 @@ def _check_common(W: torch.Tensor, b: Any, U_prev: Any, act_prev: Any, lam_prev:
         check_tensor(Z0, "Z0", ref=W, shape=(p, m), layout=f"({rows_in}, samples) like U_prev")
         act_prev.check_domain(Z0, "Z0")
     return bcol, act_prev, c, tol, max_iter, Z0
-
-
-def _check_certify(certify: Any) -> bool:
-    if not isinstance(certify, bool):
-        raise ValueRangeError(f"certify: expected True or False, got {certify!r}")
-    return certify
 
 
 @torch.no_grad()
@@ -872,7 +865,7 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
     sup_dphi(act)
     lam = check_scalar(lam, "lam", positive=True)
     act.check_domain(X_next, "X_next")
-    certify = _check_certify(certify)
+    certify = check_flag(certify, "certify")
     engine = _check_step_dtype(step_dtype, certify, W)
     smooth, prev = _ActTerm(act, lam, X_next), _PrevTerm(act_prev, c, U_prev)
     A = _Matrix(W) if layer is None or layer.is_plain_dense else _LayerMap(layer, W)
@@ -974,7 +967,7 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
         max_iter = 100 if isinstance(loss, MSELoss) else 5000
     bcol, act_prev, c, tol, max_iter, Z0 = _check_common(W, b, U_prev, act_prev, lam_prev, tol, max_iter, Z0, warn,
                                                          T_Y.shape[1], sizes, layer, m_from="Y")
-    certify = _check_certify(certify) or isinstance(loss, MSELoss)
+    certify = check_flag(certify, "certify") or isinstance(loss, MSELoss)
     engine = _check_step_dtype(step_dtype, certify and not isinstance(loss, MSELoss), W)  # MSE: checked, unused
     prev = _PrevTerm(act_prev, c, U_prev)
     with solver_errors("x_last"):
