@@ -273,7 +273,8 @@ def _train_and_report(args: argparse.Namespace, given: dict, out: Path, run_cfg:
     from .shards import world
 
     lead = world()[0] == 0  # the other processes of a data-parallel run train alongside; rank 0 reports
-    methods = [run_cfg.method, *_comparisons(args, run_cfg, out)]
+    comparisons = _comparisons(args, run_cfg, out)
+    methods = [run_cfg.method, *comparisons]
     unread = unread_settings(given, methods)
     if unread and lead:
         print(f"fenchel-cvx train: warning: {', '.join(FLAGS[p] for p in unread)} set but not used: "
@@ -287,7 +288,7 @@ def _train_and_report(args: argparse.Namespace, given: dict, out: Path, run_cfg:
               f"nothing left to do (pass --epochs N with N > {summary['epochs']} to extend it)")
     summaries = [summary]
     data = None
-    for compare in _comparisons(args, cfg, out):
+    for compare in comparisons:
         cdir = out / f"compare-{compare}"
         data = data if data is not None else load_data(cfg)
         if args.resume and (cdir / CONFIG).exists():

@@ -143,9 +143,6 @@ def _legend_below(fig: Figure, handles: list, labels: list[str], height: float) 
     return legend
 
 
-_NO_LABEL = object()
-
-
 def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike | None = None,
                   metric: str = "test_acc", *, x: str = "epoch", title: str | None = None,
                   ylim: tuple[float, float] | None = None, figsize: tuple[float, float] = (6.0, 4.0),
@@ -204,10 +201,11 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
         raise ShapeError(f"runs: expected a dict of label -> history rows, got {type(runs).__name__}")
     if not runs:
         raise ShapeError("runs: expected at least one labelled history, got none")
-    bad = next((lb for lb, rows in runs.items() if not isinstance(lb, str) or not isinstance(rows, Sequence)
-                or isinstance(rows, (str, bytes)) or not all(isinstance(r, Mapping) for r in rows)), _NO_LABEL)
-    if bad is not _NO_LABEL:
-        raise ShapeError(f"runs: expected text labels and lists of history rows (dicts), got the entry {bad!r}")
+    for label, rows in runs.items():
+        if not isinstance(label, str) or not isinstance(rows, Sequence) or isinstance(rows, (str, bytes)) \
+                or not all(isinstance(r, Mapping) for r in rows):
+            raise ShapeError(f"runs: expected text labels and lists of history rows (dicts), got the entry "
+                             f"{label!r}")
     if ylim is not None:
         try:
             lo, hi = (float(v) for v in ylim)

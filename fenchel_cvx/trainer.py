@@ -594,15 +594,15 @@ class Trainer:
         W, b = [w.detach() for w in state.W], [v.detach() for v in state.b]
         total, correct, m = 0.0, 0, X0.shape[1]
         cols = column_range(m, *world()) if is_sharded() else range(m)  # data-parallel: totals meet below
-        for j in range(cols.start, cols.stop, _EVAL_CHUNK):
-            k = min(j + _EVAL_CHUNK, cols.stop)
-            Xc, Yc = X0[:, j:k], Y[:, j:k]
-            out = feed_forward(W, b, self.acts, Xc, self.layers)[-1]
-            with trusted_values():  # checked data; outputs that overflow show as an infinite loss in the row
+        with trusted_values():  # checked data; outputs that overflow show as an infinite loss in the row
+            for j in range(cols.start, cols.stop, _EVAL_CHUNK):
+                k = min(j + _EVAL_CHUNK, cols.stop)
+                Xc, Yc = X0[:, j:k], Y[:, j:k]
+                out = feed_forward(W, b, self.acts, Xc, self.layers)[-1]
                 total += float(self.loss.value(Yc, out))
-            if labels is not None:
-                pred = out.argmax(0) if rule == "feedforward" else self._labels(state, W, b, Xc, rule)
-                correct += int((pred == labels[j:k]).sum())
+                if labels is not None:
+                    pred = out.argmax(0) if rule == "feedforward" else self._labels(state, W, b, Xc, rule)
+                    correct += int((pred == labels[j:k]).sum())
         if is_sharded():
             total, correct = all_sum(torch.tensor([total, correct], dtype=torch.float64, device=X0.device)).tolist()
         return total / max(m, 1), (correct / max(m, 1) if labels is not None else math.nan)
