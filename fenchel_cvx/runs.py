@@ -38,8 +38,8 @@ from .baselines import Backprop
 from .bcd import BCD
 from .checkpoint import file_mode, load_checkpoint, remove_stale_temporaries, run_config, save_checkpoint, write_atomic
 from .data import Dataset, load_dataset
-from .errors import CheckpointError, FenchelError, ShapeError
-from .network import LiftedNetwork
+from .errors import CheckpointError, FenchelError
+from .network import LiftedNetwork, _check_in_shape
 from .settings import METHODS, MODE_FLAGS, RunConfig, resumable, unread_settings
 from .shards import barrier, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState
@@ -165,22 +165,18 @@ def make_trainer(cfg: RunConfig, in_shape: int | tuple, n_classes: int) -> Train
     Raises
     ------
     ShapeError
-        ``cfg.network.arch`` does not fit the data, or ``in_shape`` is not a shape of positive integers.
+        ``cfg.network.arch`` does not fit the data, or ``in_shape`` is not ``n``, ``(n,)`` or ``(C, H, W)`` of
+        positive integers.
     ValueRangeError
         ``n_classes`` not a positive integer.
     """
     if not isinstance(cfg, RunConfig):
         raise FenchelError(f"cfg: expected a RunConfig, got {type(cfg).__name__}")
 
-    def whole(v: Any) -> bool:
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
-
-    shape = (in_shape,) if whole(in_shape) else in_shape
-    if not isinstance(shape, (tuple, list)) or not shape or not all(whole(v) for v in shape):
-        raise ShapeError(f"in_shape: expected a sample shape of positive integers ((C, H, W), (n,) or n), got "
-                         f"{in_shape!r}")
+    # a feature count n reads as (n,); LiftedNetwork's own check then holds the shape to (n,) or (C, H, W)
+    shape = _check_in_shape([in_shape] if isinstance(in_shape, (int, np.integer)) or in_shape is None else in_shape)
     n_classes = check_int(n_classes, "n_classes", 1)
-    layers = cfg.network.layers_for(tuple(int(v) for v in shape), n_classes)
+    layers = cfg.network.layers_for(shape, n_classes)
     net = LiftedNetwork(layers, cfg.network.activation, cfg.network.loss, seed=cfg.train.seed)
     return trainer_class(cfg.method)(net, cfg.trainer_settings())
 

@@ -352,7 +352,7 @@ def test_make_trainer_and_collect_runs_check_their_arguments(tmp_path):
     from fenchel_cvx.settings import RunConfig
 
     cfg = RunConfig()
-    with pytest.raises(ShapeError, match=r"^in_shape: expected a sample shape of positive integers"):
+    with pytest.raises(ShapeError, match=r"^in_shape: expected \(n,\) or \(C, H, W\) of positive integers"):
         make_trainer(cfg, (5.7,), 3)  # used to build a 5-input network
     with pytest.raises(ValueRangeError, match=r"^n_classes: expected an integer >= 1 and <= \d+, got True"):
         make_trainer(cfg, 5, True)
