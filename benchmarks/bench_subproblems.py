@@ -4,6 +4,8 @@ For each subproblem (ReLU hidden layers; MSE and cross-entropy outputs with K = 
 ``(p, m) = (100, 500)`` and ``(300, 2000)`` it prints
 
 * ``torch s``  -- the torch solver on the whole instance (float64, tol 1e-8, cold start, after one warm-up call);
+  the variants ending ``:f32`` take their FISTA steps in float32 (``step_dtype=torch.float32``), the certificate
+  they return recomputed from float64 products;
 * ``cvxpy s``  -- the CVXPY reference solved with Clarabel (OSQP stopped at its iteration limit on some of
   these instances), compile time included. The X-updates separate over columns and ``w_hidden`` over rows, so with
   ``--fraction f < 1`` CVXPY solves the first ``f`` of them and the time is scaled by ``1/f`` (marked ``*``);
@@ -154,6 +156,10 @@ def cases(d: dict):
                                         solver=SOLVER),
                 fg_x_hidden(W1, b1, X2, U0, 1.0, 1.0, U0.shape), np.maximum(U0, 0).ravel(), [(0, None)] * U0.size,
                 "cols"))
+    out.append(("x_hidden", "relu/relu:f32",
+                lambda s=every: ft.x_hidden(_t(W1), _t(b1), _t(X2[:, s]), _t(U0[:, s]), act="relu", act_prev="relu",
+                                            lam=1.0, lam_prev=1.0, tol=1e-8, step_dtype=torch.float32),
+                out[-1][3], out[-1][4], out[-1][5], out[-1][6], "cols"))
     for lname, loss, Yv in (("mse", mse, Y), ("ce", ce, Yoh)):
         out.append(("x_last", f"{lname}/relu",
                     lambda s=every, Yv=Yv, lname=lname: ft.x_last(_t(W2), _t(b2), _t(Yv[:, s]), _t(U0[:, s]),
@@ -162,6 +168,10 @@ def cases(d: dict):
                                                              lam_prev=1.0, solver=SOLVER),
                     fg_x_last(W2, b2, Yv, U0, loss, 1.0, U0.shape), np.maximum(U0, 0).ravel(), [(0, None)] * U0.size,
                     "cols"))
+    out.append(("x_last", "ce/relu:f32",
+                lambda s=every: ft.x_last(_t(W2), _t(b2), _t(Yoh[:, s]), _t(U0[:, s]), loss="ce", act_prev="relu",
+                                          lam_prev=1.0, tol=1e-8, step_dtype=torch.float32),
+                out[-1][3], out[-1][4], out[-1][5], out[-1][6], "cols"))
     out.append(("w_hidden", "relu",
                 lambda s=every: ft.w_hidden(_t(X1), _t(X2[s]), act="relu", lam=1.0, rho=0.1, tol=1e-8),
                 lambda s: cvx.w_hidden(X1, X2[s], act="relu", lam=1.0, rho=0.1, solver=SOLVER),
@@ -187,9 +197,11 @@ def _kernel_time(fn, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def kernel_floor(name: str, result, d: dict) -> float:
+def kernel_floor(name: str, result, d: dict, variant: str = "") -> float:
     """Seconds of the unavoidable kernels of the torch solve ``result`` of ``name`` (see the module docstring);
-    NaN for the subproblems it is not defined for."""
+    NaN for the subproblems it is not defined for (and the ``:f32`` variants, whose kernels are of two dtypes)."""
+    if variant.endswith(":f32"):
+        return math.nan
     if name == "x_hidden":
         W, Z = _t(d["W1"]), _t(d["X2"])
         product = _kernel_time(lambda: W.T @ torch.relu(W @ Z))
@@ -210,7 +222,7 @@ def kernel_floor(name: str, result, d: dict) -> float:
 
 
 def run(sizes, fractions, cap: float, seed: int, cvxpy: bool = True, repeats: int = 1, floor: bool = False) -> None:
-    head = (f"{'subproblem':9} {'variant':9} {'p':>4} {'m':>6} {'torch s':>8} {'cvxpy s':>9} {'L-BFGS-B s':>11} "
+    head = (f"{'subproblem':9} {'variant':13} {'p':>4} {'m':>6} {'torch s':>8} {'cvxpy s':>9} {'L-BFGS-B s':>11} "
             f"{'rel diff':>8} {'cvxpy/torch':>11} {'lbfgs/torch':>11}"
             + (f" {'floor s':>8} {'lbfgs/floor':>11}" if floor else ""))
     print(head)
@@ -247,10 +259,11 @@ def run(sizes, fractions, cap: float, seed: int, cvxpy: bool = True, repeats: in
             gt = " " if reached else ">"
             extra = ""
             if floor:
-                fl = kernel_floor(name, rt, d)
+                fl = kernel_floor(name, rt, d, variant)
                 extra = f" {'':>8} {'':>11}" if math.isnan(fl) else f" {fl:8.3g} {gt}{tl / fl:9.0f}x"
-            print(f"{name:9} {variant:9} {p:4d} {m:6d} {tt:8.2f} {tc:8.1f}{star} {gt}{tl:9.1f}  {diff:8.1e} "
+            print(f"{name:9} {variant:13} {p:4d} {m:6d} {tt:8.2f} {tc:8.1f}{star} {gt}{tl:9.1f}  {diff:8.1e} "
                   f"{tc / tt:10.0f}x {gt}{tl / tt:9.0f}x{extra}", flush=True)
+    print(":f32 -- the FISTA steps in float32, the returned certificate from float64 products (step_dtype)")
     print("* CVXPY time scaled from a fraction of the separable columns/rows; "
           "> L-BFGS-B stopped at the time cap before reaching the torch value (ratio is a lower bound)")
 

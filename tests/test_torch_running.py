@@ -384,11 +384,9 @@ def test_float32_steps_on_float64_inputs_stay_close_and_never_worse_than_the_sta
                                tf.x_hidden(Wh, None, Xn, Uh, **hk).Z, rtol=1e-4, atol=1e-5)
 
 
-def test_step_dtype_needs_the_uncertified_steps_and_a_float_dtype():
+def test_step_dtype_must_be_a_float_dtype():
     W, b, U, labels = _x_problem()
     kw = {"loss": "ce", "act_prev": "relu", "lam_prev": 0.3, "max_iter": 3, "warn": False}
-    with pytest.raises(ValueRangeError, match="step_dtype: only uncertified"):
-        tf.x_last(W, b, labels, U, step_dtype=torch.float32, **kw)
     with pytest.raises(ValueRangeError, match="step_dtype: expected"):
         tf.x_last(W, b, labels, U, step_dtype=torch.int32, certify=False, **kw)
     with pytest.raises(ValueRangeError, match="step_dtype: expected"):  # MSE ignores the steps' dtype, not a bad one

@@ -63,6 +63,10 @@ Methods
   ``||y - b - alpha/2 - W z(alpha)||^2``. (Semi)smooth Newton with the ``K x K`` Hessians ``I/2 + W diag(
   phi_prev') W^T / c`` (batched Cholesky in float64) and a per-column Armijo search: 3-5 steps at any
   conditioning, where FISTA needs ``sqrt(kappa)`` times more. Cross-entropy uses FISTA (``L = ||W||_2^2 / 2``).
+* ``step_dtype=torch.float32`` on float64 inputs: the FISTA steps, and the certificates that stop them, in
+  float32; then one certificate from float64 products at the returned point, which is the one reported --
+  columns it does not confirm go on in float64. The answer is as certified as a float64 run's, for about half
+  the GEMM time of the steps.
 * On CPU the columns are solved in blocks of about ``_CPU_BLOCK`` entries per ``(rows, block)`` array, which
   keeps an iteration's arrays in cache; on a GPU, one batch. FISTA stops early, with status ``"stalled"`` and a
   warning, when the certificate has not halved in ``_STALL`` iterations (the dtype's round-off floor lies above
@@ -111,6 +115,9 @@ __all__ = ["x_hidden", "x_last"]
 
 _CHECK_EVERY = 4  # certificate period of FISTA (iterations); the gap costs about half an iteration
 _NEWTON_MAX = 60  # safeguarded scalar Newton steps of the sigmoid / tanh prox (each step at least bisects)
+# A certificate is checked with the dual point of the extrapolated iterate, which is usually better than the
+# returned point's own (the one a confirmation has): steps in float32 aim this much below tol, one step or so
+_MARGIN = 0.25
 _CPU_BLOCK = 1 << 20  # entries of a (rows, block) array in one CPU column block (8 MB in float64)
 _MIN_BLOCK = 256
 # FISTA gives up when the worst residual has not halved in this many iterations: the iterates have hit the
@@ -124,9 +131,11 @@ def _B(act: Activation, v: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Elementwise B(v, u) for ``v`` already in the domain (prox outputs, ``phi(t)``, checked inputs).
 
     Skips :meth:`Activation.B`'s domain masking, which costs several passes over the data on every
-    certificate; the cancellation-free formula and the clip of round-off below zero are the same.
+    certificate; the cancellation-free formula and the clip of round-off below zero are the same (ReLU's
+    formula is a sum of terms that are >= 0 on the domain, so it needs no clip).
     """
-    return act._B_inside(v, u).clamp_min(0.0)
+    val = act._B_inside(v, u)
+    return val if isinstance(act, ReLU) else val.clamp_min_(0.0)
 
 
 def _sum_F(act: Activation, Z: torch.Tensor) -> torch.Tensor:
@@ -642,17 +651,58 @@ def _fista_in(dtype: torch.dtype) -> Any:
     return engine
 
 
+def _fista_confirmed_in(dtype: torch.dtype) -> Any:
+    """Certified ``_fista`` stepping in ``dtype``, its answer confirmed by a certificate in the inputs' dtype.
+
+    The steps, and the certificates that decide when a column is done, run in ``dtype`` (on float64 inputs,
+    float32: half the time of each GEMM). Those certificates are accurate enough to stop on -- the products'
+    round-off enters the gap only through the distance to the argmin (see :func:`_certificate`) -- but the
+    returned one is not taken from them: the last point is handed, in the inputs' dtype, to ``_fista`` again,
+    whose first certificate comes from products in that dtype. Columns it confirms within ``tol`` leave at
+    once (one GEMM pair for all of them); the others -- float32's round-off floor reached above ``tol``, or
+    the steps of ``max_iter`` not all spent -- go on stepping in the inputs' dtype for what is left of
+    ``max_iter``. A column still above ``tol`` at the end keeps the lower objective of its start ``Z0`` and its
+    last point, compared in the inputs' dtype, as a capped ``_fista`` does.
+    """
+    def engine(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
+               tol: float, max_iter: int, L: float, certify: bool = True) -> dict:
+        low = _fista(smooth.to(dtype), prev.to(dtype), A.to(dtype), None if b is None else b.to(dtype),
+                     Z0.to(dtype), _MARGIN * tol, max_iter, L)
+        steps = low["iterations"]
+        out = _fista(smooth, prev, A, b, low["Z"].to(Z0.dtype), tol, max(max_iter - steps, 0), L)
+        out = _no_worse_than(smooth, prev, A, b, Z0, out, tol)
+        history = low["history"] + [(k + steps, worst) for k, worst in out["history"]]
+        return dict(out, iterations=out["iterations"] + steps, history=history, steps_low=steps)
+    return engine
+
+
+def _no_worse_than(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None,
+                   Z0: torch.Tensor, out: dict, tol: float) -> dict:
+    """Columns of ``out`` above ``tol`` whose start ``Z0`` has the lower objective go back to it, with its own
+    certificate (one GEMM pair on those columns, when there are any)."""
+    open_ = ~(out["residual"] <= tol)
+    if not bool(open_.any()):
+        return out
+    cols = open_.nonzero().squeeze(1)
+    sm, pv, Zs = smooth.take(cols), prev.take(cols), Z0[:, cols]
+    Ts = A.affine(b, Zs)
+    back = sm.value(Ts) + pv.value(Zs) < sm.value(out["T"][:, cols]) + pv.value(out["Z"][:, cols])
+    if not bool(back.any()):
+        return out
+    cols, Zs, Ts, sm, pv = cols[back], Zs[:, back], Ts[:, back], sm.take(back), pv.take(back)
+    gap, res = _certificate(sm, pv, Zs, Ts, Ts, A.adjoint(sm.grad_part(Ts)))
+    Z, T, residual, gap_all = out["Z"].clone(), out["T"].clone(), out["residual"].clone(), out["gap"].clone()
+    Z[:, cols], T[:, cols], residual[cols], gap_all[cols] = Zs, Ts, res.to(Z.dtype), gap.to(Z.dtype)
+    return dict(out, Z=Z, T=T, residual=residual, gap=gap_all)
+
+
 def _check_step_dtype(step_dtype: Any, certify: bool, W: torch.Tensor) -> Any:
     """The FISTA engine for ``step_dtype`` (``_fista`` itself for ``None`` or the inputs' dtype)."""
     if step_dtype is None or step_dtype == W.dtype:
         return _fista
     if step_dtype not in (torch.float32, torch.float64):
         raise ValueRangeError(f"step_dtype: expected torch.float32, torch.float64 or None, got {step_dtype!r}")
-    if certify:
-        raise ValueRangeError(f"step_dtype: only uncertified steps (certify=False) may run in another dtype than "
-                              f"the inputs' ({W.dtype}): a certificate needs the inputs' own; got step_dtype="
-                              f"{step_dtype} with certify=True")
-    return _fista_in(step_dtype)
+    return _fista_confirmed_in(step_dtype) if certify else _fista_in(step_dtype)
 
 
 # -- column blocks -------------------------------------------------------------------------------------------------
@@ -816,9 +866,13 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
         ``status`` ``"unchecked"``, ``converged=False``, no warning; each column still returns the lower-objective
         of ``Z0`` and its last iterate.
     step_dtype : torch.dtype, optional
-        With ``certify=False``: the dtype the steps run in, e.g. ``torch.float32`` on float64 inputs (about half
-        the time of the elementwise work); the choice between ``Z0`` and the last iterate and the answer stay in
-        the inputs' dtype. ``None``: the inputs' dtype.
+        The dtype the FISTA steps run in, e.g. ``torch.float32`` on float64 inputs (about half the time of each
+        GEMM and elementwise pass); the answer stays in the inputs' dtype. With ``certify=False`` the choice
+        between ``Z0`` and the last iterate is made in the inputs' dtype. With ``certify=True`` the steps stop
+        on their own certificates (aiming at ``tol / 4``), and the certificate returned is recomputed from
+        products in the inputs' dtype at the returned point: columns it does not confirm within ``tol`` (the
+        step dtype's round-off floor lies above it) take their remaining steps in the inputs' dtype. ``None``:
+        the inputs' dtype.
     layer : Layer, optional
         ``W Z + b`` as ``A(Z; W) + b`` (:mod:`fenchel_cvx.layers`): ``W`` shape ``layer.weight_shape`` (a conv
         kernel ``(C_out, C_in, k, k)``), ``b`` ``layer.bias_shape``, ``X_next`` ``(layer.n_out, m)``, ``U_prev``,
@@ -847,7 +901,7 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
         NaN/inf entries, ``X_next`` outside ``dom(act)`` or ``Z0`` outside ``dom(act_prev)``.
     ValueRangeError
         ``lam <= 0``, ``lam_prev <= 0``, ``tol <= 0``, ``max_iter < 1``, a non-bool ``warn``, or a ``step_dtype``
-        other than float32, float64 and ``None`` (or one that differs from the inputs' with ``certify=True``).
+        other than float32, float64 and ``None``.
     ChoiceError
         An activation the torch face does not solve (only ReLU, LeakyReLU, Sigmoid and Tanh), or a ``layer`` that
         is not a :class:`~fenchel_cvx.layers.Layer`.
@@ -925,7 +979,7 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
         ``False`` (cross-entropy only; MSE's dual Newton gets its certificate for free and ignores it): as in
         :func:`x_hidden`, exactly ``max_iter`` FISTA steps with no certificate.
     step_dtype : torch.dtype, optional
-        Cross-entropy with ``certify=False``: as :func:`x_hidden` (MSE's dual Newton ignores it).
+        Cross-entropy: as :func:`x_hidden`, certified or not (MSE's dual Newton ignores it).
     layer : Layer, optional
         The output layer, dense after average pooling (e.g. ``a2f10``): ``W`` shape ``layer.weight_shape``,
         ``U_prev``, ``Z0`` and ``Z`` ``(layer.n_in, m)``. Cross-entropy runs FISTA on the layer's map; MSE forms

@@ -1,0 +1,100 @@
+"""Certified X-updates whose FISTA steps run in float32 on float64 inputs (``step_dtype=torch.float32``): the
+answer against the CVXPY face and the float64 solver, the reported certificate recomputed in float64, columns that
+float32 cannot certify finished in float64, and a capped solve never worse than its start.
+
+Runtime: a few seconds on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from test_torch_x import col_objective_hidden, hidden_instance, last_instance, np_, rel
+
+from fenchel_cvx import cvx
+from fenchel_cvx import torch as ft
+from fenchel_cvx.errors import NotConvergedWarning, ValueRangeError
+from fenchel_cvx.optimality import x_hidden_residual
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+F32, F64 = torch.float32, torch.float64
+
+
+@pytest.mark.parametrize("act,act_prev", [("relu", "relu"), ("tanh", "sigmoid"), ("sigmoid", "leaky_relu")])
+def test_float32_steps_match_cvxpy_and_the_float64_solver(act, act_prev):
+    W, b, V, U = hidden_instance(act, act_prev, seed=21, q=6, p=5, m=12)
+    kw = {"act": act, "act_prev": act_prev, "lam": 1.0, "lam_prev": 0.6, "tol": 1e-10}
+    ours = ft.x_hidden(W, b, V, U, step_dtype=F32, **kw)
+    assert ours.status == "optimal" and ours.Z.dtype == F64
+    assert float(ours.info["certificate"].max()) <= 1e-10
+    ref = cvx.x_hidden(np_(W), np_(b), np_(V), np_(U), **{k: v for k, v in kw.items() if k != "tol"})
+    assert rel(ours.value, ref.value) < 1e-6
+    assert np.abs(np_(ours.Z) - ref.Z).max() <= 1e-4 * max(1.0, np.abs(ref.Z).max())
+    full = ft.x_hidden(W, b, V, U, **kw)
+    assert rel(ours.value, full.value) < 1e-9
+    assert rel(ours.value, float(col_objective_hidden(ours.Z, W, b, V, U, **{k: kw[k] for k in
+                                                                              ("act", "act_prev", "lam",
+                                                                               "lam_prev")}).sum())) < 1e-12
+
+
+def test_float32_steps_for_x_last_with_cross_entropy_match_cvxpy():
+    W, b, Y, U = last_instance("ce", seed=22, K=4, p=6, m=12)
+    kw = {"loss": "ce", "act_prev": "relu", "lam_prev": 0.3}
+    ours = ft.x_last(W, b, Y, U, tol=1e-10, step_dtype=F32, **kw)
+    assert ours.status == "optimal" and float(ours.info["certificate"].max()) <= 1e-10
+    ref = cvx.x_last(np_(W), np_(b), np_(Y), np_(U), **kw)
+    assert rel(ours.value, ref.value) < 1e-6
+    assert np.abs(np_(ours.Z) - ref.Z).max() <= 1e-4 * max(1.0, np.abs(ref.Z).max())
+
+
+def test_the_reported_certificate_is_the_float64_one():
+    """Restarting the float64 solver at the returned point certifies it at once with the same numbers: the
+    reported certificate came from float64 products, not from the float32 steps."""
+    W, b, V, U = hidden_instance("relu", "relu", seed=23, q=8, p=6, m=20)
+    kw = {"act": "relu", "act_prev": "relu", "lam": 1.0, "lam_prev": 0.5, "tol": 1e-9}
+    ours = ft.x_hidden(W, b, V, U, step_dtype=F32, **kw)
+    again = ft.x_hidden(W, b, V, U, Z0=ours.Z, **kw)
+    assert again.iterations == 0 and torch.equal(again.Z, ours.Z)
+    torch.testing.assert_close(ours.info["certificate"], again.info["certificate"], rtol=1e-12, atol=0.0)
+    torch.testing.assert_close(ours.residual, again.residual, rtol=1e-12, atol=0.0)
+
+
+def test_columns_float32_cannot_certify_finish_in_float64():
+    """tol = 1e-14 lies below float32's round-off floor (float32 inputs stall there); with float32 steps on float64
+    inputs the columns go on in float64 and are certified, without a warning."""
+    W, b, V, U = hidden_instance("relu", "sigmoid", seed=19, m=10)
+    kw = {"act": "relu", "act_prev": "sigmoid", "lam": 1.0, "lam_prev": 0.5, "tol": 1e-14, "max_iter": 100_000}
+    with pytest.warns(NotConvergedWarning, match="stalled"):
+        alone = ft.x_hidden(*(x.float() for x in (W, b, V, U)), **kw)
+    assert alone.status == "stalled"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotConvergedWarning)
+        ours = ft.x_hidden(W, b, V, U, step_dtype=F32, **kw)
+    assert ours.status == "optimal" and float(ours.info["certificate"].max()) <= 1e-14
+    assert ours.iterations > alone.iterations  # float32's steps, then float64's
+
+
+def test_a_capped_solve_with_float32_steps_is_never_worse_than_its_start(monkeypatch):
+    """Force bad steps (a prox that throws the point away): every column comes back to its start (to float32
+    round-off, and no worse in float64), and the residual reported is the returned point's."""
+    from fenchel_cvx.torch import x_updates
+    W, b, V, U = hidden_instance("relu", "relu", seed=24, q=5, p=6, m=20)
+    Z0 = torch.relu(U)
+    kw = {"act": "relu", "act_prev": "relu", "lam": 1.0, "lam_prev": 0.5}
+    monkeypatch.setattr(x_updates._PrevTerm, "solve", lambda self, r, a, Zg: r.abs() + 50.0)
+    ours = ft.x_hidden(W, b, V, U, Z0=Z0, max_iter=3, step_dtype=F32, warn=False, **kw)
+    assert ours.status == "max_iter"
+    torch.testing.assert_close(ours.Z, Z0, rtol=1e-7, atol=1e-7)
+    objective = col_objective_hidden(ours.Z, W, b, V, U, **kw)
+    assert bool((objective <= col_objective_hidden(Z0, W, b, V, U, **kw)).all())
+    kkt = x_hidden_residual(ours.Z, W, b, V, U, **kw)
+    torch.testing.assert_close(ours.residual, kkt.per_item / kkt.scale, rtol=1e-6, atol=1e-15)
+
+
+def test_step_dtype_must_be_a_float_dtype():
+    W, b, Y, U = last_instance("ce", seed=25)
+    with pytest.raises(ValueRangeError, match="step_dtype: expected"):
+        ft.x_last(W, b, Y, U, loss="ce", act_prev="relu", lam_prev=0.3, step_dtype=torch.int32)
