@@ -171,6 +171,7 @@ class _ActTerm:
 
     def __init__(self, act: Activation, lam: float, V: torch.Tensor, FV_abs: torch.Tensor | None = None):
         self.act, self.gscale, self.V = act, lam, V
+        self.exact_low = isinstance(act, (ReLU, LeakyReLU))
         self.curv = lam * sup_dphi(act)
         self.FV_abs = _sum_F(act, V) if FV_abs is None else FV_abs
 
@@ -197,7 +198,7 @@ class _ActTerm:
 class _MSETerm:
     """``ell(t) = ||y - t||^2``."""
 
-    curv, gscale = 2.0, 2.0
+    curv, gscale, exact_low = 2.0, 2.0, True
 
     def __init__(self, Y: torch.Tensor):
         self.Y = Y
@@ -224,7 +225,7 @@ class _MSETerm:
 class _CETerm:
     """``ell(t) = logsumexp(t) - y^T t`` (columns of ``Y`` are probability vectors)."""
 
-    curv, gscale = 0.5, 1.0  # ||diag(pi) - pi pi^T||_2 <= 1/2
+    curv, gscale, exact_low = 0.5, 1.0, False  # ||diag(pi) - pi pi^T||_2 <= 1/2
 
     def __init__(self, Y: torch.Tensor):
         self.Y = Y
@@ -256,6 +257,7 @@ class _PrevTerm:
     def __init__(self, act: Activation, c: float, U: torch.Tensor, FU_abs: torch.Tensor | None = None):
         self.act, self.c, self.U = act, c, U
         self.mu = c / sup_dphi(act)
+        self.exact_low = isinstance(act, (ReLU, LeakyReLU))
         self._FU_abs = FU_abs
 
     @property
@@ -409,7 +411,8 @@ class _LayerMap:
 
 # -- accelerated forward-backward over all columns -----------------------------------------------------------------
 def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
-           tol: float, max_iter: int, L: float, certify: bool = True, choose: bool = True) -> dict:
+           tol: float, max_iter: int, L: float, certify: bool = True, choose: bool = True,
+           guide: bool = False) -> dict:
     """Accelerated prox-gradient, all columns at once; a column leaves the batch once its gap is below tol.
 
     Momentum is the strongly convex constant ``(1 - sqrt(q)) / (1 + sqrt(q))``, ``q = mu / (L + mu)``, with
@@ -425,6 +428,8 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
     keeps, per column, the lower objective of ``Z0`` and the last iterate (compared without the ``F*_prev(u)``
     term they share, so without a pass of ``B``): the same steps, still never worse than the start;
     ``choose=False`` leaves that choice to the caller and returns the last iterate (``Z`` and ``iterations``).
+    ``guide=True``: the certificates only guide the steps (another one is reported), so those of piecewise-quadratic
+    terms are evaluated in the working dtype (see :func:`_fista_confirmed_in`).
     """
     m = Z0.shape[1]
     a, step = L / prev.c, smooth.gscale / L
@@ -466,7 +471,7 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
         G = None
         if checking:  # G = A^T S itself only where a certificate reads it; the step accumulates A^T S
             G = A.adjoint(S, out=scratch("G"))
-            gap, res = _certificate(smooth, prev, Z, T, Ty, G)
+            gap, res = _certificate(smooth, prev, Z, T, Ty, G, guide)
             if k == 0:
                 start = (Z0, T, gap, res)
             elif k == max_iter:
@@ -528,14 +533,16 @@ def _no_worse_than_start(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch
 
 
 def _certificate(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor, Ty: torch.Tensor,
-                 G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                 G: torch.Tensor, guide: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Gap and relative gap of the columns of ``Z`` with the dual point ``grad ell(Ty)``; no GEMM needed.
 
     Evaluated in float64 whatever the working dtype: in float32 the entropic ``B`` terms cancel to a noise
     floor near 1e-8 of the scale, well above what float32 iterates reach (their products ``W Z``, ``W^T s``
     enter the gap only at second order near the argmin, so float32 round-off in them does not matter).
+    ``guide=True`` with piecewise-quadratic terms (``exact_low``): in the working dtype, for a certificate that
+    only decides when to stop.
     """
-    if Z.dtype != torch.float64:
+    if Z.dtype != torch.float64 and not (guide and smooth.exact_low and prev.exact_low):
         smooth, prev = smooth.to(torch.float64), prev.to(torch.float64)
         Z, T, Ty, G = Z.double(), T.double(), Ty.double(), G.double()
     gap = smooth.bregman(T, Ty) + prev.cert(Z, G, smooth.gscale)
@@ -656,7 +663,9 @@ def _fista_confirmed_in(dtype: torch.dtype) -> Any:
 
     The steps, and the certificates that decide when a column is done, run in ``dtype`` (on float64 inputs,
     float32: half the time of each GEMM). Those certificates are accurate enough to stop on -- the products'
-    round-off enters the gap only through the distance to the argmin (see :func:`_certificate`) -- but the
+    round-off enters the gap only through the distance to the argmin (see :func:`_certificate`), and where both
+    terms are piecewise quadratic (ReLU, leaky ReLU, MSE: sums of terms >= 0, no cancellation) they are even
+    evaluated in ``dtype`` (``guide=True``; the entropic and cross-entropy terms still go to float64) -- but the
     returned one is not taken from them: the last point is handed, in the inputs' dtype, to ``_fista`` again,
     whose first certificate comes from products in that dtype. Columns it confirms within ``tol`` leave at
     once (one GEMM pair for all of them); the others -- float32's round-off floor reached above ``tol``, or
@@ -667,7 +676,7 @@ def _fista_confirmed_in(dtype: torch.dtype) -> Any:
     def engine(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
                tol: float, max_iter: int, L: float, certify: bool = True) -> dict:
         low = _fista(smooth.to(dtype), prev.to(dtype), A.to(dtype), None if b is None else b.to(dtype),
-                     Z0.to(dtype), _MARGIN * tol, max_iter, L)
+                     Z0.to(dtype), _MARGIN * tol, max_iter, L, guide=True)
         steps = low["iterations"]
         out = _fista(smooth, prev, A, b, low["Z"].to(Z0.dtype), tol, max(max_iter - steps, 0), L)
         out = _no_worse_than(smooth, prev, A, b, Z0, out, tol)
