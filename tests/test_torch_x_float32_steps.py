@@ -98,3 +98,16 @@ def test_step_dtype_must_be_a_float_dtype():
     W, b, Y, U = last_instance("ce", seed=25)
     with pytest.raises(ValueRangeError, match="step_dtype: expected"):
         ft.x_last(W, b, Y, U, loss="ce", act_prev="relu", lam_prev=0.3, step_dtype=torch.int32)
+
+
+def test_all_zero_columns_are_certified_with_float32_steps():
+    """A column whose every term is zero (scale 0) is optimal at its start: the float32 guide must not divide by
+    zero there and leave it to stall."""
+    W, b, V, U = hidden_instance("relu", "relu", seed=26, q=4, p=3, m=6)
+    V[:, 0], U[:, 0] = 0.0, -1.0  # z = 0 is optimal and every term of the column vanishes when W z + b <= 0
+    b = -b.abs() - 1.0
+    r = ft.x_hidden(W, b, V, U, act="relu", act_prev="relu", lam=1.0, lam_prev=0.5, tol=1e-10,
+                    step_dtype=F32, max_iter=2000)
+    assert r.status == "optimal" and float(r.info["certificate"].max()) <= 1e-10
+    assert bool((r.Z[:, 0] == 0).all())
+    assert r.iterations < 100  # not the float32 stall (500 steps) the float64 confirmation would then rescue

@@ -546,7 +546,7 @@ def _certificate(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor,
         smooth, prev = smooth.to(torch.float64), prev.to(torch.float64)
         Z, T, Ty, G = Z.double(), T.double(), Ty.double(), G.double()
     gap = smooth.bregman(T, Ty) + prev.cert(Z, G, smooth.gscale)
-    return gap, gap / (smooth.scale(T) + prev.scale(Z)).clamp_min(tiny(torch.float64))
+    return gap, gap / (smooth.scale(T) + prev.scale(Z)).clamp_min(tiny(Z.dtype))
 
 
 def _next_check(history: list, k: int, worst: float, tol: float) -> int:
