@@ -111,6 +111,8 @@ def run(sizes: list[tuple[int, int]], fractions: list[float], exp: bool, polish:
                         r = call(solver, f, polish)
                 except FenchelError as exc:
                     print(f"{name:10} {variant:16} {p:4d} {m:5d} {solver:9} failed: {exc}")
+                    rows.append({"subproblem": name, "variant": variant, "p": p, "m": m, "solver": solver,
+                                 "failed": str(exc)})
                     continue
                 wall = (time.perf_counter() - t0) / f
                 solver_time = r.info["solver_time"] / f
@@ -156,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(fractions) != len(sizes) or not all(0 < f <= 1 for f in fractions):
         ap.error(f"--fraction: expected {len(sizes)} values in (0, 1], got {fractions}")
     print(f"fenchel_cvx CVXPY reference, solvers {cvx.installed_solvers()}; polish={args.polish}")
-    run(sizes, fractions, args.exp, args.polish, args.seed)
+    rows = run(sizes, fractions, args.exp, args.polish, args.seed)
+    failed = sum("failed" in r for r in rows)
+    if failed:  # the table is printed either way; the status tells a script that some rows hold no time
+        print(f"bench_cvx.py: {failed} of {len(rows)} solves failed (rows marked 'failed')", file=sys.stderr)
+        return 1
     return 0
 
 

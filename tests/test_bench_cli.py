@@ -56,3 +56,22 @@ def test_library_errors_print_one_line_not_a_traceback():
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bench_lenet.py: error: data_dir: expected an existing folder"), \
         res.stderr
+
+
+def test_bench_cvx_reports_failed_solves_in_its_exit_status(monkeypatch, capsys):
+    """A size whose solves fail prints 'failed' rows and exits 1 (it exited 0, as if every row held a time)."""
+    from fenchel_cvx.errors import SolverError
+    bench = _script("bench_cvx")
+
+    def fails(solver, fraction, polish):
+        raise SolverError(f"{solver} gave up", status="solver_error", solver=solver)
+    monkeypatch.setattr(bench, "cases", lambda d, exp: [("x_hidden", "relu/relu", fails, ["CLARABEL", "OSQP"])])
+    assert bench.main(["--sizes", "4x6"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.count("failed: CLARABEL gave up") == 1 and "failed: OSQP gave up" in captured.out
+    assert "2 of 2 solves failed" in captured.err
+    monkeypatch.setattr(bench, "cases", lambda d, exp: [
+        ("x_hidden", "relu/relu", lambda s, f, po: bench.cvx.x_hidden(
+            d["W1"], d["b1"], d["X2"], d["U0"], act="relu", act_prev="relu", lam=1.0, lam_prev=1.0, solver=s),
+         ["CLARABEL"])])
+    assert bench.main(["--sizes", "4x6"]) == 0
