@@ -69,6 +69,13 @@ def _sigmoid(x: Array) -> Array:
     return torch.sigmoid(x) if is_torch(x) else sps.expit(x)
 
 
+def _keep_nan(d: Array, u: Array) -> Array:
+    """``d`` (a fresh array) with NaN wherever ``u`` is NaN: a comparison alone would turn NaN into a slope."""
+    if is_torch(u):
+        return d.masked_fill_(torch.isnan(u), math.nan)
+    return np.where(np.isnan(u), np.nan, d)
+
+
 def _full_like(x: Array, value: float) -> Array:
     return torch.full_like(x, value) if is_torch(x) else np.full(np.shape(x), value, dtype=float)
 
@@ -114,7 +121,7 @@ class Activation:
         raise NotImplementedError
 
     def derivative(self, u: Array) -> Array:
-        """phi'(u) = (F*)''(u), elementwise (the right derivative at kinks)."""
+        """phi'(u) = (F*)''(u), elementwise (the right derivative at kinks; NaN where ``u`` is NaN)."""
         raise NotImplementedError
 
     def F(self, v: Array) -> Array:
@@ -286,7 +293,7 @@ class ReLU(Activation):
 
     def derivative(self, u):
         u = _float(u, "u")
-        return (u >= 0).to(u.dtype) if is_torch(u) else (u >= 0).astype(float)
+        return _keep_nan((u >= 0).to(u.dtype) if is_torch(u) else (u >= 0).astype(float), u)
 
     def F(self, v):
         v = _float(v, "v")
@@ -340,7 +347,8 @@ class LeakyReLU(Activation):
         return _where(v >= 0, v, v / self.alpha)
 
     def derivative(self, u):
-        return self._slope(_float(u, "u"))
+        u = _float(u, "u")
+        return _keep_nan(self._slope(u), u)
 
     def F(self, v):
         v = _float(v, "v")

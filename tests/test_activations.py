@@ -269,6 +269,18 @@ def test_derivative_and_inverse(act, u):
     assert_close(act.inverse(act.forward(u)), u, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("act", ACTS, ids=IDS)
+def test_derivative_of_nan_is_nan_and_of_infinities_is_the_limit(act):
+    """NaN in, NaN out, for numpy and torch alike (a comparison alone turned NaN into ReLU's slope 0 or the leaky
+    ReLU's alpha); at +-inf the limits of phi'."""
+    u = [math.nan, -math.inf, math.inf]
+    for d in (np.asarray(act.derivative(np.array(u))), act.derivative(torch.tensor(u, dtype=torch.float64)).numpy()):
+        assert np.isnan(d[0])
+        lo, hi = (0.0, 0.0) if isinstance(act, (Sigmoid, Tanh)) else \
+            (getattr(act, "alpha", 0.0), 1.0)
+        assert (d[1], d[2]) == (lo, hi)
+
+
 # -- registry ----------------------------------------------------------------------------------------------------------
 def test_registry_names_and_instances():
     assert set(ACTIVATIONS) == {"relu", "leaky_relu", "sigmoid", "tanh"}
