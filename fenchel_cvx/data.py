@@ -925,21 +925,12 @@ def _widths(hidden: int | Sequence[int] | None) -> list[int]:
     if hidden is None:
         return []
     widths = [hidden] if isinstance(hidden, (int, np.integer)) else list(hidden)
-    for i, h in enumerate(widths):
-        if not (isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1):
-            raise ValueRangeError(f"hidden[{i}]: expected a positive integer width, got {h!r}")
-    return [int(h) for h in widths]
+    return [check_int(h, f"hidden[{i}]", 1, hint="a layer width") for i, h in enumerate(widths)]
 
 
 def _rng(seed: Any) -> np.random.Generator:
     """``numpy.random.default_rng(seed)`` for a seed that is an integer in ``0..2**63-1`` (named when not)."""
     return np.random.default_rng(check_int(seed, "seed", 0))
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1):
-        raise ValueRangeError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
 
 
 def teacher(n: int, p: int, m: int, *, act: str | Activation = "relu", seed: int = 0, noise: float = 0.0,
@@ -971,7 +962,7 @@ def teacher(n: int, p: int, m: int, *, act: str | Activation = "relu", seed: int
         ``X`` ``(m, n)``, ``Y`` ``(m, p)``, ``W`` (list, ``W[l]`` ``(p_{l+1}, p_l)``), ``b``, ``act``; for one
         layer ``W_star`` ``(p, n)`` and ``b_star`` ``(p,)``.
     """
-    n, p, m = _positive_int(n, "n"), _positive_int(p, "p"), _positive_int(m, "m")
+    n, p, m = check_int(n, "n", 1), check_int(p, "p", 1), check_int(m, "m", 1)
     noise = check_scalar(noise, "noise", nonneg=True)
     phi = get_activation(act)
     sizes = [n, *_widths(hidden), p]
@@ -1011,7 +1002,7 @@ def make_synthetic_classification(m: int, n: int, classes: int, seed: int = 0, *
     y : numpy.ndarray of int64, shape (m,)
         Labels in ``0 .. classes - 1``.
     """
-    m, n, classes = _positive_int(m, "m"), _positive_int(n, "n"), _positive_int(classes, "classes")
+    m, n, classes = check_int(m, "m", 1), check_int(n, "n", 1), check_int(classes, "classes", 1)
     if classes < 2:
         raise ValueRangeError(f"classes: expected at least 2, got {classes}")
     phi = get_activation(act)
@@ -1019,7 +1010,7 @@ def make_synthetic_classification(m: int, n: int, classes: int, seed: int = 0, *
     X = rng.standard_normal((m, n))
     H = X
     if hidden is not None:
-        h = _positive_int(hidden, "hidden")
+        h = check_int(hidden, "hidden", 1)
         H = phi.forward(X @ (rng.standard_normal((h, n)) / np.sqrt(n)).T + 0.1 * rng.standard_normal(h))
     logits = H @ (rng.standard_normal((classes, H.shape[1])) / np.sqrt(H.shape[1])).T
     y = np.argmax(logits - logits.mean(axis=0), axis=1).astype(np.int64)
@@ -1078,7 +1069,7 @@ def _load(name: str, data_dir: str | Path | None, *, seed: int, n_train: int, n_
             return _read_cifar_pickles(folder)
         return _read_cifar_npz(folder).shuffled(seed)
     if key == "synthetic":
-        n_train, n_test = _positive_int(n_train, "n_train"), _positive_int(n_test, "n_test")
+        n_train, n_test = check_int(n_train, "n_train", 1), check_int(n_test, "n_test", 1)
         X, y = make_synthetic_classification(n_train + n_test, n_features, classes, seed)
         prov = (f"make_synthetic_classification(m={n_train + n_test}, n={n_features}, classes={classes}, "
                 f"seed={seed}); first {n_train} train, last {n_test} test")

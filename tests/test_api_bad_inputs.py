@@ -333,7 +333,7 @@ def test_data_helpers_refuse_bool_sizes_and_bad_seeds():
     from fenchel_cvx.data import load_dataset, teacher
     from fenchel_cvx.errors import ValueRangeError
 
-    with pytest.raises(ValueRangeError, match=r"^hidden\[0\]: expected a positive integer width, got True"):
+    with pytest.raises(ValueRangeError, match=r"^hidden\[0\]: expected an integer >= 1 .*, got True; a layer width"):
         teacher(3, 2, 4, hidden=True)
     with pytest.raises(ValueRangeError, match=r"^n_train: expected an integer in 1\.\."):
         load_mnist_subset().subsample(True)

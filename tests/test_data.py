@@ -357,7 +357,7 @@ def test_teacher_variants():
     assert (noisy.Y >= 0).all() and not np.allclose(noisy.Y, np.maximum(clean_pre, 0))
     with pytest.raises(ValueRangeError, match="noise"):
         data.teacher(5, 2, 40, noise=-1.0)
-    with pytest.raises(ValueRangeError, match="m: expected a positive integer"):
+    with pytest.raises(ValueRangeError, match="m: expected an integer >= 1"):
         data.teacher(5, 2, 0)
 
 

@@ -205,8 +205,7 @@ def _validate(X, Y, hidden, lam, rho, time_limit, rel_gap) -> tuple[np.ndarray, 
                               "penalty rho ||W||^2, which needs rho > 0")
     time_limit = check_seconds(time_limit, "time_limit")
     rg = check_tolerance(rel_gap, "rel_gap", below_one=True)
-    if isinstance(hidden, (bool, np.bool_)) or not isinstance(hidden, (int, np.integer)) or hidden < 1:
-        raise ValueRangeError(f"hidden: expected a positive integer, got {hidden!r}")
+    hidden = check_int(hidden, "hidden", 1)
     d = hidden * (n + 1 + p)
     if hidden > MAX_HIDDEN or d > MAX_BRANCHED:
         raise ValueRangeError(f"hidden: a width of {hidden} with {n} inputs and {p} outputs means {d} branched "

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from .._checks import check_choice, check_finite, check_scalar, check_shape
+from .._checks import check_choice, check_finite, check_int, check_scalar, check_shape
 from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, Tanh
-from ..errors import NotConvergedWarning, ShapeError, SolverError, TensorMismatchError, ValueRangeError
+from ..errors import NotConvergedWarning, ShapeError, SolverError, TensorMismatchError
 from ..optimality import Residual
 from ..subproblems import SubproblemResult
 
@@ -101,9 +101,7 @@ def check_tol(tol: Any) -> float:
 
 def check_max_iter(max_iter: Any) -> int:
     """``max_iter`` as an int ``>= 1``."""
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueRangeError(f"max_iter: expected an integer >= 1, got {max_iter!r}")
-    return max_iter
+    return check_int(max_iter, "max_iter", 1)
 
 
 def sup_dphi(act: Activation) -> float:
