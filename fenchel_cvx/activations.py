@@ -211,8 +211,12 @@ class Activation:
         inside = self.in_domain(v) | (torch.isnan(v) if is_torch(v) else np.isnan(v))
         lo, hi = self.domain
         v_safe = v.clamp(lo, hi) if is_torch(v) else np.clip(v, lo, hi)
-        val = _relu(self._B_inside(v_safe, u))  # B >= 0 exactly; clip round-off below zero
-        return _where(inside, val, _full_like(val, math.inf))
+        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 at an infinite v: replaced just below
+            val = _relu(self._B_inside(v_safe, u))  # B >= 0 exactly; clip round-off below zero
+        # an infinite v in the domain (ReLU's, the leaky ReLU's) has B = +inf for finite u; the formulas' inf * 0
+        # would say NaN there
+        finite = torch.isfinite(v) | torch.isnan(v) if is_torch(v) else np.isfinite(v) | np.isnan(v)
+        return _where(inside & finite, val, _full_like(val, math.inf))
 
     def B_sum(self, v: Array, u: Array) -> float:
         """sum_ij B(v_ij, u_ij) as a Python float."""

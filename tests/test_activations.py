@@ -6,6 +6,7 @@ Runtime: about 10 s on one CPU core (``python -m pytest -q tests/test_activation
 from __future__ import annotations
 
 import math
+import warnings
 
 import cvxpy as cp
 import hypothesis.extra.numpy as hnp
@@ -279,6 +280,18 @@ def test_derivative_of_nan_is_nan_and_of_infinities_is_the_limit(act):
         lo, hi = (0.0, 0.0) if isinstance(act, (Sigmoid, Tanh)) else \
             (getattr(act, "alpha", 0.0), 1.0)
         assert (d[1], d[2]) == (lo, hi)
+
+
+@pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.1)], ids=["relu", "leaky"])
+def test_B_of_an_infinite_v_in_the_domain_is_inf(act):
+    """v = +inf is in ReLU's domain: B is +inf there (ReLU's select-free formula alone gives inf * 0 = NaN)."""
+    for v, u in ((np.array([np.inf, np.inf]), np.array([1.0, -1.0])),
+                 (torch.tensor([math.inf, math.inf]), torch.tensor([0.0, -2.0]))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            val = act.B(v, u)
+        assert np.all(np.asarray(val) == np.inf)
+    assert np.isnan(act.B(np.array([np.nan]), np.array([1.0]))[0])
 
 
 # -- registry ----------------------------------------------------------------------------------------------------------

@@ -63,10 +63,10 @@ Methods
   ``||y - b - alpha/2 - W z(alpha)||^2``. (Semi)smooth Newton with the ``K x K`` Hessians ``I/2 + W diag(
   phi_prev') W^T / c`` (batched Cholesky in float64) and a per-column Armijo search: 3-5 steps at any
   conditioning, where FISTA needs ``sqrt(kappa)`` times more. Cross-entropy uses FISTA (``L = ||W||_2^2 / 2``).
-* ``step_dtype=torch.float32`` on float64 inputs: the FISTA steps, and the certificates that stop them, in
-  float32; then one certificate from float64 products at the returned point, which is the one reported --
-  columns it does not confirm go on in float64. The answer is as certified as a float64 run's, for about half
-  the GEMM time of the steps.
+* ``step_dtype=torch.float32`` on float64 inputs: the start's certificate in float64 (a column it solves is
+  done), then the FISTA steps, and the certificates that stop them, in float32; then one certificate from
+  float64 products at the returned point, which is the one reported -- columns it does not confirm go on in
+  float64. The answer is as certified as a float64 run's, for about half the GEMM time of the steps.
 * On CPU the columns are solved in blocks of about ``_CPU_BLOCK`` entries per ``(rows, block)`` array, which
   keeps an iteration's arrays in cache; on a GPU, one batch. FISTA stops early, with status ``"stalled"`` and a
   warning, when the certificate has not halved in ``_STALL`` iterations (the dtype's round-off floor lies above
@@ -124,6 +124,8 @@ _MIN_BLOCK = 256
 # round-off floor of the working dtype (a relative gap near 1e-10 in float32). Linear convergence that slow
 # would mean kappa > 1e5, far beyond the X-updates met in training.
 _STALL = 500
+# ... and steps in a lower precision (certified float32 steps) hand over to the inputs' dtype after this many
+_LOW_STALL = 25
 
 
 # -- elementwise sums, each one or two passes over the data -------------------------------------------------------
@@ -412,7 +414,7 @@ class _LayerMap:
 # -- accelerated forward-backward over all columns -----------------------------------------------------------------
 def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
            tol: float, max_iter: int, L: float, certify: bool = True, choose: bool = True,
-           guide: bool = False) -> dict:
+           guide: bool = False, stall: int = _STALL) -> dict:
     """Accelerated prox-gradient, all columns at once; a column leaves the batch once its gap is below tol.
 
     Momentum is the strongly convex constant ``(1 - sqrt(q)) / (1 + sqrt(q))``, ``q = mu / (L + mu)``, with
@@ -429,7 +431,8 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
     term they share, so without a pass of ``B``): the same steps, still never worse than the start;
     ``choose=False`` leaves that choice to the caller and returns the last iterate (``Z`` and ``iterations``).
     ``guide=True``: the certificates only guide the steps (another one is reported), so those of piecewise-quadratic
-    terms are evaluated in the working dtype (see :func:`_fista_confirmed_in`).
+    terms are evaluated in the working dtype (see :func:`_fista_confirmed_in`). ``stall``: iterations without a
+    halving of the worst certificate before the run gives up (status ``"stalled"``).
     """
     m = Z0.shape[1]
     a, step = L / prev.c, smooth.gscale / L
@@ -482,7 +485,7 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
             history.append((k, worst))
             if worst < 0.5 * best[1]:
                 best = (k, worst)
-            stalled = k - best[0] >= _STALL
+            stalled = k - best[0] >= stall
             if k == max_iter or stalled:
                 done = torch.ones_like(done)
             if bool(done.any()):
@@ -513,7 +516,8 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
 def _unchecked_end(smooth: Any, prev: _PrevTerm, Z0: torch.Tensor, T0: torch.Tensor, Z: torch.Tensor,
                    T: torch.Tensor, k: int, L: float) -> dict:
     """End of an uncertified capped run: per column, the lower objective of the start ``Z0`` and ``Z``."""
-    back = smooth.value(T0) + prev.partial_value(Z0) < smooth.value(T) + prev.partial_value(Z)
+    # "not no worse" rather than "worse": a column whose steps overflowed to NaN goes back too
+    back = ~(smooth.value(T) + prev.partial_value(Z) <= smooth.value(T0) + prev.partial_value(Z0))
     Z = torch.where(back, Z0, Z) if bool(back.any()) else Z
     nan = Z.new_full((Z.shape[1],), math.nan)
     return {"Z": Z, "T": None, "residual": nan, "gap": nan.clone(), "iterations": k, "lipschitz": L,
@@ -525,7 +529,7 @@ def _no_worse_than_start(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch
     """At ``max_iter``: columns not yet at ``tol`` whose start had the lower objective go back to the start."""
     Z0, T0, gap0, res0 = start
     Z0, T0, gap0, res0 = Z0[:, idx], T0[:, idx], gap0[idx], res0[idx]
-    back = ~(res <= tol) & (smooth.value(T0) + prev.value(Z0) < smooth.value(T) + prev.value(Z))
+    back = ~(res <= tol) & ~(smooth.value(T) + prev.value(Z) <= smooth.value(T0) + prev.value(Z0))
     if not bool(back.any()):
         return Z, T, gap, res
     return (torch.where(back, Z0, Z), torch.where(back, T0, T), torch.where(back, gap0, gap),
@@ -651,6 +655,8 @@ def _fista_in(dtype: torch.dtype) -> Any:
     """
     def engine(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
                tol: float, max_iter: int, L: float, certify: bool = False) -> dict:
+        if not _fits(L, prev, dtype):
+            return _fista(smooth, prev, A, b, Z0, tol, max_iter, L, certify=False)
         out = _fista(smooth.to(dtype), prev.to(dtype), A.to(dtype), None if b is None else b.to(dtype),
                      Z0.to(dtype), tol, max_iter, L, certify=False, choose=False)
         Z = out["Z"].to(Z0.dtype)
@@ -658,30 +664,54 @@ def _fista_in(dtype: torch.dtype) -> Any:
     return engine
 
 
+def _fits(L: float, prev: _PrevTerm, dtype: torch.dtype) -> bool:
+    """Whether the steps' scalars (the prox weight ``a = L / c``) are far inside ``dtype``'s range. Data beyond
+    it need no check here: they overflow to inf/NaN in the steps, and those columns are taken back."""
+    return L / prev.c <= 1e-8 * torch.finfo(dtype).max
+
+
 def _fista_confirmed_in(dtype: torch.dtype) -> Any:
     """Certified ``_fista`` stepping in ``dtype``, its answer confirmed by a certificate in the inputs' dtype.
 
-    The steps, and the certificates that decide when a column is done, run in ``dtype`` (on float64 inputs,
-    float32: half the time of each GEMM). Those certificates are accurate enough to stop on -- the products'
-    round-off enters the gap only through the distance to the argmin (see :func:`_certificate`), and where both
-    terms are piecewise quadratic (ReLU, leaky ReLU, MSE: sums of terms >= 0, no cancellation) they are even
-    evaluated in ``dtype`` (``guide=True``; the entropic and cross-entropy terms still go to float64) -- but the
-    returned one is not taken from them: the last point is handed, in the inputs' dtype, to ``_fista`` again,
-    whose first certificate comes from products in that dtype. Columns it confirms within ``tol`` leave at
-    once (one GEMM pair for all of them); the others -- float32's round-off floor reached above ``tol``, or
-    the steps of ``max_iter`` not all spent -- go on stepping in the inputs' dtype for what is left of
-    ``max_iter``. A column still above ``tol`` at the end keeps the lower objective of its start ``Z0`` and its
-    last point, compared in the inputs' dtype, as a capped ``_fista`` does.
+    First the start's own certificate, in the inputs' dtype: columns ``Z0`` already solves to ``tol`` come back
+    as they are, at no step. The others take their steps, and the certificates that decide when a column is
+    done, in ``dtype`` (on float64 inputs, float32: half the time of each GEMM). Those certificates are accurate
+    enough to stop on -- the products' round-off enters the gap only through the distance to the argmin (see
+    :func:`_certificate`), and where both terms are piecewise quadratic (ReLU, leaky ReLU, MSE: sums of terms
+    >= 0, no cancellation) they are even evaluated in ``dtype`` (``guide=True``; the entropic and cross-entropy
+    terms still go to float64) -- but the returned one is not taken from them: the last point is handed, in the
+    inputs' dtype, to ``_fista`` again, whose first certificate comes from products in that dtype. Columns it
+    confirms within ``tol`` leave at once (one GEMM pair for all of them); the others go on stepping in the
+    inputs' dtype for what is left of ``max_iter``: those ``dtype``'s round-off floor holds above ``tol`` (the
+    ``dtype`` steps give up after ``_LOW_STALL`` iterations without progress), those whose steps overflowed in
+    ``dtype`` (they restart from ``Z0``), and those the cap stopped. A column still above ``tol`` at the end keeps
+    the lower objective of its start and its last point, compared in the inputs' dtype, as a capped ``_fista``
+    does. Scalars too large for ``dtype`` (:func:`_fits`) run the whole solve in the inputs' dtype.
+    ``history`` lists the start's certificate, the ``dtype`` steps' guiding ones, then the confirming ones.
     """
     def engine(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
                tol: float, max_iter: int, L: float, certify: bool = True) -> dict:
-        low = _fista(smooth.to(dtype), prev.to(dtype), A.to(dtype), None if b is None else b.to(dtype),
-                     Z0.to(dtype), _MARGIN * tol, max_iter, L, guide=True)
+        if not _fits(L, prev, dtype):
+            return _fista(smooth, prev, A, b, Z0, tol, max_iter, L)
+        start = _fista(smooth, prev, A, b, Z0, tol, 0, L)
+        cols = (~(start["residual"] <= tol)).nonzero().squeeze(1)
+        if cols.numel() == 0:
+            return start
+        sm, pv, Zs = smooth.take(cols), prev.take(cols), Z0[:, cols]
+        low = _fista(sm.to(dtype), pv.to(dtype), A.to(dtype), None if b is None else b.to(dtype), Zs.to(dtype),
+                     _MARGIN * tol, max_iter, L, guide=True, stall=_LOW_STALL)
+        Z1 = low["Z"].to(Z0.dtype)
+        lost = ~torch.isfinite(Z1).all(0)
+        if bool(lost.any()):
+            Z1[:, lost] = Zs[:, lost]
         steps = low["iterations"]
-        out = _fista(smooth, prev, A, b, low["Z"].to(Z0.dtype), tol, max(max_iter - steps, 0), L)
-        out = _no_worse_than(smooth, prev, A, b, Z0, out, tol)
-        history = low["history"] + [(k + steps, worst) for k, worst in out["history"]]
-        return dict(out, iterations=out["iterations"] + steps, history=history, steps_low=steps)
+        out = _no_worse_than(sm, pv, A, b, Zs, _fista(sm, pv, A, b, Z1, tol, max(max_iter - steps, 0), L), tol)
+        for key in ("Z", "T"):
+            start[key][:, cols] = out[key]
+        for key in ("residual", "gap"):
+            start[key][cols] = out[key]
+        history = start["history"] + low["history"] + [(k + steps, worst) for k, worst in out["history"]]
+        return dict(start, iterations=out["iterations"] + steps, history=history, stalled=out["stalled"])
     return engine
 
 
@@ -695,7 +725,7 @@ def _no_worse_than(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torc
     cols = open_.nonzero().squeeze(1)
     sm, pv, Zs = smooth.take(cols), prev.take(cols), Z0[:, cols]
     Ts = A.affine(b, Zs)
-    back = sm.value(Ts) + pv.value(Zs) < sm.value(out["T"][:, cols]) + pv.value(out["Z"][:, cols])
+    back = ~(sm.value(out["T"][:, cols]) + pv.value(out["Z"][:, cols]) <= sm.value(Ts) + pv.value(Zs))
     if not bool(back.any()):
         return out
     cols, Zs, Ts, sm, pv = cols[back], Zs[:, back], Ts[:, back], sm.take(back), pv.take(back)
@@ -877,11 +907,12 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
     step_dtype : torch.dtype, optional
         The dtype the FISTA steps run in, e.g. ``torch.float32`` on float64 inputs (about half the time of each
         GEMM and elementwise pass); the answer stays in the inputs' dtype. With ``certify=False`` the choice
-        between ``Z0`` and the last iterate is made in the inputs' dtype. With ``certify=True`` the steps stop
-        on their own certificates (aiming at ``tol / 4``), and the certificate returned is recomputed from
-        products in the inputs' dtype at the returned point: columns it does not confirm within ``tol`` (the
-        step dtype's round-off floor lies above it) take their remaining steps in the inputs' dtype. ``None``:
-        the inputs' dtype.
+        between ``Z0`` and the last iterate is made in the inputs' dtype. With ``certify=True`` the start's
+        certificate comes first, in the inputs' dtype (columns it solves come back unchanged, at no step); the
+        steps stop on their own certificates (aiming at ``tol / 4``), and the certificate returned is
+        recomputed from products in the inputs' dtype at the returned point: columns it does not confirm
+        within ``tol`` (the step dtype's round-off floor lies above it, or their steps overflowed) take their
+        remaining steps in the inputs' dtype. ``None``: the inputs' dtype.
     layer : Layer, optional
         ``W Z + b`` as ``A(Z; W) + b`` (:mod:`fenchel_cvx.layers`): ``W`` shape ``layer.weight_shape`` (a conv
         kernel ``(C_out, C_in, k, k)``), ``b`` ``layer.bias_shape``, ``X_next`` ``(layer.n_out, m)``, ``U_prev``,
