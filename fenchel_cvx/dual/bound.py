@@ -149,7 +149,8 @@ def estimate_G(net: LiftedNetwork, X: Any, Y: Any, *, lam: Any, rho: Any, starts
         Weight penalties ``rho_l >= 0``.
     starts : int
         Number of starts (``>= 1``): start 0 is ``init`` (default: the reference weights), starts ``1..`` are
-        Xavier initializations seeded ``seed + k``. Each start runs from its feed-forward X-variables.
+        Xavier initializations seeded ``seed + k``. Each start runs from its feed-forward X-variables. The
+        reference weights' feed-forward point is a candidate in any case, so ``gap >= 0``.
     iterations : int
         BCD sweeps per start (``>= 0``).
     seed : int
@@ -206,6 +207,8 @@ def estimate_G(net: LiftedNetwork, X: Any, Y: Any, *, lam: Any, rho: Any, starts
         X_all = bcd.gathered_X(state)  # data-parallel: every process's columns
         Xvars = [x.detach().cpu().double().numpy() for x in X_all] if X_all is not None else net_out.init_X(X0)
         candidates = [(net_out, Xvars), (net_out, net_out.init_X(X0)), (net_k, net_k.init_X(X0))]
+        if k == 0 and init is not None:  # the reference weights themselves, where P is reported: G_hat <= P
+            candidates.append((net.copy(), net.init_X(X0)))
         start_best = None
         for cand_net, cand_X in candidates:
             t = _terms(cand_net, X0, T, cand_X, lam_l, rho_l)
