@@ -147,8 +147,8 @@ def check_scalar(value: Any, name: str, *, positive: bool = False, nonneg: bool 
     if not math.isfinite(v):
         raise ValueRangeError(f"{name}: expected a finite number, got {v}")
     if positive and not v > 0:
-        why = ("; a Lagrange multiplier of zero drops the penalty and the subproblem is no longer well posed"
-               if name.startswith("lam") else "")
+        why = ("; a Lagrange multiplier must be positive (zero drops its penalty from the Lagrangian, a negative "
+               "one rewards the violation)" if name.startswith("lam") else "")
         raise ValueRangeError(f"{name}: expected > 0, got {v}{why}")
     if nonneg and v < 0:
         raise ValueRangeError(f"{name}: expected >= 0, got {v}")

@@ -120,7 +120,25 @@ def test_domain_errors():
         Xn = X.copy()
         Xn[0, 0] = np.nan
         certify_lower_bound(Xn, Y, hidden=2, lam=1.0, rho=0.1)
+    with pytest.raises(ValueRangeError, match="patterns: expected True or False"):  # "no" is truthy: it was "yes"
+        certify_lower_bound(X, Y, hidden=2, lam=1.0, rho=0.1, patterns="no")
+    with pytest.raises(ValueRangeError, match="verbose: expected True or False"):
+        certify_lower_bound(X, Y, hidden=2, lam=1.0, rho=0.1, verbose=2)
+    with pytest.raises(ValueRangeError, match="lam: expected > 0, got -1.0; a Lagrange multiplier must be positive"):
+        certify_lower_bound(X, Y, hidden=2, lam=-1.0, rho=0.1)
+    with pytest.raises(ValueRangeError, match="hidden: .*handles 1 to 4 hidden units"):
+        certify_lower_bound(X, Y, hidden=1.0, lam=1.0, rho=0.1)
     assert issubclass(ValueRangeError, DomainError)
+
+
+@pytest.mark.parametrize("Y", [np.full(6, 3.0), np.zeros(6), np.full((6, 2), -1.5)], ids=["3", "0", "two-outputs"])
+def test_constant_targets_are_certified_at_zero(Y):
+    """The optimum is 0 (weights zero, b1 the constant): the constant predictor is an incumbent, so the run
+    certifies at once. A local search left weights near 1e-21 and J near 1e-42, a 100% relative gap, and the
+    run spent its whole time limit."""
+    X = np.random.default_rng(0).standard_normal((6, 2))
+    cert = certify_lower_bound(X, Y, hidden=1, lam=1.0, rho=0.1, time_limit=5.0)
+    assert cert.status == "certified" and cert.upper == 0.0 and cert.lower == 0.0 and cert.seconds < 4.0
 
 
 # -- the WLOG map ---------------------------------------------------------------------------------------------

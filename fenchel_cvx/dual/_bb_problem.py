@@ -143,6 +143,11 @@ class Problem:
         pt.X1 = np.maximum(pt.X1, 0.0)
         return self.normalize(pt)
 
+    def constant_point(self) -> Point:
+        """Every weight and ``X1`` zero, ``b1`` the mean target: the network that predicts a constant."""
+        h, n, p, m = self.hidden, self.n, self.p, self.m
+        return Point(np.zeros((h, n)), np.zeros(h), np.zeros((p, h)), self.Y.mean(axis=1), np.zeros((h, m)))
+
     def random_start(self, rng: np.random.Generator, scale: float = 1.0) -> Point:
         """A Glorot-uniform start with ``X1 = relu(W0 X0 + b0)`` and the least-squares ``b1``."""
         h, n, p = self.hidden, self.n, self.p
@@ -220,13 +225,16 @@ class Problem:
         ``deadline`` (a ``time.perf_counter()`` value) stops the search early; the first start is always
         evaluated (normalized, exact ``J``), so there is an incumbent however short the time.
         """
-        best = None
+        # the best constant predictor (every weight zero, b1 the mean target): an exact J = ||Y - mean||^2, and
+        # the optimum itself for constant targets, which no local search reaches exactly
+        best = self.normalize(self.constant_point())
         for i in range(max(1, n_starts)):
-            if best is not None and deadline is not None and time.perf_counter() >= deadline:
+            if i > 0 and deadline is not None and time.perf_counter() >= deadline:
                 break
             start = self.random_start(rng, (0.5, 1.0, 2.0)[i % 3])
-            if best is None:
-                best = self.normalize(start)  # an incumbent before any search
+            if i == 0:
+                first = self.normalize(start)  # an incumbent before any search
+                best = first if first.J < best.J else best
                 if deadline is not None and time.perf_counter() >= deadline:
                     break
             pt = self.local_search(start, maxiter=maxiter, deadline=deadline)

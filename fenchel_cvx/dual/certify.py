@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_choice, check_finite, check_int, check_scalar
+from .._checks import check_choice, check_finite, check_flag, check_int, check_scalar
 from ..errors import ResourceLimitError, ShapeError, ValueRangeError
 from ._bb_boxes import NodeData
 from ._bb_budget import DEFAULT_MEMORY_GIB, GIB, build_seconds, max_samples_within, relaxation_bytes
@@ -205,7 +205,7 @@ def _validate(X, Y, hidden, lam, rho, time_limit, rel_gap) -> tuple[np.ndarray, 
                               "penalty rho ||W||^2, which needs rho > 0")
     time_limit = check_seconds(time_limit, "time_limit")
     rg = check_tolerance(rel_gap, "rel_gap", below_one=True)
-    hidden = check_int(hidden, "hidden", 1)
+    hidden = check_int(hidden, "hidden", 1, hint=f"certify_lower_bound handles 1 to {MAX_HIDDEN} hidden units")
     d = hidden * (n + 1 + p)
     if hidden > MAX_HIDDEN or d > MAX_BRANCHED:
         raise ValueRangeError(f"hidden: a width of {hidden} with {n} inputs and {p} outputs means {d} branched "
@@ -333,6 +333,7 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
     ``n = 2``; 16 s at 116,000 variables) fits in its share, since the solver's set-up cannot be interrupted.
     """
     X0, Yp, h, lam, rho, time_limit, rel_gap = _validate(X, Y, hidden, lam, rho, time_limit, rel_gap)
+    patterns, verbose = check_flag(patterns, "patterns"), check_flag(verbose, "verbose")
     seed = check_int(seed, "seed", 0)
     n_starts = check_int(n_starts, "n_starts", 1)
     max_nodes = check_int(max_nodes, "max_nodes", 0, optional=True)
