@@ -280,6 +280,9 @@ def _train_and_report(args: argparse.Namespace, given: dict, out: Path, run_cfg:
         print(f"fenchel-cvx train: warning: {', '.join(FLAGS[p] for p in unread)} set but not used: "
               f"{'an option' if len(unread) == 1 else 'options'} of another trainer; this run trains "
               f"{' and '.join(methods)}", file=sys.stderr)
+    if args.resume and args.compare is None and not comparisons and run_cfg.method == "fenchel" and lead:
+        print(f"fenchel-cvx train: note: {out} holds no comparison run (started with --compare none, or stopped "
+              "before its comparison began); pass --compare adam to train one", file=sys.stderr)
     progress = not args.no_progress and lead
     summary = train_run(None, out, resume=args.resume, overrides=given, progress=progress)
     cfg = _saved_config(out)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import math
 import os
@@ -364,6 +365,35 @@ def train_run(cfg: RunConfig | None, out: str | os.PathLike, *, resume: bool = F
         raise
 
 
+_DIGEST_ROWS = 1000  # samples of each split whose values enter the data digest (all labels do)
+
+
+def _data_digest(arrays: dict) -> str:
+    """A SHA-256 digest of the data a run trains and tests on: every label, the shapes, and about
+    ``_DIGEST_ROWS`` evenly spaced samples of each split (a resume that reads another folder's data is refused;
+    hashing every image would cost seconds per start on CIFAR-10).
+
+    Parameters
+    ----------
+    arrays : dict
+        :func:`load_data`'s arrays ``{"X", "y", "X_test", "y_test"}`` (numpy, samples first).
+
+    Returns
+    -------
+    str
+        Hex digest.
+    """
+    h = hashlib.sha256()
+    for key in ("X", "y", "X_test", "y_test"):
+        a = np.asarray(arrays[key])
+        h.update(f"{key}{a.shape}{a.dtype.str}".encode())
+        if key.startswith("y"):
+            h.update(np.ascontiguousarray(a).tobytes())
+        elif len(a):
+            h.update(np.ascontiguousarray(a[:: max(1, len(a) // _DIGEST_ROWS)]).tobytes())
+    return h.hexdigest()
+
+
 def _train_into(out: Path, cfg: RunConfig, trainer: Trainer, net: LiftedNetwork, sizes: list, arrays: dict,
                 resume: bool, progress: bool, echo: Callable[[str], None] | None) -> dict:
     """:func:`train_run` once the run directory exists and the trainer is built; in a data-parallel run every
@@ -379,12 +409,20 @@ def _train_into(out: Path, cfg: RunConfig, trainer: Trainer, net: LiftedNetwork,
     if resume:
         for f in (CHECKPOINT, CONFIG, METRICS, SUMMARY):
             remove_stale_temporaries(out / f)
+    digest = _data_digest(arrays)
     if resume and (out / CHECKPOINT).exists():
         ck = load_checkpoint(out / CHECKPOINT, config=identity)
+        saved_digest = ck["meta"].get("data_digest")  # absent in checkpoints written before it was kept
+        if saved_digest is not None and saved_digest != digest:
+            raise CheckpointError(f"resume: the data differ from the data {str(out)!r} was trained on (same "
+                                  f"dataset name and sizes, other images or labels: another --data-dir?); resume "
+                                  "with the original data, or start a fresh run directory")
         state = trainer.state_class.from_state_dict(ck["state"], device=cfg.train.device, dtype=cfg.train.dtype)
     else:
         state = trainer.init_state()
     already_done = resume and state.epoch >= cfg.train.epochs
+    if state.epoch > cfg.train.epochs:  # --epochs below what is trained: the run keeps its length
+        cfg = cfg.with_values({"train.epochs": state.epoch})
     if not lead:  # the other processes of a data-parallel run neither print nor write
         progress, echo = False, _silent
     if lead:
@@ -406,7 +444,8 @@ def _train_into(out: Path, cfg: RunConfig, trainer: Trainer, net: LiftedNetwork,
         if st.batch == 0:  # an epoch just ended: the state is between batches, safe to resume from
             sd = trainer.checkpoint(st)  # every process: it may gather per-process X-variables
             if lead:
-                save_checkpoint(out / CHECKPOINT, sd, {"config": identity, "epoch": st.epoch, "method": cfg.method})
+                save_checkpoint(out / CHECKPOINT, sd, {"config": identity, "epoch": st.epoch, "method": cfg.method,
+                                                       "data_digest": digest})
             J = "" if not np.isfinite(row["J"]) else f"  J {row['J']:.5g}"
             echo(f"[{cfg.method}] epoch {st.epoch}/{cfg.train.epochs}{J}  train acc {row['train_acc']:.4f}  "
                  f"test acc {row['test_acc']:.4f}  time {row['time']:.1f}s")

@@ -314,7 +314,9 @@ class TrainerSettings(_Checked):
     device: str = setting("cpu", "torch device, e.g. cpu or cuda", "text", resumable=True, metavar="DEV")
     dtype: str = setting("float64", "working precision", "choice", choices=DTYPES)
     threads: int | None = setting(None, "torch's CPU threads for the training's tensor work; with other jobs "
-                                  "keeping cores busy, 1 is faster (idle threads spin waiting for a busy core)",
+                                  "keeping cores busy, 1 is faster (idle threads spin waiting for a busy core). "
+                                  "The count changes how sums are split, so weights agree bitwise only between "
+                                  "runs with the same count (and device)",
                                   "int", low=1, high=1024, none="torch's choice, one per core", resumable=True,
                                   metavar="N")  # far more threads than cores only exhausts OpenMP's memory
     dist_backend: str = setting(
@@ -877,7 +879,13 @@ def fields_of(cls: type = RunConfig, prefix: str = "") -> Iterator[tuple[str, da
 
 
 def resumable() -> frozenset[str]:
-    """Names of the settings a resumed run may change (they do not change the weights it produces)."""
+    """Names of the settings a resumed run may change: how long, where and how it runs, not what it computes.
+
+    ``epochs``, ``eval_every`` and the rest leave the weights bitwise as they are; ``threads`` and ``device``
+    change only the rounding of sums split over threads or computed by another device (a run resumed with
+    another count is not bitwise the run that never stopped); ``data_dir`` may move, and a resume checks that
+    it holds the same data (:func:`fenchel_cvx.runs.train_run`).
+    """
     names = set()
     for cls in (RunConfig, BCDSettings, BackpropSettings, PeerSettings):
         names.update(path.rpartition(".")[2] for path, _, spec in fields_of(cls) if spec.resumable)

@@ -22,6 +22,7 @@ from fenchel_cvx import cli, runs
 from fenchel_cvx.baselines import Backprop
 from fenchel_cvx.bcd import BCD, HISTORY_KEYS
 from fenchel_cvx.checkpoint import load_checkpoint
+from fenchel_cvx.errors import CheckpointError
 from fenchel_cvx.network import LiftedNetwork
 from fenchel_cvx.settings import FAST_MODE, MM_MODE, BackpropSettings, BCDSettings, RunConfig, fields_of
 
@@ -403,3 +404,36 @@ def test_another_trainers_settings_are_named_as_unused(tmp_path, capsys):
     rc, _ = _train(tmp_path, "fa", "--epochs", "1", "--lr", "0.1", "--lam", "2")
     err = capsys.readouterr().err
     assert rc == 0 and "warning" not in err, err
+
+
+def test_resume_refuses_other_data_under_the_same_name(tmp_path):
+    """The data's digest is kept in the checkpoint: another folder's images under the same dataset name and sizes
+    (a changed --data-dir) are refused, the same data are not."""
+    rc, out = _train(tmp_path, "run", "--method", "adam", "--epochs", "1")
+    assert rc == 0
+    cfg = runs._saved_config(out)
+    ds, arrays = runs.load_data(cfg)
+    runs.train_run(None, out, resume=True, overrides={"train.epochs": 2}, progress=False, data=(ds, arrays))
+    other = dict(arrays, X=arrays["X"][::-1].copy())  # the same images in another order: other data per index
+    with pytest.raises(CheckpointError, match="the data differ from the data"):
+        runs.train_run(None, out, resume=True, overrides={"train.epochs": 3}, progress=False, data=(ds, other))
+
+
+def test_resume_with_fewer_epochs_keeps_the_runs_length(tmp_path, capsys):
+    """``--resume --epochs 1`` on a 2-epoch run trains nothing and leaves config.json at 2 epochs (it was
+    rewritten to 1, and every later resume said '2 of 1 epochs')."""
+    rc, out = _train(tmp_path, "run", "--method", "adam", "--epochs", "2")
+    assert rc == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "1", "--no-progress"]) == 0
+    assert "already trained 2 of 2 epochs" in capsys.readouterr().out
+    assert runs._saved_config(out).train.epochs == 2
+
+
+def test_resume_of_a_fenchel_run_without_comparisons_says_so(tmp_path, capsys):
+    rc, out = _train(tmp_path, "bare", "--epochs", "1", "--compare", "none")
+    assert rc == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 0
+    assert "holds no comparison run" in capsys.readouterr().err
+    assert not any(out.glob("compare-*"))
