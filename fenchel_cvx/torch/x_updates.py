@@ -126,6 +126,9 @@ _MIN_BLOCK = 256
 _STALL = 500
 # ... and steps in a lower precision (certified float32 steps) hand over to the inputs' dtype after this many
 _LOW_STALL = 25
+# Below this tol a float32 certificate cannot tell an optimal start from a near one (its floor is near 1e-13
+# relative): the start is certified in the inputs' dtype first
+_GUIDE_TOL = 1e-10
 
 
 # -- elementwise sums, each one or two passes over the data -------------------------------------------------------
@@ -673,45 +676,61 @@ def _fits(L: float, prev: _PrevTerm, dtype: torch.dtype) -> bool:
 def _fista_confirmed_in(dtype: torch.dtype) -> Any:
     """Certified ``_fista`` stepping in ``dtype``, its answer confirmed by a certificate in the inputs' dtype.
 
-    First the start's own certificate, in the inputs' dtype: columns ``Z0`` already solves to ``tol`` come back
-    as they are, at no step. The others take their steps, and the certificates that decide when a column is
-    done, in ``dtype`` (on float64 inputs, float32: half the time of each GEMM). Those certificates are accurate
-    enough to stop on -- the products' round-off enters the gap only through the distance to the argmin (see
-    :func:`_certificate`), and where both terms are piecewise quadratic (ReLU, leaky ReLU, MSE: sums of terms
-    >= 0, no cancellation) they are even evaluated in ``dtype`` (``guide=True``; the entropic and cross-entropy
-    terms still go to float64) -- but the returned one is not taken from them: the last point is handed, in the
-    inputs' dtype, to ``_fista`` again, whose first certificate comes from products in that dtype. Columns it
-    confirms within ``tol`` leave at once (one GEMM pair for all of them); the others go on stepping in the
-    inputs' dtype for what is left of ``max_iter``: those ``dtype``'s round-off floor holds above ``tol`` (the
-    ``dtype`` steps give up after ``_LOW_STALL`` iterations without progress), those whose steps overflowed in
-    ``dtype`` (they restart from ``Z0``), and those the cap stopped. A column still above ``tol`` at the end keeps
-    the lower objective of its start and its last point, compared in the inputs' dtype, as a capped ``_fista``
-    does. Scalars too large for ``dtype`` (:func:`_fits`) run the whole solve in the inputs' dtype.
-    ``history`` lists the start's certificate, the ``dtype`` steps' guiding ones, then the confirming ones.
+    The steps, and the certificates that decide when a column is done, run in ``dtype`` (on float64 inputs,
+    float32: half the time of each GEMM). Those certificates are accurate enough to stop on -- the products'
+    round-off enters the gap only through the distance to the argmin (see :func:`_certificate`), and where both
+    terms are piecewise quadratic (ReLU, leaky ReLU, MSE: sums of terms >= 0, no cancellation) they are even
+    evaluated in ``dtype`` (``guide=True``; the entropic and cross-entropy terms still go to float64) -- but the
+    returned one is not taken from them: the last point is handed, in the inputs' dtype, to ``_fista`` again,
+    whose first certificate comes from products in that dtype. A column the ``dtype`` steps left as it started
+    (their first certificate stopped it) is handed over as its exact start ``Z0``, not its round trip through
+    ``dtype``. Columns the confirmation certifies leave at once (one GEMM pair for all of them); the others go on
+    stepping in the inputs' dtype for what is left of ``max_iter``: those ``dtype``'s round-off floor holds above
+    ``tol`` (the ``dtype`` steps give up after ``_LOW_STALL`` iterations without progress), those whose steps
+    overflowed in ``dtype`` (they restart from ``Z0``), and those the cap stopped. A column still above ``tol``
+    at the end keeps the lower objective of its start and its last point, compared in the inputs' dtype, as a
+    capped ``_fista`` does.
+
+    Below ``_GUIDE_TOL`` the ``dtype`` certificates cannot judge a start, so the start's own certificate comes
+    first, in the inputs' dtype (one more GEMM pair): the columns ``Z0`` solves come back at no step. Scalars too
+    large for ``dtype`` (:func:`_fits`) run the whole solve in the inputs' dtype. ``history`` lists the
+    (start's and) ``dtype`` steps' certificates, then the confirming ones.
     """
     def engine(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
                tol: float, max_iter: int, L: float, certify: bool = True) -> dict:
         if not _fits(L, prev, dtype):
             return _fista(smooth, prev, A, b, Z0, tol, max_iter, L)
-        start = _fista(smooth, prev, A, b, Z0, tol, 0, L)
-        cols = (~(start["residual"] <= tol)).nonzero().squeeze(1)
-        if cols.numel() == 0:
-            return start
-        sm, pv, Zs = smooth.take(cols), prev.take(cols), Z0[:, cols]
-        low = _fista(sm.to(dtype), pv.to(dtype), A.to(dtype), None if b is None else b.to(dtype), Zs.to(dtype),
+        start, cols = None, None
+        if tol < _GUIDE_TOL:
+            start = _fista(smooth, prev, A, b, Z0, tol, 0, L)
+            cols = (~(start["residual"] <= tol)).nonzero().squeeze(1)
+            if cols.numel() == 0:
+                return start
+            if cols.numel() == Z0.shape[1]:  # every column open: no copies in or out
+                cols = None
+        sm, pv, Zs = (smooth, prev, Z0) if cols is None else (smooth.take(cols), prev.take(cols), Z0[:, cols])
+        Zl = Zs.to(dtype)
+        low = _fista(sm.to(dtype), pv.to(dtype), A.to(dtype), None if b is None else b.to(dtype), Zl,
                      _MARGIN * tol, max_iter, L, guide=True, stall=_LOW_STALL)
         Z1 = low["Z"].to(Z0.dtype)
-        lost = ~torch.isfinite(Z1).all(0)
-        if bool(lost.any()):
-            Z1[:, lost] = Zs[:, lost]
+        # untouched columns get their exact start back; overflowed ones restart from it
+        back = (low["Z"] == Zl).all(0) | ~torch.isfinite(Z1).all(0)
+        if bool(back.any()):
+            Z1[:, back] = Zs[:, back]
         steps = low["iterations"]
         out = _no_worse_than(sm, pv, A, b, Zs, _fista(sm, pv, A, b, Z1, tol, max(max_iter - steps, 0), L), tol)
-        for key in ("Z", "T"):
-            start[key][:, cols] = out[key]
-        for key in ("residual", "gap"):
-            start[key][cols] = out[key]
-        history = start["history"] + low["history"] + [(k + steps, worst) for k, worst in out["history"]]
-        return dict(start, iterations=out["iterations"] + steps, history=history, stalled=out["stalled"])
+        history = low["history"] + [(k + steps, worst) for k, worst in out["history"]]
+        if start is None:
+            return dict(out, iterations=out["iterations"] + steps, history=history)
+        if cols is None:
+            start = dict(start, **{key: out[key] for key in ("Z", "T", "residual", "gap")})
+        else:
+            for key in ("Z", "T"):
+                start[key][:, cols] = out[key]
+            for key in ("residual", "gap"):
+                start[key][cols] = out[key]
+        return dict(start, iterations=out["iterations"] + steps, history=start["history"] + history,
+                    stalled=out["stalled"])
     return engine
 
 
