@@ -251,6 +251,8 @@ class Layer:
               torch.as_tensor(np.asarray(W, dtype=float)))
         if not bool(Wd.any()):
             return 0.0
+        if self.n_in <= 2:  # ARPACK needs k < n: the matrix itself is tiny
+            return float(np.linalg.norm(self.matrix(Wd), 2) ** 2) * 1.01
 
         def gram(v: np.ndarray) -> np.ndarray:
             x = torch.as_tensor(np.asarray(v, dtype=float).reshape(-1, 1))

@@ -33,7 +33,7 @@ from .errors import ChoiceError, ShapeError
 if TYPE_CHECKING:
     from .layers import Layer
 
-__all__ = ["Subproblem", "SUBPROBLEMS", "SubproblemResult", "check_layer", "check_layer_shape"]
+__all__ = ["Subproblem", "SUBPROBLEMS", "SubproblemResult", "check_layer", "check_layer_anchor", "check_layer_shape"]
 
 
 @dataclass(frozen=True)
@@ -182,3 +182,19 @@ def check_layer_shape(x: Any, name: str, layer: Layer, what: str, m: int | None 
                          f"sample), got {got}")
     if m is not None and got[1] != m:
         raise ShapeError(f"{name}: expected {m} columns (one per sample, as {m_from} has), got shape {got}")
+
+
+def check_layer_anchor(layer: Layer, W0: Any, b0: Any, gamma: Any, bias: Any) -> None:
+    """Raise :class:`ShapeError` when a batched W-update with ``gamma > 0`` lacks the previous batch's kernel
+    ``W0`` (or, with a bias, ``b0``), naming the shapes the layer gives them -- before the patch form, whose
+    matrix shapes would be the ones named otherwise. Other values of ``gamma`` are left to the W-update's checks."""
+    try:
+        anchored = float(gamma) > 0
+    except (TypeError, ValueError):
+        return
+    if anchored and W0 is None:
+        raise ShapeError(f"W0: required when gamma > 0 (got gamma={gamma}), expected the previous batch's kernel of "
+                         f"layer {layer.describe()} with shape {layer.weight_shape}; pass W0= or set gamma=0")
+    if anchored and b0 is None and bias is True:
+        raise ShapeError(f"b0: required when gamma > 0 and bias=True, expected the previous batch's bias of layer "
+                         f"{layer.describe()} with shape {layer.bias_shape}; pass b0= or bias=False")

@@ -193,11 +193,43 @@ def test_conv_w_update_checks_sample_counts_and_values_in_the_callers_layout(con
         solve(cast(bad), cast(X1), act="relu", lam=1.0, rho=0.1, layer=layer)
 
 
-def test_conv_x_update_names_the_argument_that_fixes_the_sample_count(conv_instance):
+@pytest.mark.parametrize("face", ["torch", "cvx"])
+def test_conv_x_update_names_the_argument_that_fixes_the_sample_count(conv_instance, face):
+    """Both faces in the layer's terms (the CVXPY face named the patch matrix's shape and ``W.shape[1]``)."""
     layer, X0, X1, W = conv_instance
+    solve = ft.x_hidden if face == "torch" else cvx.x_hidden
+    cast = (lambda a: a) if face == "torch" else (lambda a: a.numpy())
     with pytest.raises(ShapeError, match=r"U_prev: expected 2 columns \(one per sample, as X_next has\)"):
-        ft.x_hidden(W, torch.zeros(2, dtype=F64), X1[:, :2], X0, act="relu", act_prev="relu", lam=1.0, lam_prev=1.0,
-                    layer=layer)
+        solve(cast(W), cast(torch.zeros(2, dtype=F64)), cast(X1[:, :2]), cast(X0), act="relu", act_prev="relu",
+              lam=1.0, lam_prev=1.0, layer=layer)
+
+
+@pytest.mark.parametrize("face", ["torch", "cvx"])
+def test_a_missing_anchor_names_the_kernel_shape(conv_instance, face):
+    """gamma > 0 without W0 (or b0): the message gives the kernel's shape, not the patch matrix's (2, 9)."""
+    layer, X0, X1, W = conv_instance
+    solve = ft.w_hidden if face == "torch" else cvx.w_hidden
+    cast = (lambda a: a) if face == "torch" else (lambda a: a.numpy())
+    with pytest.raises(ShapeError, match=r"W0: required when gamma > 0 .* kernel of layer c2k3 with shape "
+                                         r"\(2, 1, 3, 3\)"):
+        solve(cast(X0), cast(X1), act="relu", lam=1.0, rho=0.1, gamma=0.3, layer=layer)
+    with pytest.raises(ShapeError, match=r"b0: required when gamma > 0 and bias=True, .* shape \(2,\)"):
+        solve(cast(X0), cast(X1), act="relu", lam=1.0, rho=0.1, gamma=0.3, W0=cast(W), layer=layer)
+
+
+@pytest.mark.parametrize("spec", ["1x1x1-c2k1-f1", "1x1x1-f3", "2x1x1-f3"])
+def test_layers_with_one_or_two_inputs_have_a_norm_and_solve(spec):
+    """ARPACK needs more unknowns than the eigenvalues it finds: a layer with one or two inputs used to raise
+    scipy's TypeError from norm_sq (and from the torch X-update that calls it)."""
+    layer = parse_arch(spec)[0]
+    W = torch.ones(layer.weight_shape, dtype=F64)
+    A = layer.matrix(W)
+    assert layer.norm_sq(W) == pytest.approx(1.01 * np.linalg.norm(A, 2) ** 2, rel=1e-12)
+    r = ft.x_hidden(W, None, torch.ones(layer.n_out, 2, dtype=F64), torch.zeros(layer.n_in, 2, dtype=F64),
+                    act="relu", act_prev="relu", lam=1.0, lam_prev=1.0, layer=layer)
+    ref = cvx.x_hidden(W.numpy(), None, np.ones((layer.n_out, 2)), np.zeros((layer.n_in, 2)), act="relu",
+                       act_prev="relu", lam=1.0, lam_prev=1.0, layer=layer)
+    assert r.status == "optimal" and r.value == pytest.approx(ref.value, rel=1e-6)
 
 
 def _rewrite(src, dst, **changes):

@@ -36,7 +36,7 @@ from ..activations import Activation, get_activation
 from ..errors import ShapeError
 from ..losses import Loss, get_loss
 from ..optimality import w_hidden_objective, w_hidden_residual, w_last_objective, w_last_residual
-from ..subproblems import SubproblemResult, check_layer, check_layer_shape
+from ..subproblems import SubproblemResult, check_layer, check_layer_anchor, check_layer_shape
 from ._model import CvxModel, as_matrix, as_vector, blocks, cached_model, finish, hyper, to_numpy
 from ._polish import can_polish_loss, polish_w_full, polish_w_rows
 from ._solve import QP_ACTIVATIONS, SolveInfo, check_solver, default_solver
@@ -359,6 +359,7 @@ def w_hidden(X_in: Any, X_next: Any, *, act: str | Activation, lam: float, rho: 
     layer, bias = check_layer(layer), check_flag(bias, "bias")
     solver, polish = check_solver(solver), check_flag(polish, "polish")
     if layer is not None:
+        check_layer_anchor(layer, W0, b0, gamma, bias)
         X_in, X_next, W0 = _patch_form(layer, X_in, X_next, W0, b0)
         if not layer.is_plain_dense:
             res = w_hidden(X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, W0=W0, b0=b0, bias=bias,
@@ -568,6 +569,7 @@ def w_last(X_in: Any, Y: Any, *, loss: str | Loss, rho: float, gamma: float = 0.
     layer, bias = check_layer(layer, "w_last"), check_flag(bias, "bias")
     solver, polish = check_solver(solver), check_flag(polish, "polish")
     if layer is not None:
+        check_layer_anchor(layer, W0, b0, gamma, bias)
         X_in, _, W0 = _patch_form(layer, X_in, None, W0, b0)
         p = _layer_outputs(layer, p)
         if not layer.is_plain_dense:

@@ -62,7 +62,8 @@ def _layer_matrix(layer: Layer | None, W: Any, b: Any, **data: tuple[Any, str]) 
     """``(W, b)`` for the dense model: a layer's kernel and channel bias as its explicit matrix and row bias.
 
     ``data`` maps argument names to ``(array, "in" | "out")``: checked against the layer's flattened sizes
-    first, so a wrong size is reported in the layer's terms. ``None`` (no layer) returns ``(W, b)`` unchanged.
+    first, so a wrong size is reported in the layer's terms, and their sample counts must agree (the first one's
+    fixes it). ``None`` (no layer) returns ``(W, b)`` unchanged.
     """
     if layer is None:
         return W, b
@@ -73,8 +74,12 @@ def _layer_matrix(layer: Layer | None, W: Any, b: Any, **data: tuple[Any, str]) 
     if bn is not None:
         check_layer_shape(bn, "b", layer, "bias")
         check_finite(bn, "b")
+    m, m_from = None, None  # the first data argument fixes the samples, in the layer's terms like the torch face
     for name, (x, side) in data.items():
-        check_layer_shape(np.asarray(as_array(to_numpy(x), name)), name, layer, side)
+        arr = np.asarray(as_array(to_numpy(x), name))
+        check_layer_shape(arr, name, layer, side, m=m, m_from=m_from or name)
+        if m is None and arr.ndim == 2:
+            m, m_from = arr.shape[1], name
     if layer.is_plain_dense:
         return Wn, bn
     return layer.matrix(Wn), layer.bias_rows(bn)

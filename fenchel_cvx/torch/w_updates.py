@@ -87,7 +87,7 @@ from ..errors import NotConvergedWarning, ShapeError, SolverError, TensorMismatc
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
 from ..optimality import gradient_residual
 from ..shards import all_sum_float
-from ..subproblems import SubproblemResult, check_layer, check_layer_shape
+from ..subproblems import SubproblemResult, check_layer, check_layer_anchor, check_layer_shape
 from ._common import check_max_iter, check_tensor, check_tol, solver_errors
 from ._wsolvers import (
     SolveOutput,
@@ -435,6 +435,7 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     t0 = time.perf_counter()
     layer, bias = check_layer(layer), check_flag(bias, "bias")
     if layer is not None:
+        check_layer_anchor(layer, W0, b0, gamma, bias)
         X_in, X_next, kw = _patch_form(layer, X_in, X_next, bias, W0=W0, b0=b0, W_init=W_init, b_init=b_init, U=U)
         if not layer.is_plain_dense:
             res = w_hidden(X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, bias=bias, tol=tol,
@@ -627,6 +628,7 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
     t0 = time.perf_counter()
     layer, bias = check_layer(layer, "w_last"), check_flag(bias, "bias")
     if layer is not None:
+        check_layer_anchor(layer, W0, b0, gamma, bias)
         X_in, _, kw = _patch_form(layer, X_in, None, bias, W0=W0, b0=b0, W_init=W_init, b_init=b_init)
         if p is not None and p != layer.n_out:
             raise ShapeError(f"p: expected None or {layer.n_out}, the outputs of layer {layer.describe()}, got {p!r}")
