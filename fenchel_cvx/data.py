@@ -330,17 +330,18 @@ class Dataset:
     def subsample(self, n_train: int | None = None, n_test: int | None = None, *, seed: int = 0) -> Dataset:
         """A copy keeping ``n_train`` / ``n_test`` samples drawn without replacement (``None`` keeps all).
 
-        The kept samples stay in their original relative order; the draw uses ``default_rng(seed)``. The channel
-        statistics stay those of the training set as loaded.
+        The kept samples stay in their original relative order; each split is drawn with its own
+        ``default_rng(seed)``, so the test samples depend on ``seed`` and ``n_test`` alone: runs of different
+        ``n_train`` are scored on the same test samples. The channel statistics stay those of the training set as
+        loaded.
         """
-        rng = _rng(seed)
-
         def pick(n: int | None, total: int, arg: str) -> np.ndarray:
             if n is None:
                 return np.arange(total)
             if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 0 < n <= total):
-                raise ValueRangeError(f"{arg}: expected an integer in 1..{total}, got {n!r}")
-            return np.sort(rng.choice(total, size=int(n), replace=False))
+                raise ValueRangeError(f"{arg}: expected an integer in 1..{total} (the {arg[2:]} split's size), got "
+                                      f"{n!r}")
+            return np.sort(_rng(seed).choice(total, size=int(n), replace=False))
 
         i_train = pick(n_train, len(self.train_y), "n_train")
         i_test = pick(n_test, len(self.test_y), "n_test")

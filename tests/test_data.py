@@ -389,6 +389,15 @@ def test_load_dataset_errors(tmp_path):
         data.load_dataset("imagenet")
 
 
+def test_the_test_subsample_does_not_depend_on_n_train():
+    """Runs of different --n-train with the same seed and --n-test are scored on the same test samples (the test
+    draw came after the train draw from one generator: 200 vs 500 training samples shared 3 of 100 test rows)."""
+    ds = data.load_dataset("synthetic", seed=0, n_train=600, n_test=300, n_features=3, classes=3)
+    tests = [ds.subsample(n, 100, seed=4).test_x for n in (None, 200, 500, 600)]
+    assert all(np.array_equal(tests[0], t) for t in tests[1:])
+    assert not np.array_equal(tests[0], ds.subsample(None, 100, seed=5).test_x)  # the seed still draws them
+
+
 def test_dataset_shuffle_subsample():
     ds = data.load_dataset("synthetic", seed=0, n_train=30, n_test=10, n_features=3, classes=3)
     sh = ds.shuffled(4)
