@@ -499,14 +499,28 @@ def read_idx(path: str | Path, magic: int | None = None) -> np.ndarray:
     return np.frombuffer(buf, dtype=np.uint8, offset=header).reshape(shape).copy()
 
 
+def _mnist_candidates(folder: Path, stem: str) -> Path | None:
+    """One MNIST file in ``folder``: ``.gz`` first, then raw, then the dotted name common on Kaggle."""
+    for n in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
+        if (folder / n).is_file():
+            return folder / n
+    return None
+
+
 def _find_mnist_file(data_dir: Path, stem: str) -> Path:
-    """First existing candidate for one MNIST file: ``.gz`` or raw, in ``data_dir`` or its ``mnist/``."""
-    dirs = [data_dir, data_dir / "mnist", data_dir / "MNIST" / "raw"]  # the last is torchvision's layout
-    names = [stem + ".gz", stem, stem.replace("-idx", ".idx")]  # the dotted variant is common on Kaggle
+    """One MNIST file, from the first of ``data_dir``, its ``mnist/`` and torchvision's ``MNIST/raw`` that holds
+    all four: a split is never paired from two folders (two copies of other orders would pair silently)."""
+    dirs = [data_dir, data_dir / "mnist", data_dir / "MNIST" / "raw"]
+    stems = [s for pair in _MNIST_FILES.values() for s in pair]
+    holding = {d: [s for s in stems if _mnist_candidates(d, s) is not None] for d in dirs}
     for d in dirs:
-        for n in names:
-            if (d / n).is_file():
-                return d / n
+        if len(holding[d]) == len(stems):
+            return _mnist_candidates(d, stem)
+    partial = [f"{d}: {', '.join(holding[d])}" for d in dirs if holding[d]]
+    if partial:
+        raise DataFileError(f"data_dir: expected the four MNIST files in one folder, found only parts of the set ("
+                            f"{'; '.join(partial)}); put train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                            f"t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (.gz or raw) together. {_NO_DOWNLOAD}")
     raise DataFileError(f"data_dir: MNIST file {stem}.gz (or {stem}) not found in {data_dir} or {data_dir / 'mnist'}. "
                         f"Put the four standard IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                         f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, .gz or raw) there. {_NO_DOWNLOAD}")

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import textwrap
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -235,7 +236,9 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
     handles, texts, all_x = [], [], []
     for i, (label, rows) in enumerate(runs.items()):
         xs, ys = curve(rows, metric, x)
-        if not xs:
+        if not xs:  # said, not dropped silently: the caller may list the run as drawn
+            warnings.warn(f"runs: {label!r} has no row with finite numbers in both {x!r} and {metric!r}; it is left "
+                          "out of the figure", UserWarning, stacklevel=2)
             continue
         key, (style, marker) = keys[label], styles[label]
         last = f"{ys[-1]:.3f}" if "acc" in metric else f"{ys[-1]:.4g}"

@@ -122,14 +122,18 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     Raises
     ------
     FenchelError
-        No ``metrics.csv`` in ``run_dir``.
+        No ``metrics.csv`` in ``run_dir``, or one that is not a text CSV.
     """
     path = Path(run_dir) / METRICS
     if not path.is_file():
         raise FenchelError(f"run_dir: expected a run directory holding {METRICS}, got {str(run_dir)!r} (no "
                            f"{path}); pass a folder written by `fenchel-cvx train`")
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise FenchelError(f"run_dir: {path} is not a readable metrics table ({type(exc).__name__}: {exc}); it "
+                           "should be the CSV `fenchel-cvx train` writes -- train the run again") from None
     out = []
     for r in rows:
         row = {}

@@ -74,6 +74,19 @@ def write_cifar_pickles(folder: Path, rng: np.random.Generator, n: int = 4) -> d
 
 
 # -- IDX / MNIST ---------------------------------------------------------------------------------------------------
+def test_mnist_files_are_never_paired_across_folders(tmp_path):
+    """A stray train-images file in DIR beside a full set in DIR/mnist: the set in DIR/mnist is read, whole (the
+    stray images were paired with DIR/mnist's labels); a set split between the folders is refused, naming both."""
+    arrays = write_mnist(tmp_path / "mnist", np.random.default_rng(1))
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(
+        gzip.compress(idx_bytes(np.random.default_rng(2).integers(0, 256, (7, 28, 28), dtype=np.uint8))))
+    ds = data.read_mnist(tmp_path)
+    np.testing.assert_array_equal(ds.train_x, arrays["train-images-idx3-ubyte"])
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz").rename(tmp_path / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(DataFileError, match="expected the four MNIST files in one folder, found only parts"):
+        data.read_mnist(tmp_path)
+
+
 @pytest.mark.parametrize("compress", [True, False], ids=["gz", "raw"])
 @pytest.mark.parametrize("sub", ["", "mnist"], ids=["flat", "mnist-subdir"])
 def test_mnist_round_trip(tmp_path, compress, sub):

@@ -145,6 +145,22 @@ def test_curve_drops_missing_values_and_sorts():
     assert curve(rows) == ([0.0, 2.0], [0.1, 0.8])
 
 
+def test_a_run_with_nothing_to_draw_is_named_in_a_warning():
+    """One run all NaN beside a good one: it is left out with a warning naming it (it vanished silently while the
+    command line listed it as drawn)."""
+    with pytest.warns(UserWarning, match=r"runs: 'adam' has no row with finite numbers in both 'epoch' and "
+                                         r"'test_acc'"):
+        fig = plot_accuracy({"fenchel": _rows(0), "adam": [{"epoch": 1, "test_acc": "nan"}]})
+    assert len(fig.axes[0].get_lines()) == 1
+
+
+def test_a_metrics_file_that_is_not_text_is_a_typed_error(tmp_path):
+    from fenchel_cvx.runs import read_metrics
+    (tmp_path / "metrics.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(FenchelError, match=r"run_dir: .*metrics.csv is not a readable metrics table"):
+        read_metrics(tmp_path)
+
+
 def test_errors_are_typed_and_name_the_argument():
     with pytest.raises(ShapeError, match="runs"):
         plot_accuracy({})
@@ -152,7 +168,7 @@ def test_errors_are_typed_and_name_the_argument():
         plot_accuracy({"adam": _rows(0)}, x="wallclock")
     with pytest.raises(ChoiceError, match=r"^metric: .*'acc'"):
         curve(_rows(0), metric="acc")
-    with pytest.raises(DomainError, match="runs"):
+    with pytest.raises(DomainError, match="runs"), pytest.warns(UserWarning, match="left out"):
         plot_accuracy({"adam": [{"epoch": 1, "test_acc": "nan"}]})
     with pytest.raises(ValueRangeError, match="ylim"):
         plot_accuracy({"adam": _rows(0)}, ylim=(0.9, 0.1))
