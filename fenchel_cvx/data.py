@@ -636,6 +636,10 @@ for _core in ("numpy.core", "numpy._core"):
     _ALLOWED_GLOBALS[(f"{_core}.numeric", "_frombuffer")] = _FROMBUFFER
 
 
+class _Refused(pickle.UnpicklingError):
+    """A pickle that names something outside the allowed types (not merely a damaged one)."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Admits plain containers, strings, numbers, bytes and numpy arrays; any other global is refused.
 
@@ -647,10 +651,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed") from None
+            raise _Refused(f"global {module}.{name} is not allowed") from None
 
     def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("persistent ids are not allowed")
+        raise _Refused("persistent ids are not allowed")
 
 
 def safe_unpickle(data: bytes, source: str = "<bytes>") -> Any:
@@ -667,11 +671,11 @@ def safe_unpickle(data: bytes, source: str = "<bytes>") -> Any:
     """
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
+    except _Refused as exc:
         raise DataFileError(f"{source}: refused to unpickle ({exc}). Only plain containers, strings, numbers and "
                             "numpy arrays are read from data files; this file is not a genuine CIFAR-10 batch "
                             "(it may be malicious), replace it with the official one") from None
-    except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError,
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, MemoryError,
             OverflowError, struct_error) as exc:
         raise DataFileError(f"{source}: not a readable pickle ({type(exc).__name__}: {exc}); the file is truncated "
                             "or corrupt, copy it again") from None
@@ -759,9 +763,14 @@ def _npz_arrays(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, tuple[
     except DataFileError:
         raise
     # BadZipFile (a cut or overwritten file) is no OSError; NotImplementedError: an unknown compression method
+    except PermissionError as exc:
+        raise DataFileError(f"{path}: cannot read it ({exc}); check the file's permissions") from None
     except (OSError, ValueError, EOFError, KeyError, zlib.error, zipfile.BadZipFile, NotImplementedError) as exc:
-        raise DataFileError(f"{path}: not a readable npz file ({type(exc).__name__}: {exc}); the file is "
-                            "truncated or corrupt, copy it again") from None
+        # numpy calls a non-zip file (or an object array) pickled data, and suggests allow_pickle: not for data
+        why = ("not a zip of plain arrays (numpy would read it as pickled data, which data files are not allowed "
+               "to hold)" if "allow_pickle" in str(exc) else f"{type(exc).__name__}: {exc}")
+        raise DataFileError(f"{path}: not a readable npz file ({why}); the file is truncated, corrupt or of "
+                            "another format, copy it again") from None
     if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
         raise DataFileError(f"{path}: expected {prefix}_x uint8 of shape (N, 32, 32, 3), got {x.dtype} {x.shape}")
     if len(x) == 0:
