@@ -222,8 +222,9 @@ class Problem:
                    deadline: float | None = None) -> Point:
         """Best :meth:`local_search` result over ``n_starts`` random starts (exact ``J``).
 
-        ``deadline`` (a ``time.perf_counter()`` value) stops the search early; the first start is always
-        evaluated (normalized, exact ``J``), so there is an incumbent however short the time.
+        ``deadline`` (a ``time.perf_counter()`` value) stops the search early; the best constant predictor and
+        the first start are always evaluated (normalized, exact ``J``), so there is an incumbent however short the
+        time.
         """
         # the best constant predictor (every weight zero, b1 the mean target): an exact J = ||Y - mean||^2, and
         # the optimum itself for constant targets, which no local search reaches exactly
