@@ -439,7 +439,8 @@ def test_plot_with_a_text_x_column_names_it():
     from fenchel_cvx.plots import plot_accuracy
 
     rows = [{"method": "adam", "epoch": 1.0, "test_acc": 0.5}]
-    with pytest.raises(DomainError, match=r"finite numbers in both 'method' \(x\) and 'test_acc' \(metric\)"):
+    with pytest.raises(DomainError, match=r"finite numbers in both 'method' \(x\) and 'test_acc' \(metric\)"), \
+            pytest.warns(UserWarning, match="left out of the figure"):
         plot_accuracy({"adam": rows}, x="method")
 
 
