@@ -63,10 +63,10 @@ Methods
   ``||y - b - alpha/2 - W z(alpha)||^2``. (Semi)smooth Newton with the ``K x K`` Hessians ``I/2 + W diag(
   phi_prev') W^T / c`` (batched Cholesky in float64) and a per-column Armijo search: 3-5 steps at any
   conditioning, where FISTA needs ``sqrt(kappa)`` times more. Cross-entropy uses FISTA (``L = ||W||_2^2 / 2``).
-* ``step_dtype=torch.float32`` on float64 inputs: the start's certificate in float64 (a column it solves is
-  done), then the FISTA steps, and the certificates that stop them, in float32; then one certificate from
-  float64 products at the returned point, which is the one reported -- columns it does not confirm go on in
-  float64. The answer is as certified as a float64 run's, for about half the GEMM time of the steps.
+* ``step_dtype=torch.float32`` on float64 inputs: the FISTA steps, and the certificates that stop them, in
+  float32; then one certificate from float64 products at the returned point, which is the one reported --
+  columns it does not confirm go on in float64 (see ``_fista_confirmed_in``). The answer is as certified as a
+  float64 run's, for about half the GEMM time of the steps.
 * On CPU the columns are solved in blocks of about ``_CPU_BLOCK`` entries per ``(rows, block)`` array, which
   keeps an iteration's arrays in cache; on a GPU, one batch. FISTA stops early, with status ``"stalled"`` and a
   warning, when the certificate has not halved in ``_STALL`` iterations (the dtype's round-off floor lies above
@@ -926,12 +926,11 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
     step_dtype : torch.dtype, optional
         The dtype the FISTA steps run in, e.g. ``torch.float32`` on float64 inputs (about half the time of each
         GEMM and elementwise pass); the answer stays in the inputs' dtype. With ``certify=False`` the choice
-        between ``Z0`` and the last iterate is made in the inputs' dtype. With ``certify=True`` the start's
-        certificate comes first, in the inputs' dtype (columns it solves come back unchanged, at no step); the
-        steps stop on their own certificates (aiming at ``tol / 4``), and the certificate returned is
-        recomputed from products in the inputs' dtype at the returned point: columns it does not confirm
-        within ``tol`` (the step dtype's round-off floor lies above it, or their steps overflowed) take their
-        remaining steps in the inputs' dtype. ``None``: the inputs' dtype.
+        between ``Z0`` and the last iterate is made in the inputs' dtype. With ``certify=True`` the steps stop
+        on their own certificates (aiming at ``tol / 4``), and the certificate returned is recomputed from
+        products in the inputs' dtype at the returned point: columns it does not confirm within ``tol`` (the
+        step dtype's round-off floor lies above it, or their steps overflowed) take their remaining steps in the
+        inputs' dtype; columns the start already solves come back unchanged. ``None``: the inputs' dtype.
     layer : Layer, optional
         ``W Z + b`` as ``A(Z; W) + b`` (:mod:`fenchel_cvx.layers`): ``W`` shape ``layer.weight_shape`` (a conv
         kernel ``(C_out, C_in, k, k)``), ``b`` ``layer.bias_shape``, ``X_next`` ``(layer.n_out, m)``, ``U_prev``,
