@@ -562,8 +562,10 @@ def w_last(X_in: Any, Y: Any, *, loss: str | Loss, rho: float, gamma: float = 0.
     ChoiceError
         A ``layer`` that is not a :class:`~fenchel_cvx.layers.Layer`, or a convolution (the output layer is dense).
     SolverError
-        A status other than optimal. Cross-entropy on separable data has no minimizer with ``rho = gamma = 0``;
-        the solver then returns an epsilon-optimal point far out or fails with a message saying so.
+        A status other than optimal. Cross-entropy on separable data has no minimizer with ``rho = gamma = 0``,
+        nor, with a bias and ``gamma = 0`` (the bias is then not penalized), when a class has no sample in
+        ``Y`` (its bias decreases without bound); the solver then returns an epsilon-optimal point far out (status
+        optimal, value within its tolerance of the infimum) or fails with a message saying so.
     """
     t0 = time.perf_counter()
     layer, bias = check_layer(layer, "w_last"), check_flag(bias, "bias")

@@ -534,7 +534,10 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
 
     The last-layer W-update: ``X_in = X_L``. Layout: paper's ``(features, samples)``. With ``X_a = [X_in; 1^T]``
     and ``Z = [W, b]`` the regularizer is ``sum_i mu_i ||Z[:, i]||^2 / 2 - <2 gamma Z0, Z> + const`` with
-    ``mu_i = 2(rho + gamma)`` on weights and ``2 gamma`` on the bias.
+    ``mu_i = 2(rho + gamma)`` on weights and ``2 gamma`` on the bias. With a bias and ``gamma = 0`` the bias is not
+    penalized, and cross-entropy has no minimizer when a class has no sample in ``Y`` (its bias decreases without
+    bound): the solvers then stop at a point far out whose value is within ``tol`` of the infimum, as the CVXPY
+    face does (the two points differ; their values agree).
 
     **Algorithm.** MSE: ridge regression in closed form,
     ``Z (2 X_a X_a^T + diag(mu)) = 2 Y X_a^T + 2 gamma Z0``, by a float64 Cholesky and one refinement step
