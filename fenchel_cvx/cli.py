@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "differ from the defaults>-s<seed>-<time>)")
     keep = ", ".join(flag for path, flag in FLAGS.items() if path.rpartition(".")[2] in resumable())
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
-                   f"(only {keep} may change)")
+                   f"(only {keep} may change; another setting may be given at the value the run used)")
     g.add_argument("--compare", choices=("adam", "sgd", "none"), help="also train this baseline with the same "
                    "architecture, initial weights, batches and epochs, into DIR/compare-<name> (default: adam "
                    "for --method fenchel, none otherwise; with --resume, the comparisons DIR already holds)")

@@ -293,7 +293,9 @@ def train_run(cfg: RunConfig | None, out: str | os.PathLike, *, resume: bool = F
     overrides : dict, optional
         Settings by dotted path (``{"train.epochs": 5}``) applied on top of ``cfg`` (or of the saved config). When
         resuming, only the settings :func:`fenchel_cvx.settings.resumable` names may differ from the saved run;
-        any other that differs raises :class:`CheckpointError` naming it.
+        any other that differs raises :class:`CheckpointError` naming it -- unless the run it makes is the saved
+        one (a value equal to what the saved default resolves to, or a setting of a trainer the run does not
+        train), which is then left as saved.
     progress : bool
         tqdm progress bar and one line per epoch.
     data : (Dataset, arrays), optional
@@ -341,9 +343,14 @@ def train_run(cfg: RunConfig | None, out: str | os.PathLike, *, resume: bool = F
         changed = [f"{k}: saved {_short(saved.flat()[k])} vs now {_short(v)}" for k, v in cfg.flat().items()
                    if k.rpartition(".")[2] not in resumable() and saved.flat()[k] != v]
         if changed:
-            raise CheckpointError(f"resume: {str(out)!r} was trained with other settings ({'; '.join(changed)}); "
-                                  "only " + ", ".join(sorted(resumable())) + " may change on --resume. Drop those "
-                                  "options, or start a fresh run directory")
+            # an explicit value may be what the run's default resolved to (--arch 784-300-10 on a default run), or
+            # a setting of a trainer the run does not train: what matters is the run those settings make
+            data = data if data is not None else load_data(cfg)
+            if _made_run(saved, data[0]) != _made_run(cfg, data[0]):
+                raise CheckpointError(f"resume: {str(out)!r} was trained with other settings ({'; '.join(changed)});"
+                                      " only " + ", ".join(sorted(resumable())) + " may change on --resume. Drop "
+                                      "those options, or start a fresh run directory")
+            cfg = saved.with_values({k: v for k, v in overrides.items() if k.rpartition(".")[2] in resumable()})
     else:
         if (out / CONFIG).exists() or (out / CHECKPOINT).exists():
             raise FenchelError(f"out: {str(out)!r} already holds a run; continue it with --resume, or choose "
@@ -398,17 +405,33 @@ def _data_digest(arrays: dict) -> str:
     return h.hexdigest()
 
 
+def _identity(cfg: RunConfig, ds: Dataset | None, trainer: Trainer | None = None) -> dict:
+    """The :func:`~fenchel_cvx.checkpoint.run_config` of the run ``cfg`` makes on ``ds`` (or of ``trainer``, built
+    already): what its checkpoint's fingerprint is taken of (the method, the network as built, the settings the
+    trainer resolves, the data's name and sizes)."""
+    trainer = trainer if trainer is not None else make_trainer(cfg, ds.image_shape, ds.n_classes)
+    # The mode's resolved values stay out of the identity: they follow from the settings (whose mode flags are in
+    # it) and the network, and run directories written before the fast default (issue 15) stay resumable.
+    resolved = {k: v for k, v in trainer.resolved().items() if k not in MODE_FLAGS}
+    return run_config(trainer.network, {**trainer.settings.to_dict(), "resolved": resolved,
+                                        "data": {"dataset": cfg.data.dataset, "n_train": cfg.data.n_train,
+                                                 "n_test": cfg.data.n_test}}, method=cfg.method)
+
+
+def _made_run(cfg: RunConfig, ds: Dataset) -> dict:
+    """:func:`_identity` with each setting the trainer resolves (``rho`` unset -> Appendix C's values, ...) at its
+    resolved value: equal for two configs that make the same run, however each spelled its settings."""
+    trainer = make_trainer(cfg, ds.image_shape, ds.n_classes)
+    ident = _identity(cfg, ds, trainer)
+    return {**ident, "settings": {**ident["settings"], **ident["settings"]["resolved"]}}
+
+
 def _train_into(out: Path, cfg: RunConfig, trainer: Trainer, net: LiftedNetwork, sizes: list, arrays: dict,
                 resume: bool, progress: bool, echo: Callable[[str], None] | None) -> dict:
     """:func:`train_run` once the run directory exists and the trainer is built; in a data-parallel run every
     process trains and rank 0 alone writes files and prints."""
     lead = world()[0] == 0
-    # The mode's resolved values stay out of the identity: they follow from the settings (whose mode flags are in
-    # it) and the network, and run directories written before the fast default (issue 15) stay resumable.
-    resolved = {k: v for k, v in trainer.resolved().items() if k not in MODE_FLAGS}
-    identity = run_config(net, {**trainer.settings.to_dict(), "resolved": resolved,
-                                "data": {"dataset": cfg.data.dataset, "n_train": cfg.data.n_train,
-                                         "n_test": cfg.data.n_test}}, method=cfg.method)
+    identity = _identity(cfg, None, trainer)
     state: TrainState | None = None
     if resume:
         for f in (CHECKPOINT, CONFIG, METRICS, SUMMARY):

@@ -437,3 +437,20 @@ def test_resume_of_a_fenchel_run_without_comparisons_says_so(tmp_path, capsys):
     assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress"]) == 0
     assert "holds no comparison run" in capsys.readouterr().err
     assert not any(out.glob("compare-*"))
+
+
+def test_resume_accepts_values_that_make_the_same_run(tmp_path, capsys):
+    """``--rho 0`` and ``--lam 0.1`` on a run trained with the defaults (which resolve to exactly those) resume it
+    bitwise, as given nothing; ``--lam 0.2`` is refused. (Both were refused as "other settings".)"""
+    rc, out = _train(tmp_path, "run", "--epochs", "1", "--compare", "none")
+    assert rc == 0
+    rc, ref = _train(tmp_path, "ref", "--epochs", "2", "--compare", "none")
+    assert rc == 0
+    assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "2", "--rho", "0", "--lam", "0.1",
+                     "--no-progress"]) == 0
+    a, b = _weights(ref / "model.npz"), _weights(out / "model.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert runs._saved_config(out).train.rho is None  # left as saved
+    capsys.readouterr()
+    assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "3", "--lam", "0.2", "--no-progress"]) == 2
+    assert "fenchel.lam: saved default vs now 0.2" in capsys.readouterr().err
