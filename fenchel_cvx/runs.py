@@ -205,7 +205,7 @@ def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> 
     path without ``metrics.csv`` contributes every run directory directly inside it (e.g. a benchmark's output).
     Labels are the method (``fenchel``, ``adam``, ``sgd``); runs that would share a label get the settings in
     which they differ (``fenchel, gamma 1,10, inexact_iters 3``), or ``parent/folder`` when their settings are the
-    same.
+    same. A run directory reached twice (named twice, or through a folder and by itself) counts once.
 
     Raises
     ------
@@ -232,9 +232,12 @@ def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> 
             dirs.append(q)
             if nested:
                 dirs.extend(sorted(c for c in q.glob("compare-*") if (c / METRICS).is_file()))
+    unique: dict[Path, Path] = {}  # a run named twice (or reached through its parent too) is drawn once
+    for d in dirs:
+        unique.setdefault(d.resolve(), d)
     runs: dict[str, list[dict]] = {}
     entries = []
-    for d in dirs:
+    for d in unique.values():
         rows = read_metrics(d)
         method = next((r["method"] for r in rows if r.get("method")), d.name)
         try:

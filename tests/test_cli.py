@@ -454,3 +454,10 @@ def test_resume_accepts_values_that_make_the_same_run(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["train", "--out", str(out), "--resume", "--epochs", "3", "--lam", "0.2", "--no-progress"]) == 2
     assert "fenchel.lam: saved default vs now 0.2" in capsys.readouterr().err
+
+
+def test_a_run_named_twice_is_plotted_once(tmp_path):
+    rc, out = _train(tmp_path, "run", "--method", "adam", "--epochs", "1")
+    assert rc == 0
+    runs_ = runs.collect_runs([out, out, tmp_path])  # by name twice, and through its parent folder
+    assert len(runs_) == 1 and list(runs_) == ["adam"]
