@@ -173,7 +173,8 @@ def test_plot_writes_a_png(tmp_path, capsys):
     assert cli.main(["plot", str(tmp_path / "runs"), "--metric", "train_loss", "-o", str(png2)]) == 0
     assert png2.is_file()
     assert set(runs.collect_runs([tmp_path / "runs"])) == {"adam", "sgd"}
-    assert len(runs.collect_runs([tmp_path / "runs" / "adam"] * 2)) == 2  # repeated labels never drop a run
+    shutil.copytree(tmp_path / "runs" / "adam", tmp_path / "copy" / "adam")  # the same run in two places
+    assert len(runs.collect_runs([tmp_path / "runs" / "adam", tmp_path / "copy" / "adam"])) == 2  # both drawn
     rc = cli.main(["plot", str(tmp_path / "missing")])
     assert rc == 2 and "not a directory" in capsys.readouterr().err
     # a zoomed y range, and clear errors for a bad one
@@ -196,8 +197,9 @@ def test_runs_that_share_a_method_are_labelled_by_the_settings_they_differ_in(tm
     labels = set(runs.collect_runs([tmp_path / "runs"]))
     assert labels == {"fenchel, gamma 1,100, inexact_iters default", "fenchel, gamma 1,10, inexact_iters 3"}, labels
     # the same settings twice: the folders tell them apart
-    twice = set(runs.collect_runs([tmp_path / "runs" / "a", tmp_path / "runs" / "a"]))
-    assert len(twice) == 2 and all("runs/a" in lb for lb in twice), twice
+    shutil.copytree(tmp_path / "runs" / "a", tmp_path / "again" / "a")
+    twice = set(runs.collect_runs([tmp_path / "runs" / "a", tmp_path / "again" / "a"]))
+    assert twice == {"fenchel: runs/a", "fenchel: again/a"}, twice
 
 
 def test_running_curvature_from_the_command_line(tmp_path, capsys):
