@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FixedLocator, MaxNLocator
 
 from ._checks import file_in_the_way
 from .errors import ChoiceError, DomainError, FenchelError, ShapeError, ValueRangeError
@@ -253,7 +253,9 @@ def plot_accuracy(runs: Mapping[str, Sequence[Mapping[str, Any]]], path: str | o
     if ylim is not None:
         ax.set_ylim(lo, hi)
     if x in ("epoch", "step") and all(v == int(v) for v in all_x):  # whole epochs: no 1.25, 1.5 ticks
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # (one whole epoch alone: the locator finds under two integers in the view and falls back to fractions)
+        ax.xaxis.set_major_locator(FixedLocator(sorted(set(all_x))) if len(set(all_x)) == 1
+                                   else MaxNLocator(integer=True))
     ax.set_xlabel(_NAMES.get(x, x))
     ax.set_ylabel(_NAMES.get(metric, metric))
     ax.grid(True, alpha=0.3)

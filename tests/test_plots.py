@@ -132,6 +132,13 @@ def test_whole_epochs_and_steps_get_whole_number_ticks(x):
     assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
 
 
+def test_a_one_epoch_run_gets_one_whole_tick():
+    fig = plot_accuracy({"fenchel": _rows(0, n=1), "adam": _rows(1, n=1)})
+    _drawn(fig)
+    ticks = [t for t in fig.axes[0].get_xticks() if fig.axes[0].get_xlim()[0] <= t <= fig.axes[0].get_xlim()[1]]
+    assert ticks == [1.0], ticks
+
+
 def test_sub_epoch_rows_keep_fractional_ticks():
     # eval_every: rows at 0.25, 0.5, ..., 2 epochs
     fig = plot_accuracy({"fenchel": _rows(0, n=8, step=0.25, strings=False)}, x="epoch")
