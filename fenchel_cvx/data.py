@@ -183,8 +183,10 @@ class Dataset:
                              f"channel), got {len(mean)} and {len(std)}")
         if self.scaling == "channel" and not all(math.isfinite(s) and s > 0 for s in std):
             c = next(i for i, s in enumerate(std) if not (math.isfinite(s) and s > 0))
-            raise ValueRangeError(f"channel_stats: channel {c} has standard deviation {std[c]} over the training "
-                                  "images, so it cannot be standardized; use scaling='unit'")
+            raise ValueRangeError(f"channel_stats: channel {c} of {self.name!r} ({self.provenance or 'no source'}) "
+                                  f"has standard deviation {std[c]} over the training images, so it cannot be "
+                                  "standardized (a constant channel: check the data files); or load it with "
+                                  "load_dataset(..., scaling='unit') (the command line always standardizes)")
         object.__setattr__(self, "channel_stats", (mean, std))
 
     def _check_arrays(self) -> None:

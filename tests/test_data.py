@@ -531,7 +531,8 @@ def test_channel_scaling_checks_its_statistics():
     assert np.array_equal(fds.train_x, x.astype(np.float64)) and abs(out.mean()) < 1e-12
     flat = x.copy()
     flat[..., 1] = 7
-    with pytest.raises(ValueRangeError, match="channel 1 has standard deviation 0"):
+    with pytest.raises(ValueRangeError, match=r"channel 1 of 'toy' \(no source\) has standard deviation 0.0 over the "
+                                              r"training images.*scaling='unit'.*command line always standardizes"):
         data.Dataset("toy", flat, y, flat, y, ("a",), scaling="channel")
     with pytest.raises(ShapeError, match="channel_stats: expected 2 means"):
         data.Dataset("toy", x, y, x, y, ("a",), scaling="channel", channel_stats=((0.5,), (0.2,)))
