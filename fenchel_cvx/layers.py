@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from ._arch import LAYER_TOKEN
-from .errors import ShapeError, ValueRangeError
+from .errors import DomainError, ShapeError, TensorMismatchError, ValueRangeError
 from .subproblems import check_layer_shape
 
 __all__ = ["Layer", "build_layers", "lenet5", "parse_arch"]
@@ -204,8 +204,8 @@ class Layer:
     # -- the map for fixed W (X-updates) ------------------------------------------------------------------------
     def apply(self, W: Array, b: Array | None, X: Array) -> Array:
         """``A(X; W) + b``: ``X`` of shape ``(n_in, m)`` to ``(n_out, m)`` (``b=None``: no bias)."""
-        self._check_weights(W, b)
         check_layer_shape(X, "X", self, "in")
+        self._check_weights(W, b, X=X)
         if self.is_plain_dense:
             if _is_torch(X):
                 return W @ X if b is None else torch.addmm(b[:, None], W, X)
@@ -223,8 +223,8 @@ class Layer:
 
     def adjoint(self, W: Array, G: Array) -> Array:
         """``A^T(G; W)``: ``G`` of shape ``(n_out, m)`` to ``(n_in, m)`` (the bias plays no part)."""
-        self._check_weights(W, None)
         check_layer_shape(G, "G", self, "out")
+        self._check_weights(W, None, G=G)
         if self.is_plain_dense:
             return W.T @ G
         back, (Wt, Gt) = _to_torch(W, G)
@@ -249,6 +249,9 @@ class Layer:
 
         Wd = (W.detach().to("cpu", torch.float64) if _is_torch(W) else
               torch.as_tensor(np.asarray(W, dtype=float)))
+        if not bool(torch.isfinite(Wd).all()):  # ARPACK would fail inside LAPACK with no word of W
+            raise DomainError(f"W: expected finite kernel values for the norm of layer {self.describe()}, got "
+                              f"{int((~torch.isfinite(Wd)).sum())} NaN/inf entries")
         if not bool(Wd.any()):
             return 0.0
         if self.n_in <= 2:  # ARPACK needs k < n: the matrix itself is tiny
@@ -321,10 +324,18 @@ class Layer:
         return Wm if self.kind == "dense" else Wm.reshape(self.weight_shape)
 
     # -- argument checks (cheap: shapes only; values are the solvers' business) ---------------------------------
-    def _check_weights(self, W: Array, b: Array | None) -> None:
+    def _check_weights(self, W: Array, b: Array | None, **data: Array) -> None:
+        """Shapes of ``W`` and ``b``; and ``W``, ``b`` and ``data`` all numpy or all torch of one dtype."""
         check_layer_shape(W, "W", self, "weight")
         if b is not None:
             check_layer_shape(b, "b", self, "bias")
+        given = {k: v for k, v in {"W": W, "b": b, **data}.items() if v is not None}
+        torchy = {_is_torch(v) for v in given.values()}
+        if len(torchy) > 1 or (torchy == {True} and len({v.dtype for v in given.values()}) > 1):
+            kinds = ", ".join(f"{k} " + (f"tensor {str(v.dtype).removeprefix('torch.')}" if _is_torch(v) else
+                                         "numpy array") for k, v in given.items())
+            raise TensorMismatchError(f"{', '.join(given)}: expected all numpy arrays or all torch tensors of one "
+                                      f"dtype, got {kinds}")
 
     # -- pooling and its adjoint --------------------------------------------------------------------------------
     def _pool(self, Z: torch.Tensor) -> torch.Tensor:

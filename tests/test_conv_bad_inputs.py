@@ -267,3 +267,19 @@ def test_complex_weights_are_refused_not_cast(tmp_path):
     path = net.save(tmp_path / "net.npz")
     with pytest.raises(CheckpointError, match="expected real numbers"):
         LiftedNetwork.load(_rewrite(path, tmp_path / "complex.npz", W_0=net.W[0].astype(complex)))
+
+
+def test_layer_maps_refuse_mixed_kinds_and_norms_refuse_nan(conv_instance):
+    """Public Layer methods: numpy beside torch, or two dtypes, is a TensorMismatchError naming them (torch's
+    TypeError / RuntimeError before); a NaN kernel's norm is a DomainError (ARPACK failed inside LAPACK)."""
+    from fenchel_cvx.errors import TensorMismatchError
+    layer, X0, X1, W = conv_instance
+    with pytest.raises(TensorMismatchError, match="W, X: expected all numpy arrays or all torch tensors of one dtype, "
+                                                  "got W numpy array, X tensor float64"):
+        layer.apply(W.numpy(), None, X0)
+    with pytest.raises(TensorMismatchError, match="got W tensor float32, G tensor float64"):
+        layer.adjoint(W.float(), X1)
+    bad = W.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(DomainError, match=r"W: expected finite kernel values for the norm of layer c2k3"):
+        layer.norm_sq(bad)
