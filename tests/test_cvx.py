@@ -660,3 +660,31 @@ def test_last_layer_optimality_bigger(loss, seed):
     X_in, Y, _W0, _b0, _ = w_last_data(loss, p_in=15, p=6, m=80, seed=seed)
     res = cvx.w_last(X_in, Y, loss=loss, rho=0.05)
     assert res.status == "optimal" and res.info["kkt_residual"] < KKT_TOL
+
+
+def test_a_block_the_default_solver_fails_on_is_solved_column_by_column(monkeypatch):
+    """With the default solver, a failed multi-column block is solved again one column at a time (Clarabel failed on
+    this cross-entropy / leaky-ReLU instance as one block and solves each column); a named solver is not retried."""
+    from fenchel_cvx import torch as ft
+    from fenchel_cvx.cvx import _model
+
+    rng = np.random.default_rng(0)
+    W, b = rng.standard_normal((3, 50)), 0.1 * rng.standard_normal(3)
+    U, Y = rng.standard_normal((50, 5)), np.eye(3)[:, rng.integers(0, 3, 5)]
+    kw = {"loss": "ce", "act_prev": "leaky_relu", "lam_prev": 0.7}
+    ref = ft.x_last(torch.tensor(W), torch.tensor(b), torch.tensor(Y), torch.tensor(U), tol=1e-12, **kw)
+    r = cvx.x_last(W, b, Y, U, **kw)
+    assert r.status == "optimal" and abs(r.value - ref.value) <= 1e-6 * abs(ref.value)
+    # the mechanism, whatever this machine's Clarabel does: every block of more than one column fails
+    real = _model.CvxModel._run
+
+    def flaky(self, solver, solver_opts, hint=""):
+        if self.m > 1:
+            raise SolverError("a block failed", status="solver_error", subproblem=self.subproblem, solver="X")
+        return real(self, solver, solver_opts, hint)
+    monkeypatch.setattr(_model.CvxModel, "_run", flaky)
+    cvx.clear_model_cache()
+    r = cvx.x_last(W, b, Y, U, **kw)
+    assert r.status == "optimal" and r.info["chunks"] == 5 and abs(r.value - ref.value) <= 1e-6 * abs(ref.value)
+    with pytest.raises(SolverError, match="a block failed"):
+        cvx.x_last(W, b, Y, U, solver="CLARABEL", **kw)

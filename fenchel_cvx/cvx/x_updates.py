@@ -31,7 +31,7 @@ import numpy as np
 
 from .._checks import as_array, check_finite, check_flag
 from ..activations import Activation, get_activation
-from ..errors import ShapeError
+from ..errors import ShapeError, SolverError
 from ..losses import Loss, get_loss
 from ..optimality import x_hidden_objective, x_hidden_residual, x_last_objective, x_last_residual
 from ..subproblems import SubproblemResult, check_layer, check_layer_shape
@@ -145,10 +145,17 @@ class _XModel(CvxModel):
 def _solve_columns(model_for: Any, load: Any, m: int, nnz_per_col: int, chunk: Any, solver: str | None,
                    solver_opts: dict | None, act_prev: Activation, default: str = "CLARABEL"
                    ) -> tuple[np.ndarray, list[SolveInfo], float, dict[str, np.ndarray]]:
-    """Solve column blocks one model at a time; return Z, the solver reports, the clip and the duals."""
+    """Solve column blocks one model at a time; return Z, the solver reports, the clip and the duals.
+
+    With the default solver (``solver=None``), a block it fails on is solved again one column at a time before
+    the failure is reported: Clarabel fails on some blocks whose columns it solves one by one (cross-entropy
+    with a leaky-ReLU ``act_prev``). A solver the caller names fails as it fails.
+    """
     budget = auto_budget(solver or default)
     parts, infos, clip, duals = [], [], 0.0, {}
-    for cols in blocks(m, chunk, nnz_per_col, budget=budget):
+
+    def solve(cols: slice) -> None:
+        nonlocal clip
         model = model_for(cols.stop - cols.start)
         load(model, cols)
         infos.append(model._run(solver, solver_opts))
@@ -157,6 +164,15 @@ def _solve_columns(model_for: Any, load: Any, m: int, nnz_per_col: int, chunk: A
         clip = max(clip, c)
         for k, v in d.items():
             duals.setdefault(k, []).append(v)
+
+    for cols in blocks(m, chunk, nnz_per_col, budget=budget):
+        try:
+            solve(cols)
+        except SolverError:
+            if solver is not None or cols.stop - cols.start == 1:
+                raise
+            for j in range(cols.start, cols.stop):
+                solve(slice(j, j + 1))
     # a dual is reported only when every block has it (SCS, say, may leave some out)
     return (np.concatenate(parts, axis=1), infos, clip,
             {k: np.concatenate(v, axis=1) for k, v in duals.items() if len(v) == len(parts)})
