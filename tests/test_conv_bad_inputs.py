@@ -283,3 +283,15 @@ def test_layer_maps_refuse_mixed_kinds_and_norms_refuse_nan(conv_instance):
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(DomainError, match=r"W: expected finite kernel values for the norm of layer c2k3"):
         layer.norm_sq(bad)
+
+
+@pytest.mark.parametrize("face", ["torch", "cvx"])
+def test_bias_false_ignores_b0_on_both_faces(conv_instance, face):
+    """With bias=False there is no bias and b0 is not read, as a dense W-update does (the CVXPY face's layer path
+    checked its shape and refused one the torch face ignored)."""
+    layer, X0, X1, W = conv_instance
+    solve = ft.w_hidden if face == "torch" else cvx.w_hidden
+    cast = (lambda a: a) if face == "torch" else (lambda a: a.numpy())
+    res = solve(cast(X0), cast(X1), act="relu", lam=1.0, rho=0.1, gamma=0.3, W0=cast(W), b0=cast(torch.zeros(7)),
+                bias=False, layer=layer)
+    assert res.status == "optimal" and res.b is None

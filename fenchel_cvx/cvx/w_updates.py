@@ -360,7 +360,7 @@ def w_hidden(X_in: Any, X_next: Any, *, act: str | Activation, lam: float, rho: 
     solver, polish = check_solver(solver), check_flag(polish, "polish")
     if layer is not None:
         check_layer_anchor(layer, W0, b0, gamma, bias)
-        X_in, X_next, W0 = _patch_form(layer, X_in, X_next, W0, b0)
+        X_in, X_next, W0 = _patch_form(layer, X_in, X_next, W0, b0 if bias else None)
         if not layer.is_plain_dense:
             res = w_hidden(X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, W0=W0, b0=b0, bias=bias,
                            solver=solver, solver_opts=solver_opts, chunk=chunk, polish=polish)
@@ -572,7 +572,7 @@ def w_last(X_in: Any, Y: Any, *, loss: str | Loss, rho: float, gamma: float = 0.
     solver, polish = check_solver(solver), check_flag(polish, "polish")
     if layer is not None:
         check_layer_anchor(layer, W0, b0, gamma, bias)
-        X_in, _, W0 = _patch_form(layer, X_in, None, W0, b0)
+        X_in, _, W0 = _patch_form(layer, X_in, None, W0, b0 if bias else None)
         p = _layer_outputs(layer, p)
         if not layer.is_plain_dense:
             res = w_last(X_in, Y, loss=loss, rho=rho, gamma=gamma, W0=W0, b0=b0, bias=bias, p=p, solver=solver,
