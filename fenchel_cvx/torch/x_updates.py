@@ -737,20 +737,19 @@ def _fista_confirmed_in(dtype: torch.dtype) -> Any:
 def _no_worse_than(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None,
                    Z0: torch.Tensor, out: dict, tol: float) -> dict:
     """Columns of ``out`` above ``tol`` whose start ``Z0`` has the lower objective go back to it, with its own
-    certificate (one GEMM pair on those columns, when there are any)."""
-    open_ = ~(out["residual"] <= tol)
-    if not bool(open_.any()):
+    certificate: :func:`_no_worse_than_start` once the start's certificate is known (one GEMM pair on the columns
+    above ``tol``, when there are any)."""
+    cols = (~(out["residual"] <= tol)).nonzero().squeeze(1)
+    if cols.numel() == 0:
         return out
-    cols = open_.nonzero().squeeze(1)
     sm, pv, Zs = smooth.take(cols), prev.take(cols), Z0[:, cols]
     Ts = A.affine(b, Zs)
-    back = ~(sm.value(out["T"][:, cols]) + pv.value(out["Z"][:, cols]) <= sm.value(Ts) + pv.value(Zs))
-    if not bool(back.any()):
-        return out
-    cols, Zs, Ts, sm, pv = cols[back], Zs[:, back], Ts[:, back], sm.take(back), pv.take(back)
-    gap, res = _certificate(sm, pv, Zs, Ts, Ts, A.adjoint(sm.grad_part(Ts)))
+    gap0, res0 = _certificate(sm, pv, Zs, Ts, Ts, A.adjoint(sm.grad_part(Ts)))
+    Zc, Tc, gap, res = _no_worse_than_start(sm, pv, out["Z"][:, cols], out["T"][:, cols], out["gap"][cols],
+                                            out["residual"][cols], (Zs, Ts, gap0, res0),
+                                            torch.arange(cols.numel(), device=cols.device), tol)
     Z, T, residual, gap_all = out["Z"].clone(), out["T"].clone(), out["residual"].clone(), out["gap"].clone()
-    Z[:, cols], T[:, cols], residual[cols], gap_all[cols] = Zs, Ts, res.to(Z.dtype), gap.to(Z.dtype)
+    Z[:, cols], T[:, cols], residual[cols], gap_all[cols] = Zc, Tc, res.to(Z.dtype), gap.to(Z.dtype)
     return dict(out, Z=Z, T=T, residual=residual, gap=gap_all)
 
 
