@@ -408,11 +408,10 @@ def _data_digest(arrays: dict) -> str:
     return h.hexdigest()
 
 
-def _identity(cfg: RunConfig, ds: Dataset | None, trainer: Trainer | None = None) -> dict:
-    """The :func:`~fenchel_cvx.checkpoint.run_config` of the run ``cfg`` makes on ``ds`` (or of ``trainer``, built
-    already): what its checkpoint's fingerprint is taken of (the method, the network as built, the settings the
-    trainer resolves, the data's name and sizes)."""
-    trainer = trainer if trainer is not None else make_trainer(cfg, ds.image_shape, ds.n_classes)
+def _identity(cfg: RunConfig, trainer: Trainer) -> dict:
+    """The :func:`~fenchel_cvx.checkpoint.run_config` of the run ``cfg`` makes with ``trainer`` (its
+    :func:`make_trainer`): what its checkpoint's fingerprint is taken of (the method, the network as built, the
+    settings the trainer resolves, the data's name and sizes)."""
     # The mode's resolved values stay out of the identity: they follow from the settings (whose mode flags are in
     # it) and the network, and run directories written before the fast default (issue 15) stay resumable.
     resolved = {k: v for k, v in trainer.resolved().items() if k not in MODE_FLAGS}
@@ -424,8 +423,7 @@ def _identity(cfg: RunConfig, ds: Dataset | None, trainer: Trainer | None = None
 def _made_run(cfg: RunConfig, ds: Dataset) -> dict:
     """:func:`_identity` with each setting the trainer resolves (``rho`` unset -> Appendix C's values, ...) at its
     resolved value: equal for two configs that make the same run, however each spelled its settings."""
-    trainer = make_trainer(cfg, ds.image_shape, ds.n_classes)
-    ident = _identity(cfg, ds, trainer)
+    ident = _identity(cfg, make_trainer(cfg, ds.image_shape, ds.n_classes))
     return {**ident, "settings": {**ident["settings"], **ident["settings"]["resolved"]}}
 
 
@@ -434,7 +432,7 @@ def _train_into(out: Path, cfg: RunConfig, trainer: Trainer, net: LiftedNetwork,
     """:func:`train_run` once the run directory exists and the trainer is built; in a data-parallel run every
     process trains and rank 0 alone writes files and prints."""
     lead = world()[0] == 0
-    identity = _identity(cfg, None, trainer)
+    identity = _identity(cfg, trainer)
     state: TrainState | None = None
     if resume:
         for f in (CHECKPOINT, CONFIG, METRICS, SUMMARY):
