@@ -26,6 +26,7 @@ from .errors import (
     FenchelError,
     InaccurateSolutionWarning,
     LabelError,
+    NoMinimizerWarning,
     NotConvergedWarning,
     ResourceLimitError,
     ShapeError,
@@ -55,7 +56,7 @@ __all__ = [
     *_LAZY,
     "FenchelError", "ShapeError", "DomainError", "ValueRangeError", "ChoiceError", "ResourceLimitError", "LabelError",
     "DataFileError", "SolverError", "CheckpointError", "BoundViolationError", "TensorMismatchError",
-    "NotConvergedWarning", "InaccurateSolutionWarning",
+    "NotConvergedWarning", "InaccurateSolutionWarning", "NoMinimizerWarning",
 ]
 
 

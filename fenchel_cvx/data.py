@@ -338,12 +338,13 @@ class Dataset:
         loaded.
         """
         def pick(n: int | None, total: int, arg: str) -> np.ndarray:
+            n = check_int(n, arg, 1, optional=True, hint=f"the {arg[2:]} split's size, at most {total}")
             if n is None:
                 return np.arange(total)
-            if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 0 < n <= total):
-                raise ValueRangeError(f"{arg}: expected an integer in 1..{total} (the {arg[2:]} split's size), got "
-                                      f"{n!r}")
-            return np.sort(_rng(seed).choice(total, size=int(n), replace=False))
+            if n > total:
+                raise ValueRangeError(f"{arg}: expected at most {total} (the {arg[2:]} split's size), got {n}; pass "
+                                      "None to keep them all")
+            return np.sort(_rng(seed).choice(total, size=n, replace=False))
 
         i_train = pick(n_train, len(self.train_y), "n_train")
         i_test = pick(n_test, len(self.test_y), "n_test")

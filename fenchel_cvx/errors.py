@@ -21,6 +21,7 @@ __all__ = [
     "BoundViolationError",
     "NotConvergedWarning",
     "InaccurateSolutionWarning",
+    "NoMinimizerWarning",
     "TensorMismatchError",
 ]
 
@@ -132,3 +133,12 @@ class NotConvergedWarning(UserWarning):
 
 class InaccurateSolutionWarning(UserWarning):
     """A conic solver reported ``optimal_inaccurate``: the answer is usable but below the requested accuracy."""
+
+
+class NoMinimizerWarning(UserWarning):
+    """The problem handed to a solver has no minimizer: its infimum is not attained (some variable can decrease the
+    objective forever by running off to infinity).
+
+    The solver still returns a point of near-infimal value -- far out, and not a minimizer, so another solver or
+    face returns another point. The message names the arguments that make it so and what gives a minimizer.
+    """

@@ -19,21 +19,27 @@ Every subproblem takes a last keyword ``layer`` (a :class:`~fenchel_cvx.layers.L
 data matrices flattened to ``(layer.n_in, m)`` / ``(layer.n_out, m)`` -- and ``||W||`` as the kernel's Frobenius
 norm. A conv W-update is the dense one on the patches: ``A(X_in; W) = W_mat @ layer.patches(X_in)`` arranged by
 ``layer.arrange``, the bias shared across positions. The output layer (``x_last``, ``w_last``) is dense, pooled or
-not. :func:`check_layer` and :func:`check_layer_shape` word the errors of both faces.
+not. :func:`check_layer` and :func:`check_layer_shape` word the errors of both faces, :func:`warn_absent_classes`
+their warning for a ``w_last`` without a minimizer.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import ChoiceError, ShapeError
+from .errors import ChoiceError, NoMinimizerWarning, ShapeError
 
 if TYPE_CHECKING:
     from .layers import Layer
 
-__all__ = ["Subproblem", "SUBPROBLEMS", "SubproblemResult", "check_layer", "check_layer_anchor", "check_layer_shape"]
+__all__ = ["Subproblem", "SUBPROBLEMS", "SubproblemResult", "check_layer", "check_layer_anchor", "check_layer_shape",
+           "outside_stacklevel", "warn_absent_classes"]
 
 
 @dataclass(frozen=True)
@@ -198,3 +204,40 @@ def check_layer_anchor(layer: Layer, W0: Any, b0: Any, gamma: Any, bias: Any) ->
     if anchored and b0 is None and bias is True:
         raise ShapeError(f"b0: required when gamma > 0 and bias=True, expected the previous batch's bias of layer "
                          f"{layer.describe()} with shape {layer.bias_shape}; pass b0= or bias=False")
+
+
+# -- warnings worded the same way on both faces -------------------------------------------------------------------
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def outside_stacklevel() -> int:
+    """The warnings stacklevel of the first frame outside fenchel_cvx (so the warning points at user code)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_absent_classes(loss: Any, bias: bool, gamma: float, class_mass: Callable[[], Any]) -> None:
+    """Warn :class:`~fenchel_cvx.errors.NoMinimizerWarning` when a ``w_last`` has no minimizer for want of a class.
+
+    The case: cross-entropy with a bias and ``gamma = 0`` (``rho`` does not penalize the bias), and a class with
+    no sample in ``Y`` (an all-zero target row). The gradient of the objective in that class's bias is the sum of
+    its softmax scores, positive everywhere, so the bias decreases without bound and the infimum is not attained.
+    ``class_mass`` is called only in that case and returns the targets' sums over the samples, one per class
+    (``(p,)``, numpy or torch; the torch face sums them over the processes of a data-parallel run first).
+    """
+    if getattr(loss, "name", None) != "ce" or not bias or gamma > 0:
+        return
+    mass = class_mass()
+    absent = [i for i, v in enumerate(mass.tolist()) if not v > 0]
+    if not absent:
+        return
+    shown = ", ".join(map(str, absent[:10])) + (f", ... ({len(absent)} in all)" if len(absent) > 10 else "")
+    one = len(absent) == 1
+    warnings.warn(f"w_last: cross-entropy with bias=True and gamma=0 has no minimizer: class{'' if one else 'es'} "
+                  f"{shown} of the {len(mass)} in Y {'has' if one else 'have'} no sample (an all-zero target row), "
+                  f"so {'its bias decreases' if one else 'their biases decrease'} without bound (rho does not penalize "
+                  "the bias) and the infimum is not attained; the solver returns a point of near-infimal value far "
+                  "out, not a minimizer (another solver or face returns another). Expected gamma > 0 (with W0, b0) "
+                  "or a batch Y in which every class is present", NoMinimizerWarning, stacklevel=outside_stacklevel())

@@ -28,11 +28,13 @@ ARCH = "1x8x8-c3k3p1-a2c4k3-f3"  # conv 3@3x3 pad 1, ReLU, pool 2, conv 4@3x3, R
 
 
 def _images(m=60, seed=0):
-    """Images labelled by a random teacher conv net of the same architecture (so the classes are learnable)."""
+    """Images labelled by a random teacher conv net of the same architecture (so the classes are learnable); its
+    outputs are standardized over the images first, so every class is present (a random teacher's raw argmax often
+    gives one class alone)."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(m, 1, 8, 8))
-    teacher = LiftedNetwork(ARCH, "relu", "ce", seed=seed + 100)
-    y = teacher.predict(X)
+    Z = LiftedNetwork(ARCH, "relu", "ce", seed=seed + 100).forward(X)
+    y = ((Z - Z.mean(0)) / Z.std(0)).argmax(1)
     return X, y
 
 
@@ -72,8 +74,8 @@ def test_batched_modes_learn_and_the_fast_one_certifies_its_x_updates_on_request
     fast = BCD(net, BCDSettings(**base, curvature="running", curvature_every=2, inexact_x_certify=True)).run(
         X, y, progress=False)
     blind = BCD(net, BCDSettings(**base, curvature="running", curvature_every=2)).run(X, y, progress=False)
-    for st in (mm, fast, blind):
-        assert st.history[-1]["train_acc"] > max(0.6, st.history[0]["train_acc"] - 0.05), st.history[-1]
+    for st in (mm, fast, blind):  # three classes, the largest 45 of the 120 images: 0.5 is well above chance
+        assert st.history[-1]["train_acc"] > max(0.5, st.history[0]["train_acc"]), st.history[-1]
     x_status = {b["status"] for b in fast.last["blocks"] if b["block"].startswith("x_")}
     assert "unchecked" not in x_status  # inexact_x_certify keeps the X certificates
     assert {b["status"] for b in blind.last["blocks"] if b["block"] == "x_hidden"} == {"unchecked"}

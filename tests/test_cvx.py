@@ -26,6 +26,7 @@ from fenchel_cvx.errors import (
     FenchelError,
     InaccurateSolutionWarning,
     LabelError,
+    NoMinimizerWarning,
     ShapeError,
     SolverError,
     ValueRangeError,
@@ -615,7 +616,8 @@ def test_w_last_labels_infer_the_output_count():
     X_in, Y, _W0, _b0, labels = w_last_data("ce", seed="labels")
     a = cvx.w_last(X_in, labels, loss="ce", rho=0.1)
     assert a.W.shape == (Y.shape[0], X_in.shape[0])
-    wide = cvx.w_last(X_in, labels, loss="ce", rho=0.1, p=5)  # two classes absent from the batch
+    with pytest.warns(NoMinimizerWarning, match="classes 3, 4 of the 5"):  # two classes absent from the batch
+        wide = cvx.w_last(X_in, labels, loss="ce", rho=0.1, p=5)
     assert wide.W.shape == (5, X_in.shape[0])
     assert_close(a.value, cvx.w_last(X_in, Y, loss="ce", rho=0.1).value, rtol=1e-10)
 

@@ -413,6 +413,22 @@ def test_the_test_subsample_does_not_depend_on_n_train():
     assert not np.array_equal(tests[0], ds.subsample(None, 100, seed=5).test_x)  # the seed still draws them
 
 
+def test_subsample_sizes_are_checked_like_every_integer():
+    """n_train / n_test go through _checks.check_int (bools, floats, values < 1 refused in its words), and the
+    split's size bounds them from above."""
+    ds = data.load_dataset("synthetic", seed=0, n_train=30, n_test=10, n_features=3, classes=3)
+    for bad in (True, np.bool_(False), -1, 0, 2.0, "5"):
+        with pytest.raises(ValueRangeError, match=rf"^n_train: expected an integer >= 1 and <= {2 ** 63 - 1} or "
+                                                  rf"None, got {re.escape(repr(bad))}; the train split's size, at "
+                                                  r"most 30$"):
+            ds.subsample(bad)
+    with pytest.raises(ValueRangeError, match=r"^n_test: expected an integer >= 1 .*got 1\.5; the test split's"):
+        ds.subsample(None, 1.5)
+    with pytest.raises(ValueRangeError, match=r"^n_test: expected at most 10 \(the test split's size\), got 11; "):
+        ds.subsample(None, 11)
+    assert ds.subsample(np.int64(30), None).train_x.shape == (30, 3)
+
+
 def test_dataset_shuffle_subsample():
     ds = data.load_dataset("synthetic", seed=0, n_train=30, n_test=10, n_features=3, classes=3)
     sh = ds.shuffled(4)

@@ -25,6 +25,7 @@ from fenchel_cvx.errors import (
     ChoiceError,
     DomainError,
     LabelError,
+    NoMinimizerWarning,
     NotConvergedWarning,
     ShapeError,
     TensorMismatchError,
@@ -236,6 +237,34 @@ def test_w_last_matches_cvxpy(loss, bias, gamma):
                           b0=b0 if bias else None)
     assert kkt.relative < 1e-8
     torch.testing.assert_close(res.residual, kkt.per_item / kkt.scale, rtol=1e-5, atol=1e-14)
+
+
+@pytest.mark.parametrize("as_targets", [False, True], ids=["labels", "one-hot"])
+def test_w_last_ce_without_a_minimizer_warns_on_both_faces(as_targets):
+    # classes 3 and 4 have no sample: with a bias and gamma = 0 (rho leaves b free) their biases decrease without
+    # bound, so both faces stop "optimal" at different far-out points of near-infimal value -- and say so
+    X, labels, _, _ = last_instance(K=3, seed=21)
+    Y = torch.nn.functional.one_hot(labels, 5).T.to(F64) if as_targets else labels
+    kw = {"loss": "ce", "rho": 0.1, "p": 5}
+    said = (r"^w_last: cross-entropy with bias=True and gamma=0 has no minimizer: classes 3, 4 of the 5 in Y have no "
+            r"sample .*a point of near-infimal value far out, not a minimizer .*Expected gamma > 0 \(with W0, b0\) "
+            r"or a batch Y in which every class is present$")
+    with pytest.warns(NoMinimizerWarning, match=said) as caught:
+        res = ft.w_last(X, Y, **kw)
+    with pytest.warns(NoMinimizerWarning, match=said):
+        ref = cvx.w_last(X.numpy(), Y.numpy(), **kw)
+    assert caught[0].filename == __file__  # points at the caller
+    assert res.status == ref.status == "optimal" and rel(res.value, ref.value) < 1e-5
+    # every class present, a proximal term on the bias, or no bias: a minimizer exists, no warning
+    g = torch.Generator().manual_seed(21)
+    W0, b0 = torch.randn(5, X.shape[0], generator=g, dtype=F64), torch.randn(5, generator=g, dtype=F64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoMinimizerWarning)
+        for face, arr in ((ft.w_last, lambda t: t), (cvx.w_last, lambda t: t.numpy())):
+            face(arr(X), arr(labels), loss="ce", rho=0.1)
+            face(arr(X), arr(Y), **kw, gamma=0.5, W0=arr(W0), b0=arr(b0))
+            face(arr(X), arr(Y), **kw, bias=False)
+            face(arr(X), arr(Y), loss="mse", rho=0.1, p=5)
 
 
 def test_w_last_ce_newton_cg_matches_exact_newton():

@@ -14,8 +14,6 @@ own status is kept in ``info["solver_status"]``); otherwise :func:`warn_inaccura
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 import warnings
 from collections.abc import Iterable
@@ -29,6 +27,7 @@ from .._checks import check_choice
 from ..activations import Activation
 from ..errors import ChoiceError, InaccurateSolutionWarning, SolverError, ValueRangeError
 from ..losses import Loss, MSELoss
+from ..subproblems import outside_stacklevel
 
 __all__ = [
     "CERTIFIED",
@@ -165,21 +164,12 @@ def advice(solver: str, qp: bool) -> str:
     return f"try another solver (solver={others[0]!r})" if others else "try other solver_opts"
 
 
-def _outside_stacklevel() -> int:
-    """The warnings stacklevel of the first frame outside fenchel_cvx (so the warning points at user code)."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 def warn_inaccurate(subproblem: str, solver: str, residual: float, qp: bool) -> None:
     """Warn that a point is below the requested accuracy, quoting its optimality residual."""
     warnings.warn(f"{subproblem}: solver {solver} returned 'optimal_inaccurate' and the returned point has a "
                   f"relative optimality residual of {residual:.2e} (> {CERTIFIED:g}): it is usable but "
                   f"below the requested accuracy; {advice(solver, qp)} or tighten solver_opts",
-                  InaccurateSolutionWarning, stacklevel=_outside_stacklevel())
+                  InaccurateSolutionWarning, stacklevel=outside_stacklevel())
 
 
 def run_solver(problem: cp.Problem, *, subproblem: str, solver: str, solver_opts: dict[str, Any] | None = None,

@@ -36,7 +36,7 @@ from ..activations import Activation, get_activation
 from ..errors import ShapeError
 from ..losses import Loss, get_loss
 from ..optimality import w_hidden_objective, w_hidden_residual, w_last_objective, w_last_residual
-from ..subproblems import SubproblemResult, check_layer, check_layer_anchor, check_layer_shape
+from ..subproblems import SubproblemResult, check_layer, check_layer_anchor, check_layer_shape, warn_absent_classes
 from ._model import CvxModel, as_matrix, as_vector, blocks, cached_model, finish, hyper, to_numpy
 from ._polish import can_polish_loss, polish_w_full, polish_w_rows
 from ._solve import QP_ACTIVATIONS, SolveInfo, check_solver, default_solver
@@ -566,6 +566,12 @@ def w_last(X_in: Any, Y: Any, *, loss: str | Loss, rho: float, gamma: float = 0.
         nor, with a bias and ``gamma = 0`` (the bias is then not penalized), when a class has no sample in
         ``Y`` (its bias decreases without bound); the solver then returns an epsilon-optimal point far out (status
         optimal, value within its tolerance of the infimum) or fails with a message saying so.
+
+    Warns
+    -----
+    NoMinimizerWarning
+        Cross-entropy with a bias, ``gamma = 0`` and a class with no sample in ``Y``: no minimizer (above), as
+        on the torch face.
     """
     t0 = time.perf_counter()
     layer, bias = check_layer(layer, "w_last"), check_flag(bias, "bias")
@@ -592,8 +598,9 @@ def _w_last_solve(model: WLastModel, t0: float, X_in: np.ndarray, Y: np.ndarray,
                   polish: bool) -> SubproblemResult:
     loss, rho, gamma = model.loss, model.rho, model.gamma
     model._load(X_in, Y, W0, b0)
+    warn_absent_classes(loss, model.bias, gamma, lambda: Y.sum(1))
     hint = "" if gamma > 0 or (rho > 0 and not model.bias) else _NO_MIN_HINT.format(
-        why="cross-entropy on separable data, or X_in without full row rank")
+        why="cross-entropy on separable data or with a class absent from Y, or X_in without full row rank")
     report = model._run(solver, solver_opts, hint)
     W, b = model._collect()
 

@@ -64,7 +64,12 @@ def check_network(net: Any, name: str, like: Any = None) -> None:
 
 
 def check_number(value: Any, name: str) -> float:
-    """A real scalar (numpy scalar, 0-d array or one-element tensor accepted); NaN and inf pass through."""
+    """A real scalar (numpy scalar, 0-d array or one-element tensor accepted); NaN and inf pass through.
+
+    A list or tuple, or an array or tensor of more than one element, is a :class:`ShapeError`."""
+    if isinstance(value, (list, tuple)):
+        raise ShapeError(f"{name}: expected a scalar, got a {type(value).__name__} of {len(value)} "
+                         f"value{'' if len(value) == 1 else 's'}")
     if is_torch(value):
         if value.numel() != 1:
             raise ShapeError(f"{name}: expected a scalar, got a tensor of shape {tuple(value.shape)}")

@@ -198,8 +198,9 @@ def _validate(X, Y, hidden, lam, rho, time_limit, rel_gap) -> tuple[np.ndarray, 
         raise ShapeError(f"Y: expected at least one target column, got shape {Y.shape}")
     check_finite(X, "X")
     check_finite(Y, "Y")
-    lam = check_scalar(lam, "lam", positive=True)
-    rho = check_scalar(rho, "rho")
+    # one hidden layer, one multiplier: a sequence (the per-layer form of estimate_G) is a ShapeError
+    lam = check_scalar(check_number(lam, "lam"), "lam", positive=True)
+    rho = check_scalar(check_number(rho, "rho"), "rho")
     if not rho > 0:
         raise ValueRangeError(f"rho: expected > 0, got {rho}; the certificate bounds the weights through the "
                               "penalty rho ||W||^2, which needs rho > 0")
@@ -306,7 +307,8 @@ def certify_lower_bound(X, Y, *, hidden: int, lam: float, rho: float, time_limit
         or a bad integer option (``seed``, ``n_starts``, ``max_nodes``, ``heuristic_every``,
         ``max_pairs_per_point``).
     ShapeError
-        ``X`` not 2-D or without columns, or ``Y`` not matching its number of samples.
+        ``X`` not 2-D or without columns, ``Y`` not matching its number of samples, or ``lam`` or ``rho`` not a
+        scalar (a list, or an array of more than one element).
     DomainError
         Non-finite or non-numeric data.
     ChoiceError

@@ -86,8 +86,8 @@ from ..activations import Activation, get_activation
 from ..errors import NotConvergedWarning, ShapeError, SolverError, TensorMismatchError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
 from ..optimality import gradient_residual
-from ..shards import all_sum_float
-from ..subproblems import SubproblemResult, check_layer, check_layer_anchor, check_layer_shape
+from ..shards import all_sum, all_sum_float
+from ..subproblems import SubproblemResult, check_layer, check_layer_anchor, check_layer_shape, warn_absent_classes
 from ._common import check_max_iter, check_tensor, check_tol, solver_errors
 from ._wsolvers import (
     SolveOutput,
@@ -536,8 +536,9 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
     and ``Z = [W, b]`` the regularizer is ``sum_i mu_i ||Z[:, i]||^2 / 2 - <2 gamma Z0, Z> + const`` with
     ``mu_i = 2(rho + gamma)`` on weights and ``2 gamma`` on the bias. With a bias and ``gamma = 0`` the bias is not
     penalized, and cross-entropy has no minimizer when a class has no sample in ``Y`` (its bias decreases without
-    bound): the solvers then stop at a point far out whose value is within ``tol`` of the infimum, as the CVXPY
-    face does (the two points differ; their values agree).
+    bound): the solvers then warn :class:`~fenchel_cvx.errors.NoMinimizerWarning` and stop at a point far out whose
+    value is within ``tol`` of the infimum, as the CVXPY face does (the two points differ; their values agree).
+    ``method="running"``, which claims no optimum, does not warn.
 
     **Algorithm.** MSE: ridge regression in closed form,
     ``Z (2 X_a X_a^T + diag(mu)) = 2 Y X_a^T + 2 gamma Z0``, by a float64 Cholesky and one refinement step
@@ -627,6 +628,13 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
         :class:`~fenchel_cvx.layers.Layer` (the output layer is dense, pooled or not).
     SolverError
         A factorization failed even after regularization.
+
+    Warns
+    -----
+    NoMinimizerWarning
+        Cross-entropy with a bias, ``gamma = 0`` and a class with no sample in ``Y``: no minimizer (above).
+    NotConvergedWarning
+        Stopped at ``max_iter`` above ``tol`` (unless ``warn=False``).
     """
     t0 = time.perf_counter()
     layer, bias = check_layer(layer, "w_last"), check_flag(bias, "bias")
@@ -663,6 +671,8 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
                 W, b = running_last_step(X_in, T, W, b, loss, rho, gamma, W0, b0, curvature, relax, line_search)
         return _unchecked("w_last", W, b, t0, max_iter, curvature, 1)
 
+    # a class with no sample anywhere (summed over the processes of a data-parallel run) and a free bias
+    warn_absent_classes(loss, bias, gamma, lambda: all_sum(T.sum(1)))
     with torch.no_grad(), solver_errors("w_last"):  # a solver, not a layer: inputs that require grad grow no graph
         Xa = _augment(X_in, bias)
         mu, lin, Z0 = quadratic(p_in, K, rho, gamma, bias, W0, b0, X_in)
