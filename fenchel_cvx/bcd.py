@@ -38,6 +38,14 @@ GEMM per hidden layer), and the history's ``max_residual`` is NaN. ``inexact_x_f
 X-steps in float32 on a float64 run (``step_dtype`` of the torch X-updates); each column still keeps the better,
 in float64, of its start and its last iterate.
 
+``curvature="adam"`` takes the running mode's path with Adam's diagonal scaling in place of the curvature estimate
+(:class:`~fenchel_cvx.torch.curvature.AdamCurvature`): each W-block takes one Adam step (rate ``adam_lr`` times
+``curvature_relax``) on its own objective (19) or (20) per batch, the moments carried from batch to batch. This is
+the paper's CIFAR-10 W-update (section 5.3: one gradient step instead of solving (19) and (20); the authors' code
+takes it with Adam). The step is scale-free, so a convolution whose X-variables move little -- its block gradient is
+tiny, and MM or running steps hardly move it -- still trains at the rate ``adam_lr``; no step is promised to lower
+its block objective.
+
 Which of the two is the default (:meth:`fenchel_cvx.settings.BCDSettings.mode`): a batched, inexact run of a fully
 connected network with cross-entropy that sets no mode flag takes the running mode at
 :data:`~fenchel_cvx.settings.FAST_MODE` (relax 2, 15 float32 X-steps, ``gamma = (0.1, 100)``); every other run,
@@ -85,7 +93,7 @@ import torch
 
 from ._checks import check_finite, per_layer, trusted_values
 from .errors import CheckpointError, ChoiceError, DomainError, ShapeError, ShardingError, SolverError
-from .settings import FAST_GAMMA, BCDSettings, layer_values
+from .settings import ADAM_LR, FAST_GAMMA, BCDSettings, layer_values
 from .shards import all_sum_float, column_range, gather_columns, is_sharded, process_group, sharded, traffic_tag, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState, feed_forward, pre_activation
 
@@ -106,8 +114,9 @@ class BCDState(TrainState):
     ----------
     X : list of Tensor or None
         Algorithm 1 only: the persistent X-variables ``X_1..X_L`` ``(p_l, m)`` of the whole training set.
-    curvature : list of RunningCurvature or None
-        ``curvature="running"`` only: one running curvature estimate per W-update, ``l = 0..L``.
+    curvature : list of RunningCurvature or AdamCurvature, or None
+        ``curvature="running"`` (``"adam"``) only: one running curvature estimate (Adam's moments) per W-update,
+        ``l = 0..L``.
 
     ``last`` holds the last batch's per-block information: ``blocks`` (name, layer, value, status, residual,
     iterations, converged, time and, with ``record_blocks``, ``J`` after the block), ``J0`` (``J`` before the
@@ -126,11 +135,11 @@ class BCDState(TrainState):
                 "curvature": None if self.curvature is None else [c.state_dict() for c in self.curvature]}
 
     def _load_extra(self, d: dict, move: Any, device: Any) -> None:
-        from .torch.curvature import RunningCurvature
+        from .torch.curvature import curvature_from_state_dict
 
         self.X = None if d.get("X") is None else [move(x) for x in d["X"]]
         self.curvature = (None if d.get("curvature") is None else
-                          [RunningCurvature.from_state_dict(c, device=device or "cpu") for c in d["curvature"]])
+                          [curvature_from_state_dict(c, device=device or "cpu") for c in d["curvature"]])
 
 
 def lagrangian_terms(W: list, b: list, X: list, Y: torch.Tensor, *, acts: list, loss: Any,
@@ -296,8 +305,11 @@ class BCD(Trainer):
     def resolved(self) -> dict:
         """The per-layer ``lam``, ``rho``, ``gamma`` and the inexact mode this trainer uses (``curvature_relax``
         per layer too)."""
+        adam = self.mode["curvature"] == "adam"
+        lr = self.settings.adam_lr if self.settings.adam_lr is not None else ADAM_LR
         return {"lam": list(self.lam), "rho": list(self.rho), "gamma": list(self.gamma),
-                "inexact": self.settings.is_inexact, **self.mode, "curvature_relax": list(self.relax)}
+                "inexact": self.settings.is_inexact, **self.mode, "curvature_relax": list(self.relax),
+                **({"adam_lr": lr} if adam else {})}
 
     @property
     def face(self) -> _Face:
@@ -396,7 +408,7 @@ class BCD(Trainer):
         ``W`` has moved and ``X_{l-1}`` is updated after ``X_l``): reused, not recomputed.
         """
         s, mode, L, W, b = self.settings, self.mode, self.L, state.W, state.b
-        running = s.is_inexact and mode["curvature"] == "running"
+        running = s.is_inexact and mode["curvature"] != "batch"  # "running" or "adam": one step per W-block
         tol = {"tol": s.tol, "max_iter": s.max_iter}
         # capped FISTA X-updates keep the better of start and last iterate per column, so J stays monotone
         xtol = (dict(tol, max_iter=mode["inexact_x_iters"], warn=False)
@@ -450,18 +462,24 @@ class BCD(Trainer):
 
     def _running_w_steps(self, state: BCDState, X: list, T: torch.Tensor, W0: list | None, b0: list | None,
                          blocks: list, first: bool, U0: torch.Tensor | None) -> None:
-        """W_L, W_{L-1}..W_0 by one preconditioned step each with the running curvature (``curvature="running"``)."""
+        """W_L, W_{L-1}..W_0 by one preconditioned step each: with the running curvature (``curvature="running"``)
+        or Adam's moments (``curvature="adam"``)."""
         s, L, W, b = self.settings, self.L, state.W, state.b
         if state.curvature is None:
-            from .torch.curvature import hidden_curvature, last_curvature
+            from .torch.curvature import adam_curvature, hidden_curvature, last_curvature
 
-            kw = {"every": s.curvature_every, "rank": s.curvature_rank, "device": self.device}
             # a layer's curvature lives on what its weights act on: the input's patches (the input, when dense)
             lay = self.layers
-            state.curvature = [hidden_curvature(lay[l].patch_size, act=self.acts[l], lam=self.lam[l],
-                                                rho=self.rho[l], gamma=self.gamma[l], **kw) for l in range(L)]
-            state.curvature.append(last_curvature(lay[L].patch_size, loss=self.loss, rho=self.rho[L],
-                                                  gamma=self.gamma[L], **kw))
+            if self.mode["curvature"] == "adam":
+                lr = ADAM_LR if s.adam_lr is None else s.adam_lr
+                state.curvature = [adam_curvature(W[l].shape[0], lay[l].patch_size, lr=lr, device=self.device)
+                                   for l in range(L + 1)]
+            else:
+                kw = {"every": s.curvature_every, "rank": s.curvature_rank, "device": self.device}
+                state.curvature = [hidden_curvature(lay[l].patch_size, act=self.acts[l], lam=self.lam[l],
+                                                    rho=self.rho[l], gamma=self.gamma[l], **kw) for l in range(L)]
+                state.curvature.append(last_curvature(lay[L].patch_size, loss=self.loss, rho=self.rho[L],
+                                                      gamma=self.gamma[L], **kw))
         curv = state.curvature
         if first:  # once per batch: the refresh cadence counts batches, not sweeps
             with traffic_tag("curvature refresh"):

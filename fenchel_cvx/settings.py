@@ -339,6 +339,8 @@ MM_MODE = {"inexact_iters": 1, "inexact_x_iters": None, "inexact_x_certify": Fal
 FAST_MODE = dict(MM_MODE, inexact_x_iters=15, inexact_x_float32=True, curvature="running", curvature_relax=2.0)
 #: Proximal weights (hidden layers, output layer) of the fast default; Appendix C's are (1, 100).
 FAST_GAMMA = (0.1, 100.0)
+#: Step size of the Adam W-steps (``curvature="adam"``) when ``adam_lr`` is unset: the authors' code's.
+ADAM_LR = 1e-3
 _MODE_NONE = "unset: {}"
 
 
@@ -394,12 +396,17 @@ class BCDOptions(_Checked):
     curvature: str | None = setting(
         None, "curvature of the inexact W-steps: 'batch', the batch's own majorization bound (monotone, "
         "certified); 'running', one step per block with a running estimate of it (about a backprop step's cost, "
-        "uncertified). Given no mode flag (this one, --inexact-iters, --inexact-x-*, --curvature-relax, "
+        "uncertified); 'adam', one Adam step per block on its objective (19)/(20) with moments carried between "
+        "batches (--adam-lr; the paper's CIFAR-10 W-updates, uncertified, a step may raise its block objective). "
+        "Given no mode flag (this one, --inexact-iters, --inexact-x-*, --curvature-relax, "
         "--curvature-line-search), a batched cross-entropy run of a fully connected network takes the fast default "
         "mode: running, --curvature-relax 2, --inexact-x-iters 15, --inexact-x-float32, and --gamma 0.1,100 unless "
         "given",
-        "choice", choices=("batch", "running"), none="unset: running in the fast default mode, else batch",
+        "choice", choices=("batch", "running", "adam"), none="unset: running in the fast default mode, else batch",
         group="inexact BCD")
+    adam_lr: float | None = setting(
+        None, "step size of the Adam W-steps (--curvature adam), times --curvature-relax", "float", low=0.0,
+        strict=True, none=f"{ADAM_LR:g}, the authors' code's", metavar="LR", group="inexact BCD")
     curvature_every: int = setting(100, "batches between refreshes of the running curvature", "int", low=1,
                                    metavar="N", group="inexact BCD")
     curvature_rank: int | None = setting(64, "eigenpairs kept of each running curvature", "int", low=1,
@@ -487,9 +494,12 @@ class BCDSettings(BCDOptions, TrainerSettings):
 
     def _rules(self) -> None:
         m = self.mode()  # the flags given, the MM mode for the rest: the default mode itself is consistent
-        if m["curvature"] == "running" and not self.is_inexact:
-            raise ValueRangeError("curvature: 'running' shapes the steps of inexact W-updates; set inexact=True "
-                                  "(the default for batched runs), or curvature='batch'")
+        if m["curvature"] != "batch" and not self.is_inexact:
+            raise ValueRangeError(f"curvature: {m['curvature']!r} shapes the steps of inexact W-updates; set "
+                                  "inexact=True (the default for batched runs), or curvature='batch'")
+        if self.adam_lr is not None and m["curvature"] != "adam":
+            raise ValueRangeError(f"adam_lr: the step size of curvature='adam'; got adam_lr={self.adam_lr} with "
+                                  f"curvature={m['curvature']!r} (set curvature='adam', or leave adam_lr out)")
         relax = m["curvature_relax"]
         if m["curvature_line_search"] and any(v != 1.0 for v in ((relax,) if _is_number(relax) else relax)):
             raise ValueRangeError(f"curvature_relax: the line search sets the step length; got curvature_relax="
@@ -548,8 +558,8 @@ class BCDSettings(BCDOptions, TrainerSettings):
 
     def uncertified_x_steps(self, mode: dict) -> bool:
         """Whether the X-updates take ``inexact_x_iters`` steps without certificates in ``mode`` (a :meth:`mode`
-        dict): inexact, running curvature, capped, not ``inexact_x_certify``."""
-        return (self.is_inexact and mode["curvature"] == "running" and mode["inexact_x_iters"] is not None
+        dict): inexact, running (or Adam) W-steps, capped, not ``inexact_x_certify``."""
+        return (self.is_inexact and mode["curvature"] != "batch" and mode["inexact_x_iters"] is not None
                 and not mode["inexact_x_certify"])
 
 

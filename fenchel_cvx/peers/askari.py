@@ -164,9 +164,9 @@ class AskariBCD(BCD):
         if bad:
             raise ChoiceError(f"activation: Askari et al.'s penalty ||v - u||^2 on v >= 0 represents the ReLU; "
                               f"expected 'relu', got {bad[0]!r}")
-        if self.settings.is_inexact and self.mode["curvature"] == "running":
-            raise ValueRangeError("curvature: the running curvature is built for Fenchel's penalty; use "
-                                  "curvature='batch' with method askari")
+        if self.settings.is_inexact and self.mode["curvature"] != "batch":
+            raise ValueRangeError(f"curvature: the {self.mode['curvature']!r} W-steps are built for Fenchel's "
+                                  "penalty; use curvature='batch' with method askari")
         if self.settings.prediction != "feedforward":
             raise ValueRangeError(f"prediction: Askari et al.'s model predicts by feed-forward (the argmin of B_A "
                                   f"is the ReLU); expected 'feedforward', got {self.settings.prediction!r}")

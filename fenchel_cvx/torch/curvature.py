@@ -23,6 +23,14 @@ W-update is the dense one on them (``fenchel_cvx.torch.w_hidden(..., layer=)``).
 build it for ``layer.patch_size`` inputs (``C_in k^2``) and observe ``layer.patches(X_in)`` -- one column per
 sample and output position, so ``m`` counts those columns and ``\hat M`` bounds the patch form's curvature.
 For a plain dense layer ``layer.patch_size == p_in`` and ``layer.patches(X_in)`` is ``X_in`` itself.
+
+:class:`AdamCurvature` is the other scaling ``method="running"`` takes: Adam's diagonal one. Each step folds the
+block's gradient ``G`` into running moments and returns ``lr m_hat / (sqrt(v_hat) + eps)`` (Kingma and Ba's update;
+the betas and eps of TensorFlow's and torch's Adam), so each W-block takes one Adam step on its own objective
+(19) or (20) per batch. That is how the paper trained LeNet-5 on CIFAR-10 (section 5.3: "one gradient step instead of
+solving (19) and (20)"; the authors' code takes it with Adam, rate ``1e-3``). Unlike the MM bound the step is
+scale-free: a block whose gradient is tiny (a convolution's, whose X-variables move little) still moves at the
+rate ``lr`` -- and no step is promised to lower its block objective.
 """
 
 from __future__ import annotations
@@ -41,7 +49,8 @@ from ..losses import CrossEntropyLoss, Loss, get_loss
 from ..shards import all_sum, all_sum_float
 from ._common import sup_dphi
 
-__all__ = ["RunningCurvature", "hidden_curvature", "last_curvature"]
+__all__ = ["AdamCurvature", "RunningCurvature", "adam_curvature", "curvature_from_state_dict", "hidden_curvature",
+           "last_curvature"]
 
 _F64 = torch.float64
 _RIDGE_REL = 1e-12  # floor of the eigenvalues, relative to the mean diagonal (an all-zero input pixel with mu = 0)
@@ -199,6 +208,10 @@ class RunningCurvature:
         """A copy of this estimate with its tensors on ``device``."""
         return RunningCurvature.from_state_dict(self.state_dict(), device=device)
 
+    def summary(self) -> dict:
+        """What a step's result reports about the estimate: ``refreshes`` and ``rank``."""
+        return {"refreshes": self.refreshes, "rank": self.rank}
+
     # -- checkpoints: plain tensors and numbers ---------------------------------------------------------------
     def state_dict(self) -> dict:
         """Plain CPU tensors, numbers and strings (safe for ``torch.load(weights_only=True)``)."""
@@ -327,3 +340,150 @@ def last_curvature(p_in: int, *, loss: str | Loss, rho: float, gamma: float, bia
     mu = _regularizer(check_scalar(rho, "rho", nonneg=True), check_scalar(gamma, "gamma", nonneg=True), bias, p_in,
                       device)
     return RunningCurvature(s, mu, bias=bias, **kw)
+
+
+# -- Adam's diagonal scaling -------------------------------------------------------------------------------------
+class AdamCurvature:
+    r"""Adam's running moments of a W-block's gradient: the scaling of ``method="running"`` W-steps that
+    ``curvature="adam"`` selects (the module docstring).
+
+    Each :meth:`precondition` call is one Adam step on the rows ``G = [G_W, g_b]`` of the block's gradient:
+
+    .. math::  m \leftarrow \beta_1 m + (1 - \beta_1) G, \quad v \leftarrow \beta_2 v + (1 - \beta_2) G \odot G,
+               \quad D = \mathrm{lr}\, \frac{m / (1 - \beta_1^t)}{\sqrt{v / (1 - \beta_2^t)} + \epsilon},
+
+    the same update as ``torch.optim.Adam`` (no weight decay: ``rho`` and ``gamma`` are in ``G``).
+
+    Parameters
+    ----------
+    p_out : int
+        Rows of the block (the layer's outputs; a convolution's output channels).
+    p_a : int
+        Columns ``p_in + bias`` (``layer.patch_size + bias`` for a conv or pooled layer).
+    bias : bool
+        Whether the last column is the bias's.
+    lr : float
+        Step size ``> 0`` (the authors' code: ``1e-3``).
+    betas : tuple of two floats in [0, 1)
+    eps : float
+        ``> 0``.
+
+    Attributes
+    ----------
+    m, v : Tensor, shape (p_out, p_a) or None
+        The moments (float64); ``None`` before the first step.
+    steps : int
+        Steps taken (``t``).
+    """
+
+    def __init__(self, p_out: int, p_a: int, *, bias: bool = True, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.p_out = check_int(p_out, "p_out", 1, hint="the block's rows")
+        p_a = check_int(p_a, "p_a", 1, hint="the block's columns, p_in + bias")
+        if not isinstance(bias, bool) or (bias and p_a < 1):
+            raise ValueRangeError(f"bias: expected True or False, got {bias!r}")
+        self._p_a, self.bias = p_a, bias
+        self.lr = check_scalar(lr, "lr", positive=True)
+        if (not isinstance(betas, (tuple, list)) or len(betas) != 2
+                or not all(isinstance(x, numbers.Real) and not isinstance(x, bool) and 0.0 <= x < 1.0 for x in betas)):
+            raise ValueRangeError(f"betas: expected two numbers in [0, 1), got {betas!r}")
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps = check_scalar(eps, "eps", positive=True)
+        self.m: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+        self.steps = 0
+
+    @property
+    def p_a(self) -> int:
+        return self._p_a
+
+    def observe(self, X_in: Any) -> bool:
+        """Nothing to observe (the moments follow the gradients); kept so a trainer treats both scalings alike.
+        A function ``X_in`` is not called. Returns ``False``."""
+        return False
+
+    def precondition(self, G: torch.Tensor, *, scale: float = 1.0, inplace: bool = False) -> torch.Tensor:
+        """One Adam step: fold ``G`` ``(p_out, p_a)`` into the moments and return ``scale * D`` (float64).
+
+        ``inplace``: overwrite ``G`` with the answer.
+        """
+        if G.ndim != 2 or tuple(G.shape) != (self.p_out, self.p_a):
+            raise ShapeError(f"G: expected the block's gradient of shape ({self.p_out}, {self.p_a}), got shape "
+                             f"{tuple(G.shape)}")
+        b1, b2 = self.betas
+        if self.m is None:
+            self.m = torch.zeros(self.p_out, self.p_a, dtype=_F64, device=G.device)
+            self.v = torch.zeros_like(self.m)
+        G64 = G.to(_F64)
+        self.m.mul_(b1).add_(G64, alpha=1.0 - b1)
+        self.v.mul_(b2).addcmul_(G64, G64, value=1.0 - b2)
+        self.steps += 1
+        # torch.optim.Adam's arithmetic, in its order: m / (1 - b1^t) scaled by lr, over sqrt(v)/sqrt(1 - b2^t) + eps
+        denom = (self.v.sqrt() / math.sqrt(1.0 - b2 ** self.steps)).add_(self.eps)
+        D = torch.div(self.m, denom).mul_(self.lr / (1.0 - b1 ** self.steps) * scale)
+        return G.copy_(D) if inplace else D
+
+    def summary(self) -> dict:
+        """What a step's result reports about the scaling: ``adam_steps``."""
+        return {"adam_steps": self.steps}
+
+    def to(self, device: str | torch.device) -> AdamCurvature:
+        """A copy with its tensors on ``device``."""
+        return AdamCurvature.from_state_dict(self.state_dict(), device=device)
+
+    def state_dict(self) -> dict:
+        """Plain CPU tensors, numbers and strings (safe for ``torch.load(weights_only=True)``)."""
+        def cpu(t):
+            return None if t is None else t.detach().to("cpu").clone()
+        return {"kind": "adam", "p_out": self.p_out, "p_a": self.p_a, "bias": self.bias, "lr": self.lr,
+                "betas": list(self.betas), "eps": self.eps, "m": cpu(self.m), "v": cpu(self.v), "steps": self.steps}
+
+    @classmethod
+    def from_state_dict(cls, d: dict, device: str | torch.device = "cpu") -> AdamCurvature:
+        """Rebuild from :meth:`state_dict` on ``device``.
+
+        Raises
+        ------
+        CheckpointError
+            A dict that is not such a state, or whose moments do not fit it (shape, non-finite, ``v < 0``, a step
+            count that disagrees with their presence).
+        """
+        device = check_device(device)
+        try:
+            ad = cls(d["p_out"], d["p_a"], bias=d["bias"], lr=d["lr"], betas=tuple(d["betas"]), eps=d["eps"])
+            m, v, steps = d["m"], d["v"], d["steps"]
+        except (KeyError, TypeError, ValueRangeError, ShapeError) as exc:
+            raise CheckpointError(f"curvature: expected an AdamCurvature state dict, got an unreadable one ({exc})"
+                                  ) from None
+        shape = (ad.p_out, ad.p_a)
+
+        def fine(t: Any) -> bool:
+            return (torch.is_tensor(t) and tuple(t.shape) == shape and t.is_floating_point()
+                    and bool(torch.isfinite(t).all()))
+
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0 or (steps == 0) != (m is None) \
+                or (m is None) != (v is None) or (m is not None and not (fine(m) and fine(v) and bool((v >= 0).all()))):
+            raise CheckpointError(f"curvature: expected Adam moments m, v of shape {shape} (finite, v >= 0) after "
+                                  f"steps >= 1, or none at step 0; got steps = {steps!r} and a damaged or missing "
+                                  "moment")
+        if m is not None:
+            ad.m, ad.v = m.to(device=device, dtype=_F64), v.to(device=device, dtype=_F64)
+        ad.steps = steps
+        return ad
+
+
+def adam_curvature(p_out: int, p_in: int, *, bias: bool = True, lr: float = 1e-3,
+                   device: str | torch.device = "cpu") -> AdamCurvature:
+    """An :class:`AdamCurvature` for a W-block of ``p_out`` rows on ``p_in`` inputs (``layer.patch_size`` for a conv
+    or pooled layer). ``device`` is where its moments will live (they are made at the first step, on the
+    gradient's device)."""
+    check_device(device)
+    p_in = check_int(p_in, "p_in", 1, hint="the layer's input count")
+    return AdamCurvature(p_out, p_in + int(check_flag(bias, "bias")), bias=bias, lr=lr)
+
+
+def curvature_from_state_dict(d: dict, device: str | torch.device = "cpu") -> RunningCurvature | AdamCurvature:
+    """:class:`RunningCurvature` or :class:`AdamCurvature` from its ``state_dict()``, by the dict's ``kind``."""
+    if isinstance(d, dict) and d.get("kind") == "adam":
+        return AdamCurvature.from_state_dict(d, device=device)
+    return RunningCurvature.from_state_dict(d, device=device)

@@ -47,7 +47,9 @@ refreshed from the batch at hand every ``every`` batches, and the running steps 
 ``k`` eigenpairs and the ``(k+1)``-th eigenvalue ``sigma`` for the rest, ``\tilde M \succeq \hat M``), so
 applying ``\tilde M^{-1}`` costs ``4 r p_a k`` flops. A step is one gradient -- one GEMM with ``X_a^T``, given
 ``U = W X_in + b`` from the feed-forward -- and one cheap preconditioning. The caller owns the estimate and
-calls ``curvature.observe(X_in)`` once per batch before the step.
+calls ``curvature.observe(X_in)`` once per batch before the step. ``curvature`` may instead be an
+:class:`~fenchel_cvx.torch.curvature.AdamCurvature`: the step is then one Adam step on the block's gradient
+(``D = lr m_hat / (sqrt(v_hat) + eps)`` from moments the object carries between calls), the paper's CIFAR-10 W-update.
 
 What is given up: ``\hat M`` bounds the batch's curvature only on average, so a step is not guaranteed to
 decrease its block objective, and no certificate is computed (``value``, ``residual`` NaN, status
@@ -101,7 +103,7 @@ from ._wsolvers import (
     running_last_step,
     ssn_rows,
 )
-from .curvature import RunningCurvature
+from .curvature import AdamCurvature, RunningCurvature
 
 if TYPE_CHECKING:
     from ..layers import Layer
@@ -204,7 +206,7 @@ def _result(subproblem: str, out: SolveOutput, p_in: int, bias: bool, dtype: tor
 
 # -- method="running": the arguments it alone takes ------------------------------------------------------------
 def _check_running(method: str, W_init: Any, b_init: Any, bias: bool, p_in: int, curvature: Any, relax: Any,
-                   line_search: Any, U: Any = None) -> tuple[float, bool]:
+                   line_search: Any, U: Any = None, p_out: int | None = None) -> tuple[float, bool]:
     """Validate the running method's arguments, or reject them for any other method; ``(relax, line_search)``."""
     if method != "running":
         for name, value, given in (("curvature", curvature, curvature is not None), ("relax", relax, relax != 1.0),
@@ -218,9 +220,13 @@ def _check_running(method: str, W_init: Any, b_init: Any, bias: bool, p_in: int,
         missing = "W_init" if W_init is None else "b_init"
         raise ShapeError(f"{missing}: required with method='running' (the point the step starts from, e.g. the "
                          "current weights); pass W_init= and b_init= (or bias=False)")
-    if not isinstance(curvature, RunningCurvature):
-        raise ValueRangeError(f"curvature: expected a RunningCurvature (fenchel_cvx.torch.curvature) with "
-                              f"method='running', got {type(curvature).__name__}")
+    if not isinstance(curvature, (RunningCurvature, AdamCurvature)):
+        raise ValueRangeError(f"curvature: expected a RunningCurvature or an AdamCurvature (fenchel_cvx.torch."
+                              f"curvature) with method='running', got {type(curvature).__name__}")
+    if isinstance(curvature, AdamCurvature) and curvature.p_out != p_out:
+        raise ShapeError(f"curvature: Adam moments built for {curvature.p_out} rows, the block has {p_out} (the "
+                         "layer's outputs; a convolution's output channels): build them with adam_curvature(p_out, "
+                         "p_in, ...) for this layer")
     if curvature.p_a != p_in + int(bias) or curvature.bias != bias:
         raise ShapeError(f"curvature: built for {curvature.p_a} augmented inputs, the layer has "
                          f"{p_in + int(bias)} (p_in + bias; for a conv or pooled layer p_in is layer.patch_size: "
@@ -236,14 +242,13 @@ def _check_running(method: str, W_init: Any, b_init: Any, bias: bool, p_in: int,
 
 
 def _unchecked(subproblem: str, W: torch.Tensor, b: torch.Tensor | None, t0: float, steps: int,
-               curvature: RunningCurvature, n_cert: int) -> SubproblemResult:
+               curvature: RunningCurvature | AdamCurvature, n_cert: int) -> SubproblemResult:
     """The result of uncertified running steps: ``value``, ``residual`` and the certificate NaN."""
     nan = W.new_full((W.shape[0],), math.nan)
     return SubproblemResult(subproblem=subproblem, value=math.nan, status="unchecked", converged=False,
                             backend="torch", solver="running_mm", solve_time=time.perf_counter() - t0, W=W, b=b,
                             residual=nan, max_residual=math.nan, iterations=steps,
-                            info={"certificate": W.new_full((n_cert,), math.nan), "refreshes": curvature.refreshes,
-                                  "rank": curvature.rank})
+                            info={"certificate": W.new_full((n_cert,), math.nan), **curvature.summary()})
 
 
 # -- layer=: the patch form -------------------------------------------------------------------------------------
@@ -288,7 +293,7 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
              gamma: float = 0.0, W0: torch.Tensor | None = None, b0: torch.Tensor | None = None, bias: bool = True,
              tol: float = 1e-6, max_iter: int = 100, W_init: torch.Tensor | None = None,
              b_init: torch.Tensor | None = None, warn: bool = True, method: str = "auto",
-             curvature: RunningCurvature | None = None, relax: float = 1.0, line_search: bool = False,
+             curvature: RunningCurvature | AdamCurvature | None = None, relax: float = 1.0, line_search: bool = False,
              U: torch.Tensor | None = None, layer: Layer | None = None) -> SubproblemResult:
     r"""Eqs. (17), (19): minimize over W, b  lam B_act(X_next, W X_in + b) + rho ||W||^2 + gamma ||[W, b] - [W0, b0]||^2
 
@@ -379,9 +384,11 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     method : {"auto", "newton", "mm", "running"}
         ``"newton"`` (= ``"auto"``, the default): semismooth Newton; ``"mm"``: majorization-minimization;
         ``"running"``: uncertified MM steps with a running curvature estimate.
-    curvature : RunningCurvature, optional
+    curvature : RunningCurvature or AdamCurvature, optional
         ``method="running"`` only (required there): from
-        :func:`~fenchel_cvx.torch.curvature.hidden_curvature` with the same ``act``, ``lam``, ``rho``, ``gamma``.
+        :func:`~fenchel_cvx.torch.curvature.hidden_curvature` with the same ``act``, ``lam``, ``rho``, ``gamma``,
+        or Adam's moments of this block from :func:`~fenchel_cvx.torch.curvature.adam_curvature` (each step
+        updates them).
     relax : float
         ``method="running"`` only: step multiplier ``omega > 0``, ``[W, b] <- [W, b] - omega G \tilde M^{-1}``.
         With an exact bound any ``omega < 2`` still decreases the objective (by at least
@@ -457,7 +464,8 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     _check_samples(X_in, p_out, "X_next")
     W0, b0 = _check_anchor(W0, b0, gamma, bias, p_out, p_in, X_in)
     _check_init(W_init, b_init, bias, p_out, p_in, X_in)
-    relax, line_search = _check_running(method, W_init, b_init, bias, p_in, curvature, relax, line_search, U)
+    relax, line_search = _check_running(method, W_init, b_init, bias, p_in, curvature, relax, line_search, U,
+                                        p_out)
     if method == "running":
         if U is not None:
             check_tensor(U, "U", ref=X_in, shape=(p_out, X_in.shape[1]), layout="(p_out, samples): W X_in + b")
@@ -528,7 +536,7 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
            W0: torch.Tensor | None = None, b0: torch.Tensor | None = None, bias: bool = True, p: int | None = None,
            tol: float = 1e-6, max_iter: int = 50, W_init: torch.Tensor | None = None,
            b_init: torch.Tensor | None = None, warn: bool = True, method: str = "auto",
-           curvature: RunningCurvature | None = None, relax: float = 1.0,
+           curvature: RunningCurvature | AdamCurvature | None = None, relax: float = 1.0,
            line_search: bool = False, layer: Layer | None = None) -> SubproblemResult:
     r"""Eqs. (18), (20): minimize over W, b  loss(Y, W X_in + b) + rho ||W||^2 + gamma ||[W, b] - [W0, b0]||^2
 
@@ -599,8 +607,9 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
         Warn when stopping at ``max_iter`` above ``tol``; ``False`` for deliberately inexact updates.
     method : {"auto", "newton", "newton_cg", "mm", "running"}
         Cross-entropy solver (ignored for MSE, always the closed form), or ``"running"`` for either loss.
-    curvature : RunningCurvature, optional
-        ``method="running"`` only (required there): from :func:`~fenchel_cvx.torch.curvature.last_curvature`.
+    curvature : RunningCurvature or AdamCurvature, optional
+        ``method="running"`` only (required there): from :func:`~fenchel_cvx.torch.curvature.last_curvature`,
+        or :func:`~fenchel_cvx.torch.curvature.adam_curvature` (as in :func:`w_hidden`).
     relax : float
         ``method="running"`` only: step multiplier, as in :func:`w_hidden`.
     line_search : bool
@@ -663,7 +672,8 @@ def w_last(X_in: torch.Tensor, Y: torch.Tensor, *, loss: str | Loss, rho: float,
     _check_samples(X_in, K, "Y")
     W0, b0 = _check_anchor(W0, b0, gamma, bias, K, p_in, X_in)
     _check_init(W_init, b_init, bias, K, p_in, X_in)
-    relax, line_search = _check_running(method, W_init, b_init, bias, p_in, curvature, relax, line_search)
+    relax, line_search = _check_running(method, W_init, b_init, bias, p_in, curvature, relax, line_search,
+                                        p_out=K)
     if running:
         with torch.no_grad(), solver_errors("w_last"):
             W, b = W_init, (b_init if bias else None)
