@@ -41,7 +41,7 @@ DEFAULT_GRID = [
 ]
 _KEYS = ("method", "inexact", "lam", "rho", "gamma", "inexact_iters", "K", "inexact_x_iters", "curvature",
          "curvature_every", "curvature_rank", "curvature_relax", "curvature_line_search", "inexact_x_certify",
-         "inexact_x_float32", "tol")
+         "inexact_x_float32", "adam_lr", "tol")
 
 
 def _running(f: BCDOptions, mode: dict) -> str:

@@ -42,9 +42,9 @@ in float64, of its start and its last iterate.
 (:class:`~fenchel_cvx.torch.curvature.AdamCurvature`): each W-block takes one Adam step (rate ``adam_lr`` times
 ``curvature_relax``) on its own objective (19) or (20) per batch, the moments carried from batch to batch. This is
 the paper's CIFAR-10 W-update (section 5.3: one gradient step instead of solving (19) and (20); the authors' code
-takes it with Adam). The step is scale-free, so a convolution whose X-variables move little -- its block gradient is
-tiny, and MM or running steps hardly move it -- still trains at the rate ``adam_lr``; no step is promised to lower
-its block objective.
+takes it with Adam); with ``K > 1`` each sweep takes one, so a batch takes ``K``. The step is scale-free, so a
+convolution whose X-variables move little -- its block gradient is tiny, and MM or running steps hardly move it --
+still trains at the rate ``adam_lr``; no step is promised to lower its block objective.
 
 Which of the two is the default (:meth:`fenchel_cvx.settings.BCDSettings.mode`): a batched, inexact run of a fully
 connected network with cross-entropy that sets no mode flag takes the running mode at
@@ -92,7 +92,7 @@ import numpy as np
 import torch
 
 from ._checks import check_finite, per_layer, trusted_values
-from .errors import CheckpointError, ChoiceError, DomainError, ShapeError, ShardingError, SolverError
+from .errors import CheckpointError, ChoiceError, DomainError, ShapeError, ShardingError, SolverError, ValueRangeError
 from .settings import ADAM_LR, FAST_GAMMA, BCDSettings, layer_values
 from .shards import all_sum_float, column_range, gather_columns, is_sharded, process_group, sharded, traffic_tag, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState, feed_forward, pre_activation
@@ -138,8 +138,15 @@ class BCDState(TrainState):
         from .torch.curvature import curvature_from_state_dict
 
         self.X = None if d.get("X") is None else [move(x) for x in d["X"]]
-        self.curvature = (None if d.get("curvature") is None else
-                          [curvature_from_state_dict(c, device=device or "cpu") for c in d["curvature"]])
+        self.curvature = None
+        if d.get("curvature") is not None:
+            self.curvature = []
+            for l, c in enumerate(d["curvature"]):
+                try:
+                    self.curvature.append(curvature_from_state_dict(c, device=device or "cpu"))
+                except CheckpointError as exc:  # say whose it is: the message alone reads like a bad --curvature
+                    raise CheckpointError(f"state.curvature: the saved W-step scaling of layer {l} is damaged "
+                                          f"({exc})") from None
 
 
 def lagrangian_terms(W: list, b: list, X: list, Y: torch.Tensor, *, acts: list, loss: Any,
@@ -322,7 +329,28 @@ class BCD(Trainer):
         if state.X is not None:
             state.X = [x.to(device=self.device, dtype=self.dtype).contiguous() for x in state.X]
         if state.curvature is not None:
+            self._check_scalings(state.curvature)
             state.curvature = [c.to(self.device) for c in state.curvature]
+
+    def _check_scalings(self, curv: list) -> None:
+        """A state's W-step scalings must be the ones these settings make: else they would silently set the steps."""
+        from .torch.curvature import AdamCurvature, RunningCurvature
+
+        s, kind = self.settings, self.mode["curvature"] if self.settings.is_inexact else "batch"
+        want = {"adam": AdamCurvature, "running": RunningCurvature}.get(kind)
+        lr = ADAM_LR if s.adam_lr is None else s.adam_lr
+        for l, c in enumerate(curv):
+            if want is None or not isinstance(c, want) or len(curv) != self.L + 1:
+                raise ValueRangeError(f"state.curvature: holds {len(curv)} {type(c).__name__} W-step scalings, "
+                                      f"these settings take curvature={kind!r} ({self.L + 1} layers); resume with "
+                                      "the settings that made the state")
+            if isinstance(c, AdamCurvature) and c.lr != lr:
+                raise ValueRangeError(f"state.curvature: layer {l}'s Adam moments were made with adam_lr={c.lr:g}, "
+                                      f"these settings say {lr:g}; resume with the settings that made the state")
+            if isinstance(c, RunningCurvature) and (c.every, c.rank) != (s.curvature_every, s.curvature_rank):
+                raise ValueRangeError(f"state.curvature: layer {l}'s running curvature refreshes every {c.every} "
+                                      f"batches with rank {c.rank}, these settings say {s.curvature_every} and "
+                                      f"{s.curvature_rank}; resume with the settings that made the state")
 
     def _check_state(self, state: BCDState, m: int) -> None:
         if state.X is None:

@@ -385,19 +385,20 @@ class BCDOptions(_Checked):
         "better of its start and last iterate)", "int", low=1,
         none="unset: 15 in the fast default mode, else solved to --tol", metavar="N", group="inexact BCD")
     inexact_x_certify: bool | None = setting(
-        None, "with --curvature running, keep the capped X-updates' certificates: a column within --tol stops "
-        "early (pays off when hidden X-variables start near their optimum, as a conv net's images do; otherwise each "
-        "check costs about half a step)", "bool", none=_MODE_NONE.format(False), group="inexact BCD")
+        None, "with --curvature running or adam, keep the capped X-updates' certificates: a column within --tol "
+        "stops early (pays off when hidden X-variables start near their optimum, as a conv net's images do; "
+        "otherwise each check costs about half a step)", "bool", none=_MODE_NONE.format(False), group="inexact BCD")
     inexact_x_float32: bool | None = setting(
-        None, "with --curvature running and uncertified capped X-updates, take their FISTA steps in float32 on a "
-        "float64 run (about half their time; each column still keeps the better of its start and last iterate, "
+        None, "with --curvature running or adam and uncertified capped X-updates, take their FISTA steps in float32 "
+        "on a float64 run (about half their time; each column still keeps the better of its start and last iterate, "
         "compared in float64)", "bool", none="unset: True in the fast default mode, else False",
         group="inexact BCD")
     curvature: str | None = setting(
         None, "curvature of the inexact W-steps: 'batch', the batch's own majorization bound (monotone, "
         "certified); 'running', one step per block with a running estimate of it (about a backprop step's cost, "
-        "uncertified); 'adam', one Adam step per block on its objective (19)/(20) with moments carried between "
-        "batches (--adam-lr; the paper's CIFAR-10 W-updates, uncertified, a step may raise its block objective). "
+        "uncertified); 'adam', one Adam step per block and sweep (K per batch) on its objective (19)/(20) with "
+        "moments carried between batches (--adam-lr; the paper's CIFAR-10 W-updates, uncertified, a step may raise "
+        "its block objective; --curvature-every/-rank do not apply). "
         "Given no mode flag (this one, --inexact-iters, --inexact-x-*, --curvature-relax, "
         "--curvature-line-search), a batched cross-entropy run of a fully connected network takes the fast default "
         "mode: running, --curvature-relax 2, --inexact-x-iters 15, --inexact-x-float32, and --gamma 0.1,100 unless "
@@ -498,8 +499,12 @@ class BCDSettings(BCDOptions, TrainerSettings):
             raise ValueRangeError(f"curvature: {m['curvature']!r} shapes the steps of inexact W-updates; set "
                                   "inexact=True (the default for batched runs), or curvature='batch'")
         if self.adam_lr is not None and m["curvature"] != "adam":
-            raise ValueRangeError(f"adam_lr: the step size of curvature='adam'; got adam_lr={self.adam_lr} with "
-                                  f"curvature={m['curvature']!r} (set curvature='adam', or leave adam_lr out)")
+            raise ValueRangeError(f"adam_lr: the step size of curvature='adam' only; got adam_lr={self.adam_lr} "
+                                  "without curvature='adam' (set both, or neither)")
+        if m["curvature"] == "adam" and m["curvature_line_search"]:
+            raise ValueRangeError("curvature_line_search: the line search would replace the Adam step's length "
+                                  "(adam_lr) by the block minimizer's along it; got it with curvature='adam' (pass "
+                                  "one or the other)")
         relax = m["curvature_relax"]
         if m["curvature_line_search"] and any(v != 1.0 for v in ((relax,) if _is_number(relax) else relax)):
             raise ValueRangeError(f"curvature_relax: the line search sets the step length; got curvature_relax="
@@ -509,7 +514,8 @@ class BCDSettings(BCDOptions, TrainerSettings):
                                   "inexact W-updates, or inexact=False")
         if m["inexact_x_float32"] and not self.uncertified_x_steps(m):
             raise ValueRangeError(
-                "inexact_x_float32: only uncertified capped X-updates step in float32; set curvature='running' and "
+                "inexact_x_float32: only uncertified capped X-updates step in float32; set curvature='running' (or "
+                "'adam') and "
                 f"inexact_x_iters (and not inexact_x_certify), got curvature={m['curvature']!r}, inexact_x_iters="
                 f"{m['inexact_x_iters']}, inexact_x_certify={m['inexact_x_certify']}")
 

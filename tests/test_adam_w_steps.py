@@ -173,7 +173,37 @@ def test_bad_adam_inputs_raise_typed_errors():
     ({"adam_lr": 1e-2}, "adam_lr"),
     ({"adam_lr": 1e-2, "curvature": "running"}, "adam_lr"),
     ({"adam_lr": 0.0, "curvature": "adam"}, "adam_lr"),
+    ({"curvature": "adam", "curvature_line_search": True}, "curvature_line_search"),
 ])
 def test_adam_settings_rules(kw, match):
     with pytest.raises(ValueRangeError, match=match):
         BCDSettings(**kw)
+
+
+def test_a_state_must_match_the_settings_that_resume_it(tmp_path):
+    """A state's W-step scalings set the steps: another kind, or another rate, must be refused, not followed."""
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(40, 5)), rng.integers(0, 3, 40)
+    net = LiftedNetwork([5, 6, 3], "relu", "ce", seed=0)
+    s = BCDSettings(batch_size=20, epochs=1, curvature="adam", inexact_x_iters=3)
+    st = BCD(net, s).run(X, y, progress=False)
+    for other, match in ((s.replace(adam_lr=0.5), "adam_lr=0.001"),
+                         (s.replace(curvature="running"), "curvature='running'"),
+                         (s.replace(curvature="batch", inexact_x_iters=None), "curvature='batch'")):
+        with pytest.raises(ValueRangeError, match=match):
+            BCD(net, other.replace(epochs=2)).run(X, y, state=st, progress=False)
+    d = st.state_dict()
+    d["curvature"][1]["v"] = -d["curvature"][1]["v"].abs() - 1.0
+    with pytest.raises(CheckpointError, match="layer 1 is damaged"):
+        BCDState.from_state_dict(d)
+    d["curvature"][1] = {"kind": "adma"}
+    with pytest.raises(CheckpointError, match="kind 'adma'"):
+        BCDState.from_state_dict(d)
+
+
+def test_k_sweeps_take_k_adam_steps_per_batch():
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(30, 5)), rng.integers(0, 3, 30)
+    st = BCD(LiftedNetwork([5, 6, 3], "relu", "ce", seed=0),
+             BCDSettings(batch_size=10, epochs=1, K=2, curvature="adam", inexact_x_iters=3)).run(X, y, progress=False)
+    assert [c.steps for c in st.curvature] == [6, 6]

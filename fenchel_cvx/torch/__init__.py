@@ -8,8 +8,8 @@ W-updates: the same measure as the CVXPY face), its maximum, the iteration count
 certificate, ``info["certificate"]``, met ``tol``) and ``backend="torch"``; stopping at ``max_iter`` above ``tol``
 warns :class:`~fenchel_cvx.errors.NotConvergedWarning`. Two deliberate exceptions for inexact BCD return
 ``status="unchecked"`` with NaN residuals: the X-updates' ``certify=False`` and the W-updates'
-``method="running"`` (one preconditioned step with a running curvature estimate,
-:mod:`~fenchel_cvx.torch.curvature`).
+``method="running"`` (one preconditioned step with a running curvature estimate, or one Adam step with moments
+carried between calls, :mod:`~fenchel_cvx.torch.curvature`).
 
 Layout convention: paper layout inside, ``(features, samples)``: one column per data point.
 

@@ -484,6 +484,11 @@ def adam_curvature(p_out: int, p_in: int, *, bias: bool = True, lr: float = 1e-3
 
 def curvature_from_state_dict(d: dict, device: str | torch.device = "cpu") -> RunningCurvature | AdamCurvature:
     """:class:`RunningCurvature` or :class:`AdamCurvature` from its ``state_dict()``, by the dict's ``kind``."""
-    if isinstance(d, dict) and d.get("kind") == "adam":
+    kind = d.get("kind", "running") if isinstance(d, dict) else None
+    if kind == "adam":
         return AdamCurvature.from_state_dict(d, device=device)
+    if kind != "running":
+        raise CheckpointError(f"curvature: expected a state dict of kind 'adam' or a RunningCurvature's, got kind "
+                              f"{kind!r}" if isinstance(d, dict) else f"curvature: expected a state dict, got "
+                              f"{type(d).__name__}")
     return RunningCurvature.from_state_dict(d, device=device)

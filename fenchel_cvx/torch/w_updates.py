@@ -245,8 +245,9 @@ def _unchecked(subproblem: str, W: torch.Tensor, b: torch.Tensor | None, t0: flo
                curvature: RunningCurvature | AdamCurvature, n_cert: int) -> SubproblemResult:
     """The result of uncertified running steps: ``value``, ``residual`` and the certificate NaN."""
     nan = W.new_full((W.shape[0],), math.nan)
+    solver = "adam" if isinstance(curvature, AdamCurvature) else "running_mm"
     return SubproblemResult(subproblem=subproblem, value=math.nan, status="unchecked", converged=False,
-                            backend="torch", solver="running_mm", solve_time=time.perf_counter() - t0, W=W, b=b,
+                            backend="torch", solver=solver, solve_time=time.perf_counter() - t0, W=W, b=b,
                             residual=nan, max_residual=math.nan, iterations=steps,
                             info={"certificate": W.new_full((n_cert,), math.nan), **curvature.summary()})
 
@@ -383,7 +384,8 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
         (default). ``False`` for deliberately inexact updates, e.g. ``max_iter=1``: one Newton step.
     method : {"auto", "newton", "mm", "running"}
         ``"newton"`` (= ``"auto"``, the default): semismooth Newton; ``"mm"``: majorization-minimization;
-        ``"running"``: uncertified MM steps with a running curvature estimate.
+        ``"running"``: uncertified MM steps with a running curvature estimate (or Adam steps, with an
+        :class:`~fenchel_cvx.torch.curvature.AdamCurvature`).
     curvature : RunningCurvature or AdamCurvature, optional
         ``method="running"`` only (required there): from
         :func:`~fenchel_cvx.torch.curvature.hidden_curvature` with the same ``act``, ``lam``, ``rho``, ``gamma``,
@@ -419,7 +421,8 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
         (max certificate per step); Newton: ``hessian_samples`` (sample columns used to form Hessians),
         ``max_shift``; MM: ``ridge``, ``curvature_bound`` (``lam s_max``). ``method="running"``: ``value``,
         ``residual`` and ``info["certificate"]`` NaN, ``status="unchecked"``, ``converged=False``,
-        ``solver="running_mm"``, ``iterations=max_iter``, ``info``: ``refreshes``, ``rank`` of the estimate.
+        ``solver="running_mm"``, ``iterations=max_iter``, ``info``: ``refreshes``, ``rank`` of the estimate
+        (with an ``AdamCurvature``: ``solver="adam"``, ``info["adam_steps"]``).
 
     Raises
     ------
