@@ -33,6 +33,18 @@ def test_tuned_runs_use_the_datasets_tuned_gamma(bench, tmp_path):
     assert len(bench.TUNED_GAMMA["mnist"]) == len(bench.TUNED_GAMMA["cifar10"]) == 5
 
 
+def test_the_adam_run_takes_adam_w_steps_and_moves_the_convolutions(bench, tmp_path):
+    out = tmp_path / "out"
+    rc = bench.main(["--dataset", "mnist-small", "--n-train", "500", "--n-test", "200", "--epochs", "1",
+                     "--runs", "fenchel-adam", "--parts", "full", "--threads", "1", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    run = out / "full" / "fenchel-adam"
+    config = json.loads((run / "config.json").read_text())["config"]["fenchel"]
+    assert (config["curvature"], config["tol"]) == ("adam", 1e-10)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["state"]
+    assert [c["kind"] for c in state["curvature"]] == ["adam"] * 5 and state["curvature"][0]["steps"] == 1
+
+
 @pytest.fixture(scope="module")
 def motion():
     spec = importlib.util.spec_from_file_location("layer_motion", SCRIPT.with_name("layer_motion.py"))
