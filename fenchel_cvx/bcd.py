@@ -305,6 +305,8 @@ class BCD(Trainer):
         #: the running W-steps' multiplier omega of each layer (``curvature_relax``, one value broadcast)
         self.relax = layer_values(self.mode["curvature_relax"], self.L + 1, "curvature_relax", batched=b,
                                   positive=True)
+        #: the Adam W-steps' rate (``curvature="adam"``): ``adam_lr``, or :data:`~fenchel_cvx.settings.ADAM_LR`
+        self.adam_lr = ADAM_LR if s.adam_lr is None else s.adam_lr
         #: the penalty of each hidden layer in J (what ``B`` is asked of): the activations' Fenchel penalties here
         self.penalties = list(self.acts)
         self._face: _Face | None = None
@@ -313,10 +315,9 @@ class BCD(Trainer):
         """The per-layer ``lam``, ``rho``, ``gamma`` and the inexact mode this trainer uses (``curvature_relax``
         per layer too)."""
         adam = self.mode["curvature"] == "adam"
-        lr = self.settings.adam_lr if self.settings.adam_lr is not None else ADAM_LR
         return {"lam": list(self.lam), "rho": list(self.rho), "gamma": list(self.gamma),
                 "inexact": self.settings.is_inexact, **self.mode, "curvature_relax": list(self.relax),
-                **({"adam_lr": lr} if adam else {})}
+                **({"adam_lr": self.adam_lr} if adam else {})}
 
     @property
     def face(self) -> _Face:
@@ -338,7 +339,7 @@ class BCD(Trainer):
 
         s, kind = self.settings, self.mode["curvature"] if self.settings.is_inexact else "batch"
         want = {"adam": AdamCurvature, "running": RunningCurvature}.get(kind)
-        lr = ADAM_LR if s.adam_lr is None else s.adam_lr
+        lr = self.adam_lr
         for l, c in enumerate(curv):
             if want is None or not isinstance(c, want) or len(curv) != self.L + 1:
                 raise ValueRangeError(f"state.curvature: holds {len(curv)} {type(c).__name__} W-step scalings, "
@@ -499,9 +500,8 @@ class BCD(Trainer):
             # a layer's curvature lives on what its weights act on: the input's patches (the input, when dense)
             lay = self.layers
             if self.mode["curvature"] == "adam":
-                lr = ADAM_LR if s.adam_lr is None else s.adam_lr
-                state.curvature = [adam_curvature(W[l].shape[0], lay[l].patch_size, lr=lr, device=self.device)
-                                   for l in range(L + 1)]
+                state.curvature = [adam_curvature(W[l].shape[0], lay[l].patch_size, lr=self.adam_lr,
+                                                  device=self.device) for l in range(L + 1)]
             else:
                 kw = {"every": s.curvature_every, "rank": s.curvature_rank, "device": self.device}
                 state.curvature = [hidden_curvature(lay[l].patch_size, act=self.acts[l], lam=self.lam[l],
