@@ -510,16 +510,17 @@ def _mnist_candidates(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _mnist_folder(data_dir: Path) -> Path:
-    """The first of ``data_dir``, its ``mnist/`` and torchvision's ``MNIST/raw`` that holds all four MNIST files:
-    a split is never paired from two folders (two copies of other orders would pair silently)."""
-    dirs = [data_dir, data_dir / "mnist", data_dir / "MNIST" / "raw"]
+def _mnist_files(data_dir: Path) -> dict[str, Path]:
+    """The four MNIST files by stem, from the first of ``data_dir``, its ``mnist/`` and torchvision's ``MNIST/raw``
+    that holds all four: a split is never paired from two folders (two copies of other orders would pair
+    silently)."""
     stems = [s for pair in _MNIST_FILES.values() for s in pair]
-    holding = {d: [s for s in stems if _mnist_candidates(d, s) is not None] for d in dirs}
-    for d in dirs:
-        if len(holding[d]) == len(stems):
-            return d
-    partial = [f"{d}: {', '.join(holding[d])}" for d in dirs if holding[d]]
+    found: dict[Path, dict[str, Path]] = {}
+    for d in (data_dir, data_dir / "mnist", data_dir / "MNIST" / "raw"):
+        found[d] = {s: path for s in stems if (path := _mnist_candidates(d, s)) is not None}
+        if len(found[d]) == len(stems):
+            return found[d]
+    partial = [f"{d}: {', '.join(held)}" for d, held in found.items() if held]
     if partial:
         raise DataFileError(f"data_dir: expected the four MNIST files in one folder, found only parts of the set ("
                             f"{'; '.join(partial)}); put train-images-idx3-ubyte, train-labels-idx1-ubyte, "
@@ -529,9 +530,9 @@ def _mnist_folder(data_dir: Path) -> Path:
                         f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, .gz or raw) there. {_NO_DOWNLOAD}")
 
 
-def _mnist_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """One split's images and labels from ``folder`` (:func:`_mnist_folder`: it holds all four files)."""
-    img_path, lab_path = (_mnist_candidates(folder, stem) for stem in _MNIST_FILES[split])
+def _mnist_split(files: dict[str, Path], split: str) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """One split's images and labels from ``files`` (:func:`_mnist_files`: all four, from one folder)."""
+    img_path, lab_path = (files[stem] for stem in _MNIST_FILES[split])
     x = read_idx(img_path, _IDX_IMAGES_MAGIC)
     y = read_idx(lab_path, _IDX_LABELS_MAGIC)
     if x.shape[1:] != (28, 28):
@@ -577,9 +578,9 @@ def read_mnist(data_dir: str | Path, *, expected_counts: tuple[int, int] | None 
     """
     counts = _expected_counts(expected_counts)
     data_dir = _existing_dir(data_dir, "mnist")
-    folder = _mnist_folder(data_dir)
-    x_tr, y_tr, p_tr = _mnist_split(folder, "train")
-    x_te, y_te, p_te = _mnist_split(folder, "test")
+    files = _mnist_files(data_dir)
+    x_tr, y_tr, p_tr = _mnist_split(files, "train")
+    x_te, y_te, p_te = _mnist_split(files, "test")
     if counts is not None and (len(y_tr), len(y_te)) != counts:
         raise DataFileError(f"{data_dir}: expected {counts} (train, test) samples, got "
                             f"{(len(y_tr), len(y_te))}; the files are from another release or were cut")
