@@ -339,15 +339,17 @@ class BCD(Trainer):
 
         s, kind = self.settings, self.mode["curvature"] if self.settings.is_inexact else "batch"
         want = {"adam": AdamCurvature, "running": RunningCurvature}.get(kind)
-        lr = self.adam_lr
+        # the count too: an empty or short list would pass a per-layer check and fail at the first W-step
+        if want is None or len(curv) != self.L + 1 or not all(isinstance(c, want) for c in curv):
+            held = ", ".join(sorted({type(c).__name__ for c in curv})) or "none"
+            raise ValueRangeError(f"state.curvature: holds {len(curv)} W-step scalings ({held}), these settings take "
+                                  f"curvature={kind!r} ({self.L + 1} layers); resume with the settings that made "
+                                  "the state")
         for l, c in enumerate(curv):
-            if want is None or not isinstance(c, want) or len(curv) != self.L + 1:
-                raise ValueRangeError(f"state.curvature: holds {len(curv)} {type(c).__name__} W-step scalings, "
-                                      f"these settings take curvature={kind!r} ({self.L + 1} layers); resume with "
-                                      "the settings that made the state")
-            if isinstance(c, AdamCurvature) and c.lr != lr:
+            if isinstance(c, AdamCurvature) and c.lr != self.adam_lr:
                 raise ValueRangeError(f"state.curvature: layer {l}'s Adam moments were made with adam_lr={c.lr:g}, "
-                                      f"these settings say {lr:g}; resume with the settings that made the state")
+                                      f"these settings say {self.adam_lr:g}; resume with the settings that made the "
+                                      "state")
             if isinstance(c, RunningCurvature) and (c.every, c.rank) != (s.curvature_every, s.curvature_rank):
                 raise ValueRangeError(f"state.curvature: layer {l}'s running curvature refreshes every {c.every} "
                                       f"batches with rank {c.rank}, these settings say {s.curvature_every} and "

@@ -192,6 +192,10 @@ def test_a_state_must_match_the_settings_that_resume_it(tmp_path):
                          (s.replace(curvature="batch", inexact_x_iters=None), "curvature='batch'")):
         with pytest.raises(ValueRangeError, match=match):
             BCD(net, other.replace(epochs=2)).run(X, y, state=st, progress=False)
+    short = BCDState.from_state_dict(st.state_dict())
+    short.curvature = []  # an empty list once slipped past the per-layer check
+    with pytest.raises(ValueRangeError, match=r"holds 0 W-step scalings \(none\)"):
+        BCD(net, s.replace(epochs=2)).run(X, y, state=short, progress=False)
     d = st.state_dict()
     d["curvature"][1]["v"] = -d["curvature"][1]["v"].abs() - 1.0
     with pytest.raises(CheckpointError, match="layer 1 is damaged"):
