@@ -380,9 +380,7 @@ class AdamCurvature:
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         self.p_out = check_int(p_out, "p_out", 1, hint="the block's rows")
         p_a = check_int(p_a, "p_a", 1, hint="the block's columns, p_in + bias")
-        if not isinstance(bias, bool) or (bias and p_a < 1):
-            raise ValueRangeError(f"bias: expected True or False, got {bias!r}")
-        self._p_a, self.bias = p_a, bias
+        self._p_a, self.bias = p_a, check_flag(bias, "bias")
         self.lr = check_scalar(lr, "lr", positive=True)
         if (not isinstance(betas, (tuple, list)) or len(betas) != 2
                 or not all(isinstance(x, numbers.Real) and not isinstance(x, bool) and 0.0 <= x < 1.0 for x in betas)):
