@@ -157,15 +157,15 @@ def test_bad_adam_inputs_raise_typed_errors():
     W, b = torch.zeros(3, 4, dtype=F64), torch.zeros(3, dtype=F64)
     with pytest.raises(ShapeError, match="rows"):
         tf.w_hidden(X, V, act="relu", lam=1.0, rho=0.0, W_init=W, b_init=b, method="running",
-                    curvature=adam_curvature(5, 4), max_iter=1, warn=False)
+                    curvature=adam_curvature(5, 4, lr=1e-3), max_iter=1, warn=False)
     with pytest.raises(ShapeError, match="augmented inputs"):
         tf.w_hidden(X, V, act="relu", lam=1.0, rho=0.0, W_init=W, b_init=b, method="running",
-                    curvature=adam_curvature(3, 6), max_iter=1, warn=False)
+                    curvature=adam_curvature(3, 6, lr=1e-3), max_iter=1, warn=False)
     with pytest.raises(ShapeError, match="G: expected"):
-        AdamCurvature(3, 5).precondition(torch.zeros(3, 4, dtype=F64))
+        AdamCurvature(3, 5, lr=1e-3).precondition(torch.zeros(3, 4, dtype=F64))
     for kw in ({"lr": 0.0}, {"lr": float("nan")}, {"betas": (0.9,)}, {"betas": (1.0, 0.9)}, {"eps": 0.0}):
         with pytest.raises(ValueRangeError):
-            AdamCurvature(3, 5, **kw)
+            AdamCurvature(3, 5, **{"lr": 1e-3, **kw})
 
 
 @pytest.mark.parametrize("kw,match", [

@@ -363,7 +363,8 @@ class AdamCurvature:
     bias : bool
         Whether the last column is the bias's.
     lr : float
-        Step size ``> 0`` (the authors' code: ``1e-3``).
+        Step size ``> 0``, no default here: BCD's is ``fenchel_cvx.settings.ADAM_LR`` (the authors' code's
+        ``1e-3``), the one home of that value (a face does not import the settings).
     betas : tuple of two floats in [0, 1)
     eps : float
         ``> 0``.
@@ -376,7 +377,7 @@ class AdamCurvature:
         Steps taken (``t``).
     """
 
-    def __init__(self, p_out: int, p_a: int, *, bias: bool = True, lr: float = 1e-3,
+    def __init__(self, p_out: int, p_a: int, *, bias: bool = True, lr: float,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         self.p_out = check_int(p_out, "p_out", 1, hint="the block's rows")
         p_a = check_int(p_a, "p_a", 1, hint="the block's columns, p_in + bias")
@@ -470,11 +471,30 @@ class AdamCurvature:
         return ad
 
 
-def adam_curvature(p_out: int, p_in: int, *, bias: bool = True, lr: float = 1e-3,
+def adam_curvature(p_out: int, p_in: int, *, bias: bool = True, lr: float,
                    device: str | torch.device = "cpu") -> AdamCurvature:
-    """An :class:`AdamCurvature` for a W-block of ``p_out`` rows on ``p_in`` inputs (``layer.patch_size`` for a conv
-    or pooled layer). ``device`` is where its moments will live (they are made at the first step, on the
-    gradient's device)."""
+    """An :class:`AdamCurvature` for a W-block of ``p_out`` rows on ``p_in`` inputs.
+
+    Parameters
+    ----------
+    p_out : int
+        The block's rows: the layer's outputs (a convolution's output channels, ``W.shape[0]``).
+    p_in : int
+        Inputs of the layer (``X_in`` has shape ``(p_in, m)``); ``layer.patch_size`` for a conv or pooled layer.
+    bias : bool
+        Whether the block has a bias column (the moments are ``(p_out, p_in + bias)``).
+    lr : float
+        Step size ``> 0``.
+    device : str or torch.device
+        Checked only: the moments are made at the first step, on the gradient's device.
+
+    Raises
+    ------
+    ValueRangeError
+        A bad size, ``bias`` or ``lr``.
+    ChoiceError
+        An unknown or unavailable ``device``.
+    """
     check_device(device)
     p_in = check_int(p_in, "p_in", 1, hint="the layer's input count")
     return AdamCurvature(p_out, p_in + int(check_flag(bias, "bias")), bias=bias, lr=lr)
