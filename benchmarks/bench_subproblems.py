@@ -4,8 +4,9 @@ For each subproblem (ReLU hidden layers; MSE and cross-entropy outputs with K = 
 ``(p, m) = (100, 500)`` and ``(300, 2000)`` it prints
 
 * ``torch s``  -- the torch solver on the whole instance (float64, tol 1e-8, cold start, after one warm-up call);
-  the variants ending ``:f32`` take their FISTA steps in float32 (``step_dtype=torch.float32``), the certificate
-  they return recomputed from float64 products;
+  the variants ending ``:f32`` pass ``step_dtype=torch.float32``: the X-updates take their FISTA steps in
+  float32, the certificate they return recomputed from float64 products; ``w_hidden`` forms and factors its row
+  Hessians in float32 and refines each Newton direction in float64;
 * ``cvxpy s``  -- the CVXPY reference solved with Clarabel (OSQP stopped at its iteration limit on some of
   these instances), compile time included. The X-updates separate over columns and ``w_hidden`` over rows, so with
   ``--fraction f < 1`` CVXPY solves the first ``f`` of them and the time is scaled by ``1/f`` (marked ``*``);
@@ -176,6 +177,10 @@ def cases(d: dict):
                 lambda s=every: ft.w_hidden(_t(X1), _t(X2[s]), act="relu", lam=1.0, rho=0.1, tol=1e-8),
                 lambda s: cvx.w_hidden(X1, X2[s], act="relu", lam=1.0, rho=0.1, solver=SOLVER),
                 fg_w_hidden(X1, X2, 1.0, 0.1), np.zeros(p * p + p), None, "rows"))
+    out.append(("w_hidden", "relu:f32",
+                lambda s=every: ft.w_hidden(_t(X1), _t(X2[s]), act="relu", lam=1.0, rho=0.1, tol=1e-8,
+                                            step_dtype=torch.float32),
+                out[-1][3], out[-1][4], out[-1][5], out[-1][6], "rows"))
     for lname, loss, Yv in (("mse", mse, Y), ("ce", ce, Yoh)):
         out.append(("w_last", lname,
                     lambda s=every, Yv=Yv, lname=lname: ft.w_last(_t(X2), _t(Yv), loss=lname, rho=0.1, tol=1e-8),

@@ -7,7 +7,8 @@ table lists the validation accuracy after each epoch. This is how the ``fenchel-
 ``bench_training.py`` was chosen (gamma_L = 10 instead of Appendix C's 100, three MM steps per W-update instead of
 one), and ``fenchel-fast-tuned``'s settings for the running-curvature mode; with ``--arch lenet5`` the tuned
 proximal weights of ``bench_lenet.py`` (Figs. 3-4). A configuration may also name ``"method": "adam"`` (or
-``"sgd"``) for the baseline on the same split.
+``"sgd"``) for the baseline on the same split, with ``"lr"`` its learning rate (``"adam_lr"`` is the rate of
+Fenchel's Adam W-steps).
 
 Usage::
 
@@ -41,11 +42,13 @@ DEFAULT_GRID = [
 ]
 _KEYS = ("method", "inexact", "lam", "rho", "gamma", "inexact_iters", "K", "inexact_x_iters", "curvature",
          "curvature_every", "curvature_rank", "curvature_relax", "curvature_line_search", "inexact_x_certify",
-         "inexact_x_float32", "adam_lr", "tol")
+         "inexact_x_float32", "adam_lr", "lr", "tol")
 
 
 def _running(f: BCDOptions, mode: dict) -> str:
     """``mode``: the mode flags' values the trainer uses (``BCD.resolved()``), the fast default's included."""
+    if mode["curvature"] == "adam":
+        return f" (lr {mode['adam_lr']:g})"
     if mode["curvature"] != "running":
         return ""
     relax = mode["curvature_relax"]  # one per layer; one value when they agree
@@ -120,7 +123,7 @@ def main(argv=None) -> int:
         accs = [r["test_acc"] for r in state.history]
         per_epoch = state.elapsed / max(state.epoch, 1)
         lam, gamma = (", ".join(f"{x:g}" for x in resolved[k]) for k in ("lam", "gamma"))
-        fenchel = " | | | "
+        fenchel = f" | | lr {bcd.lr:g} | " if cfg.method in ("adam", "sgd") else " | | | "
         if cfg.method == "fenchel":
             steps = ("exact" if f.inexact is False else resolved["inexact_iters"] if resolved["curvature"] == "batch"
                      else 1)

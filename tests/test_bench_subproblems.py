@@ -32,7 +32,7 @@ def test_table_has_every_subproblem_and_the_faces_agree(bench, capsys):
     rows = _rows(out)
     assert [r[0] + " " + r[1] for r in rows] == ["x_hidden relu/relu", "x_hidden relu/relu:f32", "x_last mse/relu",
                                                  "x_last ce/relu", "x_last ce/relu:f32", "w_hidden relu",
-                                                 "w_last mse", "w_last ce"]
+                                                 "w_hidden relu:f32", "w_last mse", "w_last ce"]
     for r in rows:
         first_ratio = next(i for i, tok in enumerate(r) if tok.endswith("x"))
         assert float(r[first_ratio - 1]) <= 1e-5, r  # rel diff of the torch and CVXPY values

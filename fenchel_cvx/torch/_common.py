@@ -19,7 +19,7 @@ import torch
 
 from .._checks import check_choice, check_finite, check_int, check_scalar, check_shape
 from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, Tanh
-from ..errors import NotConvergedWarning, ShapeError, SolverError, TensorMismatchError
+from ..errors import NotConvergedWarning, ShapeError, SolverError, TensorMismatchError, ValueRangeError
 from ..optimality import Residual
 from ..subproblems import SubproblemResult
 
@@ -97,6 +97,15 @@ def check_bias(b: Any, q: int, ref: torch.Tensor) -> torch.Tensor | None:
 def check_tol(tol: Any) -> float:
     """``tol`` as a float, finite and ``> 0``."""
     return check_scalar(tol, "tol", positive=True)
+
+
+def check_step_dtype(step_dtype: Any, dtype: torch.dtype) -> torch.dtype | None:
+    """A solver's ``step_dtype``: the precision its inner steps take, or ``None`` for its own ``dtype``."""
+    if step_dtype is None or step_dtype == dtype:
+        return None
+    if step_dtype not in (torch.float32, torch.float64):
+        raise ValueRangeError(f"step_dtype: expected torch.float32, torch.float64 or None, got {step_dtype!r}")
+    return step_dtype
 
 
 def check_max_iter(max_iter: Any) -> int:

@@ -227,7 +227,7 @@ class _RowHessians:
     def rows(self, rows: torch.Tensor, D: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Write the data Hessians of ``rows`` (global ids, (c,)) with ``phi'`` weights ``D`` (c, m) into ``out``."""
         c_rows = D.shape[0]
-        out = out[:c_rows]
+        out, D = out[:c_rows], D.to(self.Xa.dtype)  # the Hessians' dtype (float32 Hessians on float64 rows)
         if self.slopes is None:
             self.samples_touched += c_rows * self.m
             Xs = self.Xa.unsqueeze(0) * D.unsqueeze(1)  # (c, p_a, m)
@@ -261,12 +261,12 @@ class _RowHessians:
 
 
 def _newton_directions(H: torch.Tensor, L: torch.Tensor, G: torch.Tensor, lam: float, mu: torch.Tensor,
-                       need_shift: bool) -> tuple[torch.Tensor, float]:
+                       need_shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve ``(lam H + diag(mu) + s I) D = -G`` by batched Cholesky (``H`` is overwritten, ``L`` a buffer).
 
     ``s > 0`` only where some ``mu_i = 0``: a row with no strongly convex coordinate (an unregularized bias) can
     have a singular Hessian. The tiny Levenberg-Marquardt shift changes the *step* only; the objective and the
-    certificate stay unregularized.
+    certificate stay unregularized. Returns the steps and the shift ``s`` of each row.
     """
     H.mul_(lam)
     diag = H.diagonal(dim1=-2, dim2=-1)
@@ -281,13 +281,37 @@ def _newton_directions(H: torch.Tensor, L: torch.Tensor, G: torch.Tensor, lam: f
                                                                    device=H.device)))
         bad = info > 0
         if not bool(bad.any()):
-            return -_chol_solve(L, G.unsqueeze(-1)).squeeze(-1), float(shift.max()) if n else 0.0
+            return -_chol_solve(L, G.unsqueeze(-1)).squeeze(-1), shift
         extra = torch.where(bad, torch.maximum(99.0 * shift, 100.0 * base), torch.zeros_like(shift))
         diag.add_(extra.unsqueeze(-1))
         shift = shift + extra
     raise SolverError("the row Hessians are not positive definite after regularization (round-off in huge or "
                       "badly scaled inputs?); try rho > 0 or gamma > 0, rescale X_in, or method='mm'",
                       status="numerical_error", solver="ssn")  # pragma: no cover
+
+
+def _refined_directions(H: torch.Tensor, L: torch.Tensor, G: torch.Tensor, lam: float, mu: torch.Tensor,
+                        need_shift: bool, D: torch.Tensor, Xa: torch.Tensor, Xt: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_newton_directions` with ``H`` and ``L`` in a lower precision than ``G``: the steps solved with the
+    low-precision factors, then one step of iterative refinement against the exact Hessians in ``G``'s dtype,
+    applied as ``lam X_a diag(d_r) X_a^T + diag(mu) + s_r I`` without forming them (two GEMMs).
+
+    A factor in float32 solves the shifted system to about ``cond * 6e-8``; the refinement squares that. ``L``
+    and ``H`` may hold one matrix (every row's Hessian equal: the cold start) for many rows of ``G``.
+    """
+    low = H.dtype
+    shared = H.shape[0] == 1 and G.shape[0] != 1
+    step, shift = _newton_directions(H, L, G[:1].to(low) if shared else G.to(low), lam, mu.to(low), need_shift)
+
+    def solve(R: torch.Tensor) -> torch.Tensor:
+        R = R.to(low)
+        return (_chol_solve(L[0], R.T).T if shared else _chol_solve(L, R.unsqueeze(-1)).squeeze(-1)).to(G.dtype)
+
+    shift = shift.to(G.dtype)
+    step = solve(-G) if shared else step.to(G.dtype)
+    applied = lam * ((D * (step @ Xa)) @ Xt) + (mu + shift.unsqueeze(-1)) * step
+    return step + solve(-G - applied), shift
 
 
 def _line_search(U: torch.Tensor, dU: torch.Tensor, V: torch.Tensor, act: Activation, lam: float,
@@ -333,7 +357,7 @@ def _line_search(U: torch.Tensor, dU: torch.Tensor, V: torch.Tensor, act: Activa
 
 
 def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: torch.Tensor,
-             lin: torch.Tensor, Z: torch.Tensor, *, tol: float, max_iter: int,
+             lin: torch.Tensor, Z: torch.Tensor, *, tol: float, max_iter: int, step_dtype: torch.dtype | None = None,
              cache_bytes: int = 2048 * _MiB, chunk_bytes: int = 256 * _MiB) -> SolveOutput:
     r"""Batched generalized Newton for the rows of the hidden W-update.
 
@@ -357,6 +381,10 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
         Stop a row once its relative residual is ``<= tol``; it is then frozen.
     max_iter : int
         Newton steps at most.
+    step_dtype : torch.dtype, optional
+        Dtype of the row Hessians and their Cholesky factors when it differs from ``Z``'s (float32 on float64
+        rows): each direction is then refined once against the exact Hessian (:func:`_refined_directions`); the
+        gradients, line searches and certificates stay in ``Z``'s dtype.
 
     Notes
     -----
@@ -371,7 +399,9 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
     VX = lam * (V @ Xt)
     floor = float(VX.norm(dim=1).mean()) if r else 0.0  # a row's typical constant piece (see relative_residual)
     need_shift = not bool((mu > 0).all())
-    hess = _RowHessians(Xa, Xt, act, r, cache_bytes=cache_bytes)
+    low = step_dtype is not None and step_dtype != Z.dtype
+    hdtype = step_dtype if low else Z.dtype
+    hess = _RowHessians(Xa.to(hdtype), Xt.to(hdtype), act, r, cache_bytes=cache_bytes)
     residual = torch.full((r,), math.inf, dtype=Z.dtype, device=Z.device)
     gap = torch.full_like(residual, math.inf)
     grad_sq, fit_sq = torch.zeros_like(residual), torch.zeros_like(residual)
@@ -403,7 +433,7 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
         row_iters[active] += 1
         D = act.derivative(U)
         if Hbuf is None:
-            Hbuf = torch.empty(min(chunk, active.numel()), pa, pa, dtype=Z.dtype, device=Z.device)
+            Hbuf = torch.empty(min(chunk, active.numel()), pa, pa, dtype=hdtype, device=Z.device)
             Lbuf = torch.empty_like(Hbuf)
         d0 = D.reshape(-1)[0]
         if bool((D == d0).all()):  # noqa: SIM300
@@ -412,16 +442,23 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
             torch.mul(hess.gram(), float(d0), out=H1[0])
             hess.samples_touched += m
             L1 = Lbuf[:1]
-            _, sh = _newton_directions(H1, L1, G[:1], lam, mu, need_shift)
-            Delta = -_chol_solve(L1[0], G.T).T
-            max_shift = max(max_shift, sh)
+            if low:
+                Delta, sh = _refined_directions(H1, L1, G, lam, mu, need_shift, D, Xa, Xt)
+            else:
+                _, sh = _newton_directions(H1, L1, G[:1], lam, mu, need_shift)
+                Delta = -_chol_solve(L1[0], G.T).T
+            max_shift = max(max_shift, float(sh.max()))
         else:
             steps = []
             for s in range(0, active.numel(), chunk):
                 sl = slice(s, s + chunk)
                 Hd = hess.rows(active[sl], D[sl], Hbuf)
-                step, sh = _newton_directions(Hd, Lbuf[:Hd.shape[0]], G[sl], lam, mu, need_shift)
-                max_shift = max(max_shift, sh)
+                if low:
+                    step, sh = _refined_directions(Hd, Lbuf[:Hd.shape[0]], G[sl], lam, mu, need_shift, D[sl], Xa,
+                                                   Xt)
+                else:
+                    step, sh = _newton_directions(Hd, Lbuf[:Hd.shape[0]], G[sl], lam, mu, need_shift)
+                max_shift = max(max_shift, float(sh.max()))
                 steps.append(step)
             Delta = torch.cat(steps)
         dU = Delta @ Xa

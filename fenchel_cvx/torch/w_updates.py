@@ -90,7 +90,7 @@ from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
 from ..optimality import gradient_residual
 from ..shards import all_sum, all_sum_float
 from ..subproblems import SubproblemResult, check_layer, check_layer_anchor, check_layer_shape, warn_absent_classes
-from ._common import check_max_iter, check_tensor, check_tol, solver_errors
+from ._common import check_max_iter, check_step_dtype, check_tensor, check_tol, solver_errors
 from ._wsolvers import (
     SolveOutput,
     ce_mm,
@@ -295,7 +295,8 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
              tol: float = 1e-6, max_iter: int = 100, W_init: torch.Tensor | None = None,
              b_init: torch.Tensor | None = None, warn: bool = True, method: str = "auto",
              curvature: RunningCurvature | AdamCurvature | None = None, relax: float = 1.0, line_search: bool = False,
-             U: torch.Tensor | None = None, layer: Layer | None = None) -> SubproblemResult:
+             U: torch.Tensor | None = None, step_dtype: torch.dtype | None = None,
+             layer: Layer | None = None) -> SubproblemResult:
     r"""Eqs. (17), (19): minimize over W, b  lam B_act(X_next, W X_in + b) + rho ||W||^2 + gamma ||[W, b] - [W0, b0]||^2
 
     The hidden-layer W-update: ``X_in = X_l``, ``X_next = X_{l+1}``, ``act`` the activation of layer ``l+1``.
@@ -308,7 +309,8 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     ``lam X_a diag(phi'(U_r)) X_a^T + diag(mu)`` (``mu = 2(rho + gamma)`` on weights, ``2 gamma`` on the bias;
     ``phi' = 1[u >= 0]`` for ReLU, slopes ``{alpha, 1}`` for leaky ReLU, ``phi'(u)`` for sigmoid/tanh). For a
     piecewise-linear ``act`` the Hessians are built from the Gram matrix and updated between steps with only the
-    samples that changed side; each is factored in float64 (batched Cholesky) and the step length is the exact
+    samples that changed side; each is factored in float64 (batched Cholesky; in float32 with a float64
+    refinement of the step under ``step_dtype=torch.float32``) and the step length is the exact
     minimizer of ``f_r`` along the step (safeguarded Newton on the 1-D derivative, exact on each linear piece).
     Rows whose residual reaches ``tol`` are frozen. With no strongly convex coordinate (an unregularized bias) a
     tiny Levenberg-Marquardt shift (``1e-12`` of the mean diagonal) keeps the *step* defined; the objective and
@@ -404,6 +406,12 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     U : Tensor, shape (p_out, m), optional
         ``method="running"`` only: ``W_init X_in + b_init`` when the caller already has it (the feed-forward
         does); computed otherwise.
+    step_dtype : torch.dtype, optional
+        Newton method only: ``torch.float32`` forms the row Hessians and factors them in float32 (about half the
+        time of both, the bulk of a solve at ``p_in`` in the hundreds) and refines each direction once against
+        the exact float64 Hessian, applied by two GEMMs without forming it; the gradients, line searches and the
+        certificate stay float64, so the answer is certified as a float64 solve's is. ``None`` (default) or
+        ``torch.float64``: everything in float64.
     layer : Layer, optional
         ``W X_in + b`` as ``A(X_in; W) + b`` (:mod:`fenchel_cvx.layers`): ``X_in`` ``(layer.n_in, m)``,
         ``X_next`` and ``U`` ``(layer.n_out, m)``, ``W0``, ``W_init`` and the answer ``W`` of shape
@@ -434,8 +442,9 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     DomainError
         NaN/inf entries, or ``X_next`` outside the domain of ``act``.
     ValueRangeError
-        ``lam <= 0``, ``rho < 0``, ``gamma < 0``, ``tol <= 0``, ``max_iter < 1``, ``relax <= 0``, or a
-        running-only argument (``curvature``, ``relax``, ``line_search``, ``U``) with another method.
+        ``lam <= 0``, ``rho < 0``, ``gamma < 0``, ``tol <= 0``, ``max_iter < 1``, ``relax <= 0``, a
+        running-only argument (``curvature``, ``relax``, ``line_search``, ``U``) with another method, or a
+        ``step_dtype`` other than float32/float64 or with ``method="mm"``/``"running"``.
     ChoiceError
         An unknown ``method``, an activation the torch face does not solve, or a ``layer`` that is not a
         :class:`~fenchel_cvx.layers.Layer`.
@@ -450,7 +459,7 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
         if not layer.is_plain_dense:
             res = w_hidden(X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, bias=bias, tol=tol,
                            max_iter=max_iter, warn=warn, method=method, curvature=curvature, relax=relax,
-                           line_search=line_search, **kw)
+                           line_search=line_search, step_dtype=step_dtype, **kw)
             return _as_kernel(res, layer, t0)
     check_choice(method, "method", _HIDDEN_METHODS)
     act = get_activation(act)
@@ -469,6 +478,11 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     _check_init(W_init, b_init, bias, p_out, p_in, X_in)
     relax, line_search = _check_running(method, W_init, b_init, bias, p_in, curvature, relax, line_search, U,
                                         p_out)
+    step_dtype = check_step_dtype(step_dtype, _F64)  # the Newton steps' float64, whatever X_in's dtype
+    if step_dtype is not None and method in ("mm", "running"):
+        raise ValueRangeError(f"step_dtype: the precision of the Newton method's row Hessians; got "
+                              f"step_dtype={step_dtype} with method={method!r}, whose steps factor no row Hessian "
+                              "(leave step_dtype out, or pass method='newton')")
     if method == "running":
         if U is not None:
             check_tensor(U, "U", ref=X_in, shape=(p_out, X_in.shape[1]), layout="(p_out, samples): W X_in + b")
@@ -489,7 +503,8 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
         if method == "mm":
             out, solver = mm_rows(Xa, V, act, lam, mu, lin, Z, tol=tol, max_iter=max_iter), "mm"
         else:
-            out, solver = ssn_rows(Xa, V, act, lam, mu, lin, Z, tol=tol, max_iter=max_iter), "ssn"
+            out, solver = ssn_rows(Xa, V, act, lam, mu, lin, Z, tol=tol, max_iter=max_iter,
+                                   step_dtype=step_dtype), "ssn"
         X64 = X_in.to(_F64)
 
         def value(W: torch.Tensor, b: torch.Tensor | None) -> float:

@@ -92,13 +92,14 @@ import torch
 
 from .._checks import check_choice, check_flag, check_ndim, check_scalar
 from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, get_activation
-from ..errors import DomainError, ShapeError, TensorMismatchError, ValueRangeError
+from ..errors import DomainError, ShapeError, TensorMismatchError
 from ..losses import CrossEntropyLoss, Loss, MSELoss, get_loss
 from ..optimality import Residual, natural_residual
 from ..subproblems import SubproblemResult, check_layer, check_layer_shape
 from ._common import (
     check_bias,
     check_max_iter,
+    check_step_dtype,
     check_tensor,
     check_tol,
     finish,
@@ -755,10 +756,9 @@ def _no_worse_than(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torc
 
 def _check_step_dtype(step_dtype: Any, certify: bool, W: torch.Tensor) -> Any:
     """The FISTA engine for ``step_dtype`` (``_fista`` itself for ``None`` or the inputs' dtype)."""
-    if step_dtype is None or step_dtype == W.dtype:
+    step_dtype = check_step_dtype(step_dtype, W.dtype)
+    if step_dtype is None:
         return _fista
-    if step_dtype not in (torch.float32, torch.float64):
-        raise ValueRangeError(f"step_dtype: expected torch.float32, torch.float64 or None, got {step_dtype!r}")
     return _fista_confirmed_in(step_dtype) if certify else _fista_in(step_dtype)
 
 
