@@ -244,17 +244,18 @@ class _RowHessians:
             n_hi = n_hi_all[i]
             c = s_hi if n_hi >= self.m - n_hi else s_lo
             k_const = min(n_hi, self.m - n_hi)
+            # a cached row is updated where it lies and copied out once (its factorization overwrites `out`)
+            target = self.cache_H[r] if self.use_cache else H
             if self.use_cache and r in self.cached and int((d != self.cache_d[r]).sum()) < k_const:
-                H.copy_(self.cache_H[r])
-                self._add_correction(H, d - self.cache_d[r])
+                self._add_correction(target, d - self.cache_d[r])
             else:
                 if c == 0.0:
-                    H.zero_()
+                    target.zero_()
                 else:
-                    torch.mul(self.gram(), c, out=H)
-                self._add_correction(H, d - c)
+                    torch.mul(self.gram(), c, out=target)
+                self._add_correction(target, d - c)
             if self.use_cache:
-                self.cache_H[r].copy_(H)
+                H.copy_(target)
                 self.cache_d[r].copy_(d)
                 self.cached.add(r)
         return out
@@ -416,7 +417,6 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
         Za = Z[active]
         U = Za @ Xa
         A = lam * (act.forward(U) @ Xt)
-        Rg = mu * Za - lin[active]
         VXa = VX[active]
         MZ = mu * Za
         G = A - VXa + MZ - lin[active]
