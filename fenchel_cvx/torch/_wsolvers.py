@@ -239,6 +239,8 @@ class _RowHessians:
             self.cache_d = torch.empty(n, self.m, dtype=self.Xa.dtype, device=self.Xa.device)
         s_lo, s_hi = self.slopes
         n_hi_all = (D == s_hi).sum(1).tolist()  # noqa: SIM300 (D: a tensor, not a constant)
+        # samples changed since each row's cached Hessian, counted for the whole chunk at once
+        changed = (D != self.cache_d[rows]).sum(1).tolist() if self.use_cache else [0] * c_rows
         for i, r in enumerate(rows.tolist()):
             d, H = D[i], out[i]
             n_hi = n_hi_all[i]
@@ -246,7 +248,7 @@ class _RowHessians:
             k_const = min(n_hi, self.m - n_hi)
             # a cached row is updated where it lies and copied out once (its factorization overwrites `out`)
             target = self.cache_H[r] if self.use_cache else H
-            if self.use_cache and r in self.cached and int((d != self.cache_d[r]).sum()) < k_const:
+            if self.use_cache and r in self.cached and changed[i] < k_const:
                 self._add_correction(target, d - self.cache_d[r])
             else:
                 if c == 0.0:
