@@ -792,7 +792,8 @@ def _npz_arrays(path: Path, prefix: str) -> tuple[np.ndarray, np.ndarray, tuple[
         raise DataFileError(f"{path}: expected 'classes' to hold 10 class names, got an array of shape "
                             f"{names.shape}; fix or drop the entry (the standard CIFAR-10 names are used without it)")
     else:
-        classes = tuple(str(c) for c in names)
+        # names saved as bytes (dtype 'S', e.g. straight from the pickled batches' meta) are text, not "b'cat'"
+        classes = tuple(c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c) for c in names)
     return x, y.astype(np.int64), classes
 
 

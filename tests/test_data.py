@@ -726,3 +726,7 @@ def test_cifar_npz_classes_of_the_wrong_length_are_refused(tmp_path, split, name
     np.savez(folder / f"cifar10_{split}.npz", **{f"{split}_x": x, f"{split}_y": np.arange(4), "classes": own})
     want = tuple(own) if split == "train" else data.CIFAR10_CLASSES  # the names come from the training file
     assert data.read_cifar10(tmp_path).classes == want
+    # names stored as bytes read as the same text
+    np.savez(folder / f"cifar10_{split}.npz", **{f"{split}_x": x, f"{split}_y": np.arange(4),
+                                                 "classes": np.char.encode(own)})
+    assert data.read_cifar10(tmp_path).classes == want
