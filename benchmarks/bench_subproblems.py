@@ -17,9 +17,10 @@ For each subproblem (ReLU hidden layers; MSE and cross-entropy outputs with K = 
 * the speed-ups ``cvxpy / torch`` and ``L-BFGS-B / torch``;
 * with ``--floor``, for ``x_hidden`` and ``w_hidden``: ``floor s``, the time this machine needs for the solver's
   unavoidable kernels alone, counted from the solve just timed -- the two products of every gradient (``W Z`` and
-  ``W^T R`` per FISTA iteration; ``Z X_a`` and ``phi(U) X_a^T`` for the rows of every Newton step) and, for
-  ``w_hidden``, one Cholesky factorization per row and Newton step after the first (the cold start's first step
-  shares one) -- each kernel timed alone on the instance's shapes; and ``lbfgs/floor``, the largest speed-up over
+  ``W^T R`` per FISTA iteration; ``Z X_a`` and ``phi(U) X_a^T`` for the rows of every MM or Newton step) and,
+  for ``w_hidden``, one Cholesky factorization per row and Newton step (a cold start's first Newton step, when no
+  MM step came first, shares one) -- each kernel timed alone on the instance's shapes; and ``lbfgs/floor``, the
+  largest speed-up over
   L-BFGS-B that method could show here if everything else were free. Below 30x, no tuning of the rest reaches
   issue 15's target with that method and that iteration count.
 
@@ -222,7 +223,10 @@ def kernel_floor(name: str, result, d: dict, variant: str = "") -> float:
         H.diagonal(dim1=-2, dim2=-1).add_(1.0)
         cholesky = _kernel_time(lambda: torch.linalg.cholesky_ex(H)) / r
         steps = int(result.info["row_iterations"].sum())
-        return (steps + r) * product + max(0, steps - r) * cholesky
+        mm = int(result.info["mm_row_steps"].sum())
+        # a factorization per row and Newton step; from zero without MM pre-steps the first step shares one
+        factorizations = steps - mm if mm else max(0, steps - r)
+        return (steps + r) * product + factorizations * cholesky
     return math.nan
 
 
@@ -268,7 +272,8 @@ def run(sizes, fractions, cap: float, seed: int, cvxpy: bool = True, repeats: in
                 extra = f" {'':>8} {'':>11}" if math.isnan(fl) else f" {fl:8.3g} {gt}{tl / fl:9.0f}x"
             print(f"{name:9} {variant:13} {p:4d} {m:6d} {tt:8.2f} {tc:8.1f}{star} {gt}{tl:9.1f}  {diff:8.1e} "
                   f"{tc / tt:10.0f}x {gt}{tl / tt:9.0f}x{extra}", flush=True)
-    print(":f32 -- the FISTA steps in float32, the returned certificate from float64 products (step_dtype)")
+    print(":f32 -- step_dtype=torch.float32: the X-updates' FISTA steps in float32, the returned certificate from "
+          "float64 products; w_hidden's row Hessians and factors in float32, each Newton direction refined in float64")
     print("* CVXPY time scaled from a fraction of the separable columns/rows; "
           "> L-BFGS-B stopped at the time cap before reaching the torch value (ratio is a lower bound)")
 

@@ -337,6 +337,45 @@ def test_warm_start_cuts_iterations(act):
     assert rel(near.value, near_cold.value) < 1e-9
 
 
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_newton_starts_with_mm_steps_that_settle_the_kinks(act, monkeypatch):
+    """Piecewise-linear activations: MM steps (one shared factorization) come first while they move samples
+    across the kink; the answer is the plain semismooth Newton's, with fewer Newton steps per row, and the
+    steps of both kinds count in ``row_iterations`` and against ``max_iter``."""
+    from fenchel_cvx.torch import _wsolvers
+    X, V, _, _ = hidden_instance(act, seed=11, p_in=20, p_out=10, m=300)
+    kw = {"act": act, "lam": 1.0, "rho": 0.05, "tol": 1e-10}
+    ours = ft.w_hidden(X, V, **kw)
+    assert 1 <= ours.info["mm_steps"] <= _wsolvers.MM_PRESTEPS and ours.converged
+    monkeypatch.setattr(_wsolvers, "MM_PRESTEPS", 0)
+    plain = ft.w_hidden(X, V, **kw)
+    assert plain.info["mm_steps"] == 0
+    torch.testing.assert_close(ours.W, plain.W, rtol=0, atol=1e-9)
+    assert rel(ours.value, plain.value) < 1e-12
+    newton_steps = ours.info["row_iterations"] - ours.info["mm_row_steps"]
+    assert int(ours.info["mm_row_steps"].max()) == ours.info["mm_steps"]
+    assert int(newton_steps.sum()) < int(plain.info["row_iterations"].sum())
+    monkeypatch.undo()
+    # max_iter = 1: one Newton step, no MM step; max_iter = 4: at most 2 MM steps and 4 steps in all
+    assert ft.w_hidden(X, V, **dict(kw, max_iter=1), warn=False).info["mm_steps"] == 0
+    four = ft.w_hidden(X, V, **dict(kw, max_iter=4), warn=False)
+    assert four.info["mm_steps"] <= 2 and four.iterations <= 4
+
+
+def test_smooth_activations_and_warm_starts_go_to_newton_at_once():
+    X, V, _, _ = hidden_instance("tanh", seed=12, p_in=10, p_out=6, m=100)
+    assert ft.w_hidden(X, V, act="tanh", lam=1.0, rho=0.05).info["mm_steps"] == 0
+    X, V, _, _ = hidden_instance("relu", seed=12, p_in=10, p_out=6, m=100)
+    kw = {"act": "relu", "lam": 1.0, "rho": 0.05, "tol": 1e-10}
+    cold = ft.w_hidden(X, V, **kw)
+    # a slightly different problem from the last answer: its first MM step moves (almost) no sample across the
+    # kink, so each row hands over to Newton after it
+    g = torch.Generator().manual_seed(1)
+    near = ft.w_hidden(X, torch.relu(V + 1e-4 * torch.randn(V.shape, generator=g, dtype=F64)), **kw,
+                       W_init=cold.W, b_init=cold.b)
+    assert near.info["mm_steps"] <= 1 and near.converged
+
+
 def test_w_last_ce_warm_start_cuts_iterations():
     X, labels, _, _ = last_instance(seed=10, m=80)
     cold = ft.w_last(X, labels, loss="ce", rho=0.1)

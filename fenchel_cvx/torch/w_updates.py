@@ -96,12 +96,12 @@ from ._wsolvers import (
     ce_mm,
     ce_newton,
     mm_rows,
+    newton_rows,
     penalty,
     quadratic,
     ridge,
     running_hidden_step,
     running_last_step,
-    ssn_rows,
 )
 from .curvature import AdamCurvature, RunningCurvature
 
@@ -315,7 +315,11 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     Rows whose residual reaches ``tol`` are frozen. With no strongly convex coordinate (an unregularized bias) a
     tiny Levenberg-Marquardt shift (``1e-12`` of the mean diagonal) keeps the *step* defined; the objective and
     the residual are never regularized. Cost per step: ``4 r p m`` flops for the gradient, ``2 p^2 k`` per row
-    with ``k`` changed samples (``<= m/2``) for its Hessian, ``p^3/3`` per row for the Cholesky.
+    with ``k`` changed samples (``<= m/2``) for its Hessian, ``p^3/3`` per row for the Cholesky. For a
+    piecewise-linear ``act`` up to 10 steps of the MM method below come first, each row's until a step moves fewer
+    than 1% of its samples across the kink: they share one factorization and settle most samples' sides, so
+    fewer Newton steps follow (:func:`fenchel_cvx.torch._wsolvers.newton_rows`); every step of either kind
+    lowers every row's objective.
 
     ``method="mm"``: majorization-minimization. Every row's Hessian is bounded by the same
     ``M = lam s_max X_a X_a^T + diag(mu)`` with ``s_max = sup phi'`` (1 for ReLU and tanh, ``max(1, alpha)`` for
@@ -372,9 +376,9 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     tol : float
         Target of ``max(info["certificate"])``; default ``1e-6`` (unused by ``method="running"``).
     max_iter : int
-        Steps at most (default 100; Newton: 5-25 are typical from a cold start, fewer warm; MM needs
-        hundreds to thousands to reach ``tol=1e-6`` from a cold start); ``method="running"`` takes exactly
-        ``max_iter`` steps (inexact BCD: 1).
+        Steps at most, MM pre-steps included (default 100; Newton: 5-25 are typical from a cold start, fewer
+        warm; MM needs hundreds to thousands to reach ``tol=1e-6`` from a cold start); ``method="running"``
+        takes exactly ``max_iter`` steps (inexact BCD: 1).
     W_init : Tensor, shape (p_out, p_in), optional
         Warm start (e.g. the current ``W_l``). Default: ``W0`` when ``gamma > 0``, else 0. Required by
         ``method="running"``.
@@ -427,7 +431,8 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
         ``status`` ``"optimal"`` or ``"max_iter"``; ``backend="torch"``; ``solver="ssn"`` or ``"mm"``; ``info``:
         ``certificate`` (p_out,), ``gap`` (p_out,) and ``gap_bound`` (their sum), ``row_iterations``, ``history``
         (max certificate per step); Newton: ``hessian_samples`` (sample columns used to form Hessians),
-        ``max_shift``; MM: ``ridge``, ``curvature_bound`` (``lam s_max``). ``method="running"``: ``value``,
+        ``max_shift``, ``mm_steps`` and ``mm_row_steps`` (the MM pre-steps, included in ``row_iterations``);
+        MM: ``ridge``, ``curvature_bound`` (``lam s_max``). ``method="running"``: ``value``,
         ``residual`` and ``info["certificate"]`` NaN, ``status="unchecked"``, ``converged=False``,
         ``solver="running_mm"``, ``iterations=max_iter``, ``info``: ``refreshes``, ``rank`` of the estimate
         (with an ``AdamCurvature``: ``solver="adam"``, ``info["adam_steps"]``).
@@ -503,8 +508,8 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
         if method == "mm":
             out, solver = mm_rows(Xa, V, act, lam, mu, lin, Z, tol=tol, max_iter=max_iter), "mm"
         else:
-            out, solver = ssn_rows(Xa, V, act, lam, mu, lin, Z, tol=tol, max_iter=max_iter,
-                                   step_dtype=step_dtype), "ssn"
+            out, solver = newton_rows(Xa, V, act, lam, mu, lin, Z, tol=tol, max_iter=max_iter,
+                                      step_dtype=step_dtype), "ssn"
         X64 = X_in.to(_F64)
 
         def value(W: torch.Tensor, b: torch.Tensor | None) -> float:
