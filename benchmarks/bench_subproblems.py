@@ -19,7 +19,8 @@ For each subproblem (ReLU hidden layers; MSE and cross-entropy outputs with K = 
   unavoidable kernels alone, counted from the solve just timed -- the two products of every gradient (``W Z`` and
   ``W^T R`` per FISTA iteration; ``Z X_a`` and ``phi(U) X_a^T`` for the rows of every MM or Newton step) and,
   for ``w_hidden``, one Cholesky factorization per row and Newton step (a cold start's first Newton step, when no
-  MM step came first, shares one) -- each kernel timed alone on the instance's shapes; and ``lbfgs/floor``, the
+  MM step came first, shares one) and the two triangular solves of every MM step with the shared factor -- each
+  kernel timed alone on the instance's shapes; and ``lbfgs/floor``, the
   largest speed-up over
   L-BFGS-B that method could show here if everything else were free. Below 30x, no tuning of the rest reaches
   issue 15's target with that method and that iteration count.
@@ -222,11 +223,16 @@ def kernel_floor(name: str, result, d: dict, variant: str = "") -> float:
         H = (Xa @ Xt).expand(r, pa, pa).clone()  # positive definite, as every Newton step's matrix is
         H.diagonal(dim1=-2, dim2=-1).add_(1.0)
         cholesky = _kernel_time(lambda: torch.linalg.cholesky_ex(H)) / r
+        L = torch.linalg.cholesky(H[0])
+        G = torch.randn(pa, r, dtype=T, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+        shared_solve = _kernel_time(lambda: torch.linalg.solve_triangular(
+            L.T, torch.linalg.solve_triangular(L, G, upper=False), upper=True)) / r
         steps = int(result.info["row_iterations"].sum())
         mm = int(result.info["mm_row_steps"].sum())
-        # a factorization per row and Newton step; from zero without MM pre-steps the first step shares one
+        # a factorization per row and Newton step (from zero without MM pre-steps the first step shares one); an MM
+        # step solves with the one shared factor
         factorizations = steps - mm if mm else max(0, steps - r)
-        return (steps + r) * product + factorizations * cholesky
+        return (steps + r) * product + factorizations * cholesky + mm * shared_solve
     return math.nan
 
 

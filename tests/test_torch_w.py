@@ -356,10 +356,16 @@ def test_newton_starts_with_mm_steps_that_settle_the_kinks(act, monkeypatch):
     assert int(ours.info["mm_row_steps"].max()) == ours.info["mm_steps"]
     assert int(newton_steps.sum()) < int(plain.info["row_iterations"].sum())
     monkeypatch.undo()
-    # max_iter = 1: one Newton step, no MM step; max_iter = 4: at most 2 MM steps and 4 steps in all
-    assert ft.w_hidden(X, V, **dict(kw, max_iter=1), warn=False).info["mm_steps"] == 0
-    four = ft.w_hidden(X, V, **dict(kw, max_iter=4), warn=False)
-    assert four.info["mm_steps"] <= 2 and four.iterations <= 4
+    # a budget of max_iter <= 20 steps is spent on Newton steps alone, a larger one by each row on both kinds
+    for max_iter in (1, 4, 20):
+        assert ft.w_hidden(X, V, **dict(kw, max_iter=max_iter), warn=False).info["mm_steps"] == 0
+    for max_iter in (21, 22, 25):
+        capped = ft.w_hidden(X, V, **dict(kw, max_iter=max_iter, tol=1e-300), warn=False)
+        assert capped.info["mm_steps"] >= 1 and int(capped.info["row_iterations"].max()) <= max_iter
+        # a row not certified used its whole budget, also when it left the MM steps early
+        open_rows = capped.info["certificate"] > 1e-300
+        assert bool(open_rows.any()) and int(capped.info["mm_row_steps"].min()) < capped.info["mm_steps"]
+        assert bool((capped.info["row_iterations"][open_rows] == max_iter).all())
 
 
 def test_smooth_activations_and_warm_starts_go_to_newton_at_once():

@@ -70,11 +70,54 @@ def test_one_refinement_step_beats_the_float32_solve_alone():
     exact = torch.stack([torch.linalg.solve(Xa @ torch.diag(D[i]) @ Xt + torch.diag(mu), -G[i]) for i in range(r)])
     H32 = torch.stack([(Xa @ torch.diag(D[i]) @ Xt).float() for i in range(r)])
     alone, _ = _wsolvers._newton_directions(H32.clone(), torch.empty_like(H32), G.float(), 1.0, mu.float(), False)
-    refined, shift = _wsolvers._refined_directions(H32.clone(), torch.empty_like(H32), G, 1.0, mu, False, D, Xa, Xt)
+    refined, shift, redone = _wsolvers._refined_directions(H32.clone(), torch.empty_like(H32), G, 1.0, mu, False, D,
+                                                           Xa, Xt)
     err = lambda d: float(((d.double() - exact).norm(dim=1) / exact.norm(dim=1)).max())  # noqa: E731
-    assert float(shift.max()) == 0.0
+    assert float(shift.max()) == 0.0 and redone == 0  # float32's own factors served every row
     assert err(alone) > 1e-8  # float32's round-off
     assert err(refined) < 1e-12
+
+
+def test_the_solver_takes_float32_hessians_when_asked():
+    X, V, _, _ = hidden_instance("relu", seed=38, p_in=12, p_out=6, m=90)
+    kw = {"act": "relu", "lam": 1.0, "rho": 0.1, "tol": 1e-10}
+    assert ft.w_hidden(X, V, step_dtype=F32, **kw).info["hessian_dtype"] == F32
+    assert ft.w_hidden(X, V, **kw).info["hessian_dtype"] == F64
+    assert ft.w_hidden(X.float(), V.float(), step_dtype=F32, **kw).info["hessian_dtype"] == F32  # solved in float64
+
+
+def test_rows_float32_cannot_serve_are_redone_in_float64():
+    """Nearly collinear inputs and a tiny ridge (row Hessians of condition ~1e7, float32's limit): float32
+    factors alone gave uphill or wildly wrong directions and the solve stalled at max_iter; the rows whose
+    refined float32 direction is not trustworthy are redone in float64, and the solve converges like float64's."""
+    g = torch.Generator().manual_seed(0)
+    p, m, r = 12, 80, 16
+    X = (torch.randn(p, 3, generator=g, dtype=F64) @ torch.randn(3, m, generator=g, dtype=F64)
+         + 1e-4 * torch.randn(p, m, generator=g, dtype=F64))
+    V = torch.relu(torch.randn(r, p, generator=g, dtype=F64) @ X / p ** 0.5
+                   + 0.3 * torch.randn(r, m, generator=g, dtype=F64))
+    kw = {"act": "relu", "lam": 1.0, "rho": 0.5e-7 * float((X * X).sum(1).mean()), "bias": False, "tol": 1e-10}
+    ours, full = ft.w_hidden(X, V, step_dtype=F32, **kw), ft.w_hidden(X, V, **kw)
+    assert ours.status == "optimal" and float(ours.info["certificate"].max()) <= 1e-10
+    assert ours.info["float64_rows"] > 0
+    assert rel(ours.value, full.value) < 1e-12
+    assert ours.iterations <= full.iterations + 5
+
+
+@pytest.mark.parametrize("case", ["X*1e20", "V*1e-42"])
+def test_inputs_beyond_float32_are_solved_as_in_float64(case):
+    """Hessian entries beyond float32's range take float64 throughout; gradients far below it are scaled before
+    each cast (they underflowed, and the solve stalled)."""
+    X, V, _, _ = hidden_instance("relu", seed=39, p_in=8, p_out=5, m=60)
+    if case == "X*1e20":
+        X = X * 1e20
+    else:
+        V = V * 1e-42
+    kw = {"act": "relu", "lam": 1.0, "rho": 0.1, "tol": 1e-10}
+    ours, full = ft.w_hidden(X, V, step_dtype=F32, **kw), ft.w_hidden(X, V, **kw)
+    assert ours.status == "optimal" and ours.iterations <= full.iterations + 2
+    assert ours.info["hessian_dtype"] == (F64 if case == "X*1e20" else F32)
+    assert abs(ours.value - full.value) <= 1e-9 * abs(full.value)
 
 
 def test_cold_start_shares_one_factor_and_still_matches():

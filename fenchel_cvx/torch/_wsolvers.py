@@ -7,7 +7,9 @@ Everything here works on *augmented* matrices: with a bias, ``X_a = [X_in; 1^T]`
            \mu_i = 2(\rho + \gamma) \text{ (weights)},\; 2\gamma \text{ (bias)},\qquad \ell = 2\gamma z^0,
 
 which is ``rho ||w||^2 + gamma ||z - z0||^2`` up to a constant. All arithmetic is float64 (the callers cast):
-the row Hessians reach condition numbers near 1e7, about 1/eps of float32.
+the row Hessians reach condition numbers near 1e7, about 1/eps of float32. The one exception, on request
+(``step_dtype``), is :func:`ssn_rows`' row Hessians and their factors, in float32 with each direction refined
+against the float64 Hessian and rows float32 cannot serve redone in float64.
 
 Solvers
 -------
@@ -42,7 +44,7 @@ import torch
 
 from .._checks import check_choice
 from ..activations import Activation, LeakyReLU, ReLU
-from ..errors import ShardingError, SolverError
+from ..errors import ShardingError, SolverError, ValueRangeError
 from ..losses import CrossEntropyLoss, Loss
 from ..shards import all_sum, all_sum_float, is_sharded
 from ._common import sup_dphi
@@ -73,7 +75,7 @@ class SolveOutput:
     row_iterations : Tensor of int64, same shape as ``residual``
         Steps taken per row.
     history : list of float
-        ``max(residual)`` before each step and at the end.
+        ``max(residual)`` before each round of steps (every unfrozen row steps once per round) and at the end.
     info : dict
         Method-specific extras (CG iterations, regularizing shifts, ...).
     grad_sq : Tensor, shape (r,)
@@ -293,28 +295,61 @@ def _newton_directions(H: torch.Tensor, L: torch.Tensor, G: torch.Tensor, lam: f
                       status="numerical_error", solver="ssn")  # pragma: no cover
 
 
+#: A float32 direction whose first residual exceeds this fraction of the gradient is redone in float64.
+F32_TRUSTED = 0.25
+
+
 def _refined_directions(H: torch.Tensor, L: torch.Tensor, G: torch.Tensor, lam: float, mu: torch.Tensor,
                         need_shift: bool, D: torch.Tensor, Xa: torch.Tensor, Xt: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_newton_directions` with ``H`` and ``L`` in a lower precision than ``G``: the steps solved with the
-    low-precision factors, then one step of iterative refinement against the exact Hessians in ``G``'s dtype,
-    applied as ``lam X_a diag(d_r) X_a^T + diag(mu) + s_r I`` without forming them (two GEMMs).
+                        ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """:func:`_newton_directions` with ``H`` and ``L`` in a lower precision than ``G`` (float32 on float64):
+    solve with the low-precision factors, then refine once against the exact Hessians in ``G``'s dtype, applied
+    as ``lam X_a diag(d_r) X_a^T + diag(mu) + s_r I`` without forming them (two GEMMs), ``s_r`` the shift the
+    float64 method would use (``1e-12`` of the mean diagonal where ``need_shift``, else 0).
 
-    A factor in float32 solves the shifted system to about ``cond * 6e-8``; the refinement squares that. ``L``
-    and ``H`` may hold one matrix (every row's Hessian equal: the cold start) for many rows of ``G``.
+    Where ``cond(H_r)`` times float32's ``6e-8`` is small the refinement squares the first solve's relative
+    error. A row whose first residual is above :data:`F32_TRUSTED` of its gradient, whose float32 factorization
+    needed a larger shift than float64 would, or whose refined step does not descend is redone in ``G``'s dtype
+    (its Hessian formed by a GEMM, as the float64 method would factor it): float32 then could not serve that
+    row's conditioning. Right-hand sides are scaled to unit rows before each cast, so tiny or huge gradients do
+    not under- or overflow float32. ``L`` and ``H`` may hold one matrix (every row's Hessian equal: the cold
+    start) for many rows of ``G``. Returns the steps, each row's shift and the number of rows redone.
     """
-    low = H.dtype
+    low, high = H.dtype, G.dtype
     shared = H.shape[0] == 1 and G.shape[0] != 1
-    step, shift = _newton_directions(H, L, G[:1].to(low) if shared else G.to(low), lam, mu.to(low), need_shift)
+    # the float64 method's shift, from the exact diagonal: mean of lam sum_j d_rj x_ij^2 + mu_i over i
+    n = Xa.shape[0]
+    trace = (lam * (D @ (Xt * Xt).sum(1)) + mu.sum()) / max(n, 1)
+    base = torch.where(trace > 0, 1e-12 * trace, G.norm(dim=-1).clamp_min(1.0))
+    shift64 = base if need_shift else torch.zeros_like(trace)
+    scale = G.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(high).tiny)
+    _, shift32 = _newton_directions(H, L, (G[:1] / scale[:1] if shared else G / scale).to(low), lam, mu.to(low),
+                                    need_shift)
 
     def solve(R: torch.Tensor) -> torch.Tensor:
-        R = R.to(low)
-        return (_chol_solve(L[0], R.T).T if shared else _chol_solve(L, R.unsqueeze(-1)).squeeze(-1)).to(G.dtype)
+        norm = R.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(high).tiny)
+        R = (R / norm).to(low)
+        out = _chol_solve(L[0], R.T).T if shared else _chol_solve(L, R.unsqueeze(-1)).squeeze(-1)
+        return out.to(high) * norm
 
-    shift = shift.to(G.dtype)
-    step = solve(-G) if shared else step.to(G.dtype)
-    applied = lam * ((D * (step @ Xa)) @ Xt) + (mu + shift.unsqueeze(-1)) * step
-    return step + solve(-G - applied), shift
+    def apply(P: torch.Tensor) -> torch.Tensor:
+        return lam * ((D * (P @ Xa)) @ Xt) + (mu + shift64.unsqueeze(-1)) * P
+
+    step = solve(-G)
+    res = -G - apply(step)
+    step = step + solve(res)
+    escalated = shift32.to(high) > (1.0 + 1e-6) * (shift64 if not shared else shift64.max()) + 1e-300
+    bad = (res.norm(dim=-1) > F32_TRUSTED * G.norm(dim=-1)) | ((step * G).sum(-1) >= 0) | escalated
+    bad &= G.norm(dim=-1) > 0
+    n_bad = int(bad.sum())
+    if n_bad:
+        shift64 = shift64.clone()
+        rows = torch.nonzero(bad).squeeze(1)
+        per = max(1, (64 << 20) // max(1, Xa.element_size() * Xa.numel()))  # (k, p_a, m) products of <= 64 MiB
+        for r in rows.split(per):
+            Hb = torch.matmul(Xa.unsqueeze(0) * D[r].unsqueeze(1), Xt)  # (k, p_a, p_a) in G's dtype
+            step[r], shift64[r] = _newton_directions(Hb, torch.empty_like(Hb), G[r], lam, mu, need_shift)
+    return step, shift64, n_bad
 
 
 def _line_search(U: torch.Tensor, dU: torch.Tensor, V: torch.Tensor, act: Activation, lam: float,
@@ -361,7 +396,8 @@ def _line_search(U: torch.Tensor, dU: torch.Tensor, V: torch.Tensor, act: Activa
 
 def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: torch.Tensor,
              lin: torch.Tensor, Z: torch.Tensor, *, tol: float, max_iter: int, step_dtype: torch.dtype | None = None,
-             cache_bytes: int = 2048 * _MiB, chunk_bytes: int = 256 * _MiB) -> SolveOutput:
+             row_budget: torch.Tensor | None = None, cache_bytes: int = 2048 * _MiB,
+             chunk_bytes: int = 256 * _MiB) -> SolveOutput:
     r"""Batched generalized Newton for the rows of the hidden W-update.
 
     Row ``r`` minimizes ``f_r(z) = lam sum_j [F*(x_j^T z) - V_rj x_j^T z] + sum_i mu_i z_i^2 / 2 - lin_r^T z``.
@@ -384,16 +420,19 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
         Stop a row once its relative residual is ``<= tol``; it is then frozen.
     max_iter : int
         Newton steps at most.
+    row_budget : Tensor of int64, shape (r,), optional
+        Newton steps each row may take (at most ``max_iter``); a row that used its budget is frozen.
     step_dtype : torch.dtype, optional
         Dtype of the row Hessians and their Cholesky factors when it differs from ``Z``'s (float32 on float64
-        rows): each direction is then refined once against the exact Hessian (:func:`_refined_directions`); the
-        gradients, line searches and certificates stay in ``Z``'s dtype.
+        rows): each direction is then refined once against the exact Hessian, and rows float32 cannot serve are
+        redone in ``Z``'s dtype (:func:`_refined_directions`); the gradients, line searches and certificates stay
+        in ``Z``'s dtype. Inputs whose Hessian entries would exceed ``1e30`` are solved in ``Z``'s dtype.
 
     Notes
     -----
     Per step: ``U = Z X_a`` and the gradient (``4 r p_a m`` flops), the data Hessians of the rows not yet
-    converged (see :class:`_RowHessians`), a batched float64 Cholesky (``r p_a^3 / 3``), ``Delta X_a`` and the
-    line search (``O(r m)`` per evaluation).
+    converged (see :class:`_RowHessians`), a batched Cholesky (``r p_a^3 / 3``; float64, or float32 under
+    ``step_dtype``), ``Delta X_a`` and the line search (``O(r m)`` per evaluation).
     """
     _refuse_sharded("w_hidden", "semismooth Newton on the hidden W-update")
     r, pa = Z.shape
@@ -403,6 +442,8 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
     floor = float(VX.norm(dim=1).mean()) if r else 0.0  # a row's typical constant piece (see relative_residual)
     need_shift = not bool((mu > 0).all())
     low = step_dtype is not None and step_dtype != Z.dtype
+    if low:  # Hessian entries beyond float32's range (huge inputs): float64 throughout, as info["hessian_dtype"] says
+        low = lam * float((Xa * Xa).sum(1).max()) + float(mu.max()) < 1e30 if Xa.numel() else False
     hdtype = step_dtype if low else Z.dtype
     hess = _RowHessians(Xa.to(hdtype), Xt.to(hdtype), act, r, cache_bytes=cache_bytes)
     residual = torch.full((r,), math.inf, dtype=Z.dtype, device=Z.device)
@@ -411,7 +452,7 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
     row_iters = torch.zeros(r, dtype=torch.int64, device=Z.device)
     active = torch.arange(r, device=Z.device)
     history: list[float] = []
-    max_shift = 0.0
+    max_shift, float64_rows = 0.0, 0
     per_row = 8 * pa * (2 * pa + (m if hess.slopes is None else 0))
     chunk = max(1, min(r, chunk_bytes // max(1, per_row)))
     Hbuf = Lbuf = None
@@ -429,6 +470,8 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
         grad_sq[active], fit_sq[active] = _sq(G), _sq(A)
         history.append(float(residual.max()))
         keep = ~(res <= tol)
+        if row_budget is not None:
+            keep &= row_iters[active] < row_budget[active]
         if it == max_iter or not bool(keep.any()):
             break
         active, G, U, Za = active[keep], G[keep], U[keep], Za[keep]
@@ -445,7 +488,8 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
             hess.samples_touched += m
             L1 = Lbuf[:1]
             if low:
-                Delta, sh = _refined_directions(H1, L1, G, lam, mu, need_shift, D, Xa, Xt)
+                Delta, sh, redone = _refined_directions(H1, L1, G, lam, mu, need_shift, D, Xa, Xt)
+                float64_rows += redone
             else:
                 _, sh = _newton_directions(H1, L1, G[:1], lam, mu, need_shift)
                 Delta = -_chol_solve(L1[0], G.T).T
@@ -456,8 +500,9 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
                 sl = slice(s, s + chunk)
                 Hd = hess.rows(active[sl], D[sl], Hbuf)
                 if low:
-                    step, sh = _refined_directions(Hd, Lbuf[:Hd.shape[0]], G[sl], lam, mu, need_shift, D[sl], Xa,
-                                                   Xt)
+                    step, sh, redone = _refined_directions(Hd, Lbuf[:Hd.shape[0]], G[sl], lam, mu, need_shift,
+                                                           D[sl], Xa, Xt)
+                    float64_rows += redone
                 else:
                     step, sh = _newton_directions(Hd, Lbuf[:Hd.shape[0]], G[sl], lam, mu, need_shift)
                 max_shift = max(max_shift, float(sh.max()))
@@ -469,12 +514,14 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
         slope0 = (Delta * G).sum(1)
         t = _line_search(U, dU, V[active], act, lam, q0, q1, slope0)
         Z[active] = Za + t.unsqueeze(1) * Delta
-    info = {"hessian_samples": hess.samples_touched, "hessian_cache": hess.use_cache, "max_shift": max_shift}
+    info = {"hessian_samples": hess.samples_touched, "hessian_cache": hess.use_cache, "max_shift": max_shift,
+            "hessian_dtype": hdtype, "float64_rows": float64_rows}
     return SolveOutput(Z, residual, gap, int(row_iters.max()) if r else 0, row_iters, history, info, grad_sq, fit_sq,
                        _sq(VX))
 
 
-#: Majorization-minimization steps :func:`newton_rows` takes before Newton's at most (and half of ``max_iter``) ...
+#: Majorization-minimization steps :func:`newton_rows` takes before Newton's at most (when ``max_iter`` is
+#: above twice as many) ...
 MM_PRESTEPS = 10
 #: ... stopping once a step moves fewer than this fraction of the samples across the kink
 MM_SETTLED = 0.01
@@ -490,20 +537,23 @@ def newton_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, 
     per row); from a cold start they settle most samples on their side of the kink (each of the first moves 2-6%
     of them on the subproblem benchmark's instances), so the Newton steps that follow change few and fewer are
     needed. Once a step moves fewer than :data:`MM_SETTLED` of the samples (at once from a warm start near the
-    answer) Newton takes over. Every step lowers every row's objective. Both kinds count against ``max_iter``
-    (the MM steps take at most half of it; ``max_iter=1`` is one Newton step) and in ``row_iterations``;
-    ``info["mm_row_steps"]`` holds each row's MM steps (each row stops on its own count, so rows stay independent
-    problems) and ``info["mm_steps"]`` their maximum. Smooth activations go to Newton directly.
+    answer) Newton takes over. Every step lowers every row's objective. Both kinds count against each row's
+    ``max_iter`` and in ``row_iterations``; ``info["mm_row_steps"]`` holds each row's MM steps (each row stops on
+    its own count, so rows stay independent problems) and ``info["mm_steps"]`` their maximum; ``history`` holds
+    the largest certificate before each round of MM steps, then of Newton steps, and at the end. Smooth
+    activations, and budgets of ``max_iter <= 2 MM_PRESTEPS`` (callers that ask for a few Newton steps), go to
+    Newton directly.
     """
-    n_mm = min(MM_PRESTEPS, max_iter // 2) if piecewise_slopes(act) is not None else 0
+    n_mm = MM_PRESTEPS if piecewise_slopes(act) is not None and max_iter > 2 * MM_PRESTEPS else 0
     if n_mm == 0:
         out = ssn_rows(Xa, V, act, lam, mu, lin, Z, tol=tol, max_iter=max_iter, step_dtype=step_dtype)
         out.info["mm_steps"], out.info["mm_row_steps"] = 0, torch.zeros_like(out.row_iterations)
         return out
     _refuse_sharded("w_hidden", "semismooth Newton on the hidden W-update")
     pre = mm_rows(Xa, V, act, lam, mu, lin, Z, tol=tol, max_iter=n_mm, settle=MM_SETTLED)
-    out = ssn_rows(Xa, V, act, lam, mu, lin, pre.Z, tol=tol, max_iter=max_iter - pre.iterations,
-                   step_dtype=step_dtype)
+    budget = max_iter - pre.row_iterations  # each row's own: one that settled early keeps its Newton steps
+    out = ssn_rows(Xa, V, act, lam, mu, lin, pre.Z, tol=tol, max_iter=int(budget.max()), step_dtype=step_dtype,
+                   row_budget=budget)
     out.row_iterations = out.row_iterations + pre.row_iterations
     out.iterations = int(out.row_iterations.max()) if out.row_iterations.numel() else 0
     out.history = pre.history[:-1] + out.history
@@ -748,6 +798,9 @@ def mm_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu: 
     across the kink at ``u = 0`` (:func:`newton_rows`' pre-steps).
     """
     check_choice(form, "form", ("auto", "primal", "kernel"))
+    if form == "kernel" and settle is not None:
+        raise ValueRangeError("settle: counts samples crossing the kink in the primal steps; got it with "
+                              "form='kernel' (pass form='auto' or 'primal', or leave settle out)")
     if form == "kernel" and is_sharded():
         raise ShardingError("form: the sample-space ('kernel') MM steps couple every pair of samples and do not "
                             "split over processes; use form='auto' or 'primal' in a data-parallel run")

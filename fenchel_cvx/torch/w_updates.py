@@ -316,10 +316,10 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     tiny Levenberg-Marquardt shift (``1e-12`` of the mean diagonal) keeps the *step* defined; the objective and
     the residual are never regularized. Cost per step: ``4 r p m`` flops for the gradient, ``2 p^2 k`` per row
     with ``k`` changed samples (``<= m/2``) for its Hessian, ``p^3/3`` per row for the Cholesky. For a
-    piecewise-linear ``act`` up to 10 steps of the MM method below come first, each row's until a step moves fewer
-    than 1% of its samples across the kink: they share one factorization and settle most samples' sides, so
-    fewer Newton steps follow (:func:`fenchel_cvx.torch._wsolvers.newton_rows`); every step of either kind
-    lowers every row's objective.
+    piecewise-linear ``act`` and ``max_iter > 20`` up to 10 steps of the MM method below come first, each row's
+    until a step moves fewer than 1% of its samples across the kink: they share one factorization and settle most
+    samples' sides, so fewer Newton steps follow (:func:`fenchel_cvx.torch._wsolvers.newton_rows`); every step of
+    either kind lowers every row's objective.
 
     ``method="mm"``: majorization-minimization. Every row's Hessian is bounded by the same
     ``M = lam s_max X_a X_a^T + diag(mu)`` with ``s_max = sup phi'`` (1 for ReLU and tanh, ``max(1, alpha)`` for
@@ -414,8 +414,11 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
         Newton method only: ``torch.float32`` forms the row Hessians and factors them in float32 (about half the
         time of both, the bulk of a solve at ``p_in`` in the hundreds) and refines each direction once against
         the exact float64 Hessian, applied by two GEMMs without forming it; the gradients, line searches and the
-        certificate stay float64, so the answer is certified as a float64 solve's is. ``None`` (default) or
-        ``torch.float64``: everything in float64.
+        certificate stay float64, so the answer is certified as a float64 solve's is. A row float32 cannot serve
+        (a Hessian too ill-conditioned: the first solve's residual above a quarter of the gradient, a larger
+        shift than float64's, or no descent) has its direction redone in float64 (``info["float64_rows"]``
+        counts them), and inputs whose Hessian entries would exceed ``1e30`` are solved in float64 throughout
+        (``info["hessian_dtype"]``). ``None`` (default) or ``torch.float64``: everything in float64.
     layer : Layer, optional
         ``W X_in + b`` as ``A(X_in; W) + b`` (:mod:`fenchel_cvx.layers`): ``X_in`` ``(layer.n_in, m)``,
         ``X_next`` and ``U`` ``(layer.n_out, m)``, ``W0``, ``W_init`` and the answer ``W`` of shape
@@ -431,10 +434,11 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
         ``status`` ``"optimal"`` or ``"max_iter"``; ``backend="torch"``; ``solver="ssn"`` or ``"mm"``; ``info``:
         ``certificate`` (p_out,), ``gap`` (p_out,) and ``gap_bound`` (their sum), ``row_iterations``, ``history``
         (max certificate per step); Newton: ``hessian_samples`` (sample columns used to form Hessians),
-        ``max_shift``, ``mm_steps`` and ``mm_row_steps`` (the MM pre-steps, included in ``row_iterations``);
-        MM: ``ridge``, ``curvature_bound`` (``lam s_max``). ``method="running"``: ``value``,
-        ``residual`` and ``info["certificate"]`` NaN, ``status="unchecked"``, ``converged=False``,
-        ``solver="running_mm"``, ``iterations=max_iter``, ``info``: ``refreshes``, ``rank`` of the estimate
+        ``max_shift``, ``mm_steps`` and ``mm_row_steps`` (the MM pre-steps, included in ``row_iterations``),
+        ``hessian_dtype``, ``float64_rows``; MM: ``ridge``, ``curvature_bound`` (``lam s_max``).
+        ``method="running"``: ``value``, ``residual`` and ``info["certificate"]`` NaN, ``status="unchecked"``,
+        ``converged=False``, ``solver="running_mm"``, ``iterations=max_iter``, ``info``: ``refreshes``, ``rank`` of
+        the estimate
         (with an ``AdamCurvature``: ``solver="adam"``, ``info["adam_steps"]``).
 
     Raises
@@ -449,7 +453,7 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     ValueRangeError
         ``lam <= 0``, ``rho < 0``, ``gamma < 0``, ``tol <= 0``, ``max_iter < 1``, ``relax <= 0``, a
         running-only argument (``curvature``, ``relax``, ``line_search``, ``U``) with another method, or a
-        ``step_dtype`` other than float32/float64 or with ``method="mm"``/``"running"``.
+        ``step_dtype`` other than float32/float64, or float32 with ``method="mm"``/``"running"``.
     ChoiceError
         An unknown ``method``, an activation the torch face does not solve, or a ``layer`` that is not a
         :class:`~fenchel_cvx.layers.Layer`.
