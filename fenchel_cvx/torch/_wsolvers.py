@@ -534,15 +534,14 @@ def newton_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, 
     :func:`mm_rows` while they move samples across the kink, then :func:`ssn_rows`.
 
     The MM steps share one factorization and cost two GEMMs each, a small part of one Newton step (a factorization
-    per row); from a cold start they settle most samples on their side of the kink (each of the first moves 2-6%
-    of them on the subproblem benchmark's instances), so the Newton steps that follow change few and fewer are
-    needed. Once a step moves fewer than :data:`MM_SETTLED` of the samples (at once from a warm start near the
-    answer) Newton takes over. Every step lowers every row's objective. Both kinds count against each row's
-    ``max_iter`` and in ``row_iterations``; ``info["mm_row_steps"]`` holds each row's MM steps (each row stops on
-    its own count, so rows stay independent problems) and ``info["mm_steps"]`` their maximum; ``history`` holds
-    the largest certificate before each round of MM steps, then of Newton steps, and at the end. Smooth
-    activations, and budgets of ``max_iter <= 2 MM_PRESTEPS`` (callers that ask for a few Newton steps), go to
-    Newton directly.
+    per row); from a cold start they settle most samples on their side of the kink, so the Newton steps that
+    follow change fewer of them and fewer are needed. Once a step moves fewer than :data:`MM_SETTLED` of the
+    samples (at once from a warm start near the answer) Newton takes over. Every step lowers every row's
+    objective. Both kinds count against each row's ``max_iter`` and in ``row_iterations``;
+    ``info["mm_row_steps"]`` holds each row's MM steps (each row stops on its own count, so rows stay independent
+    problems) and ``info["mm_steps"]`` their maximum; ``history`` holds the largest certificate before each
+    round of MM steps, then of Newton steps, and at the end. Smooth activations, and budgets of
+    ``max_iter <= 2 MM_PRESTEPS`` (callers that ask for a few Newton steps), go to Newton directly.
     """
     n_mm = MM_PRESTEPS if piecewise_slopes(act) is not None and max_iter > 2 * MM_PRESTEPS else 0
     if n_mm == 0:
