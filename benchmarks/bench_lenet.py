@@ -140,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
               f"Machine: {machine}; {time.strftime('%Y-%m-%d')}.", ""]
     parts = {"first": {"epochs": 1, "eval_every": args.first_every},
              "full": {"epochs": args.epochs, "eval_every": None}}
+    tuned = {"tuned": TUNED_GAMMA.get(args.dataset, TUNED_GAMMA["mnist"]), "tuned-lr": TUNED_LR}
     for part in [p for p in args.parts.split(",") if p]:
         results = {}
         for name in args.runs.split(","):
-            tuned = {"tuned": TUNED_GAMMA.get(args.dataset, TUNED_GAMMA["mnist"]), "tuned-lr": TUNED_LR}
             over = {k: tuned.get(v, v) if isinstance(v, str) else v for k, v in RUNS[name].items()}
             cfg = base.with_values({**over, **parts[part]})
             run_dir = out / part / name

@@ -71,7 +71,7 @@ def test_one_refinement_step_beats_the_float32_solve_alone():
     H32 = torch.stack([(Xa @ torch.diag(D[i]) @ Xt).float() for i in range(r)])
     alone, _ = _wsolvers._newton_directions(H32.clone(), torch.empty_like(H32), G.float(), 1.0, mu.float(), False)
     refined, shift, redone = _wsolvers._refined_directions(H32.clone(), torch.empty_like(H32), G, 1.0, mu, False, D,
-                                                           Xa, Xt)
+                                                           Xa, Xt, (Xt * Xt).sum(1))
     err = lambda d: float(((d.double() - exact).norm(dim=1) / exact.norm(dim=1)).max())  # noqa: E731
     assert float(shift.max()) == 0.0 and redone == 0  # float32's own factors served every row
     assert err(alone) > 1e-8  # float32's round-off

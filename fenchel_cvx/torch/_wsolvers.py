@@ -265,6 +265,12 @@ class _RowHessians:
         return out
 
 
+def _base_shift(mean_diag: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """The Levenberg-Marquardt shift each row starts from: ``1e-12`` of its Hessian's mean diagonal (``||g_r||``,
+    at least 1, for a zero Hessian)."""
+    return torch.where(mean_diag > 0, 1e-12 * mean_diag, G.norm(dim=-1).clamp_min(1.0))
+
+
 def _newton_directions(H: torch.Tensor, L: torch.Tensor, G: torch.Tensor, lam: float, mu: torch.Tensor,
                        need_shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Solve ``(lam H + diag(mu) + s I) D = -G`` by batched Cholesky (``H`` is overwritten, ``L`` a buffer).
@@ -277,9 +283,8 @@ def _newton_directions(H: torch.Tensor, L: torch.Tensor, G: torch.Tensor, lam: f
     diag = H.diagonal(dim1=-2, dim2=-1)
     diag.add_(mu)
     n = H.shape[-1]
-    trace = diag.sum(-1) / n
-    base = torch.where(trace > 0, 1e-12 * trace, G.norm(dim=-1).clamp_min(1.0))
-    shift = base.clone() if need_shift else torch.zeros_like(trace)
+    base = _base_shift(diag.sum(-1) / n, G)
+    shift = base.clone() if need_shift else torch.zeros_like(base)
     diag.add_(shift.unsqueeze(-1))
     for _ in range(8):
         _, info = torch.linalg.cholesky_ex(H, out=(L, torch.empty(H.shape[:-2], dtype=torch.int32,
@@ -300,7 +305,7 @@ F32_TRUSTED = 0.25
 
 
 def _refined_directions(H: torch.Tensor, L: torch.Tensor, G: torch.Tensor, lam: float, mu: torch.Tensor,
-                        need_shift: bool, D: torch.Tensor, Xa: torch.Tensor, Xt: torch.Tensor
+                        need_shift: bool, D: torch.Tensor, Xa: torch.Tensor, Xt: torch.Tensor, col_sq: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """:func:`_newton_directions` with ``H`` and ``L`` in a lower precision than ``G`` (float32 on float64):
     solve with the low-precision factors, then refine once against the exact Hessians in ``G``'s dtype, applied
@@ -313,18 +318,17 @@ def _refined_directions(H: torch.Tensor, L: torch.Tensor, G: torch.Tensor, lam: 
     (its Hessian formed by a GEMM, as the float64 method would factor it): float32 then could not serve that
     row's conditioning. Right-hand sides are scaled to unit rows before each cast, so tiny or huge gradients do
     not under- or overflow float32. ``L`` and ``H`` may hold one matrix (every row's Hessian equal: the cold
-    start) for many rows of ``G``. Returns the steps, each row's shift and the number of rows redone.
+    start) for many rows of ``G``. ``col_sq`` holds ``||x_j||^2`` per sample (the Hessians' diagonals come from
+    it). Returns the steps, each row's shift and the number of rows redone.
     """
     low, high = H.dtype, G.dtype
     shared = H.shape[0] == 1 and G.shape[0] != 1
     # the float64 method's shift, from the exact diagonal: mean of lam sum_j d_rj x_ij^2 + mu_i over i
-    n = Xa.shape[0]
-    trace = (lam * (D @ (Xt * Xt).sum(1)) + mu.sum()) / max(n, 1)
-    base = torch.where(trace > 0, 1e-12 * trace, G.norm(dim=-1).clamp_min(1.0))
-    shift64 = base if need_shift else torch.zeros_like(trace)
+    mean_diag = (lam * (D @ col_sq) + mu.sum()) / max(Xa.shape[0], 1)
+    shift64 = _base_shift(mean_diag, G) if need_shift else torch.zeros_like(mean_diag)
     scale = G.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(high).tiny)
-    _, shift32 = _newton_directions(H, L, (G[:1] / scale[:1] if shared else G / scale).to(low), lam, mu.to(low),
-                                    need_shift)
+    first, shift32 = _newton_directions(H, L, (G[:1] / scale[:1] if shared else G / scale).to(low), lam,
+                                        mu.to(low), need_shift)
 
     def solve(R: torch.Tensor) -> torch.Tensor:
         norm = R.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(high).tiny)
@@ -335,7 +339,7 @@ def _refined_directions(H: torch.Tensor, L: torch.Tensor, G: torch.Tensor, lam: 
     def apply(P: torch.Tensor) -> torch.Tensor:
         return lam * ((D * (P @ Xa)) @ Xt) + (mu + shift64.unsqueeze(-1)) * P
 
-    step = solve(-G)
+    step = solve(-G) if shared else first.to(high) * scale  # the factorization solved the (scaled) rows already
     res = -G - apply(step)
     step = step + solve(res)
     escalated = shift32.to(high) > (1.0 + 1e-6) * (shift64 if not shared else shift64.max()) + 1e-300
@@ -445,6 +449,7 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
     if low:  # Hessian entries beyond float32's range (huge inputs): float64 throughout, as info["hessian_dtype"] says
         low = lam * float((Xa * Xa).sum(1).max()) + float(mu.max()) < 1e30 if Xa.numel() else False
     hdtype = step_dtype if low else Z.dtype
+    col_sq = (Xt * Xt).sum(1) if low else None  # ||x_j||^2, for the refinement's shifts (constant over the solve)
     hess = _RowHessians(Xa.to(hdtype), Xt.to(hdtype), act, r, cache_bytes=cache_bytes)
     residual = torch.full((r,), math.inf, dtype=Z.dtype, device=Z.device)
     gap = torch.full_like(residual, math.inf)
@@ -488,7 +493,7 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
             hess.samples_touched += m
             L1 = Lbuf[:1]
             if low:
-                Delta, sh, redone = _refined_directions(H1, L1, G, lam, mu, need_shift, D, Xa, Xt)
+                Delta, sh, redone = _refined_directions(H1, L1, G, lam, mu, need_shift, D, Xa, Xt, col_sq)
                 float64_rows += redone
             else:
                 _, sh = _newton_directions(H1, L1, G[:1], lam, mu, need_shift)
@@ -501,7 +506,7 @@ def ssn_rows(Xa: torch.Tensor, V: torch.Tensor, act: Activation, lam: float, mu:
                 Hd = hess.rows(active[sl], D[sl], Hbuf)
                 if low:
                     step, sh, redone = _refined_directions(Hd, Lbuf[:Hd.shape[0]], G[sl], lam, mu, need_shift,
-                                                           D[sl], Xa, Xt)
+                                                           D[sl], Xa, Xt, col_sq)
                     float64_rows += redone
                 else:
                     step, sh = _newton_directions(Hd, Lbuf[:Hd.shape[0]], G[sl], lam, mu, need_shift)
