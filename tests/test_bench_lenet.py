@@ -32,6 +32,7 @@ def test_tuned_runs_use_the_datasets_tuned_gamma_and_rate(bench, tmp_path):
     table = (out / "results.md").read_text()
     cells = next(line for line in table.splitlines() if line.startswith("| fenchel-fast-tuned |")).split("|")
     assert 0.0 < float(cells[2]) <= 1.0 and float(cells[5]) > 0  # test accuracy, ratio to Adam of the same run
+    assert "| ratio to adam |" in table  # the paper-rate Adam is the reference when both Adams ran
     assert len(bench.TUNED_GAMMA["mnist"]) == len(bench.TUNED_GAMMA["cifar10"]) == 5
 
 
