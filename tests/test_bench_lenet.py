@@ -21,8 +21,8 @@ def bench():
 def test_tuned_runs_use_the_datasets_tuned_gamma_and_rate(bench, tmp_path):
     out = tmp_path / "out"
     rc = bench.main(["--dataset", "mnist-small", "--n-train", "500", "--n-test", "200", "--epochs", "1",
-                     "--runs", "fenchel-fast-tuned,adam,adam-tuned", "--parts", "full", "--threads", "1", "--out", str(out),
-                     "--no-progress"])
+                     "--runs", "fenchel-fast-tuned,adam,adam-tuned", "--parts", "full", "--threads", "1",
+                     "--out", str(out), "--no-progress"])
     assert rc == 0
     config = json.loads((out / "full" / "fenchel-fast-tuned" / "config.json").read_text())["config"]
     assert config["fenchel"]["gamma"] == list(bench.TUNED_GAMMA["mnist"])
