@@ -89,6 +89,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n-train", type=int, default=None, help="random training subsample (default: all)")
     p.add_argument("--n-test", type=int, default=None, help="random test subsample (default: all)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr-decay", type=float, default=1.0,
+                   help="per-epoch factor on the step size of the runs that have one (adam, sgd, fenchel-adam*)")
     p.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 on a shared machine)")
@@ -112,6 +114,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"--runs: unknown {unknown}; choose from {sorted(RUNS)}")
     return args
+
+
+def _has_step_size(run: dict) -> bool:
+    """Whether a run's settings have a step size for ``--lr-decay`` to decay (backprop, or Adam W-steps)."""
+    return run["method"] in ("adam", "sgd") or run.get("curvature") == "adam"
 
 
 def _table(results: dict, key: str) -> list[str]:
@@ -147,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for name in args.runs.split(","):
             over = {k: tuned.get(v, v) if isinstance(v, str) else v for k, v in RUNS[name].items()}
+            if args.lr_decay != 1.0 and _has_step_size(over):
+                over["lr_decay"] = args.lr_decay
             cfg = base.with_values({**over, **parts[part]})
             run_dir = out / part / name
             if run_dir.exists():

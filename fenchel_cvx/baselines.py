@@ -194,6 +194,8 @@ class Backprop(Trainer):
     def _update(self, state: BackpropState, X0: torch.Tensor, T: torch.Tensor) -> dict:
         """One optimizer step on the batch objective (divided by the batch size for ``reduction="mean"``)."""
         opt = self._optimizer(state)
+        for group in opt.param_groups:  # set every step: a resumed optimizer's saved lr is that of its epoch
+            group["lr"] = self.lr * self.settings.step_factor(state.epoch)
         opt.zero_grad(set_to_none=True)
         mean = self.settings.reduction == "mean"
         # the batch was checked; a non-finite objective is the steps' doing, reported below as divergence

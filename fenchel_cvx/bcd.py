@@ -516,14 +516,16 @@ class BCD(Trainer):
                 for l in range(L + 1):
                     curv[l].observe(lambda l=l: self.layers[l].patches(X[l]))  # patches formed only when due
         step = {"method": "running", "line_search": self.mode["curvature_line_search"], "max_iter": 1, "warn": False}
+        # lr_decay (Adam W-steps only): the step's multiplier, as torch.optim.Adam's lr would be scaled
+        relax = [omega * s.step_factor(state.epoch) for omega in self.relax]
         r = self.face("w_last", X_in=X[L], Y=T, loss=self.loss, rho=self.rho[L], W_init=W[L], b_init=b[L],
-                      curvature=curv[L], relax=self.relax[L], **self._layer(L), **step, **self._prox(L, W0, b0))
+                      curvature=curv[L], relax=relax[L], **self._layer(L), **step, **self._prox(L, W0, b0))
         W[L], b[L] = r.W, r.b
         self._record(blocks, "w_last", L, r, state, X, T)
         for l in range(L - 1, -1, -1):
             U = U0 if l == 0 and U0 is not None else self._pre(l, W, b, X[l])
             r = self.face("w_hidden", X_in=X[l], X_next=X[l + 1], act=self.acts[l], lam=self.lam[l],
-                          rho=self.rho[l], W_init=W[l], b_init=b[l], U=U, curvature=curv[l], relax=self.relax[l],
+                          rho=self.rho[l], W_init=W[l], b_init=b[l], U=U, curvature=curv[l], relax=relax[l],
                           **self._layer(l), **step, **self._prox(l, W0, b0))
             W[l], b[l] = r.W, r.b
             self._record(blocks, "w_hidden", l, r, state, X, T)

@@ -309,6 +309,10 @@ class TrainerSettings(_Checked):
     seed: int = setting(0, "seed of the initial weights, the batch order and synthetic data", "int", low=0,
                         high=2 ** 63 - 1, metavar="S")  # torch.manual_seed takes a signed 64-bit integer
     shuffle: bool = setting(True, "draw a fresh order of the training set every epoch", "bool")
+    lr_decay: float = setting(
+        1.0, "per-epoch factor on the step size: epoch e (counted from 0) steps at rate * lr_decay**e -- adam/sgd's "
+        "lr, and adam_lr of Fenchel's Adam W-steps (--curvature adam; no other Fenchel mode has a step size)",
+        "float", low=0.0, strict=True, high=1.0, metavar="F")
     eval_every: int | None = setting(None, "also evaluate every N batches", "int", low=1, none="once per epoch",
                                      resumable=True, metavar="N")
     device: str = setting("cpu", "torch device, e.g. cpu or cuda", "text", resumable=True, metavar="DEV")
@@ -323,6 +327,11 @@ class TrainerSettings(_Checked):
         "auto", "torch.distributed backend of a data-parallel run (started by torchrun, which sets WORLD_SIZE): "
         "gloo (CPU) or nccl (GPU); auto: nccl on a CUDA device, else gloo. Unused in a single process",
         "choice", choices=("auto", "gloo", "nccl"), resumable=True, group="processes")
+
+    def step_factor(self, epoch: int) -> float:
+        """``lr_decay ** epoch``: the factor on the step size during ``epoch`` (counted from 0) -- exactly 1 when
+        ``lr_decay`` is 1, so an undecayed run's arithmetic is unchanged."""
+        return 1.0 if self.lr_decay == 1.0 else self.lr_decay ** epoch
 
 
 # -- the mode of inexact BCD: one default for the Fig. 2 kind of run, the MM mode for every other --------------------
@@ -482,6 +491,9 @@ class PeerSettings(PeerOptions, TrainerSettings):
         if self.batch_size is not None:
             raise ValueRangeError(f"batch_size: the {self.model} model trains full batch, as in the paper's Fig. 1; "
                                   f"expected None (--batch-size full), got {self.batch_size}")
+        if self.lr_decay != 1.0:
+            raise ValueRangeError(f"lr_decay: the {self.model} model has no step size to decay; expected 1, got "
+                                  f"{self.lr_decay}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -501,6 +513,10 @@ class BCDSettings(BCDOptions, TrainerSettings):
         if self.adam_lr is not None and m["curvature"] != "adam":
             raise ValueRangeError(f"adam_lr: the step size of curvature='adam' only; got adam_lr={self.adam_lr} "
                                   "without curvature='adam' (set both, or neither)")
+        if self.lr_decay != 1.0 and m["curvature"] != "adam":
+            raise ValueRangeError(f"lr_decay: decays the step size of curvature='adam' only (the other modes' W-steps "
+                                  f"are block minimizers or curvature-scaled); got lr_decay={self.lr_decay} with "
+                                  f"curvature={m['curvature']!r}")
         if m["curvature"] == "adam" and m["curvature_line_search"]:
             raise ValueRangeError("curvature_line_search: the line search would replace the Adam step's length "
                                   "(adam_lr) by the block minimizer's along it; got it with curvature='adam' (pass "

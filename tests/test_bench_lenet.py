@@ -22,13 +22,15 @@ def test_tuned_runs_use_the_datasets_tuned_gamma_and_rate(bench, tmp_path):
     out = tmp_path / "out"
     rc = bench.main(["--dataset", "mnist-small", "--n-train", "500", "--n-test", "200", "--epochs", "1",
                      "--runs", "fenchel-fast-tuned,adam,adam-tuned", "--parts", "full", "--threads", "1",
-                     "--out", str(out), "--no-progress"])
+                     "--out", str(out), "--no-progress", "--lr-decay", "0.5"])
     assert rc == 0
     config = json.loads((out / "full" / "fenchel-fast-tuned" / "config.json").read_text())["config"]
     assert config["fenchel"]["gamma"] == list(bench.TUNED_GAMMA["mnist"])
     assert config["fenchel"]["curvature"] == "running"
+    assert config["train"]["lr_decay"] == 1.0  # no step size to decay: --lr-decay leaves it alone
     config = json.loads((out / "full" / "adam-tuned" / "config.json").read_text())["config"]
     assert config["backprop"]["lr"] == bench.TUNED_LR["mnist"] != bench.TUNED_LR["cifar10"]
+    assert config["train"]["lr_decay"] == 0.5
     table = (out / "results.md").read_text()
     cells = next(line for line in table.splitlines() if line.startswith("| fenchel-fast-tuned |")).split("|")
     assert 0.0 < float(cells[2]) <= 1.0 and float(cells[5]) > 0  # test accuracy, ratio to Adam of the same run
