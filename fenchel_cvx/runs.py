@@ -41,7 +41,7 @@ from .checkpoint import file_mode, load_checkpoint, remove_stale_temporaries, ru
 from .data import Dataset, load_dataset
 from .errors import CheckpointError, FenchelError
 from .network import LiftedNetwork, _check_in_shape
-from .settings import METHODS, MODE_FLAGS, RunConfig, resumable, unread_settings
+from .settings import METHODS, MODE_FLAGS, SHARED_GROUPS, RunConfig, resumable, unread_settings
 from .shards import barrier, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState
 
@@ -205,7 +205,9 @@ def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> 
     path without ``metrics.csv`` contributes every run directory directly inside it (e.g. a benchmark's output).
     Labels are the method (``fenchel``, ``adam``, ``sgd``); runs that would share a label get the settings in
     which they differ (``fenchel, gamma 1,10, inexact_iters 3``), or ``parent/folder`` when their settings are the
-    same. A run directory reached twice (named twice, or through a folder and by itself) counts once.
+    same; every run's label names the settings every trainer reads (data, network, loop) in which any two runs
+    differ (``adam, lr_decay 0.9``). A run directory reached twice (named twice, or through a folder and by
+    itself) counts once.
 
     Raises
     ------
@@ -249,13 +251,21 @@ def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> 
     for method, _, _, settings in entries:
         groups.setdefault(method, []).append(settings)
     place = resumable() | {"n_train", "n_test"}
+
+    def differing(among: list[dict], shared_only: bool) -> set[str]:
+        keys = set().union(*among)
+        return {k for k in keys if k.rpartition(".")[2] not in place and k != "method"
+                and (not shared_only or k.partition(".")[0] in SHARED_GROUPS)
+                and any(g.get(k) != among[0].get(k) for g in among)}
+    # settings every trainer reads (data, network, loop: e.g. lr_decay) label every run when any two runs differ
+    # in them; a trainer's own settings label the runs of that trainer when they differ among those runs
+    shared = differing([e[3] for e in entries], shared_only=True)
     for i, (method, d, rows, settings) in enumerate(entries):
-        label = method
-        if len(groups[method]) > 1:
-            keys = [k for k in sorted(set().union(*groups[method])) if k.rpartition(".")[2] not in place
-                    and k != "method" and any(g.get(k) != settings.get(k) for g in groups[method])]
-            pieces = [f"{k.rpartition('.')[2]} {_short(settings.get(k))}" for k in keys]
-            label = f"{method}, " + ", ".join(pieces) if pieces else f"{method}: {d.parent.name}/{d.name}"
+        own = differing(groups[method], shared_only=False) if len(groups[method]) > 1 else set()
+        pieces = [f"{k.rpartition('.')[2]} {_short(settings.get(k))}" for k in sorted(shared | own)]
+        label = f"{method}, " + ", ".join(pieces) if pieces else method
+        if not pieces and len(groups[method]) > 1:
+            label = f"{method}: {d.parent.name}/{d.name}"
         runs[label if label not in runs else f"{label} #{i}"] = rows
     return runs
 

@@ -96,13 +96,17 @@ def settings_group(method: str) -> str:
     return "fenchel" if method in BCD_METHODS else "peers" if method in PEER_METHODS else "backprop"
 
 
+#: The settings groups of a :class:`RunConfig` that every trainer reads (the others belong to one trainer each).
+SHARED_GROUPS = ("data", "network", "train")
+
+
 def unread_settings(paths: Iterable[str], methods: Iterable[str]) -> list[str]:
     """The settings among ``paths`` (dotted, ``"fenchel.lam"``) that no trainer of ``methods`` reads.
 
     Every run reads the ``data``, ``network`` and ``train`` groups; of the trainers' own groups only the ones of
     ``methods`` (:func:`settings_group`), so ``fenchel.lam`` is unread by a run of Adam alone.
     """
-    read = {"method", "data", "network", "train", *map(settings_group, methods)}
+    read = {"method", *SHARED_GROUPS, *map(settings_group, methods)}
     return [p for p in paths if p.partition(".")[0] not in read]
 #: Data sets ``fenchel_cvx.data.load_dataset`` knows (the shipped MNIST subset first).
 DATASET_NAMES = ("mnist-small", "mnist", "cifar10", "synthetic")

@@ -202,6 +202,21 @@ def test_runs_that_share_a_method_are_labelled_by_the_settings_they_differ_in(tm
     assert twice == {"fenchel: runs/a", "fenchel: again/a"}, twice
 
 
+def test_every_label_names_the_loop_settings_any_two_runs_differ_in(tmp_path):
+    """A setting every trainer reads (here lr_decay) labels every run once two runs differ in it, a lone run of
+    its method included; one the runs share labels none."""
+    for name, extra in (("f", ("--curvature", "adam", "--inexact-x-iters", "2", "--lr-decay", "0.9",
+                               "--compare", "none")),
+                        ("a", ("--method", "adam", "--lr", "0.005", "--lr-decay", "0.9")),
+                        ("p", ("--method", "adam"))):
+        rc, _ = _train(tmp_path / "runs", name, "--epochs", "1", *extra)
+        assert rc == 0
+    labels = set(runs.collect_runs([tmp_path / "runs"]))
+    assert labels == {"fenchel, lr_decay 0.9", "adam, lr 0.005, lr_decay 0.9", "adam, lr default, lr_decay 1"}, labels
+    labels = set(runs.collect_runs([tmp_path / "runs" / "f", tmp_path / "runs" / "a"]))
+    assert labels == {"fenchel", "adam"}, labels
+
+
 def test_running_curvature_from_the_command_line(tmp_path, capsys):
     rc, out = _train(tmp_path, "fast", "--epochs", "1", "--compare", "none", "--curvature", "running",
                      "--curvature-every", "2", "--curvature-rank", "5", "--inexact-x-iters", "5")
