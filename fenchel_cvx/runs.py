@@ -41,7 +41,17 @@ from .checkpoint import file_mode, load_checkpoint, remove_stale_temporaries, ru
 from .data import Dataset, load_dataset
 from .errors import CheckpointError, FenchelError
 from .network import LiftedNetwork, _check_in_shape
-from .settings import METHODS, MODE_FLAGS, SHARED_GROUPS, RunConfig, resumable, unread_settings
+from .settings import (
+    ADAM_LR,
+    BCD_METHODS,
+    DEFAULT_LR,
+    METHODS,
+    MODE_FLAGS,
+    SHARED_GROUPS,
+    RunConfig,
+    resumable,
+    unread_settings,
+)
 from .shards import barrier, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState
 
@@ -243,7 +253,7 @@ def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> 
         rows = read_metrics(d)
         method = next((r["method"] for r in rows if r.get("method")), d.name)
         try:
-            settings = _saved_config(d).flat()
+            settings = _with_step_size(_saved_config(d).flat(), method)
         except CheckpointError:
             settings = {}
         entries.append((method, d, rows, settings))
@@ -255,19 +265,32 @@ def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> 
     def differing(among: list[dict], shared_only: bool) -> set[str]:
         keys = set().union(*among)
         return {k for k in keys if k.rpartition(".")[2] not in place and k != "method"
-                and (not shared_only or k.partition(".")[0] in SHARED_GROUPS)
+                and (not shared_only or k.partition(".")[0] in (*SHARED_GROUPS, "step"))
                 and any(g.get(k) != among[0].get(k) for g in among)}
     # settings every trainer reads (data, network, loop: e.g. lr_decay) label every run when any two runs differ
     # in them; a trainer's own settings label the runs of that trainer when they differ among those runs
     shared = differing([e[3] for e in entries], shared_only=True)
     for i, (method, d, rows, settings) in enumerate(entries):
         own = differing(groups[method], shared_only=False) if len(groups[method]) > 1 else set()
-        pieces = [f"{k.rpartition('.')[2]} {_short(settings.get(k))}" for k in sorted(shared | own)]
+        pieces = [f"{k.rpartition('.')[2]} {_short(settings.get(k))}" for k in sorted(shared | own) if k in settings]
         label = f"{method}, " + ", ".join(pieces) if pieces else method
         if not pieces and len(groups[method]) > 1:
             label = f"{method}: {d.parent.name}/{d.name}"
         runs[label if label not in runs else f"{label} #{i}"] = rows
     return runs
+
+
+def _with_step_size(settings: dict, method: str) -> dict:
+    """``settings`` with the step size a run trained at, whatever its trainer calls it, as ``step.lr``: backprop's
+    ``lr`` and Fenchel's Adam W-steps' ``adam_lr``, defaults resolved, so that runs of both label by one rate."""
+    out = dict(settings)
+    lr = out.pop("backprop.lr", None)
+    adam_lr = out.pop("fenchel.adam_lr", None)
+    if method in DEFAULT_LR:
+        out["step.lr"] = DEFAULT_LR[method] if lr is None else lr
+    elif method in BCD_METHODS and out.get("fenchel.curvature") == "adam":
+        out["step.lr"] = ADAM_LR if adam_lr is None else adam_lr
+    return out
 
 
 def _short(v: Any) -> str:

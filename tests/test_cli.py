@@ -172,7 +172,7 @@ def test_plot_writes_a_png(tmp_path, capsys):
     png2 = tmp_path / "loss.png"
     assert cli.main(["plot", str(tmp_path / "runs"), "--metric", "train_loss", "-o", str(png2)]) == 0
     assert png2.is_file()
-    assert set(runs.collect_runs([tmp_path / "runs"])) == {"adam", "sgd"}
+    assert set(runs.collect_runs([tmp_path / "runs"])) == {"adam, lr 0.001", "sgd, lr 0.01"}  # rates differ
     shutil.copytree(tmp_path / "runs" / "adam", tmp_path / "copy" / "adam")  # the same run in two places
     assert len(runs.collect_runs([tmp_path / "runs" / "adam", tmp_path / "copy" / "adam"])) == 2  # both drawn
     rc = cli.main(["plot", str(tmp_path / "missing")])
@@ -203,8 +203,8 @@ def test_runs_that_share_a_method_are_labelled_by_the_settings_they_differ_in(tm
 
 
 def test_every_label_names_the_loop_settings_any_two_runs_differ_in(tmp_path):
-    """A setting every trainer reads (here lr_decay) labels every run once two runs differ in it, a lone run of
-    its method included; one the runs share labels none."""
+    """A setting every trainer reads (here lr_decay, and the step size) labels every run once two runs differ in
+    it, a lone run of its method included; one the runs share labels none."""
     for name, extra in (("f", ("--curvature", "adam", "--inexact-x-iters", "2", "--lr-decay", "0.9",
                                "--compare", "none")),
                         ("a", ("--method", "adam", "--lr", "0.005", "--lr-decay", "0.9")),
@@ -212,9 +212,13 @@ def test_every_label_names_the_loop_settings_any_two_runs_differ_in(tmp_path):
         rc, _ = _train(tmp_path / "runs", name, "--epochs", "1", *extra)
         assert rc == 0
     labels = set(runs.collect_runs([tmp_path / "runs"]))
-    assert labels == {"fenchel, lr_decay 0.9", "adam, lr 0.005, lr_decay 0.9", "adam, lr default, lr_decay 1"}, labels
+    assert labels == {"fenchel, lr 0.001, lr_decay 0.9", "adam, lr 0.005, lr_decay 0.9", "adam, lr 0.001, lr_decay 1"
+                      }, labels
+    # the step size is one setting across trainers (backprop's lr, the Adam W-steps' adam_lr), defaults resolved
+    labels = set(runs.collect_runs([tmp_path / "runs" / "f", tmp_path / "runs" / "p"]))
+    assert labels == {"fenchel, lr_decay 0.9", "adam, lr_decay 1"}, labels
     labels = set(runs.collect_runs([tmp_path / "runs" / "f", tmp_path / "runs" / "a"]))
-    assert labels == {"fenchel", "adam"}, labels
+    assert labels == {"fenchel, lr 0.001", "adam, lr 0.005"}, labels
 
 
 def test_running_curvature_from_the_command_line(tmp_path, capsys):
