@@ -174,8 +174,9 @@ def piecewise_slopes(act: Activation) -> tuple[float, float] | None:
 def _factor_buffer(H: torch.Tensor) -> torch.Tensor:
     """An uninitialized buffer shaped like ``H`` for Cholesky factors, each matrix stored column-major.
 
-    LAPACK writes column-major factors: into a row-major ``out`` torch factors a temporary and copies it over,
-    which costs 1.3-1.8x the factorization of a ``101 x 101`` or ``301 x 301`` batch (float64, one thread).
+    LAPACK writes column-major factors: into a row-major ``out`` torch factors a temporary and copies it over, a
+    cost comparable to the factorization itself at the sizes of the subproblem benchmark (where this buffer made
+    ``w_hidden`` faster: docs/benchmarks.md).
     """
     return torch.empty_like(H).mT
 
