@@ -116,11 +116,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _has_step_size(run: dict) -> bool:
-    """Whether a run's settings have a step size for ``--lr-decay`` to decay (backprop, or Adam W-steps)."""
-    return run["method"] in ("adam", "sgd") or run.get("curvature") == "adam"
-
-
 def _table(results: dict, key: str) -> list[str]:
     names = list(results)
     rows = max(len(results[n]["rows"]) for n in names)
@@ -154,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for name in args.runs.split(","):
             over = {k: tuned.get(v, v) if isinstance(v, str) else v for k, v in RUNS[name].items()}
-            if args.lr_decay != 1.0 and _has_step_size(over):
-                over["lr_decay"] = args.lr_decay
             cfg = base.with_values({**over, **parts[part]})
+            if args.lr_decay != 1.0 and cfg.step_size() is not None:
+                cfg = cfg.with_values({"lr_decay": args.lr_decay})
             run_dir = out / part / name
             if run_dir.exists():
                 shutil.rmtree(run_dir)

@@ -93,7 +93,7 @@ import torch
 
 from ._checks import check_finite, per_layer, trusted_values
 from .errors import CheckpointError, ChoiceError, DomainError, ShapeError, ShardingError, SolverError, ValueRangeError
-from .settings import ADAM_LR, FAST_GAMMA, BCDSettings, layer_values
+from .settings import FAST_GAMMA, BCDSettings, layer_values
 from .shards import all_sum_float, column_range, gather_columns, is_sharded, process_group, sharded, traffic_tag, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState, feed_forward, pre_activation
 
@@ -306,7 +306,7 @@ class BCD(Trainer):
         self.relax = layer_values(self.mode["curvature_relax"], self.L + 1, "curvature_relax", batched=b,
                                   positive=True)
         #: the Adam W-steps' rate (``curvature="adam"``): ``adam_lr``, or :data:`~fenchel_cvx.settings.ADAM_LR`
-        self.adam_lr = ADAM_LR if s.adam_lr is None else s.adam_lr
+        self.adam_lr = s.adam_rate
         #: the penalty of each hidden layer in J (what ``B`` is asked of): the activations' Fenchel penalties here
         self.penalties = list(self.acts)
         self._face: _Face | None = None

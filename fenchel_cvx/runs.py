@@ -42,9 +42,6 @@ from .data import Dataset, load_dataset
 from .errors import CheckpointError, FenchelError
 from .network import LiftedNetwork, _check_in_shape
 from .settings import (
-    ADAM_LR,
-    BCD_METHODS,
-    DEFAULT_LR,
     METHODS,
     MODE_FLAGS,
     SHARED_GROUPS,
@@ -253,7 +250,7 @@ def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> 
         rows = read_metrics(d)
         method = next((r["method"] for r in rows if r.get("method")), d.name)
         try:
-            settings = _with_step_size(_saved_config(d).flat(), method)
+            settings = _with_step_size(_saved_config(d))
         except CheckpointError:
             settings = {}
         entries.append((method, d, rows, settings))
@@ -280,16 +277,14 @@ def collect_runs(paths: Sequence[str | os.PathLike], *, nested: bool = True) -> 
     return runs
 
 
-def _with_step_size(settings: dict, method: str) -> dict:
-    """``settings`` with the step size a run trained at, whatever its trainer calls it, as ``step.lr``: backprop's
-    ``lr`` and Fenchel's Adam W-steps' ``adam_lr``, defaults resolved, so that runs of both label by one rate."""
-    out = dict(settings)
-    lr = out.pop("backprop.lr", None)
-    adam_lr = out.pop("fenchel.adam_lr", None)
-    if method in DEFAULT_LR:
-        out["step.lr"] = DEFAULT_LR[method] if lr is None else lr
-    elif method in BCD_METHODS and out.get("fenchel.curvature") == "adam":
-        out["step.lr"] = ADAM_LR if adam_lr is None else adam_lr
+def _with_step_size(cfg: RunConfig) -> dict:
+    """``cfg``'s settings by dotted path, with the step size its trainer takes (:meth:`RunConfig.step_size`) as
+    ``step.lr`` in place of backprop's ``lr`` and the Adam W-steps' ``adam_lr``, so runs of both label by one rate."""
+    out = cfg.flat()
+    del out["backprop.lr"], out["fenchel.adam_lr"]
+    step = cfg.step_size()
+    if step is not None:
+        out["step.lr"] = step
     return out
 
 

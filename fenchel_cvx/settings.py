@@ -540,6 +540,11 @@ class BCDSettings(BCDOptions, TrainerSettings):
                 f"{m['inexact_x_iters']}, inexact_x_certify={m['inexact_x_certify']}")
 
     @property
+    def adam_rate(self) -> float:
+        """``adam_lr``, or :data:`ADAM_LR` (the authors' code's) when unset: the Adam W-steps' rate."""
+        return ADAM_LR if self.adam_lr is None else float(self.adam_lr)
+
+    @property
     def is_inexact(self) -> bool:
         """``inexact``, with ``None`` resolved: inexact for batched runs, exact for full batch."""
         return (self.batch_size is not None) if self.inexact is None else bool(self.inexact)
@@ -816,6 +821,17 @@ class RunConfig(_Checked):
     def peer_settings(self, model: str | None = None) -> PeerSettings:
         """``train`` + ``peers`` as one :class:`PeerSettings` for ``model`` (default: ``method``)."""
         return PeerSettings(**_shallow(self.train), **_shallow(self.peers), model=model or self.method)
+
+    def step_size(self) -> float | None:
+        """The step size this run's trainer takes before ``lr_decay``: backprop's ``learning_rate``, the Adam
+        W-steps' ``adam_rate`` (``curvature="adam"``), or ``None`` for a trainer without one (the other Fenchel
+        modes, the peer models)."""
+        if self.method in BCD_METHODS:
+            s = self.bcd_settings()
+            return s.adam_rate if s.mode()["curvature"] == "adam" else None
+        if self.method in PEER_METHODS:
+            return None
+        return self.backprop_settings().learning_rate
 
     def bcd_settings(self) -> BCDSettings:
         """``train`` + ``fenchel`` as one :class:`BCDSettings`."""

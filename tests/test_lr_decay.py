@@ -138,3 +138,14 @@ def test_a_run_config_passes_the_decay_to_both_trainers():
     assert cfg.backprop_settings().lr_decay == 0.9
     cfg = RunConfig().with_values({"curvature": "adam", "lr_decay": 0.9})
     assert cfg.bcd_settings().lr_decay == 0.9 and cfg.backprop_settings("adam").lr_decay == 0.9
+
+
+def test_a_run_configs_step_size_is_the_rate_its_trainer_takes():
+    """What ``lr_decay`` decays: backprop's rate and the Adam W-steps' rate, defaults resolved; none elsewhere."""
+    cfg = RunConfig()
+    assert cfg.step_size() is None  # Fenchel's default mode: block minimizers and curvature-scaled steps
+    assert cfg.with_values({"curvature": "adam"}).step_size() == 1e-3
+    assert cfg.with_values({"curvature": "adam", "adam_lr": 5e-3}).step_size() == 5e-3
+    assert cfg.with_values({"method": "sgd"}).step_size() == 1e-2
+    assert cfg.with_values({"method": "adam", "lr": 3e-3}).step_size() == 3e-3
+    assert cfg.with_values({"method": "taylor-admm", "batch_size": None}).step_size() is None
