@@ -86,6 +86,17 @@ def check_choice(value: Any, name: str, choices: Iterable[Any], hint: str = "") 
     return value
 
 
+def first_not_finite(named: Sequence[tuple[str, Any]]) -> str | None:
+    """The name of the first ``(name, tensor)`` of ``named`` (floating torch tensors on one device) holding NaN or
+    inf, or ``None``. One read of a value on the host when all are finite -- on a GPU one wait for the device, not
+    one per tensor: the sum of their sums is finite only if every entry is (or it overflowed: then each is read)."""
+    import torch
+
+    if not named or bool(torch.isfinite(torch.stack([t.sum() for _, t in named]).sum())):
+        return None
+    return next((name for name, t in named if not bool(torch.isfinite(t).all())), None)
+
+
 def check_finite(x: Any, name: str) -> None:
     """Raise :class:`DomainError` when ``x`` holds NaN or inf, saying how many and where the first is."""
     if _TRUSTED.get():

@@ -91,8 +91,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ._checks import check_finite, per_layer, trusted_values
-from .errors import CheckpointError, ChoiceError, DomainError, ShapeError, ShardingError, SolverError, ValueRangeError
+from ._checks import first_not_finite, per_layer, trusted_values
+from .errors import CheckpointError, ChoiceError, ShapeError, ShardingError, SolverError, ValueRangeError
 from .settings import FAST_GAMMA, BCDSettings, layer_values
 from .shards import all_sum_float, column_range, gather_columns, is_sharded, process_group, sharded, traffic_tag, world
 from .trainer import HISTORY_KEYS, Trainer, TrainState, feed_forward, pre_activation
@@ -240,16 +240,13 @@ class _Face:
 
 def _check_weights_finite(state: BCDState) -> None:
     """Raise :class:`SolverError` when a sweep left NaN/inf in a weight: it diverged on finite data."""
-    for l, (w, v) in enumerate(zip(state.W, state.b, strict=True)):
-        for name, t in ((f"W_{l}", w), (f"b_{l}", v)):
-            try:
-                if t is not None:
-                    check_finite(t, name)
-            except DomainError:
-                raise SolverError(f"{name}: expected finite weights after the batch's block updates, got NaN/inf "
-                                  "entries from finite data: the steps diverged (in the running-curvature mode a "
-                                  "smaller curvature_relax or larger gamma shortens them)", status="non-finite",
-                                  subproblem="bcd_step") from None
+    name = first_not_finite([(f"{kind}_{l}", t) for l, (w, v) in enumerate(zip(state.W, state.b, strict=True))
+                             for kind, t in (("W", w), ("b", v)) if t is not None])
+    if name is not None:
+        raise SolverError(f"{name}: expected finite weights after the batch's block updates, got NaN/inf "
+                          "entries from finite data: the steps diverged (in the running-curvature mode a "
+                          "smaller curvature_relax or larger gamma shortens them)", status="non-finite",
+                          subproblem="bcd_step")
 
 
 def _keywords(fn: Any) -> frozenset[str]:

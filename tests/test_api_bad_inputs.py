@@ -12,7 +12,7 @@ import torch
 
 from fenchel_cvx import LiftedNetwork
 from fenchel_cvx.baselines import Backprop, BackpropSettings, BackpropState
-from fenchel_cvx.bcd import BCD
+from fenchel_cvx.bcd import BCD, _check_weights_finite
 from fenchel_cvx.data import load_mnist_subset
 from fenchel_cvx.errors import FenchelError, LabelError, ShapeError, SolverError
 from fenchel_cvx.settings import BCDSettings
@@ -81,6 +81,21 @@ def test_diverging_backprop_raises_instead_of_returning_nan_weights():
     with pytest.raises(SolverError, match=r"the sgd step.? diverged") as exc:
         sgd.run(X * 10, y, progress=False)
     assert exc.value.status == "non-finite"
+
+
+def test_bcd_names_the_weight_a_diverging_sweep_left_not_finite():
+    """The weights are checked with one host read; the error still names the first bad tensor."""
+    from types import SimpleNamespace
+    W = [torch.ones(3, 4, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64)]
+    b = [torch.zeros(3, dtype=torch.float64), None]
+    _check_weights_finite(SimpleNamespace(W=W, b=b))  # finite: no error
+    b[0][1] = math.inf
+    W[1][0, 0] = math.nan
+    with pytest.raises(SolverError, match=r"^b_0: expected finite weights .* diverged") as exc:
+        _check_weights_finite(SimpleNamespace(W=W, b=b))
+    assert exc.value.status == "non-finite"
+    big = [torch.full((3, 4), 1e308, dtype=torch.float64)] * 2  # their sums overflow; every entry is finite
+    _check_weights_finite(SimpleNamespace(W=big, b=[None, None]))
 
 
 # -- optimality.objective / residual, verify, rescale ---------------------------------------------------------------

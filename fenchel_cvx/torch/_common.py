@@ -159,25 +159,29 @@ def spectral_norm_sq(W: torch.Tensor, iters: int = 60, safety: float = 1.01) -> 
     cheaper than the power iteration: the output layer's ``W_L`` has one row per class).
     """
     Wd = W.detach().to(torch.float64)
-    if Wd.numel() == 0 or not bool(Wd.any()):
+    if Wd.numel() == 0:
         return 0.0
     if min(Wd.shape) <= _SMALL_SIDE:
         gram = Wd @ Wd.T if Wd.shape[0] <= Wd.shape[1] else Wd.T @ Wd
-        return float(torch.linalg.eigvalsh(gram)[-1]) * safety
+        return max(float(torch.linalg.eigvalsh(gram)[-1]), 0.0) * safety
     gen = torch.Generator(device="cpu").manual_seed(12345)
     x = torch.randn(Wd.shape[1], 1, generator=gen, dtype=torch.float64).to(Wd.device)
-    x = x / x.norm()
+    lam = _power_iteration(Wd, x / x.norm(), iters)
+    if not lam > 0.0:  # x fell in the null space (or W = 0): start again from the rows of W
+        x = Wd.abs().sum(0, keepdim=True).T
+        lam = _power_iteration(Wd, x / x.norm().clamp_min(tiny(Wd.dtype)), iters)
+    return max(lam, 0.0) * safety
+
+
+def _power_iteration(Wd: torch.Tensor, x: torch.Tensor, iters: int) -> float:
+    """The Rayleigh quotient of ``W^T W`` after ``iters`` steps from the unit vector ``x``; 0 when an iterate falls
+    in the null space. The steps never read a value on the host: on a GPU the loop runs without waiting."""
     lam = Wd.new_zeros(())
     for _ in range(iters):
         y = Wd.T @ (Wd @ x)
         lam = (x * y).sum()
-        n = y.norm()
-        if not bool(n > 0):  # x fell in the null space: the start was unlucky, restart from the rows of W
-            x = Wd.abs().sum(0, keepdim=True).T
-            x = x / x.norm()
-            continue
-        x = y / n
-    return float(lam) * safety
+        x = y / y.norm().clamp_min(tiny(Wd.dtype))
+    return float(lam)
 
 
 def tiny(dtype: torch.dtype) -> float:

@@ -520,9 +520,10 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
 def _unchecked_end(smooth: Any, prev: _PrevTerm, Z0: torch.Tensor, T0: torch.Tensor, Z: torch.Tensor,
                    T: torch.Tensor, k: int, L: float) -> dict:
     """End of an uncertified capped run: per column, the lower objective of the start ``Z0`` and ``Z``."""
-    # "not no worse" rather than "worse": a column whose steps overflowed to NaN goes back too
+    # "not no worse" rather than "worse": a column whose steps overflowed to NaN goes back too. No test of
+    # back.any() first: on a GPU reading it would wait for every step queued, the select costs one pass
     back = ~(smooth.value(T) + prev.partial_value(Z) <= smooth.value(T0) + prev.partial_value(Z0))
-    Z = torch.where(back, Z0, Z) if bool(back.any()) else Z
+    Z = torch.where(back, Z0, Z)
     nan = Z.new_full((Z.shape[1],), math.nan)
     return {"Z": Z, "T": None, "residual": nan, "gap": nan.clone(), "iterations": k, "lipschitz": L,
             "mu": prev.mu, "history": [], "stalled": False}
