@@ -99,3 +99,21 @@ def test_script_prints_one_row_per_run(hs, capsys):
     assert [r[0] for r in rows] == ["fenchel-default", "adam"]
     assert all(r[1] == "1" and float(r[2]) > 0 and float(r[3]) >= 1 for r in rows)
     assert np.isfinite([float(r[3]) for r in rows]).all()
+
+
+@pytest.mark.slow
+def test_gpu_report_runs_every_table_on_the_cpu(tmp_path):
+    """The prepared GPU script (issue 15, item 4) at smoke scale with DEVICE=cpu: every table written."""
+    import os
+    import subprocess
+    out = tmp_path / "report"
+    script = SCRIPT.parent / "gpu_report.sh"
+    done = subprocess.run(["bash", str(script), "-", str(out), "--quick"], env={**os.environ, "DEVICE": "cpu"},
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "device cpu" in (out / "device.txt").read_text()
+    assert "fenchel-default" in (out / "host_syncs.txt").read_text()
+    assert sum(line.startswith(("x_hidden", "w_hidden")) for line in (out / "subproblems.txt").read_text()
+               .splitlines()) == 8  # two variants each at two sizes
+    assert "| 2 |" in (out / "fig2.txt").read_text()
+    assert "| fenchel-adam |" in (out / "lenet.txt").read_text()
