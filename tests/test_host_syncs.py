@@ -77,6 +77,24 @@ def test_power_iteration_restarts_when_its_start_is_in_the_null_space():
     assert true <= spectral_norm_sq(W) <= 1.011 * true
 
 
+def test_certified_x_update_reads_once_per_check(hs):
+    """A certified FISTA check reads the device once (the worst certificate and how many columns are done), the
+    steps between checks never: the reads grow with the checks by exactly one each."""
+    import fenchel_cvx.torch as ft
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(40, 60, generator=g, dtype=torch.float64) / 8
+    U = torch.randn(60, 300, generator=g, dtype=torch.float64)
+    V = torch.relu(W @ torch.relu(U) + 0.1 * torch.randn(40, 300, generator=g, dtype=torch.float64))
+    extra = {}
+    for tol in (1e-4, 1e-12):
+        with hs.HostReads() as reads:
+            res = ft.x_hidden(W, None, V, U, act="relu", act_prev="relu", lam=1.0, lam_prev=1.0, tol=tol)
+        assert res.converged
+        extra[tol] = (reads.total - len(res.info["history"]), len(res.info["history"]), res.iterations)
+    assert extra[1e-12][1] > extra[1e-4][1] and extra[1e-12][2] > extra[1e-4][2] + 5
+    assert extra[1e-12][0] == extra[1e-4][0]
+
+
 def test_fast_default_reads_no_value_inside_its_steps(hs):
     """The default mode's capped X-steps and running-curvature W-steps run without a host read: the reads per
     batch are the same at 3 and at 30 X-steps, and few (the Lipschitz constant and the weights' finiteness)."""

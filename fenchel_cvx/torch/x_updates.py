@@ -484,24 +484,29 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
             elif k == max_iter:
                 Z, T, gap, res = _no_worse_than_start(smooth, prev, Z, T, gap, res, start, idx, tol)
             done = res <= tol
-            worst = float(res.max())
+            # the check's one read of the device (on a GPU, one wait): the worst certificate and how many are done
+            worst, n_done = torch.stack([res.max(), done.sum().to(res.dtype)]).tolist()
             next_check = k + _next_check(history, k, worst, tol)
             history.append((k, worst))
             if worst < 0.5 * best[1]:
                 best = (k, worst)
             stalled = k - best[0] >= stall
+            n = done.numel()
             if k == max_iter or stalled:
-                done = torch.ones_like(done)
-            if bool(done.any()):
-                cols = idx[done]
-                Z_out[:, cols], res_out[cols], gap_out[cols] = Z[:, done], res[done].to(Z.dtype), gap[done].to(Z.dtype)
-                T_out[:, cols] = T[:, done]
-                keep = ~done
-                if not bool(keep.any()):
+                done, n_done = torch.ones_like(done), n
+            if n_done:
+                # the columns that go on, then those done, each in order: integer indices, where boolean masks
+                # would each read the device again
+                order = torch.argsort(done.to(torch.uint8), stable=True)
+                going, leaving = order[:n - int(n_done)], order[n - int(n_done):]
+                cols = idx[leaving]
+                Z_out[:, cols], res_out[cols] = Z[:, leaving], res[leaving].to(Z.dtype)
+                gap_out[cols], T_out[:, cols] = gap[leaving].to(Z.dtype), T[:, leaving]
+                if n_done == n:
                     break
-                idx, smooth, prev = idx[keep], smooth.take(keep), prev.take(keep)
-                Z, T, dZ, dT, Yv, S, G = (Z[:, keep], T[:, keep], dZ[:, keep], dT[:, keep], Yv[:, keep], S[:, keep],
-                                          G[:, keep])
+                idx, smooth, prev = idx[going], smooth.take(going), prev.take(going)
+                Z, T, dZ, dT, Yv, S, G = (Z[:, going], T[:, going], dZ[:, going], dT[:, going], Yv[:, going],
+                                          S[:, going], G[:, going])
         # the same arithmetic at every step, certified or not: a capped run takes exactly the certified steps
         Znew = prev.solve(A.adjoint_add(prev.prox_rhs(Yv, a, out=scratch(f"z{k % 2}")), S, -a * step, G), a, Z)
         Tnew = affine(Znew)
