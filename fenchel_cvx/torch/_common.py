@@ -176,12 +176,13 @@ def spectral_norm_sq(W: torch.Tensor, iters: int = 60, safety: float = 1.01) -> 
 def _power_iteration(Wd: torch.Tensor, x: torch.Tensor, iters: int) -> float:
     """The Rayleigh quotient of ``W^T W`` after ``iters`` steps from the unit vector ``x``; 0 when an iterate falls
     in the null space. The steps never read a value on the host: on a GPU the loop runs without waiting."""
-    lam = Wd.new_zeros(())
-    for _ in range(iters):
-        y = Wd.T @ (Wd @ x)
-        lam = (x * y).sum()
-        x = y / y.norm().clamp_min(tiny(Wd.dtype))
-    return float(lam)
+    Wt, floor = Wd.T, tiny(Wd.dtype)
+    for k in range(iters):
+        y = Wt @ (Wd @ x)
+        if k == iters - 1:  # only the last quotient is returned: the others would be dispatch overhead
+            return float((x * y).sum())
+        x = y / y.norm().clamp_min(floor)
+    return 0.0
 
 
 def tiny(dtype: torch.dtype) -> float:
