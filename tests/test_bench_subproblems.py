@@ -62,3 +62,26 @@ def test_floor_columns_bound_the_solves_that_have_them(bench, capsys):
             result = run_t()
             seconds = time.perf_counter() - t0
             assert 0 < bench.kernel_floor(name, result, d) < seconds, name
+
+
+def test_lbfgs_time_is_the_median_of_repeated_runs_within_the_budget(bench, capsys, monkeypatch):
+    """Short L-BFGS-B runs are repeated (``--repeats``) and their median counts; a run that would pass the budget is
+    not started."""
+    calls, real = [], bench.lbfgs
+    times = iter([0.1, 0.3, 0.2] * 9)
+
+    def timed(*args, **kwargs):
+        seconds, reached, value = real(*args, **kwargs)
+        calls.append(seconds)
+        return next(times), reached, value
+
+    monkeypatch.setattr(bench, "lbfgs", timed)
+    assert bench.main(["--sizes", "12x30", "--no-cvxpy", "--lbfgs-cap", "20", "--threads", "1", "--repeats", "3"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert len(calls) == 3 * len(rows)
+    assert all(r[6] == "0.2" for r in rows)  # the median of 0.1, 0.3, 0.2 (the L-BFGS-B column)
+    calls.clear()
+    monkeypatch.setattr(bench, "LBFGS_BUDGET", 0.35)  # two runs of 0.15 s fit, a third would not
+    times = iter([0.15] * 27)
+    assert bench.main(["--sizes", "12x30", "--no-cvxpy", "--lbfgs-cap", "20", "--threads", "1", "--repeats", "3"]) == 0
+    assert len(calls) == 2 * len(_rows(capsys.readouterr().out))
