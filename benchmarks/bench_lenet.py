@@ -69,8 +69,8 @@ RUNS = {  # name -> settings on top of the LeNet-5 base (Appendix C's values are
     "fenchel-adam": {"method": "fenchel", "curvature": "adam", "tol": 1e-10},
     # the same at the rate chosen on the validation splits (TUNED_LR), and backprop's Adam given the same rate
     "fenchel-adam-tuned": {"method": "fenchel", "curvature": "adam", "tol": 1e-10, "adam_lr": "tuned-lr"},
-    # the same W-steps with 10 uncertified float32 X-steps per X-update instead of solves to 1e-10 (as accurate on
-    # MNIST's validation split, a quarter less time: docs/training.md)
+    # the same W-steps with 10 uncertified float32 X-steps per X-update instead of solves to 1e-10 (level on
+    # MNIST's validation split; on full MNIST no faster: docs/training.md, "Capped X-steps with the Adam W-steps")
     "fenchel-adam-fast": {"method": "fenchel", "curvature": "adam", "adam_lr": "tuned-lr", "inexact_x_iters": 10,
                           "inexact_x_float32": True},
     "adam": {"method": "adam"},
