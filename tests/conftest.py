@@ -1,7 +1,7 @@
 """Shared test fixtures: a seeded generator, the devices to test on, and one closeness helper for numpy/torch.
 
-Import the plain helpers directly (``from conftest import DEVICES, assert_close``) or use the fixtures
-``rng``, ``devices``, ``device`` (parametrized over :data:`DEVICES`) and ``close``.
+Import the plain helpers directly (``from conftest import DEVICES, assert_close, load_benchmark``) or use the
+fixtures ``rng``, ``devices``, ``device`` (parametrized over :data:`DEVICES`) and ``close``.
 
 Hypothesis runs derandomized (the same examples every run) with no deadline (first calls into CVXPY and torch
 are slow); ``HYPOTHESIS_PROFILE=thorough`` raises the example count for a longer local check.
@@ -9,7 +9,10 @@ are slow); ``HYPOTHESIS_PROFILE=thorough`` raises the example count for a longer
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,23 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 DEVICES: list[str] = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 SEED = 20200826  # one fixed seed for every test that draws random data
+
+#: the benchmark scripts' folder
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str) -> Any:
+    """The script ``benchmarks/<name>.py`` as a module, its folder on ``sys.path`` while it loads (scripts import
+    their siblings, e.g. ``bench_cvx``, when they load)."""
+    folder = str(BENCHMARKS)
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
 
 
 def to_numpy(x: Any) -> np.ndarray:

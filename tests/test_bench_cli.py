@@ -3,27 +3,17 @@ value is neither a traceback nor silently replaced (an audit found wrong scaled 
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import BENCHMARKS, load_benchmark
 
 
 def test_bench_training_names_an_out_below_a_file(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(SystemExit) as exc:
-        _script("bench_training").main(["--out", str(tmp_path / "afile" / "sub")])
+        load_benchmark("bench_training").main(["--out", str(tmp_path / "afile" / "sub")])
     assert exc.value.code == 2 and "--out: cannot make the folder" in capsys.readouterr().err
 
 
@@ -44,14 +34,14 @@ def test_bench_training_names_an_out_below_a_file(tmp_path, capsys):
 ])
 def test_bad_options_are_one_line_errors(script, argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        _script(script).main(argv)
+        load_benchmark(script).main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
 
 
 def test_library_errors_print_one_line_not_a_traceback():
-    res = subprocess.run([sys.executable, str(BENCH / "bench_lenet.py"), "--dataset", "cifar10", "--data-dir",
-                          str(BENCH / "no_such_folder")], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, str(BENCHMARKS / "bench_lenet.py"), "--dataset", "cifar10", "--data-dir",
+                          str(BENCHMARKS / "no_such_folder")], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bench_lenet.py: error: data_dir: expected an existing folder"), \
@@ -61,7 +51,7 @@ def test_library_errors_print_one_line_not_a_traceback():
 def test_bench_cvx_reports_failed_solves_in_its_exit_status(monkeypatch, capsys):
     """A size whose solves fail prints 'failed' rows and exits 1 (it exited 0, as if every row held a time)."""
     from fenchel_cvx.errors import SolverError
-    bench = _script("bench_cvx")
+    bench = load_benchmark("bench_cvx")
 
     def fails(solver, fraction, polish):
         raise SolverError(f"{solver} gave up", status="solver_error", solver=solver)

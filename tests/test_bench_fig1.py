@@ -1,21 +1,12 @@
 """Smoke test of the Fig. 1 benchmark: every model trains full batch in one harness and lands in one table."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_fig1.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_fig1", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 def test_fig1_runs_every_model_and_tabulates_equal_iterations_and_equal_time(tmp_path):
-    bench = _bench()
+    bench = load_benchmark("bench_fig1")
     out = tmp_path / "fig1"
     rc = bench.main(["--quick", "--n-train", "300", "--n-test", "100", "--iters", "2", "--threads", "1",
                      "--sgd-batch", "100", "--out", str(out), "--no-progress"])

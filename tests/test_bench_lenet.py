@@ -1,21 +1,15 @@
 """Smoke test of the Figs. 3-4 benchmark: a tuned run takes its data set's gamma and rate; the table and ratio."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_lenet.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_lenet", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_lenet")
 
 
 def test_tuned_runs_use_the_datasets_tuned_gamma_and_rate(bench, tmp_path):
@@ -52,10 +46,7 @@ def test_the_adam_run_takes_adam_w_steps_and_moves_the_convolutions(bench, tmp_p
 
 @pytest.fixture(scope="module")
 def motion():
-    spec = importlib.util.spec_from_file_location("layer_motion", SCRIPT.with_name("layer_motion.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("layer_motion")
 
 
 def test_layer_motion_probe_sees_the_signal_reach_the_first_conv_layer_when_solved_tightly(motion):

@@ -1,25 +1,16 @@
 """Smoke test of the subproblem benchmark (issue 15's table): one row per subproblem, the faces agree, and the
 torch solves run on the device ``--device`` names (the CPU here; CUDA where there is one)."""
 
-import importlib.util
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_subproblems.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(SCRIPT.parent))  # the script imports bench_cvx beside it
-    spec = importlib.util.spec_from_file_location("bench_subproblems", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(SCRIPT.parent))
+    return load_benchmark("bench_subproblems")
 
 
 def _rows(out: str) -> list[list[str]]:

@@ -1,26 +1,16 @@
 """Smoke tests of the Fig. 2 benchmarks: issue 15's over-relaxed run and the descent count with its settings."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 from fenchel_cvx import settings as S
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return _load("bench_training")
+    return load_benchmark("bench_training")
 
 
 def test_over_relaxed_run_has_its_settings_and_a_ratio(bench, tmp_path):
@@ -40,7 +30,7 @@ def test_over_relaxed_run_has_its_settings_and_a_ratio(bench, tmp_path):
 
 
 def test_descent_count_takes_gamma_and_relax(capsys):
-    inexact = _load("bench_inexact")
+    inexact = load_benchmark("bench_inexact")
     assert inexact.main(["--epochs", "0", "--descent", "3", "--relax", "2", "--gamma", "0.1", "100"]) == 0
     out = capsys.readouterr().out
     assert "relax 2, gamma 0.1, 100)" in out

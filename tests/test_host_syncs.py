@@ -6,30 +6,21 @@ the steps), and that the helpers on the per-batch path read once where they used
 iteration.
 """
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import BENCHMARKS, load_benchmark
 
 from fenchel_cvx._checks import first_not_finite
 from fenchel_cvx.layers import parse_arch
 from fenchel_cvx.settings import FAST_GAMMA, FAST_MODE
 from fenchel_cvx.torch._common import spectral_norm_sq
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "host_syncs.py"
-
 
 @pytest.fixture(scope="module")
 def hs():
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("host_syncs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
-    sys.path.remove(str(SCRIPT.parent))
+    return load_benchmark("host_syncs")
 
 
 def test_counter_counts_the_package_reads_only(hs):
@@ -125,7 +116,7 @@ def test_gpu_report_runs_every_table_on_the_cpu(tmp_path):
     import os
     import subprocess
     out = tmp_path / "report"
-    script = SCRIPT.parent / "gpu_report.sh"
+    script = BENCHMARKS / "gpu_report.sh"
     done = subprocess.run(["bash", str(script), "-", str(out), "--quick"], env={**os.environ, "DEVICE": "cpu"},
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
