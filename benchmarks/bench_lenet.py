@@ -120,6 +120,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_settings(name: str, dataset: str) -> dict:
+    """``RUNS[name]`` for ``dataset``: ``"tuned"`` read as its ``TUNED_GAMMA``, ``"tuned-lr"`` as its ``TUNED_LR``
+    (MNIST's for a data set with none, e.g. the shipped subset)."""
+    tuned = {"tuned": TUNED_GAMMA.get(dataset, TUNED_GAMMA["mnist"]),
+             "tuned-lr": TUNED_LR.get(dataset, TUNED_LR["mnist"])}
+    return {k: tuned.get(v, v) if isinstance(v, str) else v for k, v in RUNS[name].items()}
+
+
 def _table(results: dict, key: str) -> list[str]:
     names = list(results)
     rows = max(len(results[n]["rows"]) for n in names)
@@ -147,13 +155,10 @@ def main(argv: list[str] | None = None) -> int:
               f"Machine: {machine}; {time.strftime('%Y-%m-%d')}.", ""]
     parts = {"first": {"epochs": 1, "eval_every": args.first_every},
              "full": {"epochs": args.epochs, "eval_every": None}}
-    tuned = {"tuned": TUNED_GAMMA.get(args.dataset, TUNED_GAMMA["mnist"]),
-             "tuned-lr": TUNED_LR.get(args.dataset, TUNED_LR["mnist"])}
     for part in [p for p in args.parts.split(",") if p]:
         results = {}
         for name in args.runs.split(","):
-            over = {k: tuned.get(v, v) if isinstance(v, str) else v for k, v in RUNS[name].items()}
-            cfg = base.with_values({**over, **parts[part]})
+            cfg = base.with_values({**run_settings(name, args.dataset), **parts[part]})
             if args.lr_decay != 1.0 and cfg.step_size() is not None:
                 cfg = cfg.with_values({"lr_decay": args.lr_decay})
             run_dir = out / part / name

@@ -38,7 +38,7 @@ from fenchel_cvx.settings import RunConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cli import run_main  # noqa: E402
 from bench_lenet import RUNS as LENET_RUNS  # noqa: E402
-from bench_lenet import TUNED_GAMMA, TUNED_LR  # noqa: E402
+from bench_lenet import run_settings  # noqa: E402
 from bench_training import _PART_A as DENSE_RUNS  # noqa: E402
 
 # Tensor methods that hand a value to Python, and functions whose output size or error check needs the device's
@@ -172,9 +172,7 @@ def _config(name: str, arch: str | None, args: argparse.Namespace) -> RunConfig:
         return base.with_values(DENSE_RUNS[name])
     if name not in LENET_RUNS:
         raise SystemExit(f"--runs: unknown LeNet-5 run {name!r}; choose from {sorted(LENET_RUNS)}")
-    over = {k: (TUNED_GAMMA["mnist"] if v == "tuned" else TUNED_LR["mnist"] if v == "tuned-lr" else v)
-            for k, v in LENET_RUNS[name].items()}
-    return base.with_values({"arch": arch, **over})
+    return base.with_values({"arch": arch, **run_settings(name, "mnist-small")})
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
