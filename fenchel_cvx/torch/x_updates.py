@@ -486,6 +486,7 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
             done = res <= tol
             # the check's one read of the device (on a GPU, one wait): the worst certificate and how many are done
             worst, n_done = torch.stack([res.max(), done.sum().to(res.dtype)]).tolist()
+            n_done = int(n_done)
             next_check = k + _next_check(history, k, worst, tol)
             history.append((k, worst))
             if worst < 0.5 * best[1]:
@@ -498,7 +499,7 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
                 # the columns that go on, then those done, each in order: integer indices, where boolean masks
                 # would each read the device again
                 order = torch.argsort(done.to(torch.uint8), stable=True)
-                going, leaving = order[:n - int(n_done)], order[n - int(n_done):]
+                going, leaving = order[:n - n_done], order[n - n_done:]
                 cols = idx[leaving]
                 Z_out[:, cols], res_out[cols] = Z[:, leaving], res[leaving].to(Z.dtype)
                 gap_out[cols], T_out[:, cols] = gap[leaving].to(Z.dtype), T[:, leaving]
