@@ -94,8 +94,8 @@ class SubproblemResult:
     backend : str
         The face that answered: ``"cvx"`` or ``"torch"``.
     solver : str
-        ``"OSQP"``, ``"CLARABEL"``, ... for CVXPY; the algorithm's name for torch (``"fista"``, ``"ssn"``,
-        ``"mm"``, ``"running_mm"``, ...).
+        ``"OSQP"``, ``"CLARABEL"``, ... for CVXPY; the algorithm's name for torch (``"fista"``, ``"heavy_ball"``,
+        ``"ssn"``, ``"mm"``, ``"running_mm"``, ...).
     solve_time : float
         Wall-clock seconds of the whole call.
     Z : array, shape (p_l, m), optional

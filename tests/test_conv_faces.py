@@ -108,7 +108,7 @@ def test_x_hidden_faces_agree_on_conv_layers(spec, act, act_prev):
     res = tf.x_hidden(**as_torch(problem), tol=1e-12)
     check_value_and_argmin(ref, res, ("Z",))  # strongly convex: the argmin is unique
     layer = problem["layer"]
-    assert res.Z.shape == (layer.n_in, 3) and res.solver == "fista"
+    assert res.Z.shape == (layer.n_in, 3) and res.solver == ("heavy_ball" if act_prev == "relu" else "fista")
     # both report fenchel_cvx.optimality's residual at their point (numpy or torch alike); small on both faces
     for face, data in ((ref, problem), (res, as_torch(problem))):
         r = residual("x_hidden", face.Z, **data)
@@ -126,7 +126,7 @@ def test_x_last_faces_agree_on_a_pooled_dense_output_layer(loss):
     ref = cvx.x_last(**problem)
     res = tf.x_last(**as_torch(problem), tol=1e-12)
     check_value_and_argmin(ref, res, ("Z",))
-    assert res.solver == ("dual_newton" if loss == "mse" else "fista")
+    assert res.solver == ("dual_newton" if loss == "mse" else "heavy_ball")  # act_prev is ReLU
     assert ref.max_residual < 1e-7 and res.max_residual < 1e-4
     r = residual("x_last", res.Z.numpy(), **problem)
     assert_close(res.residual, r.per_item_relative, rtol=1e-6, atol=1e-14)

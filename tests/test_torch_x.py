@@ -187,7 +187,8 @@ def test_x_hidden_certificates(act, act_prev):
     W, b, V, U = hidden_instance(act, act_prev, seed=3)
     kw = {"act": act, "act_prev": act_prev, "lam": 1.5, "lam_prev": 0.5}
     r = ft.x_hidden(W, b, V, U, tol=1e-13, **kw)
-    assert r.converged and r.status == "optimal" and r.solver == "fista" and r.backend == "torch"
+    assert r.converged and r.status == "optimal" and r.backend == "torch"
+    assert r.solver == ("heavy_ball" if act_prev == "relu" else "fista")
     cert = r.info["certificate"]
     assert cert.shape == (U.shape[1],) and float(cert.max()) <= 1e-13
     assert bool(get_activation(act_prev).in_domain(r.Z).all())
@@ -202,7 +203,8 @@ def test_x_last_certificates(loss, act_prev):
     W, b, Y, U = last_instance(loss, seed=4, soft=(loss == "ce"))
     kw = {"loss": loss, "act_prev": act_prev, "lam_prev": 0.4}
     r = ft.x_last(W, b, Y, U, tol=1e-13, **kw)
-    assert r.converged and r.solver == ("dual_newton" if loss == "mse" else "fista")
+    assert r.converged and r.solver == ("dual_newton" if loss == "mse" else "heavy_ball" if act_prev == "relu" else
+                                        "fista")
     assert float(r.info["certificate"].max()) <= 1e-13
     kkt = x_last_residual(r.Z, W, b, Y, U, **kw)
     assert r.max_residual < 1e-5 and kkt.relative < 1e-5
@@ -406,22 +408,23 @@ def test_cuda_matches_cpu():
 
 
 def test_a_capped_solve_keeps_the_start_where_the_last_iterate_is_worse(monkeypatch):
-    # Make every prox step land far off (still in the ReLU domain): the last iterate is worse than the start in
-    # every column, so a capped solve must hand back the start itself -- with the start's own certificate.
+    # Make every FISTA prox step land far off (still in the leaky ReLU's domain): the last iterate is worse than
+    # the start in every column, so a capped solve must hand back the start itself -- with its own certificate.
     from fenchel_cvx.torch import x_updates as xu
-    W, b, V, U = hidden_instance("relu", "relu", seed=3, m=20)
+    W, b, V, U = hidden_instance("relu", "leaky_relu", seed=3, m=20)
     Z0 = torch.relu(U)
-    kw = {"act": "relu", "act_prev": "relu", "lam": 1.0, "lam_prev": 0.3, "Z0": Z0, "warn": False}
+    kw = {"act": "relu", "act_prev": "leaky_relu", "lam": 1.0, "lam_prev": 0.3, "Z0": Z0, "warn": False}
     one = ft.x_hidden(W, b, V, U, **kw, max_iter=1)
+    assert one.solver == "fista"
     good = xu._PrevTerm.solve
     monkeypatch.setattr(xu._PrevTerm, "solve", lambda self, *a, **kw: good(self, *a, **kw) + 5.0)
     r = ft.x_hidden(W, b, V, U, **kw, max_iter=3)
     torch.testing.assert_close(r.Z, Z0, rtol=0, atol=0)
-    start = col_objective_hidden(Z0, W, b, V, U, "relu", "relu", 1.0, 0.3)
+    start = col_objective_hidden(Z0, W, b, V, U, "relu", "leaky_relu", 1.0, 0.3)
     assert r.value == pytest.approx(float(start.sum()), rel=1e-12)
     # the start's certificate and residual, not the step's
     assert float(r.info["certificate"].max()) > float(one.info["certificate"].max())
-    kkt = x_hidden_residual(Z0, W, b, V, U, act="relu", act_prev="relu", lam=1.0, lam_prev=0.3)
+    kkt = x_hidden_residual(Z0, W, b, V, U, act="relu", act_prev="leaky_relu", lam=1.0, lam_prev=0.3)
     torch.testing.assert_close(r.residual, kkt.per_item / kkt.scale, rtol=1e-9, atol=0)
 
 

@@ -84,9 +84,9 @@ def test_a_capped_solve_with_float32_steps_is_never_worse_than_its_start(monkeyp
     """Force bad steps (a prox that throws the point away): every column comes back to its start (to float32
     round-off, and no worse in float64), and the residual reported is the returned point's."""
     from fenchel_cvx.torch import x_updates
-    W, b, V, U = hidden_instance("relu", "relu", seed=24, q=5, p=6, m=20)
+    W, b, V, U = hidden_instance("relu", "leaky_relu", seed=24, q=5, p=6, m=20)
     Z0 = torch.relu(U)
-    kw = {"act": "relu", "act_prev": "relu", "lam": 1.0, "lam_prev": 0.5}
+    kw = {"act": "relu", "act_prev": "leaky_relu", "lam": 1.0, "lam_prev": 0.5}  # FISTA: its prox is patched
     monkeypatch.setattr(x_updates._PrevTerm, "solve", lambda self, r, a, Zg: r.abs() + 50.0)
     ours = ft.x_hidden(W, b, V, U, Z0=Z0, max_iter=3, step_dtype=F32, warn=False, **kw)
     assert ours.status == "max_iter"

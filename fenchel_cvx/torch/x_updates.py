@@ -63,6 +63,18 @@ Methods
   ``||y - b - alpha/2 - W z(alpha)||^2``. (Semi)smooth Newton with the ``K x K`` Hessians ``I/2 + W diag(
   phi_prev') W^T / c`` (batched Cholesky in float64) and a per-column Armijo search: 3-5 steps at any
   conditioning, where FISTA needs ``sqrt(kappa)`` times more. Cross-entropy uses FISTA (``L = ||W||_2^2 / 2``).
+* Certified solves with ``act_prev`` ReLU (``x_hidden``, and ``x_last`` with cross-entropy): there
+  ``c B_prev(z, u) = c (||z||^2 / 2 - u^T z) + const`` on ``z >= 0`` is smooth, so ``P`` is a smooth function
+  with curvature in ``[mu, L + mu]`` on the nonnegative orthant, piecewise quadratic for ReLU, leaky ReLU and
+  MSE data terms. Projected heavy ball (Polyak's step and momentum for that curvature range) contracts the
+  distance to the argmin of a quadratic by ``(sqrt(kappa') - 1) / (sqrt(kappa') + 1)`` per step, ``kappa' = (L +
+  mu) / mu``, where FISTA's constant momentum gives about ``1 - 1 / sqrt(kappa')``: on the benchmark's
+  ``x_hidden`` 7 iterations to a certificate of 1e-8 against FISTA's 10-11. Heavy ball need not converge on
+  non-quadratic functions, so each column's step is taken only if it lowers ``P`` by a fixed fraction of what a
+  projected gradient step is sure to (otherwise that column takes the projected gradient step next): every
+  step taken then decreases ``P`` enough for a global linear rate, and a capped solve never ends above its
+  start (``_heavy_ball``). Its gradient is taken at the iterate, so a certificate costs no GEMM. Uncertified
+  capped runs (inexact BCD) keep FISTA's steps.
 * ``step_dtype=torch.float32`` on float64 inputs: the FISTA steps, and the certificates that stop them, in
   float32; then one certificate from float64 products at the returned point, which is the one reported --
   columns it does not confirm go on in float64 (see ``_fista_confirmed_in``). The answer is as certified as a
@@ -116,9 +128,11 @@ __all__ = ["x_hidden", "x_last"]
 
 _CHECK_EVERY = 4  # certificate period of FISTA (iterations); the gap costs about half an iteration
 _NEWTON_MAX = 60  # safeguarded scalar Newton steps of the sigmoid / tanh prox (each step at least bisects)
-# A certificate is checked with the dual point of the extrapolated iterate, which is usually better than the
-# returned point's own (the one a confirmation has): steps in float32 aim this much below tol, one step or so
+# FISTA checks a certificate with the dual point of the extrapolated iterate, which is usually better than the
+# returned point's own (the one a confirmation has): its steps in float32 aim this much below tol, one step or so
 _MARGIN = 0.25
+# ... heavy ball's certificate is the returned point's own: only float32's round-off in it needs room
+_MARGIN_HB = 0.5
 _CPU_BLOCK = 1 << 20  # entries of a (rows, block) array in one CPU column block (8 MB in float64)
 _MIN_BLOCK = 256
 # FISTA gives up when the worst residual has not halved in this many iterations: the iterates have hit the
@@ -523,6 +537,122 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
             "mu": prev.mu, "history": history, "stalled": stalled}
 
 
+# -- heavy ball for a ReLU prev term --------------------------------------------------------------------------------
+#: A heavy-ball step must lower the objective by this fraction of what a projected gradient step is sure to
+_SUFFICIENT = 0.1
+
+
+def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
+                tol: float, max_iter: int, L: float, guide: bool = False, stall: int = _STALL) -> dict:
+    """Projected heavy ball (Polyak) with a sufficient-decrease safeguard, all columns at once: the certified
+    iteration where ``B_prev`` is ReLU's. Same contract as :func:`_fista` with ``certify=True``.
+
+    With ReLU's ``B_prev``, ``P(z) = ell(W z + b) + c (||z||^2 / 2 - u^T z) + const`` on ``z >= 0``: a smooth
+    objective with curvature between ``mu = c`` and ``Lt = L + mu`` on the nonnegative orthant, so no proximal
+    map is needed. The step ``4 / (sqrt(Lt) + sqrt(mu))^2`` and the momentum ``((sqrt(kappa) - 1) / (sqrt(kappa)
+    + 1))^2``, ``kappa = Lt / mu``, are Polyak's for quadratics, where the distance to the argmin contracts by
+    ``(sqrt(kappa) - 1) / (sqrt(kappa) + 1)`` per step -- about FISTA's ``1 - 1 / sqrt(kappa)`` squared for
+    large ``kappa`` -- and ``P`` is quadratic once the kinks of ``ell`` and the bound ``z >= 0`` settle. Outside
+    quadratics heavy ball need not converge, so each column's step is checked: it is taken only if it lowers
+    ``P`` by at least ``_SUFFICIENT`` of ``(Lt / 2) ||z - z_pg||^2``, the decrease that the projected gradient step
+    ``z_pg = max(z - grad P(z) / Lt, 0)`` is sure to give (descent lemma); otherwise the column stays where it is
+    and its next step is that projected gradient step, with no momentum, which passes. So every step taken lowers
+    ``P`` by a fixed fraction of the squared gradient mapping -- a global linear rate whatever heavy ball does --
+    and a column never ends worse than it started (a capped solve needs no comparison with ``Z0``). The test
+    allows ``8 eps`` times the scale of the terms (from the last certificate), so round-off is not read as an
+    increase. The gradient is taken at the iterate itself, so a certificate is :func:`_certificate`'s with ``t =
+    W z + b``: elementwise passes, no extra product (FISTA's checks need one).
+    """
+    m = Z0.shape[1]
+    mu, c, gscale = prev.mu, prev.c, smooth.gscale
+    Lt = L + mu
+    step_hb = 4.0 / (Lt ** 0.5 + mu ** 0.5) ** 2
+    momentum = ((Lt ** 0.5 - mu ** 0.5) / (Lt ** 0.5 + mu ** 0.5)) ** 2
+    noise = 8.0 * torch.finfo(Z0.dtype).eps
+    # each column's next step in units of 1 / Lt: heavy ball's after a step taken, 1 after one refused (its dZ,
+    # hence its momentum, is then zero)
+    ratio_choice = Z0.new_tensor([1.0, step_hb * Lt])
+    pool: dict[str, torch.Tensor] = {}  # scratch p x m arrays, as in _fista: fresh ones cost a pass of their own
+
+    def scratch(name: str, like: torch.Tensor) -> torch.Tensor:
+        t = pool.get(name)
+        if t is None or t.shape != like.shape:
+            t = pool[name] = torch.empty_like(like)
+        return t
+
+    def value(Z: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+        """``P`` less ``c F*(u)``: ``ell(T) + c sum(z (z/2 - u))``."""
+        pv = torch.mul(Z, 0.5, out=scratch("value", Z)).sub_(prev.U).mul_(Z).sum(0).mul_(c)
+        return smooth.value(T).add_(pv)
+
+    Z_out, res_out, gap_out = Z0.clone(), Z0.new_full((m,), float("inf")), Z0.new_full((m,), float("inf"))
+    idx = torch.arange(m, device=Z0.device)
+    Z, T = Z0, A.affine(b, Z0)
+    T_out = T.clone()
+    f = value(Z, T)
+    dZ = torch.zeros_like(Z)
+    ratio = ratio_choice[1].expand(m)
+    cU = prev.U * (c / gscale)
+    history, k, next_check = [], 0, 0
+    best, stalled = (0, math.inf), False
+    for k in range(max_iter + 1):
+        G = A.adjoint(smooth.grad_part(T), out=scratch("G", Z))
+        if k in (next_check, max_iter):
+            gap, scale = _gap_and_scale(smooth, prev, Z, T, T, G, guide)
+            res = gap / scale.clamp_min(tiny(gap.dtype))
+            slack = (noise * scale).to(Z.dtype)
+            done = res <= tol
+            # one read of the device: the worst certificate and how many are done
+            worst, n_done = torch.stack([res.max(), done.sum().to(res.dtype)]).tolist()
+            n_done = int(n_done)
+            next_check = k + _next_check(history, k, worst, tol)
+            history.append((k, worst))
+            if worst < 0.5 * best[1]:
+                best = (k, worst)
+            stalled = k - best[0] >= stall
+            n = done.numel()
+            if k == max_iter or stalled:
+                done, n_done = torch.ones_like(done), n
+            if n_done:
+                order = torch.argsort(done.to(torch.uint8), stable=True)
+                going, leaving = order[:n - n_done], order[n - n_done:]
+                cols = idx[leaving]
+                Z_out[:, cols], res_out[cols] = Z[:, leaving], res[leaving].to(Z.dtype)
+                gap_out[cols], T_out[:, cols] = gap[leaving].to(Z.dtype), T[:, leaving]
+                if n_done == n:
+                    break
+                idx, smooth, prev = idx[going], smooth.take(going), prev.take(going)
+                Z, T, G, dZ, cU = Z[:, going], T[:, going], G[:, going], dZ[:, going], cU[:, going]
+                f, slack, ratio = f[going], slack[going], ratio[going]
+        H = G.add_(Z, alpha=c / gscale).sub_(cU).mul_(gscale / Lt)  # grad P(z) / Lt, in G's place
+        # z - z_pg = min(z, grad / Lt) on z >= 0
+        sure = torch.minimum(Z, H, out=scratch("sure", Z)).square_().sum(0).mul_(0.5 * Lt)
+        Zn = torch.sub(Z, H.mul_(ratio), out=scratch(f"z{k % 2}", Z)).add_(dZ, alpha=momentum).clamp_min_(0.0)
+        Tn = A.affine(b, Zn)
+        fn = value(Zn, Tn)
+        ok = fn <= f - _SUFFICIENT * sure + slack
+        Zn = torch.where(ok, Zn, Z, out=Zn)  # the refused columns stay
+        dZ = torch.sub(Zn, Z, out=scratch("dZ", Z))
+        Z, T, f = Zn, torch.where(ok, Tn, T, out=Tn), torch.where(ok, fn, f)
+        ratio = ratio_choice[ok.long()]
+    return {"Z": Z_out, "T": T_out, "residual": res_out, "gap": gap_out, "iterations": k, "lipschitz": L,
+            "mu": prev.mu, "history": history, "stalled": stalled, "method": "heavy_ball"}
+
+
+def _heavy_ball_applies(prev: _PrevTerm, certify: bool) -> bool:
+    return certify and isinstance(prev.act, ReLU)
+
+
+def _iterate(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
+             tol: float, max_iter: int, L: float, certify: bool = True, guide: bool = False,
+             stall: int = _STALL) -> dict:
+    """The column iteration: :func:`_heavy_ball` for certified solves with ReLU's ``B_prev``, else :func:`_fista`
+    (uncertified capped runs keep FISTA's steps: the fast training default is tuned on them)."""
+    if _heavy_ball_applies(prev, certify):
+        return _heavy_ball(smooth, prev, A, b, Z0, tol, max_iter, L, guide=guide, stall=stall)
+    return _fista(smooth, prev, A, b, Z0, tol, max_iter, L, certify=certify, guide=guide, stall=stall)
+
+
 def _unchecked_end(smooth: Any, prev: _PrevTerm, Z0: torch.Tensor, T0: torch.Tensor, Z: torch.Tensor,
                    T: torch.Tensor, k: int, L: float) -> dict:
     """End of an uncertified capped run: per column, the lower objective of the start ``Z0`` and ``Z``."""
@@ -550,6 +680,15 @@ def _no_worse_than_start(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch
 def _certificate(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor, Ty: torch.Tensor,
                  G: torch.Tensor, guide: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Gap and relative gap of the columns of ``Z`` with the dual point ``grad ell(Ty)``; no GEMM needed.
+    (:func:`_gap_and_scale`: the gap and the scale it is relative to.)"""
+    gap, scale = _gap_and_scale(smooth, prev, Z, T, Ty, G, guide)
+    return gap, gap / scale.clamp_min(tiny(Z.dtype))
+
+
+def _gap_and_scale(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor, Ty: torch.Tensor,
+                   G: torch.Tensor, guide: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gap of the columns of ``Z`` with the dual point ``grad ell(Ty)``, and its scale: the sum of the
+    magnitudes of the terms whose sum is ``P`` (see the module docstring).
 
     Evaluated in float64 whatever the working dtype: in float32 the entropic ``B`` terms cancel to a noise
     floor near 1e-8 of the scale, well above what float32 iterates reach (their products ``W Z``, ``W^T s``
@@ -560,8 +699,7 @@ def _certificate(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor,
     if Z.dtype != torch.float64 and not (guide and smooth.exact_low and prev.exact_low):
         smooth, prev = smooth.to(torch.float64), prev.to(torch.float64)
         Z, T, Ty, G = Z.double(), T.double(), Ty.double(), G.double()
-    gap = smooth.bregman(T, Ty) + prev.cert(Z, G, smooth.gscale)
-    return gap, gap / (smooth.scale(T) + prev.scale(Z)).clamp_min(tiny(Z.dtype))
+    return smooth.bregman(T, Ty) + prev.cert(Z, G, smooth.gscale), smooth.scale(T) + prev.scale(Z)
 
 
 def _next_check(history: list, k: int, worst: float, tol: float) -> int:
@@ -707,10 +845,10 @@ def _fista_confirmed_in(dtype: torch.dtype) -> Any:
     def engine(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
                tol: float, max_iter: int, L: float, certify: bool = True) -> dict:
         if not _fits(L, prev, dtype):
-            return _fista(smooth, prev, A, b, Z0, tol, max_iter, L)
+            return _iterate(smooth, prev, A, b, Z0, tol, max_iter, L)
         start, cols = None, None
         if tol < _GUIDE_TOL:
-            start = _fista(smooth, prev, A, b, Z0, tol, 0, L)
+            start = _iterate(smooth, prev, A, b, Z0, tol, 0, L)
             cols = (~(start["residual"] <= tol)).nonzero().squeeze(1)
             if cols.numel() == 0:
                 return start
@@ -718,15 +856,16 @@ def _fista_confirmed_in(dtype: torch.dtype) -> Any:
                 cols = None
         sm, pv, Zs = (smooth, prev, Z0) if cols is None else (smooth.take(cols), prev.take(cols), Z0[:, cols])
         Zl = Zs.to(dtype)
-        low = _fista(sm.to(dtype), pv.to(dtype), A.to(dtype), None if b is None else b.to(dtype), Zl,
-                     _MARGIN * tol, max_iter, L, guide=True, stall=_LOW_STALL)
+        low = _iterate(sm.to(dtype), pv.to(dtype), A.to(dtype), None if b is None else b.to(dtype), Zl,
+                     (_MARGIN_HB if _heavy_ball_applies(prev, True) else _MARGIN) * tol, max_iter, L, guide=True,
+                     stall=_LOW_STALL)
         Z1 = low["Z"].to(Z0.dtype)
         # untouched columns get their exact start back; overflowed ones restart from it
         back = (low["Z"] == Zl).all(0) | ~torch.isfinite(Z1).all(0)
         if bool(back.any()):
             Z1[:, back] = Zs[:, back]
         steps = low["iterations"]
-        out = _no_worse_than(sm, pv, A, b, Zs, _fista(sm, pv, A, b, Z1, tol, max(max_iter - steps, 0), L), tol)
+        out = _no_worse_than(sm, pv, A, b, Zs, _iterate(sm, pv, A, b, Z1, tol, max(max_iter - steps, 0), L), tol)
         history = low["history"] + [(k + steps, worst) for k, worst in out["history"]]
         if start is None:
             return dict(out, iterations=out["iterations"] + steps, history=history)
@@ -765,7 +904,7 @@ def _check_step_dtype(step_dtype: Any, certify: bool, W: torch.Tensor) -> Any:
     """The FISTA engine for ``step_dtype`` (``_fista`` itself for ``None`` or the inputs' dtype)."""
     step_dtype = check_step_dtype(step_dtype, W.dtype)
     if step_dtype is None:
-        return _fista
+        return _iterate
     return _fista_confirmed_in(step_dtype) if certify else _fista_in(step_dtype)
 
 
@@ -893,7 +1032,9 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
 
     Algorithm: FISTA with the exact proximal map of ``lam_prev B_act_prev(., U_prev)`` (closed form for ReLU and
     leaky ReLU, safeguarded scalar Newton inside ``[0, 1]`` / ``[-1, 1]`` for sigmoid and tanh), step ``1/L``,
-    ``L = lam sup(phi_act') ||W||_2^2``, strongly convex momentum with per-column gradient restart. Cost per
+    ``L = lam sup(phi_act') ||W||_2^2``, strongly convex momentum with per-column gradient restart; with
+    ``act_prev="relu"`` and ``certify=True``, projected heavy ball with a sufficient-decrease safeguard instead
+    (about a third fewer iterations; see the module docstring). Cost per
     iteration: two GEMMs (``4 q p m`` flops) plus elementwise work. Stops per column once the relative Fenchel
     gap (``info["certificate"]``, see the module docstring) is ``<= tol``; finished columns leave the batch; the
     optimality ``residual`` is then formed once (one GEMM). Strongly convex with modulus
@@ -950,10 +1091,10 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
         evaluated in float64), ``residual`` (Tensor (m,), the optimality residual per column relative to the
         problem's scale, see :mod:`fenchel_cvx.optimality`), ``max_residual``, ``iterations`` (the most any
         column took), ``converged`` (every certificate ``<= tol``), ``status`` (``"optimal"``, ``"max_iter"`` or
-        ``"stalled"``), ``backend="torch"``, ``solver="fista"``; ``info``: ``certificate`` (Tensor (m,), relative
-        gap per column), ``gap`` (absolute gaps, (m,)), ``lipschitz`` (L), ``mu``, ``history`` (``(iteration,
-        max certificate)`` at each check of the slowest block), ``blocks`` (column blocks solved one after
-        another).
+        ``"stalled"``), ``backend="torch"``, ``solver`` (``"heavy_ball"`` or ``"fista"``); ``info``:
+        ``certificate`` (Tensor (m,), relative gap per column), ``gap`` (absolute gaps, (m,)), ``lipschitz`` (L),
+        ``mu``, ``history`` (``(iteration, max certificate)`` at each check of the slowest block), ``blocks``
+        (column blocks solved one after another).
 
     Raises
     ------
@@ -990,7 +1131,8 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
     with solver_errors("x_hidden"):
         out = _in_blocks(engine, smooth, prev, A, bcol, Z0, tol, max_iter, certify)
     info = {k: out[k] for k in ("gap", "lipschitz", "mu", "history", "blocks")}
-    return finish("x_hidden", value=out["value"], solver="fista", t0=t0, t1=time.perf_counter(), Z=out["Z"],
+    return finish("x_hidden", value=out["value"], solver=out.get("method", "fista"), t0=t0, t1=time.perf_counter(),
+                  Z=out["Z"],
                   certificate=out["residual"], residual=_optimality(out, smooth, prev, A),
                   iterations=out["iterations"], tol=tol, max_iter=max_iter, info=info, stalled=out["stalled"],
                   warn=warn, certified=certify)
@@ -1010,7 +1152,8 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
     Algorithm: MSE -- dual (semi)smooth Newton in ``R^K`` per column (``K x K`` batched Cholesky, Armijo on the
     dual), ``4 K p m + 2 K^2 p m`` flops per step, 3-5 steps at any conditioning; the primal point
     ``phi_prev(U_prev + W^T alpha / lam_prev)`` is in the domain by construction. Cross-entropy -- FISTA with the
-    exact prox of the ``B_prev`` term, ``L = ||W||_2^2 / 2``, two GEMMs per iteration. Both stop per column on
+    exact prox of the ``B_prev`` term, ``L = ||W||_2^2 / 2``, two GEMMs per iteration (heavy ball, as in
+    :func:`x_hidden`, for a certified solve with ``act_prev="relu"``). Both stop per column on
     the relative Fenchel gap (``info["certificate"]``, see the module docstring).
 
     Parameters
@@ -1052,8 +1195,8 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
     Returns
     -------
     SubproblemResult
-        As :func:`x_hidden`, with ``solver="dual_newton"`` (MSE; ``info`` without ``lipschitz`` and ``mu``) or
-        ``"fista"`` (cross-entropy).
+        As :func:`x_hidden`, with ``solver="dual_newton"`` (MSE; ``info`` without ``lipschitz`` and ``mu``),
+        ``"heavy_ball"`` or ``"fista"`` (cross-entropy).
 
     Raises
     ------
@@ -1102,7 +1245,8 @@ def x_last(W: torch.Tensor, b: torch.Tensor | None, Y: torch.Tensor, U_prev: tor
             smooth, solver = _CETerm(T_Y), "fista"
             A = _Matrix(W) if layer is None or layer.is_plain_dense else _LayerMap(layer, W)
             out = _in_blocks(engine, smooth, prev, A, bcol, Z0, tol, max_iter, certify)
-    info = {k: out[k] for k in ("gap", "history", "blocks") + (("lipschitz", "mu") if solver == "fista" else ())}
+            solver = out.get("method", solver)
+    info = {k: out[k] for k in ("gap", "history", "blocks") + (("lipschitz", "mu") if solver != "dual_newton" else ())}
     return finish("x_last", value=out["value"], solver=solver, t0=t0, t1=time.perf_counter(), Z=out["Z"],
                   certificate=out["residual"], residual=_optimality(out, smooth, prev, A),
                   iterations=out["iterations"], tol=tol, max_iter=max_iter, info=info, stalled=out["stalled"],
