@@ -84,3 +84,30 @@ def test_a_capped_heavy_ball_solve_reports_the_certificate_of_the_point_it_retur
                             W.T @ (torch.relu(W @ capped.Z + b.reshape(-1, 1)) - V))[1]
     torch.testing.assert_close(capped.info["certificate"], first, rtol=1e-9, atol=1e-18)
     assert float(again.info["certificate"].max()) < float(capped.info["certificate"].max())
+
+
+@pytest.mark.parametrize("loss", [None, "mse", "ce"])
+def test_the_scratch_certificate_is_the_general_one(loss):
+    """Heavy ball's checks compute the gap and scale of ReLU's B_prev in scratch arrays; the same numbers as
+    :func:`_gap_and_scale` at ``t = W z + b`` (any data term)."""
+    relu = get_activation("relu")
+    if loss is None:
+        W, b, V, U = hidden_instance("relu", "relu", seed=11, q=6, p=5, m=9)
+        smooth = xu._ActTerm(relu, 1.3, V)
+    else:
+        W, b, Y, U = last_instance(loss, seed=11, K=4, p=5, m=9, soft=True)
+        smooth = xu._MSETerm(Y) if loss == "mse" else xu._CETerm(Y)
+    prev = xu._PrevTerm(relu, 0.4, U)
+    Z = torch.relu(U + 0.5 * torch.randn(U.shape, generator=torch.Generator().manual_seed(3), dtype=F64))
+    T = W @ Z + b.reshape(-1, 1)
+    G = W.T @ smooth.grad_part(T)
+    pool = {}
+
+    def scratch(name, like):
+        return pool.setdefault(name, torch.empty_like(like))
+
+    gap, scale = xu._relu_gap_and_scale(smooth, prev, Z, T, G, False, scratch)
+    gap_ref, scale_ref = xu._gap_and_scale(smooth, prev, Z, T, T, G)
+    torch.testing.assert_close(gap, gap_ref, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(scale, scale_ref, rtol=1e-12, atol=0)
+    assert float(gap.max()) > 0  # not at the argmin: the test compares something

@@ -201,7 +201,9 @@ class _ActTerm:
     def to(self, dtype: torch.dtype) -> _ActTerm:
         return _ActTerm(self.act, self.gscale, self.V.to(dtype), self.FV_abs.to(dtype))
 
-    def grad_part(self, T: torch.Tensor) -> torch.Tensor:
+    def grad_part(self, T: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        if out is not None and isinstance(self.act, ReLU):
+            return torch.clamp_min(T, 0.0, out=out).sub_(self.V)
         return self.act.forward(T).sub_(self.V)
 
     def bregman(self, Tz: torch.Tensor, Ty: torch.Tensor) -> torch.Tensor:
@@ -211,7 +213,17 @@ class _ActTerm:
     def value(self, T: torch.Tensor) -> torch.Tensor:
         return self.gscale * _B(self.act, self.V, T).sum(0)
 
-    def scale(self, T: torch.Tensor) -> torch.Tensor:
+    def partial_value(self, T: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``value(T)`` less ``lam F(v)`` (the same for every ``T``): ``lam sum(F*(t) - v t)``, enough to compare
+        two points; ``out``: scratch of ``T``'s shape."""
+        if isinstance(self.act, ReLU):  # F*(t) - v t = t (t_+ / 2 - v): one pass per operation, no temporaries
+            return torch.clamp_min(T, 0.0, out=out).mul_(0.5).sub_(self.V).mul_(T).sum(0).mul_(self.gscale)
+        return self.gscale * (self.act.F_conj(T) - torch.mul(self.V, T, out=out)).sum(0)
+
+    def scale(self, T: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        if out is not None and isinstance(self.act, ReLU):  # the same sums, through the scratch ``out``
+            conj = torch.clamp_min(T, 0.0, out=out).square_().sum(0).mul_(0.5)
+            return self.gscale * (self.FV_abs + conj + torch.mul(self.V, T, out=out).abs_().sum(0))
         return self.gscale * (self.FV_abs + _sum_abs_F_conj(self.act, T) + _sum_abs_prod(self.V, T))
 
 
@@ -229,8 +241,8 @@ class _MSETerm:
     def to(self, dtype: torch.dtype) -> _MSETerm:
         return _MSETerm(self.Y.to(dtype))
 
-    def grad_part(self, T: torch.Tensor) -> torch.Tensor:
-        return T - self.Y
+    def grad_part(self, T: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sub(T, self.Y, out=out)
 
     def bregman(self, Tz: torch.Tensor, Ty: torch.Tensor) -> torch.Tensor:
         return ((Tz - Ty) ** 2).sum(0)
@@ -238,7 +250,10 @@ class _MSETerm:
     def value(self, T: torch.Tensor) -> torch.Tensor:
         return ((self.Y - T) ** 2).sum(0)
 
-    def scale(self, T: torch.Tensor) -> torch.Tensor:
+    def partial_value(self, T: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return torch.sub(self.Y, T, out=out).square_().sum(0)
+
+    def scale(self, T: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         return ((self.Y.abs() + T.abs()) ** 2).sum(0)  # |y|^2 + |t|^2 + 2|y t|, the split form's pieces
 
 
@@ -256,8 +271,8 @@ class _CETerm:
     def to(self, dtype: torch.dtype) -> _CETerm:
         return _CETerm(self.Y.to(dtype))
 
-    def grad_part(self, T: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(T, dim=0).sub_(self.Y)
+    def grad_part(self, T: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.softmax(T, dim=0).sub_(self.Y)  # K rows: ``out`` would save little
 
     def bregman(self, Tz: torch.Tensor, Ty: torch.Tensor) -> torch.Tensor:
         ly = torch.log_softmax(Ty, dim=0)
@@ -266,7 +281,10 @@ class _CETerm:
     def value(self, T: torch.Tensor) -> torch.Tensor:
         return -(self.Y * torch.log_softmax(T, dim=0)).sum(0)
 
-    def scale(self, T: torch.Tensor) -> torch.Tensor:
+    def partial_value(self, T: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return self.value(T)
+
+    def scale(self, T: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         return torch.logsumexp(T, dim=0).abs_() + _sum_abs_prod(self.Y, T)
 
 
@@ -385,8 +403,8 @@ class _Matrix:
         self.W, self.Wt = W, W.T
         self.rows = max(W.shape)
 
-    def affine(self, b: torch.Tensor | None, Z: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(b, self.W, Z) if b is not None else self.W @ Z
+    def affine(self, b: torch.Tensor | None, Z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.addmm(b, self.W, Z, out=out) if b is not None else torch.mm(self.W, Z, out=out)
 
     def adjoint(self, G: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         return torch.mm(self.Wt, G, out=out)
@@ -411,8 +429,8 @@ class _LayerMap:
         self.layer, self.W = layer, W
         self.rows = max(layer.n_in, layer.n_out)
 
-    def affine(self, b: torch.Tensor | None, Z: torch.Tensor) -> torch.Tensor:
-        return self.layer.apply(self.W, b, Z)
+    def affine(self, b: torch.Tensor | None, Z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return self.layer.apply(self.W, b, Z)  # a convolution allocates its answer: ``out`` unused
 
     def adjoint(self, G: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         return self.layer.adjoint(self.W, G)  # a convolution's adjoint allocates its answer: ``out`` unused
@@ -581,9 +599,10 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
         return t
 
     def value(Z: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
-        """``P`` less ``c F*(u)``: ``ell(T) + c sum(z (z/2 - u))``."""
+        """``P`` less terms that do not depend on ``z`` (``c F*(u)``, and ``lam F(v)`` in ``x_hidden``): enough
+        to compare two points; the round-off of the difference is within the slack, as the scale holds them."""
         pv = torch.mul(Z, 0.5, out=scratch("value", Z)).sub_(prev.U).mul_(Z).sum(0).mul_(c)
-        return smooth.value(T).add_(pv)
+        return smooth.partial_value(T, scratch("value_t", T)).add_(pv)
 
     Z_out, res_out, gap_out = Z0.clone(), Z0.new_full((m,), float("inf")), Z0.new_full((m,), float("inf"))
     idx = torch.arange(m, device=Z0.device)
@@ -596,9 +615,9 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
     history, k, next_check = [], 0, 0
     best, stalled = (0, math.inf), False
     for k in range(max_iter + 1):
-        G = A.adjoint(smooth.grad_part(T), out=scratch("G", Z))
+        G = A.adjoint(smooth.grad_part(T, out=scratch("S", T)), out=scratch("G", Z))
         if k in (next_check, max_iter):
-            gap, scale = _gap_and_scale(smooth, prev, Z, T, T, G, guide)
+            gap, scale = _relu_gap_and_scale(smooth, prev, Z, T, G, guide, scratch)
             res = gap / scale.clamp_min(tiny(gap.dtype))
             slack = (noise * scale).to(Z.dtype)
             done = res <= tol
@@ -628,7 +647,7 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
         # z - z_pg = min(z, grad / Lt) on z >= 0
         sure = torch.minimum(Z, H, out=scratch("sure", Z)).square_().sum(0).mul_(0.5 * Lt)
         Zn = torch.sub(Z, H.mul_(ratio), out=scratch(f"z{k % 2}", Z)).add_(dZ, alpha=momentum).clamp_min_(0.0)
-        Tn = A.affine(b, Zn)
+        Tn = A.affine(b, Zn, out=scratch(f"t{k % 2}", T))
         fn = value(Zn, Tn)
         ok = fn <= f - _SUFFICIENT * sure + slack
         Zn = torch.where(ok, Zn, Z, out=Zn)  # the refused columns stay
@@ -641,6 +660,25 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
 
 def _heavy_ball_applies(prev: _PrevTerm, certify: bool) -> bool:
     return certify and isinstance(prev.act, ReLU)
+
+
+def _relu_gap_and_scale(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor, G: torch.Tensor,
+                        guide: bool, scratch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_gap_and_scale` at ``t = W z + b`` (``D_ell`` is then zero) for ReLU's ``B_prev``, written into
+    scratch arrays: ``c B(z, w)``, ``w = u - gscale G / c``, as ``c ((z - w_+)^2 / 2 + z w_-)`` (the terms of
+    ``ReLU._B_inside``), and the scale ``c (|F*(u)| + ||z||^2 / 2 + |u z|)`` plus the data term's. Arrays of
+    another dtype than float64 go to :func:`_gap_and_scale` unless ``guide`` lets piecewise-quadratic terms
+    stay in it."""
+    if Z.dtype != torch.float64 and not (guide and smooth.exact_low and prev.exact_low):
+        return _gap_and_scale(smooth, prev, Z, T, T, G, guide)
+    c = prev.c
+    w = torch.add(prev.U, G, alpha=-smooth.gscale / c, out=scratch("cert_w", Z))
+    a = torch.clamp_min(w, 0.0, out=scratch("cert_a", Z))
+    w = torch.sub(a, w, out=w).mul_(Z)  # z w_-
+    gap = torch.sub(Z, a, out=a).square_().mul_(0.5).add_(w).sum(0).mul_(c)
+    half_sq = torch.mul(Z, Z, out=a).sum(0).mul_(0.5)
+    prev_scale = (prev.FU_abs + half_sq + torch.mul(prev.U, Z, out=a).abs_().sum(0)).mul_(c)
+    return gap, smooth.scale(T, out=scratch("cert_t", T)) + prev_scale
 
 
 def _iterate(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
