@@ -4,9 +4,9 @@ For each subproblem (ReLU hidden layers; MSE and cross-entropy outputs with K = 
 ``(p, m) = (100, 500)`` and ``(300, 2000)`` it prints
 
 * ``torch s``  -- the torch solver on the whole instance (float64, tol 1e-8, cold start, after one warm-up call);
-  the variants ending ``:f32`` pass ``step_dtype=torch.float32``: the X-updates take their FISTA steps in
-  float32, the certificate they return recomputed from float64 products; ``w_hidden`` forms and factors its row
-  Hessians in float32 and refines each Newton direction in float64;
+  the variants ending ``:f32`` pass ``step_dtype=torch.float32``: the X-updates take their steps (heavy ball's
+  for these ReLU instances) in float32, the certificate they return recomputed from float64 products;
+  ``w_hidden`` forms and factors its row Hessians in float32 and refines each Newton direction in float64;
 * ``cvxpy s``  -- the CVXPY reference solved with Clarabel (OSQP stopped at its iteration limit on some of
   these instances), compile time included. The X-updates separate over columns and ``w_hidden`` over rows, so with
   ``--fraction f < 1`` CVXPY solves the first ``f`` of them and the time is scaled by ``1/f`` (marked ``*``);
@@ -18,7 +18,7 @@ For each subproblem (ReLU hidden layers; MSE and cross-entropy outputs with K = 
 * the speed-ups ``cvxpy / torch`` and ``L-BFGS-B / torch``;
 * with ``--floor``, for ``x_hidden`` and ``w_hidden``: ``floor s``, the time this machine needs for the solver's
   unavoidable kernels alone, counted from the solve just timed -- the two products of every gradient (``W Z`` and
-  ``W^T R`` per FISTA iteration; ``Z X_a`` and ``phi(U) X_a^T`` for the rows of every MM or Newton step) and,
+  ``W^T R`` per iteration; ``Z X_a`` and ``phi(U) X_a^T`` for the rows of every MM or Newton step) and,
   for ``w_hidden``, one Cholesky factorization per row and Newton step (a cold start's first Newton step, when no
   MM step came first, shares one) and the two triangular solves of every MM step with the shared factor -- each
   kernel timed alone on the instance's shapes; and ``lbfgs/floor``, the
@@ -290,7 +290,7 @@ def run(sizes, fractions, cap: float, seed: int, cvxpy: bool = True, repeats: in
                 extra = f" {'':>8} {'':>11}" if math.isnan(fl) else f" {fl:8.3g} {gt}{tl / fl:9.0f}x"
             print(f"{name:9} {variant:13} {p:4d} {m:6d} {tt:8.2f} {tc:8.1f}{star} {gt}{tl:9.1f}  {diff:8.1e} "
                   f"{tc / tt:10.0f}x {gt}{tl / tt:9.0f}x{extra}", flush=True)
-    print(":f32 -- step_dtype=torch.float32: the X-updates' FISTA steps in float32, the returned certificate from "
+    print(":f32 -- step_dtype=torch.float32: the X-updates' steps in float32, the returned certificate from "
           "float64 products; w_hidden's row Hessians and factors in float32, each Newton direction refined in float64")
     print("* CVXPY time scaled from a fraction of the separable columns/rows; "
           "> L-BFGS-B stopped at the time cap before reaching the torch value (ratio is a lower bound)")

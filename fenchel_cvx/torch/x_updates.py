@@ -447,6 +447,64 @@ class _LayerMap:
         return _LayerMap(self.layer, self.W.to(dtype))
 
 
+class _Columns:
+    """The outputs of a certified column iteration, filled as columns finish, and its check schedule.
+
+    Shared by :func:`_fista` and :func:`_heavy_ball`: when to check next (:func:`_next_check`), the stall test
+    (``stall`` iterations without a halving of the worst certificate: the working dtype's round-off floor lies
+    above ``tol``), and the retiring of finished columns into the outputs at their original positions.
+    """
+
+    def __init__(self, Z0: torch.Tensor, T0: torch.Tensor, tol: float, max_iter: int, stall: int):
+        m = Z0.shape[1]
+        self.Z, self.T = Z0.clone(), T0.clone()  # T: W z + b of every returned column (the residual needs it)
+        self.residual, self.gap = Z0.new_full((m,), math.inf), Z0.new_full((m,), math.inf)
+        self.idx = torch.arange(m, device=Z0.device)  # original positions of the columns still running
+        self.tol, self.max_iter, self.stall = tol, max_iter, stall
+        self.history: list[tuple[int, float]] = []
+        self.next_check, self.best, self.stalled = 0, (0, math.inf), False
+
+    def due(self, k: int) -> bool:
+        return k in (self.next_check, self.max_iter)
+
+    def check(self, k: int, Z: torch.Tensor, T: torch.Tensor, gap: torch.Tensor, res: torch.Tensor
+              ) -> torch.Tensor | None:
+        """Record the certificates ``res`` (gaps ``gap``) of the running columns at iteration ``k`` and retire
+        those done (all of them at ``max_iter`` or when stalled). Returns the positions, among the running
+        columns, of those that go on -- ``None`` if none left -- or an empty tensor once all are done."""
+        done = res <= self.tol
+        # the check's one read of the device (on a GPU, one wait): the worst certificate and how many are done
+        worst, n_done = torch.stack([res.max(), done.sum().to(res.dtype)]).tolist()
+        n_done = int(n_done)
+        self.next_check = k + _next_check(self.history, k, worst, self.tol)
+        self.history.append((k, worst))
+        if worst < 0.5 * self.best[1]:
+            self.best = (k, worst)
+        self.stalled = k - self.best[0] >= self.stall
+        n = done.numel()
+        if k == self.max_iter or self.stalled:
+            done, n_done = torch.ones_like(done), n
+        if not n_done:
+            return None
+        res, gap = res.to(Z.dtype), gap.to(Z.dtype)
+        if n_done == n == self.Z.shape[1]:  # the whole batch at once: plain copies, no indexing
+            self.Z.copy_(Z), self.T.copy_(T), self.residual.copy_(res), self.gap.copy_(gap)
+            return self.idx[:0]
+        # the columns that go on, then those done, each in order: integer indices, where boolean masks would
+        # each read the device again
+        order = torch.argsort(done.to(torch.uint8), stable=True)
+        going, leaving = order[:n - n_done], order[n - n_done:]
+        cols = self.idx[leaving]
+        self.Z[:, cols], self.T[:, cols] = Z[:, leaving], T[:, leaving]
+        self.residual[cols], self.gap[cols] = res[leaving], gap[leaving]
+        self.idx = self.idx[going]
+        return going
+
+    def result(self, k: int, L: float, mu: float, method: str) -> dict:
+        return {"Z": self.Z, "T": self.T, "residual": self.residual, "gap": self.gap, "iterations": k,
+                "lipschitz": L, "mu": mu, "history": self.history, "stalled": self.stalled, "method": method}
+
+
 # -- accelerated forward-backward over all columns -----------------------------------------------------------------
 def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
            tol: float, max_iter: int, L: float, certify: bool = True, choose: bool = True,
@@ -478,11 +536,9 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
     def affine(Z):
         return A.affine(b, Z)
 
-    Z_out, res_out, gap_out = Z0.clone(), Z0.new_full((m,), float("inf")), Z0.new_full((m,), float("inf"))
-    idx = torch.arange(m, device=Z0.device)
     Z, T = Z0, affine(Z0)
     T0 = T
-    T_out = T.clone() if certify else None  # W z + b of every returned column: the optimality residual needs it
+    out = _Columns(Z0, T, tol, max_iter, stall) if certify else None
     dZ, dT = Z, T  # placeholders: the first step has no momentum
     beta = Z0.new_zeros(m)
     # Scratch p x m tensors reused from step to step (while the active columns stay the same): a fresh one per
@@ -496,8 +552,7 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
             t = pool[name] = torch.empty_like(Z)
         return t
 
-    history, k, next_check = [], 0, 0
-    best, stalled = (0, math.inf), False  # (iteration, worst residual) of the last halving of the worst residual
+    k = 0
     for k in range(max_iter + 1):
         if not certify and k == max_iter:
             return _unchecked_end(smooth, prev, Z0, T0, Z, T, k, L) if choose else {"Z": Z, "iterations": k}
@@ -506,38 +561,19 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
         else:
             Yv, Ty = torch.addcmul(Z, beta, dZ, out=scratch("Yv")), torch.addcmul(T, beta, dT)
         S = smooth.grad_part(Ty)
-        checking = certify and k in (next_check, max_iter)
         G = None
-        if checking:  # G = A^T S itself only where a certificate reads it; the step accumulates A^T S
+        if certify and out.due(k):  # G = A^T S itself only where a certificate reads it; the step accumulates
             G = A.adjoint(S, out=scratch("G"))
             gap, res = _certificate(smooth, prev, Z, T, Ty, G, guide)
             if k == 0:
                 start = (Z0, T, gap, res)
             elif k == max_iter:
-                Z, T, gap, res = _no_worse_than_start(smooth, prev, Z, T, gap, res, start, idx, tol)
-            done = res <= tol
-            # the check's one read of the device (on a GPU, one wait): the worst certificate and how many are done
-            worst, n_done = torch.stack([res.max(), done.sum().to(res.dtype)]).tolist()
-            n_done = int(n_done)
-            next_check = k + _next_check(history, k, worst, tol)
-            history.append((k, worst))
-            if worst < 0.5 * best[1]:
-                best = (k, worst)
-            stalled = k - best[0] >= stall
-            n = done.numel()
-            if k == max_iter or stalled:
-                done, n_done = torch.ones_like(done), n
-            if n_done:
-                # the columns that go on, then those done, each in order: integer indices, where boolean masks
-                # would each read the device again
-                order = torch.argsort(done.to(torch.uint8), stable=True)
-                going, leaving = order[:n - n_done], order[n - n_done:]
-                cols = idx[leaving]
-                Z_out[:, cols], res_out[cols] = Z[:, leaving], res[leaving].to(Z.dtype)
-                gap_out[cols], T_out[:, cols] = gap[leaving].to(Z.dtype), T[:, leaving]
-                if n_done == n:
+                Z, T, gap, res = _no_worse_than_start(smooth, prev, Z, T, gap, res, start, out.idx, tol)
+            going = out.check(k, Z, T, gap, res)
+            if going is not None:
+                if going.numel() == 0:
                     break
-                idx, smooth, prev = idx[going], smooth.take(going), prev.take(going)
+                smooth, prev = smooth.take(going), prev.take(going)
                 Z, T, dZ, dT, Yv, S, G = (Z[:, going], T[:, going], dZ[:, going], dT[:, going], Yv[:, going],
                                           S[:, going], G[:, going])
         # the same arithmetic at every step, certified or not: a capped run takes exactly the certified steps
@@ -551,8 +587,7 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
         beta = torch.where(restart, 0.0, momentum)
         dT = Tnew - T
         Z, T = Znew, Tnew
-    return {"Z": Z_out, "T": T_out, "residual": res_out, "gap": gap_out, "iterations": k, "lipschitz": L,
-            "mu": prev.mu, "history": history, "stalled": stalled}
+    return out.result(k, L, prev.mu, "fista")
 
 
 # -- heavy ball for a ReLU prev term --------------------------------------------------------------------------------
@@ -604,43 +639,23 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
         pv = torch.mul(Z, 0.5, out=scratch("value", Z)).sub_(prev.U).mul_(Z).sum(0).mul_(c)
         return smooth.partial_value(T, scratch("value_t", T)).add_(pv)
 
-    Z_out, res_out, gap_out = Z0.clone(), Z0.new_full((m,), float("inf")), Z0.new_full((m,), float("inf"))
-    idx = torch.arange(m, device=Z0.device)
     Z, T = Z0, A.affine(b, Z0)
-    T_out = T.clone()
+    out = _Columns(Z0, T, tol, max_iter, stall)
     f = value(Z, T)
     dZ = torch.zeros_like(Z)
     ratio = ratio_choice[1].expand(m)
     cU = prev.U * (c / gscale)
-    history, k, next_check = [], 0, 0
-    best, stalled = (0, math.inf), False
+    k = 0
     for k in range(max_iter + 1):
         G = A.adjoint(smooth.grad_part(T, out=scratch("S", T)), out=scratch("G", Z))
-        if k in (next_check, max_iter):
+        if out.due(k):
             gap, scale = _relu_gap_and_scale(smooth, prev, Z, T, G, guide, scratch)
-            res = gap / scale.clamp_min(tiny(gap.dtype))
             slack = (noise * scale).to(Z.dtype)
-            done = res <= tol
-            # one read of the device: the worst certificate and how many are done
-            worst, n_done = torch.stack([res.max(), done.sum().to(res.dtype)]).tolist()
-            n_done = int(n_done)
-            next_check = k + _next_check(history, k, worst, tol)
-            history.append((k, worst))
-            if worst < 0.5 * best[1]:
-                best = (k, worst)
-            stalled = k - best[0] >= stall
-            n = done.numel()
-            if k == max_iter or stalled:
-                done, n_done = torch.ones_like(done), n
-            if n_done:
-                order = torch.argsort(done.to(torch.uint8), stable=True)
-                going, leaving = order[:n - n_done], order[n - n_done:]
-                cols = idx[leaving]
-                Z_out[:, cols], res_out[cols] = Z[:, leaving], res[leaving].to(Z.dtype)
-                gap_out[cols], T_out[:, cols] = gap[leaving].to(Z.dtype), T[:, leaving]
-                if n_done == n:
+            going = out.check(k, Z, T, gap, gap / scale.clamp_min(tiny(gap.dtype)))
+            if going is not None:
+                if going.numel() == 0:
                     break
-                idx, smooth, prev = idx[going], smooth.take(going), prev.take(going)
+                smooth, prev = smooth.take(going), prev.take(going)
                 Z, T, G, dZ, cU = Z[:, going], T[:, going], G[:, going], dZ[:, going], cU[:, going]
                 f, slack, ratio = f[going], slack[going], ratio[going]
         H = G.add_(Z, alpha=c / gscale).sub_(cU).mul_(gscale / Lt)  # grad P(z) / Lt, in G's place
@@ -654,8 +669,7 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
         dZ = torch.sub(Zn, Z, out=scratch("dZ", Z))
         Z, T, f = Zn, torch.where(ok, Tn, T, out=Tn), torch.where(ok, fn, f)
         ratio = ratio_choice[ok.long()]
-    return {"Z": Z_out, "T": T_out, "residual": res_out, "gap": gap_out, "iterations": k, "lipschitz": L,
-            "mu": prev.mu, "history": history, "stalled": stalled, "method": "heavy_ball"}
+    return out.result(k, L, prev.mu, "heavy_ball")
 
 
 def _heavy_ball_applies(prev: _PrevTerm, certify: bool) -> bool:
