@@ -111,3 +111,17 @@ def test_the_scratch_certificate_is_the_general_one(loss):
     torch.testing.assert_close(gap, gap_ref, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(scale, scale_ref, rtol=1e-12, atol=0)
     assert float(gap.max()) > 0  # not at the argmin: the test compares something
+
+
+def test_data_too_large_for_the_value_comparisons_go_to_fista():
+    """In float32, ``u`` of order 1e18 puts ``||z||^2 / 2`` near 1e36, within a factor 1e4 of float32's range:
+    heavy ball's value comparisons could overflow, so FISTA solves it (and the same data in float64 take heavy
+    ball); both answers are certified."""
+    W, b, V, U = hidden_instance("relu", "relu", seed=13, q=5, p=4, m=7)
+    kw = {"act": "relu", "act_prev": "relu", "lam": 1.0, "lam_prev": 1.0, "tol": 1e-5}
+    big = [x * s for x, s in ((W, 1.0), (b, 1e18), (V, 1e18), (U, 1e18))]
+    f32 = ft.x_hidden(*(x.float() for x in big), **kw)
+    f64 = ft.x_hidden(*big, **kw)
+    assert f32.solver == "fista" and f64.solver == "heavy_ball"
+    assert f32.converged and f64.converged
+    torch.testing.assert_close(f32.Z.double(), f64.Z, rtol=1e-2, atol=1e-2 * float(f64.Z.abs().max()))

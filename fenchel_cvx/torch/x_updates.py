@@ -467,14 +467,17 @@ class _Columns:
     def due(self, k: int) -> bool:
         return k in (self.next_check, self.max_iter)
 
-    def check(self, k: int, Z: torch.Tensor, T: torch.Tensor, gap: torch.Tensor, res: torch.Tensor
-              ) -> torch.Tensor | None:
+    def check(self, k: int, Z: torch.Tensor, T: torch.Tensor, gap: torch.Tensor, res: torch.Tensor,
+              flag: torch.Tensor | None = None) -> torch.Tensor | None:
         """Record the certificates ``res`` (gaps ``gap``) of the running columns at iteration ``k`` and retire
         those done (all of them at ``max_iter`` or when stalled). Returns the positions, among the running
-        columns, of those that go on -- ``None`` if none left -- or an empty tensor once all are done."""
+        columns, of those that go on -- ``None`` if none left -- or an empty tensor once all are done. ``flag``: a
+        boolean the caller needs on the host, read with the rest (``self.flag``)."""
         done = res <= self.tol
         # the check's one read of the device (on a GPU, one wait): the worst certificate and how many are done
-        worst, n_done = torch.stack([res.max(), done.sum().to(res.dtype)]).tolist()
+        read = [res.max(), done.sum().to(res.dtype)] + ([] if flag is None else [flag.to(res.dtype)])
+        worst, n_done, *rest = torch.stack(read).tolist()
+        self.flag = bool(rest[0]) if rest else None
         n_done = int(n_done)
         self.next_check = k + _next_check(self.history, k, worst, self.tol)
         self.history.append((k, worst))
@@ -593,6 +596,8 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
 # -- heavy ball for a ReLU prev term --------------------------------------------------------------------------------
 #: A heavy-ball step must lower the objective by this fraction of what a projected gradient step is sure to
 _SUFFICIENT = 0.1
+#: ... and the sum of the magnitudes of its terms must stay below this fraction of the dtype's largest number
+_HB_RANGE = 1e-4
 
 
 def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
@@ -614,7 +619,9 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
     and a column never ends worse than it started (a capped solve needs no comparison with ``Z0``). The test
     allows ``8 eps`` times the scale of the terms (from the last certificate), so round-off is not read as an
     increase. The gradient is taken at the iterate itself, so a certificate is :func:`_certificate`'s with ``t =
-    W z + b``: elementwise passes, no extra product (FISTA's checks need one).
+    W z + b``: elementwise passes, no extra product (FISTA's checks need one). A problem whose terms, summed
+    by magnitude at the start, come within ``_HB_RANGE`` of the dtype's largest number (huge data, mostly in
+    float32) goes to :func:`_fista` instead, which compares no values.
     """
     m = Z0.shape[1]
     mu, c, gscale = prev.mu, prev.c, smooth.gscale
@@ -641,6 +648,7 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
 
     Z, T = Z0, A.affine(b, Z0)
     out = _Columns(Z0, T, tol, max_iter, stall)
+    smooth0, prev0 = smooth, prev
     f = value(Z, T)
     dZ = torch.zeros_like(Z)
     ratio = ratio_choice[1].expand(m)
@@ -651,7 +659,11 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
         if out.due(k):
             gap, scale = _relu_gap_and_scale(smooth, prev, Z, T, G, guide, scratch)
             slack = (noise * scale).to(Z.dtype)
-            going = out.check(k, Z, T, gap, gap / scale.clamp_min(tiny(gap.dtype)))
+            # the comparisons need the objective's terms well inside the working dtype's range
+            fits = (scale.max() <= _HB_RANGE * torch.finfo(Z.dtype).max) if k == 0 else None
+            going = out.check(k, Z, T, gap, gap / scale.clamp_min(tiny(gap.dtype)), fits)
+            if k == 0 and not out.flag:  # terms beyond it (huge data): FISTA, which compares no values
+                return _fista(smooth0, prev0, A, b, Z0, tol, max_iter, L, guide=guide, stall=stall)
             if going is not None:
                 if going.numel() == 0:
                     break
