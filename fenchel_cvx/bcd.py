@@ -438,7 +438,7 @@ class BCD(Trainer):
         s, mode, L, W, b = self.settings, self.mode, self.L, state.W, state.b
         running = s.is_inexact and mode["curvature"] != "batch"  # "running" or "adam": one step per W-block
         tol = {"tol": s.tol, "max_iter": s.max_iter}
-        # capped FISTA X-updates keep the better of start and last iterate per column, so J stays monotone
+        # a capped X-update never ends a column above its start (FISTA's choice, heavy ball's test): J stays monotone
         xtol = (dict(tol, max_iter=mode["inexact_x_iters"], warn=False)
                 if s.is_inexact and mode["inexact_x_iters"] is not None else tol)
         if s.uncertified_x_steps(mode):

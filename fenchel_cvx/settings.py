@@ -394,8 +394,8 @@ class BCDOptions(_Checked):
     inexact_iters: int | None = setting(None, "MM steps per inexact W-update (--curvature batch)", "int", low=1,
                                         none=_MODE_NONE.format(1), metavar="N", group="inexact BCD")
     inexact_x_iters: int | None = setting(
-        None, "in inexact mode, also cap the FISTA X-updates at N warm-started steps (a capped column keeps the "
-        "better of its start and last iterate)", "int", low=1,
+        None, "in inexact mode, also cap the X-updates at N warm-started steps (FISTA's; heavy ball's where "
+        "certified with ReLU; a capped column never ends worse than its start)", "int", low=1,
         none="unset: 15 in the fast default mode, else solved to --tol", metavar="N", group="inexact BCD")
     inexact_x_certify: bool | None = setting(
         None, "with --curvature running or adam, keep the capped X-updates' certificates: a column within --tol "
