@@ -75,8 +75,8 @@ Methods
   step taken then decreases ``P`` enough for a global linear rate, and a capped solve never ends above its
   start (``_heavy_ball``). Its gradient is taken at the iterate, so a certificate costs no GEMM. Uncertified
   capped runs (inexact BCD) keep FISTA's steps.
-* ``step_dtype=torch.float32`` on float64 inputs: the FISTA steps, and the certificates that stop them, in
-  float32; then one certificate from float64 products at the returned point, which is the one reported --
+* ``step_dtype=torch.float32`` on float64 inputs: the steps (FISTA's or heavy ball's), and the certificates that
+  stop them, in float32; then one certificate from float64 products at the returned point, which is the one reported --
   columns it does not confirm go on in float64 (see ``_fista_confirmed_in``). The answer is as certified as a
   float64 run's, for about half the GEMM time of the steps.
 * On CPU the columns are solved in blocks of about ``_CPU_BLOCK`` entries per ``(rows, block)`` array, which
@@ -1135,7 +1135,7 @@ def x_hidden(W: torch.Tensor, b: torch.Tensor | None, X_next: torch.Tensor, U_pr
         ``status`` ``"unchecked"``, ``converged=False``, no warning; each column still returns the lower-objective
         of ``Z0`` and its last iterate.
     step_dtype : torch.dtype, optional
-        The dtype the FISTA steps run in, e.g. ``torch.float32`` on float64 inputs (about half the time of each
+        The dtype the steps run in, e.g. ``torch.float32`` on float64 inputs (about half the time of each
         GEMM and elementwise pass); the answer stays in the inputs' dtype. With ``certify=False`` the choice
         between ``Z0`` and the last iterate is made in the inputs' dtype. With ``certify=True`` the steps stop
         on their own certificates (aiming at ``tol / 4``), and the certificate returned is recomputed from
