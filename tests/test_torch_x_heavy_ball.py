@@ -21,9 +21,11 @@ def _terms(W, b, V, U, lam, lam_prev):
     return smooth, prev, A, b.reshape(-1, 1), smooth.curv * A.norm_sq()
 
 
-@pytest.mark.parametrize("seed,lam_prev", [(0, 1.0), (1, 0.3), (2, 0.1)])
-def test_heavy_ball_needs_fewer_iterations_than_fista_for_the_same_certificate(seed, lam_prev):
+# kappa = (L + lam_prev) / lam_prev from about 5 to about 4e3 (the last: W three times larger, lam_prev 0.01)
+@pytest.mark.parametrize("seed,lam_prev,scale", [(0, 1.0, 1.0), (1, 0.3, 1.0), (2, 0.1, 1.0), (1, 0.01, 3.0)])
+def test_heavy_ball_needs_fewer_iterations_than_fista_for_the_same_certificate(seed, lam_prev, scale):
     W, b, V, U = hidden_instance("relu", "relu", seed=seed, q=40, p=30, m=200)
+    W = scale * W
     smooth, prev, A, bcol, L = _terms(W, b, V, U, 1.0, lam_prev)
     Z0 = torch.relu(U)
     tol = 1e-10
