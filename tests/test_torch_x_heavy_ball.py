@@ -90,8 +90,8 @@ def test_a_capped_heavy_ball_solve_reports_the_certificate_of_the_point_it_retur
 
 @pytest.mark.parametrize("loss", [None, "mse", "ce"])
 def test_the_scratch_certificate_is_the_general_one(loss):
-    """Heavy ball's checks compute the gap and scale of ReLU's B_prev in scratch arrays; the same numbers as
-    :func:`_gap_and_scale` at ``t = W z + b`` (any data term)."""
+    """Heavy ball's checks compute the gap and scale of ReLU's B_prev in scratch arrays, with the dual point of
+    ``t = W z + b`` itself; the same numbers as without the arrays, with that dual point given (any data term)."""
     relu = get_activation("relu")
     if loss is None:
         W, b, V, U = hidden_instance("relu", "relu", seed=11, q=6, p=5, m=9)
@@ -108,7 +108,7 @@ def test_the_scratch_certificate_is_the_general_one(loss):
     def scratch(name, like):
         return pool.setdefault(name, torch.empty_like(like))
 
-    gap, scale = xu._relu_gap_and_scale(smooth, prev, Z, T, G, False, scratch)
+    gap, scale = xu._gap_and_scale(smooth, prev, Z, T, None, G, False, scratch)
     gap_ref, scale_ref = xu._gap_and_scale(smooth, prev, Z, T, T, G)
     torch.testing.assert_close(gap, gap_ref, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(scale, scale_ref, rtol=1e-12, atol=0)

@@ -330,17 +330,28 @@ class _PrevTerm:
     def value(self, Z: torch.Tensor) -> torch.Tensor:
         return self.c * _B(self.act, Z, self.U).sum(0)
 
-    def partial_value(self, Z: torch.Tensor) -> torch.Tensor:
-        """``value(Z)`` less ``c F*(u)`` (the same for every ``Z``): enough to compare two points, one pass cheaper."""
+    def partial_value(self, Z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``value(Z)`` less ``c F*(u)`` (the same for every ``Z``): enough to compare two points, one pass cheaper;
+        ``out``: scratch of ``Z``'s shape."""
         if isinstance(self.act, ReLU):  # F(z) - u z = (z/2 - u) z: one temporary
-            return torch.mul(Z, 0.5).sub_(self.U).mul_(Z).sum(0).mul_(self.c)
+            return torch.mul(Z, 0.5, out=out).sub_(self.U).mul_(Z).sum(0).mul_(self.c)
         return self.c * (_sum_F(self.act, Z) - (self.U * Z).sum(0))
 
-    def cert(self, Z: torch.Tensor, G: torch.Tensor, gscale: float) -> torch.Tensor:
-        """``c B(z, u - gscale G / c)``, ``gscale G = W^T grad ell``: the second term of the gap."""
-        return self.c * _B(self.act, Z, torch.add(self.U, G, alpha=-gscale / self.c)).sum(0)
+    def cert(self, Z: torch.Tensor, G: torch.Tensor, gscale: float,
+             work: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``c B(z, u - gscale G / c)``, ``gscale G = W^T grad ell``: the second term of the gap. ``work``: two
+        scratch arrays of ``Z``'s shape, for ReLU's ``B = (z - w_+)^2 / 2 + z w_-`` (``ReLU._B_inside``'s terms)."""
+        if work is None or not isinstance(self.act, ReLU):
+            return self.c * _B(self.act, Z, torch.add(self.U, G, alpha=-gscale / self.c)).sum(0)
+        w = torch.add(self.U, G, alpha=-gscale / self.c, out=work[0])
+        a = torch.clamp_min(w, 0.0, out=work[1])
+        w = torch.sub(a, w, out=w).mul_(Z)  # z w_-
+        return torch.sub(Z, a, out=a).square_().mul_(0.5).add_(w).sum(0).mul_(self.c)
 
-    def scale(self, Z: torch.Tensor) -> torch.Tensor:
+    def scale(self, Z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        if out is not None and isinstance(self.act, ReLU):  # the same sums, through the scratch ``out``
+            half_sq = torch.mul(Z, Z, out=out).sum(0).mul_(0.5)
+            return self.c * (self.FU_abs + half_sq + torch.mul(self.U, Z, out=out).abs_().sum(0))
         return self.c * (self.FU_abs + _sum_F(self.act, Z) + _sum_abs_prod(self.U, Z))
 
 
@@ -643,8 +654,7 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
     def value(Z: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
         """``P`` less terms that do not depend on ``z`` (``c F*(u)``, and ``lam F(v)`` in ``x_hidden``): enough
         to compare two points; the round-off of the difference is within the slack, as the scale holds them."""
-        pv = torch.mul(Z, 0.5, out=scratch("value", Z)).sub_(prev.U).mul_(Z).sum(0).mul_(c)
-        return smooth.partial_value(T, scratch("value_t", T)).add_(pv)
+        return smooth.partial_value(T, scratch("value_t", T)).add_(prev.partial_value(Z, scratch("value", Z)))
 
     Z, T = Z0, A.affine(b, Z0)
     out = _Columns(Z0, T, tol, max_iter, stall)
@@ -657,7 +667,7 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
     for k in range(max_iter + 1):
         G = A.adjoint(smooth.grad_part(T, out=scratch("S", T)), out=scratch("G", Z))
         if out.due(k):
-            gap, scale = _relu_gap_and_scale(smooth, prev, Z, T, G, guide, scratch)
+            gap, scale = _gap_and_scale(smooth, prev, Z, T, None, G, guide, scratch)
             slack = (noise * scale).to(Z.dtype)
             # the comparisons need the objective's terms well inside the working dtype's range
             fits = (scale.max() <= _HB_RANGE * torch.finfo(Z.dtype).max) if k == 0 else None
@@ -686,25 +696,6 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
 
 def _heavy_ball_applies(prev: _PrevTerm, certify: bool) -> bool:
     return certify and isinstance(prev.act, ReLU)
-
-
-def _relu_gap_and_scale(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor, G: torch.Tensor,
-                        guide: bool, scratch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_gap_and_scale` at ``t = W z + b`` (``D_ell`` is then zero) for ReLU's ``B_prev``, written into
-    scratch arrays: ``c B(z, w)``, ``w = u - gscale G / c``, as ``c ((z - w_+)^2 / 2 + z w_-)`` (the terms of
-    ``ReLU._B_inside``), and the scale ``c (|F*(u)| + ||z||^2 / 2 + |u z|)`` plus the data term's. Arrays of
-    another dtype than float64 go to :func:`_gap_and_scale` unless ``guide`` lets piecewise-quadratic terms
-    stay in it."""
-    if Z.dtype != torch.float64 and not (guide and smooth.exact_low and prev.exact_low):
-        return _gap_and_scale(smooth, prev, Z, T, T, G, guide)
-    c = prev.c
-    w = torch.add(prev.U, G, alpha=-smooth.gscale / c, out=scratch("cert_w", Z))
-    a = torch.clamp_min(w, 0.0, out=scratch("cert_a", Z))
-    w = torch.sub(a, w, out=w).mul_(Z)  # z w_-
-    gap = torch.sub(Z, a, out=a).square_().mul_(0.5).add_(w).sum(0).mul_(c)
-    half_sq = torch.mul(Z, Z, out=a).sum(0).mul_(0.5)
-    prev_scale = (prev.FU_abs + half_sq + torch.mul(prev.U, Z, out=a).abs_().sum(0)).mul_(c)
-    return gap, smooth.scale(T, out=scratch("cert_t", T)) + prev_scale
 
 
 def _iterate(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor | None, Z0: torch.Tensor,
@@ -749,10 +740,12 @@ def _certificate(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor,
     return gap, gap / scale.clamp_min(tiny(Z.dtype))
 
 
-def _gap_and_scale(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor, Ty: torch.Tensor,
-                   G: torch.Tensor, guide: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _gap_and_scale(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tensor, Ty: torch.Tensor | None,
+                   G: torch.Tensor, guide: bool = False, scratch: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The gap of the columns of ``Z`` with the dual point ``grad ell(Ty)``, and its scale: the sum of the
-    magnitudes of the terms whose sum is ``P`` (see the module docstring).
+    magnitudes of the terms whose sum is ``P`` (see the module docstring). ``Ty=None``: the dual point of ``T``
+    itself, where ``D_ell`` vanishes (heavy ball's checks). ``scratch(name, like)``: a pool of arrays for the
+    passes of ReLU's terms (used in the working dtype only).
 
     Evaluated in float64 whatever the working dtype: in float32 the entropic ``B`` terms cancel to a noise
     floor near 1e-8 of the scale, well above what float32 iterates reach (their products ``W Z``, ``W^T s``
@@ -762,8 +755,15 @@ def _gap_and_scale(smooth: Any, prev: _PrevTerm, Z: torch.Tensor, T: torch.Tenso
     """
     if Z.dtype != torch.float64 and not (guide and smooth.exact_low and prev.exact_low):
         smooth, prev = smooth.to(torch.float64), prev.to(torch.float64)
-        Z, T, Ty, G = Z.double(), T.double(), Ty.double(), G.double()
-    return smooth.bregman(T, Ty) + prev.cert(Z, G, smooth.gscale), smooth.scale(T) + prev.scale(Z)
+        Z, T, G = Z.double(), T.double(), G.double()
+        Ty, scratch = None if Ty is None else Ty.double(), None
+    work = None if scratch is None else (scratch("cert_w", Z), scratch("cert_a", Z))
+    gap = prev.cert(Z, G, smooth.gscale, work)
+    if Ty is not None:
+        gap = smooth.bregman(T, Ty) + gap
+    scale = (smooth.scale(T, out=None if scratch is None else scratch("cert_t", T))
+             + prev.scale(Z, out=None if work is None else work[1]))
+    return gap, scale
 
 
 def _next_check(history: list, k: int, worst: float, tol: float) -> int:
