@@ -458,6 +458,21 @@ class _LayerMap:
         return _LayerMap(self.layer, self.W.to(dtype))
 
 
+class _Scratch:
+    """Named scratch arrays reused from step to step while the running columns stay the same: a fresh ``p x m``
+    array per operation costs about as much as the arithmetic on it (allocation, first touch of its pages).
+    ``scratch(name, like)`` is the array ``name`` with ``like``'s shape and dtype (new when those change)."""
+
+    def __init__(self) -> None:
+        self.pool: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        t = self.pool.get(name)
+        if t is None or t.shape != like.shape or t.dtype != like.dtype:
+            t = self.pool[name] = torch.empty_like(like)
+        return t
+
+
 class _Columns:
     """The outputs of a certified column iteration, filled as columns finish, and its check schedule.
 
@@ -555,17 +570,7 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
     out = _Columns(Z0, T, tol, max_iter, stall) if certify else None
     dZ, dT = Z, T  # placeholders: the first step has no momentum
     beta = Z0.new_zeros(m)
-    # Scratch p x m tensors reused from step to step (while the active columns stay the same): a fresh one per
-    # operation costs about as much as the arithmetic on it (allocation, first touch of its pages). "z0"/"z1"
-    # alternate as the new iterate's home, since the old one is read while the new one is written.
-    pool: dict[str, torch.Tensor] = {}
-
-    def scratch(name: str) -> torch.Tensor:
-        t = pool.get(name)
-        if t is None or t.shape != Z.shape:
-            t = pool[name] = torch.empty_like(Z)
-        return t
-
+    scratch = _Scratch()  # "z0"/"z1" alternate as the new iterate's home: the old one is read while it is written
     k = 0
     for k in range(max_iter + 1):
         if not certify and k == max_iter:
@@ -573,11 +578,11 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
         if k == 0:
             Yv, Ty = Z, T
         else:
-            Yv, Ty = torch.addcmul(Z, beta, dZ, out=scratch("Yv")), torch.addcmul(T, beta, dT)
+            Yv, Ty = torch.addcmul(Z, beta, dZ, out=scratch("Yv", Z)), torch.addcmul(T, beta, dT)
         S = smooth.grad_part(Ty)
         G = None
         if certify and out.due(k):  # G = A^T S itself only where a certificate reads it; the step accumulates
-            G = A.adjoint(S, out=scratch("G"))
+            G = A.adjoint(S, out=scratch("G", Z))
             gap, res = _certificate(smooth, prev, Z, T, Ty, G, guide)
             if k == 0:
                 start = (Z0, T, gap, res)
@@ -591,9 +596,9 @@ def _fista(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.Tensor
                 Z, T, dZ, dT, Yv, S, G = (Z[:, going], T[:, going], dZ[:, going], dT[:, going], Yv[:, going],
                                           S[:, going], G[:, going])
         # the same arithmetic at every step, certified or not: a capped run takes exactly the certified steps
-        Znew = prev.solve(A.adjoint_add(prev.prox_rhs(Yv, a, out=scratch(f"z{k % 2}")), S, -a * step, G), a, Z)
+        Znew = prev.solve(A.adjoint_add(prev.prox_rhs(Yv, a, out=scratch(f"z{k % 2}", Z)), S, -a * step, G), a, Z)
         Tnew = affine(Znew)
-        dZ = torch.sub(Znew, Z, out=scratch("dZ"))
+        dZ = torch.sub(Znew, Z, out=scratch("dZ", Z))
         if k == 0:  # Yv = Z: the angle <Yv - Znew, dZ> = -||dZ||^2 calls for no restart
             restart = torch.zeros(Znew.shape[1], dtype=torch.bool, device=Znew.device)
         else:  # Yv is dead after the prox: the test overwrites it
@@ -643,13 +648,7 @@ def _heavy_ball(smooth: Any, prev: _PrevTerm, A: _Matrix | _LayerMap, b: torch.T
     # each column's next step in units of 1 / Lt: heavy ball's after a step taken, 1 after one refused (its dZ,
     # hence its momentum, is then zero)
     ratio_choice = Z0.new_tensor([1.0, step_hb * Lt])
-    pool: dict[str, torch.Tensor] = {}  # scratch p x m arrays, as in _fista: fresh ones cost a pass of their own
-
-    def scratch(name: str, like: torch.Tensor) -> torch.Tensor:
-        t = pool.get(name)
-        if t is None or t.shape != like.shape:
-            t = pool[name] = torch.empty_like(like)
-        return t
+    scratch = _Scratch()
 
     def value(Z: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
         """``P`` less terms that do not depend on ``z`` (``c F*(u)``, and ``lam F(v)`` in ``x_hidden``): enough
