@@ -53,6 +53,10 @@ __all__ = ["Layer", "build_layers", "lenet5", "parse_arch"]
 
 Array = Any
 
+#: Bytes of torch's per-call im2col buffer a float64 CPU convolution of a chunk of samples may use (see
+#: :meth:`Layer._sample_chunks`): small enough to stay in cache and in the allocator's reused memory.
+CONV_WORKSPACE = 4 << 20
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -212,14 +216,16 @@ class Layer:
             return W @ X if b is None else W @ X + b[:, None]
         back, (Wt, bt, Xt) = _to_torch(W, b, X)
         m = Xt.shape[1]
-        Z = self._pool(Xt.T.reshape(m, *self.in_shape))
         if self.kind == "dense":
-            U = Z.flatten(1) @ Wt.T
+            U = self._pool(Xt.T.reshape(m, *self.in_shape)).flatten(1) @ Wt.T
             if bt is not None:
                 U = U + bt
-        else:
-            U = F.conv2d(Z, Wt, bt, stride=self.stride, padding=self.padding).flatten(1)
-        return back(U.T)
+            return back(U.T)
+        U = Xt.new_empty(self.n_out, m)
+        for s, e in self._sample_chunks(Xt):
+            Z = self._pool(Xt[:, s:e].T.reshape(e - s, *self.in_shape))
+            U[:, s:e] = F.conv2d(Z, Wt, bt, stride=self.stride, padding=self.padding).flatten(1).T
+        return back(U)
 
     def adjoint(self, W: Array, G: Array) -> Array:
         """``A^T(G; W)``: ``G`` of shape ``(n_out, m)`` to ``(n_in, m)`` (the bias plays no part)."""
@@ -230,11 +236,14 @@ class Layer:
         back, (Wt, Gt) = _to_torch(W, G)
         m = Gt.shape[1]
         if self.kind == "dense":
-            Z = (Gt.T @ Wt).reshape(m, *self.pooled_shape)
-        else:
-            Z = torch.nn.grad.conv2d_input((m, *self.pooled_shape), Wt, Gt.T.reshape(m, *self.out_shape),
-                                           stride=self.stride, padding=self.padding)
-        return back(self._unpool(Z).flatten(1).T)
+            return back(self._unpool((Gt.T @ Wt).reshape(m, *self.pooled_shape)).flatten(1).T)
+        out = Gt.new_empty(self.n_in, m)
+        for s, e in self._sample_chunks(Gt):
+            Gs = Gt[:, s:e].T.reshape(e - s, *self.out_shape)
+            Z = torch.nn.grad.conv2d_input((e - s, *self.pooled_shape), Wt, Gs, stride=self.stride,
+                                           padding=self.padding)
+            out[:, s:e] = self._unpool(Z).flatten(1).T
+        return back(out)
 
     def norm_sq(self, W: Array) -> float:
         """An upper estimate of ``||A||_2^2`` (the map on one sample): the top eigenvalue of ``A^T A`` by Lanczos
@@ -296,11 +305,13 @@ class Layer:
             return X
         back, (Xt,) = _to_torch(X)
         m = Xt.shape[1]
-        Z = self._pool(Xt.T.reshape(m, *self.in_shape))
         if self.kind == "dense":
-            return back(Z.flatten(1).T.contiguous())
-        P = F.unfold(Z, self.kernel, padding=self.padding, stride=self.stride)  # (m, C_in k^2, positions)
-        return back(P.permute(1, 0, 2).reshape(P.shape[1], m * P.shape[2]).contiguous())
+            return back(self._pool(Xt.T.reshape(m, *self.in_shape)).flatten(1).T.contiguous())
+        P = Xt.new_empty(self.patch_size, m, self.positions)
+        for s, e in self._sample_chunks(Xt):
+            Z = self._pool(Xt[:, s:e].T.reshape(e - s, *self.in_shape))
+            P[:, s:e] = F.unfold(Z, self.kernel, padding=self.padding, stride=self.stride).permute(1, 0, 2)
+        return back(P.view(self.patch_size, m * self.positions))
 
     def arrange(self, V: Array | None) -> Array | None:
         """Output-side matrix ``(n_out, m)`` in the columns of :meth:`patches`: ``(C_out, m * positions)``
@@ -337,21 +348,52 @@ class Layer:
             raise TensorMismatchError(f"{', '.join(given)}: expected all numpy arrays or all torch tensors of one "
                                       f"dtype, got {kinds}")
 
+    def _sample_chunks(self, X: torch.Tensor) -> list[tuple[int, int]]:
+        """Column ranges ``[s, e)`` of a ``(features, m)`` matrix to convolve one after the other.
+
+        In float64 on the CPU (no oneDNN kernel) torch convolves a batch through one im2col buffer of ``C_in k^2 x
+        H_out W_out`` entries per sample; for a whole batch it is tens of MB, which the allocator maps fresh (page
+        faults on every touch) at each call and which no cache holds -- that made ``conv2d`` on a batch of 500
+        four to six times slower than the same samples in chunks whose buffer stays within
+        :data:`CONV_WORKSPACE`. Each sample's result is the same to the bit either way (its own im2col and GEMM;
+        ``tests/test_layers.py`` checks it). Other dtypes and devices take the batch at once: their kernels
+        (oneDNN, cuDNN) need no buffer of that size, and their results may depend on the batch's size.
+        """
+        m = X.shape[1]
+        if X.device.type != "cpu" or X.dtype != torch.float64 or m == 0:
+            return [(0, m)]
+        per_sample = self.patch_size * self.positions * X.element_size()
+        step = max(1, CONV_WORKSPACE // per_sample)
+        return [(s, min(m, s + step)) for s in range(0, m, step)]
+
     # -- pooling and its adjoint --------------------------------------------------------------------------------
     def _pool(self, Z: torch.Tensor) -> torch.Tensor:
-        return Z if self.pool == 1 else F.avg_pool2d(Z, self.pool)
+        """Average pooling of ``Z`` ``(n, C, H, W)`` in ``r x r`` windows (rows and columns past the last whole
+        window dropped): the window's entries summed in row order, then divided by ``r^2`` -- ``avg_pool2d``'s
+        arithmetic to the bit, as ``r^2`` strided sums, which run two to three times faster on the CPU."""
+        r = self.pool
+        if r == 1:
+            return Z
+        h, w = self.pooled_shape[1:]
+        # a copy always (a view could alias Z), laid out as avg_pool2d lays out its answer: the GEMM after reads it
+        out = Z[:, :, 0:h * r:r, 0:w * r:r].clone(memory_format=torch.contiguous_format)
+        for i in range(r):
+            for j in range(r):
+                if i or j:
+                    out.add_(Z[:, :, i:h * r:r, j:w * r:r])
+        return out.div_(r * r)
 
     def _unpool(self, Z: torch.Tensor) -> torch.Tensor:
         """Adjoint of average pooling: spread each value evenly over its window (rows a window misses get 0)."""
-        if self.pool == 1:
-            return Z
         r = self.pool
-        up = Z.repeat_interleave(r, dim=2).repeat_interleave(r, dim=3) / (r * r)
-        H, W_ = self.in_shape[1:]
-        if up.shape[2:] == (H, W_):
-            return up
-        out = up.new_zeros(up.shape[0], up.shape[1], H, W_)
-        out[:, :, :up.shape[2], :up.shape[3]] = up
+        if r == 1:
+            return Z
+        (h, w), (H, W_) = self.pooled_shape[1:], self.in_shape[1:]
+        share = Z / (r * r)
+        out = (Z.new_empty if (h * r, w * r) == (H, W_) else Z.new_zeros)(Z.shape[0], Z.shape[1], H, W_)
+        for i in range(r):
+            for j in range(r):
+                out[:, :, i:h * r:r, j:w * r:r] = share
         return out
 
 

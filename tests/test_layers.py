@@ -12,8 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fenchel_cvx import layers as layers_module
 from fenchel_cvx.errors import ShapeError
-from fenchel_cvx.layers import lenet5, parse_arch
+from fenchel_cvx.layers import Layer, lenet5, parse_arch
 
 SPECS = ["1x28x28-c6k5p2-a2c16k5-a2f120-f84-f10", "3x9x9-c4k3s2p1-a2c5k2-f3", "2x8x8-a2f6-f2", "1x7x7-c2k3s2-f4",
          "784-300-10"]
@@ -55,6 +56,60 @@ def test_map_adjoint_patches_matrix_and_norm(spec, i, lay):
         assert np.allclose(M @ X.numpy() + lay.bias_rows(b.numpy())[:, None], U.numpy(), rtol=1e-12, atol=1e-12)
         true = np.linalg.norm(M, 2) ** 2
         assert true <= lay.norm_sq(W) <= 1.02 * true
+
+
+CONV_LAYERS = [(spec, i, lay) for spec, i, lay in LAYERS if lay.kind == "conv" or lay.pool > 1]
+
+
+@pytest.mark.parametrize("spec,i,lay", CONV_LAYERS, ids=[f"{s}[{i}]" for s, i, _ in CONV_LAYERS])
+def test_sample_chunks_change_no_bit(spec, i, lay, monkeypatch):
+    # the float64 CPU maps convolve a batch in chunks of samples (Layer._sample_chunks): each sample's numbers
+    # must be the ones of the whole batch at once, to the bit -- runs recorded before the chunks repeat exactly
+    dtype = torch.float64
+    g = torch.Generator().manual_seed(10 + i)
+    m = 37
+    W = torch.randn(lay.weight_shape, dtype=dtype, generator=g)
+    b = torch.randn(lay.bias_shape, dtype=dtype, generator=g)
+    X = torch.randn(lay.n_in, m, dtype=dtype, generator=g)
+    G = torch.randn(lay.n_out, m, dtype=dtype, generator=g)
+    outs = {}
+    for budget in (1, 3 * lay.patch_size * lay.positions * X.element_size(), 1 << 40):
+        monkeypatch.setattr(layers_module, "CONV_WORKSPACE", budget)
+        chunks = lay._sample_chunks(X)
+        starts, ends = [a for a, _ in chunks], [e for _, e in chunks]
+        assert starts == [0] + ends[:-1] and ends[-1] == m  # the chunks tile the batch in order
+        outs[len(chunks)] = (lay.apply(W, b, X), lay.adjoint(W, G), lay.patches(X))
+    if lay.kind == "conv":
+        assert sorted(outs) == [1, 13, m]  # one sample at a time, three at a time, the whole batch
+    for got in outs.values():
+        for a, c in zip(got, outs[1], strict=True):
+            assert torch.equal(a, c) and (a.is_contiguous() or lay.kind == "dense")
+    assert lay._sample_chunks(X.float()) == [(0, m)]  # other dtypes: the batch at once (oneDNN's own blocking)
+    Z = X.T.reshape(m, *lay.in_shape)
+    ref = F.avg_pool2d(Z, lay.pool) if lay.pool > 1 else Z
+    if lay.kind == "conv":
+        ref = F.conv2d(ref, W, b, stride=lay.stride, padding=lay.padding)
+        assert torch.equal(outs[1][0], ref.reshape(m, -1).T)
+
+
+@pytest.mark.parametrize("r,shape", [(2, (3, 2, 8, 8)), (2, (2, 3, 9, 7)), (3, (2, 2, 10, 11)), (3, (1, 1, 3, 3)),
+                                     (2, (1, 1, 2, 2))])
+def test_pooling_is_avg_pool2d_to_the_bit(r, shape):
+    n, c, h, w = shape
+    lay = Layer("dense", (c, h, w), (4,), pool=r)
+    g = torch.Generator().manual_seed(r * 100 + h)
+    X = torch.randn(c * h * w, n, dtype=torch.float64, generator=g)
+    Z = X.T.reshape(n, c, h, w)  # a strided view, as the maps pass it
+    before = Z.clone()
+    P = lay._pool(Z)
+    assert torch.equal(P, F.avg_pool2d(Z, r)) and P.is_contiguous()
+    assert torch.equal(Z, before)  # pooling never writes into its input (a 1x1 result of one sample included)
+    # _unpool is pooling's adjoint: <pool(Z), Q> = <Z, unpool(Q)>, zero on the rows and columns pooling drops
+    Q = torch.randn(P.shape, dtype=torch.float64, generator=g)
+    U = lay._unpool(Q)
+    assert U.shape == Z.shape
+    assert float((P * Q).sum()) == pytest.approx(float((Z * U).sum()), rel=1e-13)
+    assert not U[:, :, (h // r) * r:].any() and not U[:, :, :, (w // r) * r:].any()
 
 
 def test_float32_and_shapes_follow_the_input():
