@@ -221,11 +221,11 @@ class Layer:
             if bt is not None:
                 U = U + bt
             return back(U.T)
-        U = Xt.new_empty(self.n_out, m)
-        for s, e in self._sample_chunks(Xt):
+        def conv(s: int, e: int) -> torch.Tensor:
             Z = self._pool(Xt[:, s:e].T.reshape(e - s, *self.in_shape))
-            U[:, s:e] = F.conv2d(Z, Wt, bt, stride=self.stride, padding=self.padding).flatten(1).T
-        return back(U)
+            return F.conv2d(Z, Wt, bt, stride=self.stride, padding=self.padding).flatten(1)
+
+        return back(self._by_chunks(Xt, self.n_out, conv, Wt, bt))
 
     def adjoint(self, W: Array, G: Array) -> Array:
         """``A^T(G; W)``: ``G`` of shape ``(n_out, m)`` to ``(n_in, m)`` (the bias plays no part)."""
@@ -237,13 +237,13 @@ class Layer:
         m = Gt.shape[1]
         if self.kind == "dense":
             return back(self._unpool((Gt.T @ Wt).reshape(m, *self.pooled_shape)).flatten(1).T)
-        out = Gt.new_empty(self.n_in, m)
-        for s, e in self._sample_chunks(Gt):
+        def conv_t(s: int, e: int) -> torch.Tensor:
             Gs = Gt[:, s:e].T.reshape(e - s, *self.out_shape)
             Z = torch.nn.grad.conv2d_input((e - s, *self.pooled_shape), Wt, Gs, stride=self.stride,
                                            padding=self.padding)
-            out[:, s:e] = self._unpool(Z).flatten(1).T
-        return back(out)
+            return self._unpool(Z).flatten(1)
+
+        return back(self._by_chunks(Gt, self.n_in, conv_t, Wt))
 
     def norm_sq(self, W: Array) -> float:
         """An upper estimate of ``||A||_2^2`` (the map on one sample): the top eigenvalue of ``A^T A`` by Lanczos
@@ -347,6 +347,22 @@ class Layer:
                                          "numpy array") for k, v in given.items())
             raise TensorMismatchError(f"{', '.join(given)}: expected all numpy arrays or all torch tensors of one "
                                       f"dtype, got {kinds}")
+
+    def _by_chunks(self, X: torch.Tensor, rows: int, piece: Any, *weights: torch.Tensor | None) -> torch.Tensor:
+        """The ``(rows, m)`` matrix whose columns ``[s, e)`` are ``piece(s, e).T`` over :meth:`_sample_chunks`.
+
+        Without autograd the pieces are written into one array (contiguous: the solvers' passes over it run
+        faster). Where autograd records (the backprop baselines' forward pass), they are concatenated -- whose
+        backward hands each piece a view of its gradient, where writes into one array would copy the whole
+        gradient once per piece -- and the answer is the transposed view, as torch's own layout gives it.
+        """
+        chunks = self._sample_chunks(X)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (X, *weights)):
+            return torch.cat([piece(s, e) for s, e in chunks]).T
+        out = X.new_empty(rows, X.shape[1])
+        for s, e in chunks:
+            out[:, s:e] = piece(s, e).T
+        return out
 
     def _sample_chunks(self, X: torch.Tensor) -> list[tuple[int, int]]:
         """Column ranges ``[s, e)`` of a ``(features, m)`` matrix to convolve one after the other.

@@ -92,6 +92,31 @@ def test_sample_chunks_change_no_bit(spec, i, lay, monkeypatch):
         assert torch.equal(outs[1][0], ref.reshape(m, -1).T)
 
 
+def test_chunked_maps_under_autograd(monkeypatch):
+    # the backprop baselines run the maps with autograd: the chunks are concatenated (not written into one array,
+    # whose backward would copy the whole gradient per chunk) and the gradients are those of the whole batch
+    lay = parse_arch("1x12x12-c3k5p2-a2c4k3-f2")[1]
+    monkeypatch.setattr(layers_module, "CONV_WORKSPACE", 2 * lay.patch_size * lay.positions * 8)
+    g = torch.Generator().manual_seed(5)
+    W = torch.randn(lay.weight_shape, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(lay.bias_shape, dtype=torch.float64, generator=g, requires_grad=True)
+    X = torch.randn(lay.n_in, 9, dtype=torch.float64, generator=g, requires_grad=True)
+    C = torch.randn(lay.n_out, 9, dtype=torch.float64, generator=g)
+    assert len(lay._sample_chunks(X)) == 5
+    U = lay.apply(W, b, X)
+    ref = _reference(lay, W, b, X)
+    assert torch.equal(U, ref)  # forward: the same bits
+    assert not U.is_contiguous()  # the concatenated chunks' transposed view, not one array written chunk by chunk
+    with torch.no_grad():
+        assert lay.apply(W, b, X).is_contiguous()
+    grads = torch.autograd.grad((U * C).sum(), (W, b, X))
+    ref_grads = torch.autograd.grad((ref * C).sum(), (W, b, X))
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-13, atol=1e-13)  # summed over chunks in another order
+    GX = lay.adjoint(W, C)  # the adjoint too (Fenchel's X-updates never record it, but it must differentiate)
+    torch.autograd.grad(GX.sum(), W)
+
+
 @pytest.mark.parametrize("r,shape", [(2, (3, 2, 8, 8)), (2, (2, 3, 9, 7)), (3, (2, 2, 10, 11)), (3, (1, 1, 3, 3)),
                                      (2, (1, 1, 2, 2))])
 def test_pooling_is_avg_pool2d_to_the_bit(r, shape):
