@@ -308,7 +308,7 @@ class Layer:
         if self.kind == "dense":
             return back(self._pool(Xt.T.reshape(m, *self.in_shape)).flatten(1).T.contiguous())
         P = Xt.new_empty(self.patch_size, m, self.positions)
-        for s, e in self._sample_chunks(Xt):
+        for s, e in self._sample_chunks(Xt, copy_only=True):
             Z = self._pool(Xt[:, s:e].T.reshape(e - s, *self.in_shape))
             P[:, s:e] = F.unfold(Z, self.kernel, padding=self.padding, stride=self.stride).permute(1, 0, 2)
         return back(P.view(self.patch_size, m * self.positions))
@@ -364,7 +364,7 @@ class Layer:
             out[:, s:e] = piece(s, e).T
         return out
 
-    def _sample_chunks(self, X: torch.Tensor) -> list[tuple[int, int]]:
+    def _sample_chunks(self, X: torch.Tensor, copy_only: bool = False) -> list[tuple[int, int]]:
         """Column ranges ``[s, e)`` of a ``(features, m)`` matrix to convolve one after the other.
 
         In float64 on the CPU (no oneDNN kernel) torch convolves a batch through one im2col buffer of ``C_in k^2 x
@@ -373,10 +373,12 @@ class Layer:
         four to six times slower than the same samples in chunks whose buffer stays within
         :data:`CONV_WORKSPACE`. Each sample's result is the same to the bit either way (its own im2col and GEMM;
         ``tests/test_layers.py`` checks it). Other dtypes and devices take the batch at once: their kernels
-        (oneDNN, cuDNN) need no buffer of that size, and their results may depend on the batch's size.
+        (oneDNN, cuDNN) need no buffer of that size, and their results may depend on the batch's size --
+        except with ``copy_only``, for work that only moves entries (:meth:`patches`' im2col), chunked on the CPU
+        in every dtype.
         """
         m = X.shape[1]
-        if X.device.type != "cpu" or X.dtype != torch.float64 or m == 0:
+        if X.device.type != "cpu" or (X.dtype != torch.float64 and not copy_only) or m == 0:
             return [(0, m)]
         per_sample = self.patch_size * self.positions * X.element_size()
         step = max(1, CONV_WORKSPACE // per_sample)

@@ -72,18 +72,23 @@ def test_sample_chunks_change_no_bit(spec, i, lay, monkeypatch):
     b = torch.randn(lay.bias_shape, dtype=dtype, generator=g)
     X = torch.randn(lay.n_in, m, dtype=dtype, generator=g)
     G = torch.randn(lay.n_out, m, dtype=dtype, generator=g)
-    outs = {}
+    outs, patches32 = {}, {}
     for budget in (1, 3 * lay.patch_size * lay.positions * X.element_size(), 1 << 40):
         monkeypatch.setattr(layers_module, "CONV_WORKSPACE", budget)
         chunks = lay._sample_chunks(X)
         starts, ends = [a for a, _ in chunks], [e for _, e in chunks]
         assert starts == [0] + ends[:-1] and ends[-1] == m  # the chunks tile the batch in order
         outs[len(chunks)] = (lay.apply(W, b, X), lay.adjoint(W, G), lay.patches(X))
+        # the patches, a copy, are taken in chunks in every dtype: float32 ones the same to the bit too
+        if budget == 1:
+            assert len(lay._sample_chunks(X.float(), copy_only=True)) == m
+        patches32[len(chunks)] = lay.patches(X.float())
     if lay.kind == "conv":
         assert sorted(outs) == [1, 13, m]  # one sample at a time, three at a time, the whole batch
     for got in outs.values():
         for a, c in zip(got, outs[1], strict=True):
             assert torch.equal(a, c) and (a.is_contiguous() or lay.kind == "dense")
+    assert all(torch.equal(P, patches32[1]) for P in patches32.values())
     assert lay._sample_chunks(X.float()) == [(0, m)]  # other dtypes: the batch at once (oneDNN's own blocking)
     Z = X.T.reshape(m, *lay.in_shape)
     ref = F.avg_pool2d(Z, lay.pool) if lay.pool > 1 else Z
