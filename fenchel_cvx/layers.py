@@ -221,6 +221,7 @@ class Layer:
             if bt is not None:
                 U = U + bt
             return back(U.T)
+
         def conv(s: int, e: int) -> torch.Tensor:
             Z = self._pool(Xt[:, s:e].T.reshape(e - s, *self.in_shape))
             return F.conv2d(Z, Wt, bt, stride=self.stride, padding=self.padding).flatten(1)
@@ -237,6 +238,7 @@ class Layer:
         m = Gt.shape[1]
         if self.kind == "dense":
             return back(self._unpool((Gt.T @ Wt).reshape(m, *self.pooled_shape)).flatten(1).T)
+
         def conv_t(s: int, e: int) -> torch.Tensor:
             Gs = Gt[:, s:e].T.reshape(e - s, *self.out_shape)
             Z = torch.nn.grad.conv2d_input((e - s, *self.pooled_shape), Wt, Gs, stride=self.stride,

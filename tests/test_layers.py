@@ -64,7 +64,7 @@ CONV_LAYERS = [(spec, i, lay) for spec, i, lay in LAYERS if lay.kind == "conv" o
 @pytest.mark.parametrize("spec,i,lay", CONV_LAYERS, ids=[f"{s}[{i}]" for s, i, _ in CONV_LAYERS])
 def test_sample_chunks_change_no_bit(spec, i, lay, monkeypatch):
     # the float64 CPU maps convolve a batch in chunks of samples (Layer._sample_chunks): each sample's numbers
-    # must be the ones of the whole batch at once, to the bit -- runs recorded before the chunks repeat exactly
+    # must be the ones of the whole batch at once, to the bit -- Fenchel runs recorded before the chunks repeat exactly
     dtype = torch.float64
     g = torch.Generator().manual_seed(10 + i)
     m = 37
