@@ -315,6 +315,28 @@ class Layer:
             P[:, s:e] = F.unfold(Z, self.kernel, padding=self.padding, stride=self.stride).permute(1, 0, 2)
         return back(P.view(self.patch_size, m * self.positions))
 
+    def weight_gradient(self, X: Array, R: Array) -> Array:
+        """``arrange(R) @ patches(X).T`` in float64, shape ``(C_out, C_in k^2)`` (dense: ``R @ patches(X).T``):
+        the gradient in ``weight_matrix(W)`` of ``<R, A(X; W)>``, for ``X`` ``(n_in, m)`` and ``R`` ``(n_out, m)``.
+
+        A convolution's is computed as its weight gradient (``conv2d_weight``), chunk by chunk
+        (:meth:`_sample_chunks`), without the patch matrix -- ``C_in k^2`` times the batch, which a running W-step
+        would otherwise build every batch for this one product. The sums run in another order than the product's:
+        equal to it up to round-off.
+        """
+        check_layer_shape(X, "X", self, "in")
+        check_layer_shape(R, "R", self, "out")
+        if self.kind == "dense":
+            back, (Xt, Rt) = _to_torch(X, R)
+            return back((Rt @ self.patches(Xt).T).to(torch.float64))
+        back, (Xt, Rt) = _to_torch(X, R)
+        G = torch.zeros(self.weight_shape, dtype=torch.float64, device=Xt.device)
+        for s, e in self._sample_chunks(Xt):
+            Z = self._pool(Xt[:, s:e].T.reshape(e - s, *self.in_shape))
+            Rs = Rt[:, s:e].T.reshape(e - s, *self.out_shape)
+            G += torch.nn.grad.conv2d_weight(Z, self.weight_shape, Rs, stride=self.stride, padding=self.padding)
+        return back(G.reshape(self.weight_shape[0], -1))
+
     def arrange(self, V: Array | None) -> Array | None:
         """Output-side matrix ``(n_out, m)`` in the columns of :meth:`patches`: ``(C_out, m * positions)``
         (``None`` stays ``None``)."""

@@ -23,11 +23,18 @@ from conftest import DEVICES, assert_close
 from fenchel_cvx import cvx
 from fenchel_cvx import torch as tf
 from fenchel_cvx.activations import get_activation
-from fenchel_cvx.errors import ChoiceError, NotConvergedWarning, ShapeError, TensorMismatchError
+from fenchel_cvx.errors import (
+    ChoiceError,
+    DomainError,
+    NotConvergedWarning,
+    ShapeError,
+    TensorMismatchError,
+    ValueRangeError,
+)
 from fenchel_cvx.layers import parse_arch
 from fenchel_cvx.optimality import objective, residual
 from fenchel_cvx.torch import x_updates as tx
-from fenchel_cvx.torch.curvature import hidden_curvature, last_curvature
+from fenchel_cvx.torch.curvature import adam_curvature, hidden_curvature, last_curvature
 from fenchel_cvx.verification import verify
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -231,6 +238,58 @@ def test_running_steps_on_conv_patches_are_the_mm_steps():
     wrong = hidden_curvature(layer.n_in, act="relu", lam=1.3, rho=0.1, gamma=0.3)
     with pytest.raises(ShapeError, match=r"layer.patch_size"):
         tf.w_hidden(**problem, W_init=W, b_init=b, method="running", curvature=wrong, max_iter=1)
+
+
+@pytest.mark.parametrize("kind", ["running", "adam"])
+@pytest.mark.parametrize("spec", ["3x7x7-c2k3s2p1-f3", "2x8x8-a2c3k3p1-f3", "2x6x6-a2f3"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_running_steps_of_a_conv_layer_skip_the_patch_matrix(spec, kind, bias):
+    # a conv or pooled layer's running steps take their gradient from Layer.weight_gradient in the layer's layout;
+    # the steps are the patch form's (the dense update on layer.patches), up to the order of the sums
+    problem = as_torch(w_hidden_problem(spec, "relu", "relu", seed=4, m=5))
+    layer, X_in, X_next = problem.pop("layer"), problem.pop("X_in"), problem.pop("X_next")
+    W, b = problem["W0"], problem["b0"]
+    if not bias:
+        problem.pop("b0")
+
+    def estimate():
+        if kind == "adam":
+            return adam_curvature(layer.weight_shape[0], layer.patch_size, lr=1e-2, bias=bias)
+        c = hidden_curvature(layer.patch_size, act="relu", lam=problem["lam"], rho=problem["rho"],
+                             gamma=problem["gamma"], every=1, rank=None, bias=bias)
+        c.observe(layer.patches(X_in))
+        return c
+
+    init = {"b_init": b} if bias else {}
+    direct = tf.w_hidden(X_in, X_next, **problem, layer=layer, W_init=W, **init, bias=bias, method="running",
+                         curvature=estimate(), max_iter=2)
+    mat = {"W0": layer.weight_matrix(problem["W0"])}
+    patch = tf.w_hidden(layer.patches(X_in), layer.arrange(X_next), **dict(problem, **mat),
+                        W_init=layer.weight_matrix(W), **init, bias=bias, method="running", curvature=estimate(),
+                        max_iter=2)
+    assert direct.status == "unchecked" and direct.W.shape == layer.weight_shape and direct.iterations == 2
+    assert_close(layer.weight_matrix(direct.W), patch.W, rtol=1e-12, atol=1e-13)
+    assert (direct.b is None) == (not bias) and (not bias or bool(torch.allclose(direct.b, patch.b, rtol=1e-12,
+                                                                                     atol=1e-13)))
+    assert float((direct.W - W).abs().max()) > 1e-6  # the steps moved: the comparison is not of two starts
+    # the gradient itself against the patch form's product
+    R = torch.randn(layer.n_out, 5, dtype=torch.float64)
+    assert_close(layer.weight_gradient(X_in, R), layer.arrange(R) @ layer.patches(X_in).T, rtol=1e-12, atol=1e-12)
+    # bad input through this path: the same typed errors as the patch form's
+    curv = estimate()
+    kw = dict(problem, layer=layer, W_init=W, **init, bias=bias, method="running", curvature=curv)
+    with pytest.raises(DomainError, match="X_in"):
+        tf.w_hidden(X_in.clone().fill_(math.nan), X_next, **kw)
+    with pytest.raises(DomainError, match="X_next"):
+        tf.w_hidden(X_in, -1.0 - X_next, **kw)  # outside ReLU's range
+    with pytest.raises(ShapeError, match="X_next"):
+        tf.w_hidden(X_in, X_next[:-1], **kw)
+    with pytest.raises(ValueRangeError, match="lam"):
+        tf.w_hidden(X_in, X_next, **dict(kw, lam=-1.0))
+    with pytest.raises(ValueRangeError, match="step_dtype"):
+        tf.w_hidden(X_in, X_next, **kw, step_dtype=torch.float32)
+    with pytest.raises(ShapeError, match="W_init"):
+        tf.w_hidden(X_in, X_next, **dict(kw, W_init=None))
 
 
 def test_running_last_step_on_a_pooled_output_layer_is_the_closed_form():

@@ -24,9 +24,10 @@ Solvers
 :func:`mm_rows`, :func:`ce_mm`
     Majorization-minimization for the same two problems: one fixed curvature bound
     ``M = s X_a X_a^T + diag(mu)`` shared by every row, one Cholesky per call, a GEMM per step, monotone.
-:func:`running_hidden_step`, :func:`running_last_step`
+:func:`running_hidden_step`, :func:`running_last_step`, :func:`running_layer_step`
     One MM step with a *running* curvature estimate (:class:`~fenchel_cvx.torch.curvature.RunningCurvature`)
-    in place of this batch's ``M``: one gradient and a cheap preconditioning, no certificate.
+    in place of this batch's ``M``: one gradient and a cheap preconditioning, no certificate (the last one for a
+    conv or pooled layer, its gradient taken without the patch matrix).
 
 Each certified solver returns the point, its certificate -- a relative gradient residual (see
 :func:`relative_residual`) -- the strong-convexity gap bound ``sum_i g_i^2 / (2 mu_i)`` (``inf`` when some
@@ -51,7 +52,7 @@ from ._common import sup_dphi
 
 __all__ = ["SolveOutput", "ce_mm", "ce_newton", "gap_bound", "majorizer_cholesky", "mm_rows", "newton_rows",
            "penalty", "piecewise_slopes", "quadratic", "relative_residual", "ridge", "running_hidden_step",
-           "running_last_step", "ssn_rows"]
+           "running_last_step", "running_layer_step", "ssn_rows"]
 
 _TINY = 1e-300
 _MiB = 1 << 20
@@ -987,11 +988,11 @@ def ce_mm(Xa: torch.Tensor, T: torch.Tensor, mu: torch.Tensor, lin: torch.Tensor
 
 
 # -- one step with a running curvature estimate (method="running") ---------------------------------------------
-def _direction(R: torch.Tensor, X_in: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, rho: float,
-               gamma: float, W0: Any, b0: Any, curvature: Any, relax: float = 1.0, keep_G: bool = True) -> tuple:
-    """The gradient ``G = R X_a^T + mu [W, b] - 2 gamma [W0, b0]`` and the step ``D = relax G M~^{-1}``, rows
-    ``[w_r; b_r]``, float64; ``keep_G=False`` lets ``D`` overwrite ``G`` (returned as ``None``)."""
-    G = _data_gradient(R, X_in, b is not None)
+def _direction(G: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None, rho: float, gamma: float, W0: Any, b0: Any,
+               curvature: Any, relax: float = 1.0, keep_G: bool = True) -> tuple:
+    """From the data part ``G = R X_a^T`` (:func:`_data_gradient`, float64, overwritten) the gradient ``G + mu [W, b]
+    - 2 gamma [W0, b0]`` and the step ``D = relax G M~^{-1}``, rows ``[w_r; b_r]``, float64; ``keep_G=False`` lets
+    ``D`` overwrite ``G`` (returned as ``None``)."""
     p = W.shape[1]
     G[:, :p].add_(W.to(_F64), alpha=2.0 * (rho + gamma))
     if gamma > 0:
@@ -1050,10 +1051,31 @@ def running_hidden_step(X_in: torch.Tensor, X_next: torch.Tensor, U: torch.Tenso
     else the step times ``relax``. Returns ``(W_new, b_new)`` in the input dtype.
     """
     R = act.forward(U).sub_(X_next).mul_(lam)  # forward returns a new tensor: U is left alone
-    G, D = _direction(R, X_in, W, b, rho, gamma, W0, b0, curvature, relax=1.0 if line_search else relax,
-                      keep_G=line_search)
+    G, D = _direction(_data_gradient(R, X_in, b is not None), W, b, rho, gamma, W0, b0, curvature,
+                      relax=1.0 if line_search else relax, keep_G=line_search)
     if line_search:
         D.mul_(_row_steps(X_in, U, X_next, W, b, G, D, act, lam, rho, gamma, W0, b0)[:, None])
+    return _apply(W, b, D)
+
+
+def running_layer_step(layer: Any, X_in: torch.Tensor, X_next: torch.Tensor, U: torch.Tensor, W: torch.Tensor,
+                       b: torch.Tensor | None, act: Activation, lam: float, rho: float, gamma: float, W0: Any,
+                       b0: Any, curvature: Any, relax: float) -> tuple:
+    r""":func:`running_hidden_step` (no line search) for a conv or pooled layer, in the layer's own layout.
+
+    ``X_in`` ``(layer.n_in, m)``, ``X_next`` and ``U = A(X_in; W) + b`` ``(layer.n_out, m)``, ``W`` and ``W0`` as
+    ``layer.weight_matrix`` rows. The data part of the gradient, ``arrange(R) patches(X_in)^T`` with its bias
+    column, comes from :meth:`~fenchel_cvx.layers.Layer.weight_gradient` without forming the patch matrix (``C_in
+    k^2`` times the batch); the step is then the patch form's, up to the order of the sums.
+    """
+    R = act.forward(U).sub_(X_next).mul_(lam)
+    p = W.shape[1]
+    G = torch.empty(W.shape[0], p + int(b is not None), dtype=_F64, device=W.device)
+    G[:, :p] = layer.weight_gradient(X_in, R)
+    if b is not None:
+        G[:, p] = R.reshape(W.shape[0], -1).sum(1)
+    _, D = _direction(all_sum(G) if is_sharded() else G, W, b, rho, gamma, W0, b0, curvature, relax=relax,
+                      keep_G=False)
     return _apply(W, b, D)
 
 
@@ -1077,7 +1099,8 @@ def running_last_step(X_in: torch.Tensor, Y: torch.Tensor, W: torch.Tensor, b: t
 
     f0 = objective(W, b, Yhat) if line_search else math.nan
     H = torch.softmax(Yhat, 0).sub_(Y) if isinstance(loss, CrossEntropyLoss) else Yhat.sub_(Y).mul_(2.0)
-    _, D = _direction(H, X_in, W, b, rho, gamma, W0, b0, curvature, relax=relax, keep_G=False)
+    _, D = _direction(_data_gradient(H, X_in, b is not None), W, b, rho, gamma, W0, b0, curvature, relax=relax,
+                      keep_G=False)
     W_new, b_new = _apply(W, b, D)
     for _ in range(_HALVINGS if line_search else 0):
         Yhat_new = torch.addmm(b_new[:, None], W_new, X_in) if b_new is not None else W_new @ X_in

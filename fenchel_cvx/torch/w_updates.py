@@ -102,6 +102,7 @@ from ._wsolvers import (
     ridge,
     running_hidden_step,
     running_last_step,
+    running_layer_step,
 )
 from .curvature import AdamCurvature, RunningCurvature
 
@@ -261,6 +262,19 @@ def _patch_form(layer: Layer, X_in: Any, X_next: Any, bias: bool, **weights: Any
     shapes checked. Shapes, sample counts and finiteness are checked here, in the caller's terms; the dense
     update that follows checks the rest.
     """
+    _check_layer_form(layer, X_in, X_next, bias, **weights)
+    if layer.is_plain_dense:
+        return X_in, X_next, weights
+    for name in ("W0", "W_init"):
+        if weights.get(name) is not None:
+            weights[name] = layer.weight_matrix(weights[name])
+    if weights.get("U") is not None:
+        weights["U"] = layer.arrange(weights["U"])
+    return layer.patches(X_in), None if X_next is None else layer.arrange(X_next), weights
+
+
+def _check_layer_form(layer: Layer, X_in: Any, X_next: Any, bias: bool, **weights: Any) -> None:
+    """:func:`_patch_form`'s checks, in the caller's terms: tensors, finiteness, the layer's shapes."""
     # finite here, in the caller's layout: past layer.patches an entry is copied k^2 times and found elsewhere
     check_tensor(X_in, "X_in")
     check_layer_shape(X_in, "X_in", layer, "in")
@@ -272,14 +286,6 @@ def _patch_form(layer: Layer, X_in: Any, X_next: Any, bias: bool, **weights: Any
         if x is not None:
             check_tensor(x, name, ref=X_in)
             check_layer_shape(x, name, layer, what, m=m if what == "out" else None)
-    if layer.is_plain_dense:
-        return X_in, X_next, weights
-    for name in ("W0", "W_init"):
-        if weights.get(name) is not None:
-            weights[name] = layer.weight_matrix(weights[name])
-    if weights.get("U") is not None:
-        weights["U"] = layer.arrange(weights["U"])
-    return layer.patches(X_in), None if X_next is None else layer.arrange(X_next), weights
 
 
 def _as_kernel(res: SubproblemResult, layer: Layer, t0: float) -> SubproblemResult:
@@ -464,6 +470,10 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     layer, bias = check_layer(layer), check_flag(bias, "bias")
     if layer is not None:
         check_layer_anchor(layer, W0, b0, gamma, bias)
+        if method == "running" and line_search is False and not layer.is_plain_dense:
+            return _running_layer(layer, X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, W0=W0, b0=b0,
+                                  bias=bias, max_iter=max_iter, W_init=W_init, b_init=b_init, curvature=curvature,
+                                  relax=relax, U=U, step_dtype=step_dtype, t0=t0)
         X_in, X_next, kw = _patch_form(layer, X_in, X_next, bias, W0=W0, b0=b0, W_init=W_init, b_init=b_init, U=U)
         if not layer.is_plain_dense:
             res = w_hidden(X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, bias=bias, tol=tol,
@@ -487,11 +497,7 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     _check_init(W_init, b_init, bias, p_out, p_in, X_in)
     relax, line_search = _check_running(method, W_init, b_init, bias, p_in, curvature, relax, line_search, U,
                                         p_out)
-    step_dtype = check_step_dtype(step_dtype, _F64)  # the Newton steps' float64, whatever X_in's dtype
-    if step_dtype is not None and method in ("mm", "running"):
-        raise ValueRangeError(f"step_dtype: the precision of the Newton method's row Hessians; got "
-                              f"step_dtype={step_dtype} with method={method!r}, whose steps factor no row Hessian "
-                              "(leave step_dtype out, or pass method='newton')")
+    step_dtype = _check_newton_dtype(step_dtype, method)
     if method == "running":
         if U is not None:
             check_tensor(U, "U", ref=X_in, shape=(p_out, X_in.shape[1]), layout="(p_out, samples): W X_in + b")
@@ -525,6 +531,44 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
 
         reg = {"rho": rho, "gamma": gamma, "W0": W0, "b0": b0}
         return _result("w_hidden", out, p_in, bias, X_in.dtype, value, solver, t0, tol, max_iter, warn, "rows", reg)
+
+
+def _check_newton_dtype(step_dtype: Any, method: str) -> torch.dtype | None:
+    """``step_dtype`` checked: the Newton method's alone (``None`` for float64, whatever ``X_in``'s dtype)."""
+    step_dtype = check_step_dtype(step_dtype, _F64)
+    if step_dtype is not None and method in ("mm", "running"):
+        raise ValueRangeError(f"step_dtype: the precision of the Newton method's row Hessians; got "
+                              f"step_dtype={step_dtype} with method={method!r}, whose steps factor no row Hessian "
+                              "(leave step_dtype out, or pass method='newton')")
+    return step_dtype
+
+
+def _running_layer(layer: Layer, X_in: Any, X_next: Any, *, act: Any, lam: Any, rho: Any, gamma: Any, W0: Any,
+                   b0: Any, bias: bool, max_iter: Any, W_init: Any, b_init: Any, curvature: Any, relax: Any, U: Any,
+                   step_dtype: Any, t0: float) -> SubproblemResult:
+    """:func:`w_hidden`'s running steps (no line search) for a conv or pooled ``layer``, in the layer's layout:
+    the same checks as the patch form's and the same steps (:func:`~fenchel_cvx.torch._wsolvers.running_layer_step`),
+    without building the patch matrix, which only the gradient would read."""
+    _check_layer_form(layer, X_in, X_next, bias, W0=W0, b0=b0, W_init=W_init, b_init=b_init, U=U)
+    act = get_activation(act)
+    lam = check_scalar(lam, "lam", positive=True)
+    rho = check_scalar(rho, "rho", nonneg=True)
+    gamma = check_scalar(gamma, "gamma", nonneg=True)
+    max_iter = check_max_iter(max_iter)
+    act.check_domain(X_next, "X_next")
+    p_out, p_in = layer.weight_shape[0], layer.patch_size
+    _check_samples(X_in, p_out, "X_next")
+    relax, _ = _check_running("running", W_init, b_init, bias, p_in, curvature, relax, False, U, p_out)
+    _check_newton_dtype(step_dtype, "running")
+    matrix = layer.weight_matrix
+    W0, b0 = _check_anchor(None if W0 is None else matrix(W0), b0, gamma, bias, p_out, p_in, X_in)
+    with torch.no_grad(), solver_errors("w_hidden"):
+        W, b = matrix(W_init), (b_init if bias else None)
+        for k in range(max_iter):
+            if k > 0 or U is None:
+                U = layer.apply(layer.weight_from_matrix(W), b, X_in)
+            W, b = running_layer_step(layer, X_in, X_next, U, W, b, act, lam, rho, gamma, W0, b0, curvature, relax)
+    return _unchecked("w_hidden", layer.weight_from_matrix(W), b, t0, max_iter, curvature, p_out)
 
 
 # ----------------------------------------------------------------------------------------------------- w_last
