@@ -286,6 +286,8 @@ def test_running_steps_of_a_conv_layer_skip_the_patch_matrix(spec, kind, bias):
         tf.w_hidden(X_in, X_next[:-1], **kw)
     with pytest.raises(ValueRangeError, match="lam"):
         tf.w_hidden(X_in, X_next, **dict(kw, lam=-1.0))
+    with pytest.raises(ValueRangeError, match="tol"):
+        tf.w_hidden(X_in, X_next, **kw, tol=-1.0)
     with pytest.raises(ValueRangeError, match="step_dtype"):
         tf.w_hidden(X_in, X_next, **kw, step_dtype=torch.float32)
     with pytest.raises(ShapeError, match="W_init"):

@@ -471,6 +471,7 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     if layer is not None:
         check_layer_anchor(layer, W0, b0, gamma, bias)
         if method == "running" and line_search is False and not layer.is_plain_dense:
+            check_tol(tol), check_flag(warn, "warn")  # unused by running steps, checked as on every path
             return _running_layer(layer, X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, W0=W0, b0=b0,
                                   bias=bias, max_iter=max_iter, W_init=W_init, b_init=b_init, curvature=curvature,
                                   relax=relax, U=U, step_dtype=step_dtype, t0=t0)
