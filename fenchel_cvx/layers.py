@@ -316,13 +316,29 @@ class Layer:
         return back(P.view(self.patch_size, m * self.positions))
 
     def weight_gradient(self, X: Array, R: Array) -> Array:
-        """``arrange(R) @ patches(X).T`` in float64, shape ``(C_out, C_in k^2)`` (dense: ``R @ patches(X).T``):
-        the gradient in ``weight_matrix(W)`` of ``<R, A(X; W)>``, for ``X`` ``(n_in, m)`` and ``R`` ``(n_out, m)``.
+        """The gradient of ``<R, A(X; W)>`` in ``weight_matrix(W)``: ``arrange(R) @ patches(X).T``.
 
         A convolution's is computed as its weight gradient (``conv2d_weight``), chunk by chunk
         (:meth:`_sample_chunks`), without the patch matrix -- ``C_in k^2`` times the batch, which a running W-step
         would otherwise build every batch for this one product. The sums run in another order than the product's:
         equal to it up to round-off.
+
+        Parameters
+        ----------
+        X : array or Tensor, shape (n_in, m)
+            The layer's inputs, one sample per column.
+        R : array or Tensor, shape (n_out, m)
+            A weight per output feature and sample (in a W-step, ``lam (phi(U) - X_next)``).
+
+        Returns
+        -------
+        array or Tensor, shape (C_out, C_in k^2) (dense: (p_out, p_in)), float64
+            Of the inputs' kind, on their device.
+
+        Raises
+        ------
+        ShapeError
+            ``X`` or ``R`` not of the layer's shapes.
         """
         check_layer_shape(X, "X", self, "in")
         check_layer_shape(R, "R", self, "out")

@@ -97,6 +97,22 @@ def test_sample_chunks_change_no_bit(spec, i, lay, monkeypatch):
         assert torch.equal(outs[1][0], ref.reshape(m, -1).T)
 
 
+@pytest.mark.parametrize("spec,i,lay", LAYERS, ids=[f"{s}[{i}]" for s, i, _ in LAYERS])
+def test_weight_gradient_is_the_patch_product(spec, i, lay):
+    # the running W-steps' gradient without the patch matrix: arrange(R) patches(X)^T, numpy in numpy out
+    g = torch.Generator().manual_seed(20 + i)
+    X = torch.randn(lay.n_in, 6, dtype=torch.float64, generator=g)
+    R = torch.randn(lay.n_out, 6, dtype=torch.float64, generator=g)
+    want = lay.arrange(R) @ lay.patches(X).T
+    got = lay.weight_gradient(X, R)
+    assert got.shape == (lay.weight_shape[0], lay.patch_size) and got.dtype == torch.float64
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    as_numpy = lay.weight_gradient(X.numpy(), R.numpy())
+    assert isinstance(as_numpy, np.ndarray) and np.allclose(as_numpy, want.numpy(), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ShapeError, match="R: expected"):
+        lay.weight_gradient(X, R[:-1])
+
+
 def test_chunked_maps_under_autograd(monkeypatch):
     # the backprop baselines run the maps with autograd: the chunks are concatenated (not written into one array,
     # whose backward would copy the whole gradient per chunk) and the gradients are those of the whole batch
