@@ -217,14 +217,13 @@ class Layer:
         back, (Wt, bt, Xt) = _to_torch(W, b, X)
         m = Xt.shape[1]
         if self.kind == "dense":
-            U = self._pool(Xt.T.reshape(m, *self.in_shape)).flatten(1) @ Wt.T
+            U = self._pooled_images(Xt, 0, m).flatten(1) @ Wt.T
             if bt is not None:
                 U = U + bt
             return back(U.T)
 
         def conv(s: int, e: int) -> torch.Tensor:
-            Z = self._pool(Xt[:, s:e].T.reshape(e - s, *self.in_shape))
-            return F.conv2d(Z, Wt, bt, stride=self.stride, padding=self.padding).flatten(1)
+            return F.conv2d(self._pooled_images(Xt, s, e), Wt, bt, stride=self.stride, padding=self.padding).flatten(1)
 
         return back(self._by_chunks(Xt, self.n_out, conv, Wt, bt))
 
@@ -240,9 +239,8 @@ class Layer:
             return back(self._unpool((Gt.T @ Wt).reshape(m, *self.pooled_shape)).flatten(1).T)
 
         def conv_t(s: int, e: int) -> torch.Tensor:
-            Gs = Gt[:, s:e].T.reshape(e - s, *self.out_shape)
-            Z = torch.nn.grad.conv2d_input((e - s, *self.pooled_shape), Wt, Gs, stride=self.stride,
-                                           padding=self.padding)
+            Z = torch.nn.grad.conv2d_input((e - s, *self.pooled_shape), Wt, self._images(Gt, s, e, self.out_shape),
+                                           stride=self.stride, padding=self.padding)
             return self._unpool(Z).flatten(1)
 
         return back(self._by_chunks(Gt, self.n_in, conv_t, Wt))
@@ -308,11 +306,11 @@ class Layer:
         back, (Xt,) = _to_torch(X)
         m = Xt.shape[1]
         if self.kind == "dense":
-            return back(self._pool(Xt.T.reshape(m, *self.in_shape)).flatten(1).T.contiguous())
+            return back(self._pooled_images(Xt, 0, m).flatten(1).T.contiguous())
         P = Xt.new_empty(self.patch_size, m, self.positions)
         for s, e in self._sample_chunks(Xt, copy_only=True):
-            Z = self._pool(Xt[:, s:e].T.reshape(e - s, *self.in_shape))
-            P[:, s:e] = F.unfold(Z, self.kernel, padding=self.padding, stride=self.stride).permute(1, 0, 2)
+            cols = F.unfold(self._pooled_images(Xt, s, e), self.kernel, padding=self.padding, stride=self.stride)
+            P[:, s:e] = cols.permute(1, 0, 2)
         return back(P.view(self.patch_size, m * self.positions))
 
     def weight_gradient(self, X: Array, R: Array) -> Array:
@@ -342,15 +340,14 @@ class Layer:
         """
         check_layer_shape(X, "X", self, "in")
         check_layer_shape(R, "R", self, "out")
-        if self.kind == "dense":
-            back, (Xt, Rt) = _to_torch(X, R)
-            return back((Rt @ self.patches(Xt).T).to(torch.float64))
         back, (Xt, Rt) = _to_torch(X, R)
+        if self.kind == "dense":
+            return back((Rt @ self.patches(Xt).T).to(torch.float64))
         G = torch.zeros(self.weight_shape, dtype=torch.float64, device=Xt.device)
         for s, e in self._sample_chunks(Xt):
-            Z = self._pool(Xt[:, s:e].T.reshape(e - s, *self.in_shape))
-            Rs = Rt[:, s:e].T.reshape(e - s, *self.out_shape)
-            G += torch.nn.grad.conv2d_weight(Z, self.weight_shape, Rs, stride=self.stride, padding=self.padding)
+            G += torch.nn.grad.conv2d_weight(self._pooled_images(Xt, s, e), self.weight_shape,
+                                             self._images(Rt, s, e, self.out_shape), stride=self.stride,
+                                             padding=self.padding)
         return back(G.reshape(self.weight_shape[0], -1))
 
     def arrange(self, V: Array | None) -> Array | None:
@@ -423,6 +420,15 @@ class Layer:
         per_sample = self.patch_size * self.positions * X.element_size()
         step = max(1, CONV_WORKSPACE // per_sample)
         return [(s, min(m, s + step)) for s in range(0, m, step)]
+
+    @staticmethod
+    def _images(X: torch.Tensor, s: int, e: int, shape: tuple) -> torch.Tensor:
+        """Columns ``[s, e)`` of a ``(features, m)`` matrix as ``(e - s, *shape)`` images (C order)."""
+        return X[:, s:e].T.reshape(e - s, *shape)
+
+    def _pooled_images(self, X: torch.Tensor, s: int, e: int) -> torch.Tensor:
+        """Columns ``[s, e)`` of the input matrix ``X`` ``(n_in, m)`` as pooled images ``(e - s, *pooled_shape)``."""
+        return self._pool(self._images(X, s, e, self.in_shape))
 
     # -- pooling and its adjoint --------------------------------------------------------------------------------
     def _pool(self, Z: torch.Tensor) -> torch.Tensor:
