@@ -471,10 +471,9 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
     if layer is not None:
         check_layer_anchor(layer, W0, b0, gamma, bias)
         if method == "running" and line_search is False and not layer.is_plain_dense:
-            check_tol(tol), check_flag(warn, "warn")  # unused by running steps, checked as on every path
             return _running_layer(layer, X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, W0=W0, b0=b0,
-                                  bias=bias, max_iter=max_iter, W_init=W_init, b_init=b_init, curvature=curvature,
-                                  relax=relax, U=U, step_dtype=step_dtype, t0=t0)
+                                  bias=bias, tol=tol, max_iter=max_iter, warn=warn, W_init=W_init, b_init=b_init,
+                                  curvature=curvature, relax=relax, U=U, step_dtype=step_dtype, t0=t0)
         X_in, X_next, kw = _patch_form(layer, X_in, X_next, bias, W0=W0, b0=b0, W_init=W_init, b_init=b_init, U=U)
         if not layer.is_plain_dense:
             res = w_hidden(X_in, X_next, act=act, lam=lam, rho=rho, gamma=gamma, bias=bias, tol=tol,
@@ -482,11 +481,7 @@ def w_hidden(X_in: torch.Tensor, X_next: torch.Tensor, *, act: str | Activation,
                            line_search=line_search, step_dtype=step_dtype, **kw)
             return _as_kernel(res, layer, t0)
     check_choice(method, "method", _HIDDEN_METHODS)
-    act = get_activation(act)
-    lam = check_scalar(lam, "lam", positive=True)
-    rho = check_scalar(rho, "rho", nonneg=True)
-    gamma = check_scalar(gamma, "gamma", nonneg=True)
-    tol, max_iter, warn = check_tol(tol), check_max_iter(max_iter), check_flag(warn, "warn")
+    act, lam, rho, gamma, tol, max_iter, warn = _hidden_settings(act, lam, rho, gamma, tol, max_iter, warn)
     bias = check_flag(bias, "bias")
     check_tensor(X_in, "X_in", shape=(None, None), layout=_LAYOUT)
     check_tensor(X_next, "X_next", ref=X_in, shape=(None, X_in.shape[1]),
@@ -544,18 +539,22 @@ def _check_newton_dtype(step_dtype: Any, method: str) -> torch.dtype | None:
     return step_dtype
 
 
+def _hidden_settings(act: Any, lam: Any, rho: Any, gamma: Any, tol: Any, max_iter: Any, warn: Any) -> tuple:
+    """``w_hidden``'s scalar arguments checked: ``(act, lam, rho, gamma, tol, max_iter, warn)``."""
+    return (get_activation(act), check_scalar(lam, "lam", positive=True), check_scalar(rho, "rho", nonneg=True),
+            check_scalar(gamma, "gamma", nonneg=True), check_tol(tol), check_max_iter(max_iter),
+            check_flag(warn, "warn"))
+
+
 def _running_layer(layer: Layer, X_in: Any, X_next: Any, *, act: Any, lam: Any, rho: Any, gamma: Any, W0: Any,
-                   b0: Any, bias: bool, max_iter: Any, W_init: Any, b_init: Any, curvature: Any, relax: Any, U: Any,
-                   step_dtype: Any, t0: float) -> SubproblemResult:
+                   b0: Any, bias: bool, tol: Any, max_iter: Any, warn: Any, W_init: Any, b_init: Any, curvature: Any,
+                   relax: Any, U: Any, step_dtype: Any, t0: float) -> SubproblemResult:
     """:func:`w_hidden`'s running steps (no line search) for a conv or pooled ``layer``, in the layer's layout:
     the same checks as the patch form's and the same steps (:func:`~fenchel_cvx.torch._wsolvers.running_layer_step`),
     without building the patch matrix, which only the gradient would read."""
     _check_layer_form(layer, X_in, X_next, bias, W0=W0, b0=b0, W_init=W_init, b_init=b_init, U=U)
-    act = get_activation(act)
-    lam = check_scalar(lam, "lam", positive=True)
-    rho = check_scalar(rho, "rho", nonneg=True)
-    gamma = check_scalar(gamma, "gamma", nonneg=True)
-    max_iter = check_max_iter(max_iter)
+    # tol and warn: unused by running steps, checked as on every path
+    act, lam, rho, gamma, _, max_iter, _ = _hidden_settings(act, lam, rho, gamma, tol, max_iter, warn)
     act.check_domain(X_next, "X_next")
     p_out, p_in = layer.weight_shape[0], layer.patch_size
     _check_samples(X_in, p_out, "X_next")
