@@ -9,7 +9,8 @@ dense network (``fenchel_cvx.settings``: the listed rho's are the proximal weigh
 1e-2) on the mean loss of a batch. The ``-tuned`` runs replace the proximal weights by values chosen on a validation
 split of the training set (``TUNED_GAMMA``); ``-fast`` runs use the running-curvature mode; ``fenchel-adam`` takes
 one Adam step per W-block on its objective (19)/(20), the paper's CIFAR-10 W-updates (``curvature="adam"``);
-``fenchel-adam-tuned`` and ``adam-tuned`` take the Adam rate chosen on the validation splits (``TUNED_LR``).
+``fenchel-adam-tuned`` and ``adam-tuned`` take the Adam rate chosen on the validation splits (``TUNED_LR``);
+``fenchel-adam-lam4`` and ``-lam10`` take Appendix C's multipliers times 4 and 10.
 
 Two parts, each a folder of run directories under ``--out`` (``fenchel-cvx plot OUT/full -o fig3.png`` draws the
 figure):
@@ -67,6 +68,10 @@ RUNS = {  # name -> settings on top of the LeNet-5 base (Appendix C's values are
     # the paper's CIFAR-10 W-updates (one Adam step per W-block on (19)/(20), rate 1e-3, as the authors' code), with
     # the X-updates to 1e-10 so the first convolution's X-variables move at all (chosen on a validation split)
     "fenchel-adam": {"method": "fenchel", "curvature": "adam", "tol": 1e-10},
+    # the same with larger multipliers (Appendix C's lam = (5, 5, 1, 1) times 4 and 10): the X-variables move less
+    # from their feed-forward values, and the W-blocks' gradients come closer to backprop's (docs/training.md)
+    "fenchel-adam-lam4": {"method": "fenchel", "curvature": "adam", "tol": 1e-10, "lam": (20.0, 20.0, 4.0, 4.0)},
+    "fenchel-adam-lam10": {"method": "fenchel", "curvature": "adam", "tol": 1e-10, "lam": (50.0, 50.0, 10.0, 10.0)},
     # the same at the rate chosen on the validation splits (TUNED_LR), and backprop's Adam given the same rate
     "fenchel-adam-tuned": {"method": "fenchel", "curvature": "adam", "tol": 1e-10, "adam_lr": "tuned-lr"},
     # the same W-steps with 10 uncertified float32 X-steps per X-update instead of solves to 1e-10 (level on
