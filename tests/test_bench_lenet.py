@@ -50,11 +50,56 @@ def motion():
 
 
 def test_layer_motion_probe_sees_the_signal_reach_the_first_conv_layer_when_solved_tightly(motion):
-    (dX, dW, cos), = motion.probe({"tol": 1e-12, "max_iter": 20000}, batches=1)
+    (dX, dW, cos, cos_block), = motion.probe({"tol": 1e-12, "max_iter": 20000}, batches=1)
     assert len(dX) == 4 and len(dW) == 5
     assert all(v > 0 for v in dX + dW)
     assert dX[0] < dX[1] < dX[2] < dX[3]  # the change shrinks on its way down: the conv layers learn slowly
     assert len(cos) == 5 and all(0 < c <= 1 for c in cos)  # every block step descends the batch's loss
+    assert len(cos_block) == 5 and all(0 < c <= 1 for c in cos_block)
+
+
+def test_layer_motion_larger_multipliers_bring_the_block_gradients_to_backprops(motion):
+    """docs/training.md, "Larger multipliers": the X-variables move less, and each W-block's gradient turns
+    towards the loss's (Appendix C's lam against ten times it, the paper's CIFAR-10 W-steps)."""
+    base = {"curvature": "adam", "tol": 1e-10}
+    (dX, _, _, cos), = motion.probe(base, batches=1)
+    (dX10, _, _, cos10), = motion.probe({**base, "lam": [50, 50, 10, 10]}, batches=1)
+    assert all(a < b for a, b in zip(dX10, dX, strict=True))
+    assert all(a > b for a, b in zip(cos10, cos, strict=True))
+    assert min(cos10) > 0.8 > max(cos[1:])
+
+
+def test_layer_motion_block_gradients_match_finite_differences(motion):
+    """The W-blocks' gradients the probe compares with backprop's, against their objectives (19)-(20)."""
+    from fenchel_cvx.data import load_dataset
+    from fenchel_cvx.optimality import w_hidden_objective, w_last_objective
+    from fenchel_cvx.runs import make_trainer
+    from fenchel_cvx.settings import RunConfig
+
+    ds = load_dataset("mnist-small")
+    X, y = ds.arrays("train")
+    bcd = make_trainer(RunConfig().with_values({"dataset": "mnist-small", "arch": "lenet5"}), ds.image_shape,
+                       ds.n_classes)
+    state = bcd.init_state()
+    X0, labels = torch.as_tensor(X[:20].T.copy(), dtype=bcd.dtype), y[:20]
+    g = torch.Generator().manual_seed(1)
+    Xs = motion.feed_forward(state.W, state.b, bcd.acts, X0, bcd.layers)[:-1]
+    Xs = [Xs[0]] + [x + 0.1 * torch.rand(x.shape, generator=g, dtype=x.dtype) for x in Xs[1:]]  # not feed-forward
+    grads = motion._block_gradients(bcd, state.W, state.b, Xs, labels)
+    L = len(state.W) - 1
+
+    def block(layer, W):
+        kw = {"layer": bcd.layers[layer], "rho": 0.0}
+        if layer < L:
+            return w_hidden_objective(W, state.b[layer], Xs[layer], Xs[layer + 1], act=bcd.acts[layer],
+                                      lam=bcd.lam[layer], **kw)
+        return w_last_objective(W, state.b[layer], Xs[layer], torch.as_tensor(labels), loss=bcd.loss, **kw)
+
+    for layer, grad in enumerate(grads):
+        D = torch.randn(grad.shape, generator=g, dtype=grad.dtype)
+        eps = 1e-6 / float(D.norm())
+        fd = (block(layer, state.W[layer] + eps * D) - block(layer, state.W[layer] - eps * D)) / (2 * eps)
+        assert fd == pytest.approx(float((grad * D).sum()), rel=1e-5, abs=1e-8), layer
 
 
 def test_layer_motion_gradients_match_finite_differences(motion):
