@@ -69,10 +69,9 @@ def test_layer_motion_larger_multipliers_bring_the_block_gradients_to_backprops(
     assert min(cos10) > 0.8 > max(cos[1:])
 
 
-def test_layer_motion_block_gradients_match_finite_differences(motion):
-    """The W-blocks' gradients the probe compares with backprop's, against their objectives (19)-(20)."""
+def _lenet_batch(m: int = 20):
+    """A fresh LeNet-5 BCD trainer on the shipped MNIST subset, its initial state and its first ``m`` samples."""
     from fenchel_cvx.data import load_dataset
-    from fenchel_cvx.optimality import w_hidden_objective, w_last_objective
     from fenchel_cvx.runs import make_trainer
     from fenchel_cvx.settings import RunConfig
 
@@ -80,12 +79,26 @@ def test_layer_motion_block_gradients_match_finite_differences(motion):
     X, y = ds.arrays("train")
     bcd = make_trainer(RunConfig().with_values({"dataset": "mnist-small", "arch": "lenet5"}), ds.image_shape,
                        ds.n_classes)
-    state = bcd.init_state()
-    X0, labels = torch.as_tensor(X[:20].T.copy(), dtype=bcd.dtype), y[:20]
+    return bcd, bcd.init_state(), torch.as_tensor(X[:m].T.copy(), dtype=bcd.dtype), y[:m]
+
+
+def _check_directional_derivatives(grads, W, value, g):
+    """``<grads[l], D>`` against central differences of ``value(l, W_l)`` along a random ``D`` per layer."""
+    for layer, grad in enumerate(grads):
+        D = torch.randn(grad.shape, generator=g, dtype=grad.dtype)
+        eps = 1e-6 / float(D.norm())
+        fd = (value(layer, W[layer] + eps * D) - value(layer, W[layer] - eps * D)) / (2 * eps)
+        assert fd == pytest.approx(float((grad * D).sum()), rel=1e-5, abs=1e-8), layer
+
+
+def test_layer_motion_block_gradients_match_finite_differences(motion):
+    """The W-blocks' gradients the probe compares with backprop's, against their objectives (19)-(20)."""
+    from fenchel_cvx.optimality import w_hidden_objective, w_last_objective
+
+    bcd, state, X0, labels = _lenet_batch()
     g = torch.Generator().manual_seed(1)
     Xs = motion.feed_forward(state.W, state.b, bcd.acts, X0, bcd.layers)[:-1]
     Xs = [Xs[0]] + [x + 0.1 * torch.rand(x.shape, generator=g, dtype=x.dtype) for x in Xs[1:]]  # not feed-forward
-    grads = motion._block_gradients(bcd, state.W, state.b, Xs, labels)
     L = len(state.W) - 1
 
     def block(layer, W):
@@ -95,39 +108,20 @@ def test_layer_motion_block_gradients_match_finite_differences(motion):
                                       lam=bcd.lam[layer], **kw)
         return w_last_objective(W, state.b[layer], Xs[layer], torch.as_tensor(labels), loss=bcd.loss, **kw)
 
-    for layer, grad in enumerate(grads):
-        D = torch.randn(grad.shape, generator=g, dtype=grad.dtype)
-        eps = 1e-6 / float(D.norm())
-        fd = (block(layer, state.W[layer] + eps * D) - block(layer, state.W[layer] - eps * D)) / (2 * eps)
-        assert fd == pytest.approx(float((grad * D).sum()), rel=1e-5, abs=1e-8), layer
+    _check_directional_derivatives(motion._block_gradients(bcd, state.W, state.b, Xs, labels), state.W, block, g)
 
 
 def test_layer_motion_gradients_match_finite_differences(motion):
     """The backprop gradients the probe compares the steps with, checked on a random direction per layer."""
-    from fenchel_cvx.data import load_dataset
-    from fenchel_cvx.runs import make_trainer
-    from fenchel_cvx.settings import RunConfig
+    bcd, state, X0, labels = _lenet_batch()
 
-    ds = load_dataset("mnist-small")
-    X, y = ds.arrays("train")
-    bcd = make_trainer(RunConfig().with_values({"dataset": "mnist-small", "arch": "lenet5"}), ds.image_shape,
-                       ds.n_classes)
-    state = bcd.init_state()
-    X0, labels = torch.as_tensor(X[:20].T.copy(), dtype=bcd.dtype), y[:20]
-    grads = motion._loss_gradients(bcd, state, X0, labels)
-
-    def loss(W):
+    def loss(layer, W_layer):
+        W = [W_layer if i == layer else w for i, w in enumerate(state.W)]
         Yhat = motion.feed_forward(W, state.b, bcd.acts, X0, bcd.layers)[-1]
         return float(bcd.loss.value(bcd.loss.targets(torch.as_tensor(labels), Yhat.shape[0], like=Yhat), Yhat).sum())
 
-    g = torch.Generator().manual_seed(0)
-    for layer, grad in enumerate(grads):
-        D = torch.randn(grad.shape, generator=g, dtype=grad.dtype)
-        eps = 1e-6 / float(D.norm())
-        up = [w + eps * D if i == layer else w for i, w in enumerate(state.W)]
-        down = [w - eps * D if i == layer else w for i, w in enumerate(state.W)]
-        fd = (loss(up) - loss(down)) / (2 * eps)
-        assert fd == pytest.approx(float((grad * D).sum()), rel=1e-5, abs=1e-8), layer
+    _check_directional_derivatives(motion._loss_gradients(bcd, state, X0, labels), state.W, loss,
+                                   torch.Generator().manual_seed(0))
 
 
 def test_layer_motion_of_a_run_measures_from_its_own_initialization(motion, tmp_path):
