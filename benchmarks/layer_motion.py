@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from fenchel_cvx.data import load_dataset
+from fenchel_cvx.errors import ValueRangeError
 from fenchel_cvx.network import LiftedNetwork
 from fenchel_cvx.runs import CONFIG, MODEL, make_trainer
 from fenchel_cvx.settings import RunConfig
@@ -61,8 +62,8 @@ def probe(settings: dict, batches: int, dataset: str = "mnist-small", data_dir: 
     ds = load_dataset(dataset, data_dir)
     X, y = ds.arrays("train")
     if 500 * (warm + batches) > len(y):
-        raise SystemExit(f"--warm/--batches: {warm} + {batches} batches of 500 need {500 * (warm + batches)} "
-                         f"training samples, {dataset} has {len(y)}")
+        raise ValueRangeError(f"warm, batches: expected at most {len(y) // 500} batches of 500 in all ({dataset} "
+                              f"has {len(y)} training samples), got {warm} + {batches}")
     cfg = RunConfig().with_values({"dataset": dataset, "arch": "lenet5", **settings})
     bcd = make_trainer(cfg, ds.image_shape, ds.n_classes)
     state = bcd.init_state()
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="*", type=Path, help="run directories")
-    p.add_argument("--probe", action="store_true", help="one-step probe on the shipped MNIST subset")
+    p.add_argument("--probe", action="store_true", help="one-step probe (on the shipped MNIST subset, or --dataset)")
     p.add_argument("--set", default="{}", help="settings of the probe, JSON (default: the defaults)")
     p.add_argument("--batches", type=int, default=3, help="batches of the probe")
     p.add_argument("--warm", type=int, default=0, help="batches of training before the probed ones")
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="data of the probe (default: the shipped MNIST subset)")
     p.add_argument("--data-dir", help="folder with the data files (mnist, cifar10)")
     args = p.parse_args(argv)
+    if args.batches < 1 or args.warm < 0:
+        p.error(f"--batches, --warm: expected at least 1 and 0, got {args.batches} and {args.warm}")
     try:
         settings = json.loads(args.set)
     except json.JSONDecodeError as exc:

@@ -31,6 +31,7 @@ def test_bench_training_names_an_out_below_a_file(tmp_path, capsys):
     ("bench_training", ["--parts", "xyz"], "--parts: expected letters of a, b, c"),
     ("bench_fig1", ["--quick", "--dataset", "mnist", "--data-dir", "DIR"], "--quick runs on the shipped MNIST"),
     ("layer_motion", ["--probe", "--set", "[1]"], "--set: expected a JSON dict"),
+    ("layer_motion", ["--probe", "--warm", "-1"], "--batches, --warm: expected at least 1 and 0"),
 ])
 def test_bad_options_are_one_line_errors(script, argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -6,6 +6,8 @@ import pytest
 import torch
 from conftest import load_benchmark
 
+from fenchel_cvx.errors import ValueRangeError
+
 
 @pytest.fixture(scope="module")
 def bench():
@@ -56,6 +58,11 @@ def test_layer_motion_probe_sees_the_signal_reach_the_first_conv_layer_when_solv
     assert dX[0] < dX[1] < dX[2] < dX[3]  # the change shrinks on its way down: the conv layers learn slowly
     assert len(cos) == 5 and all(0 < c <= 1 for c in cos)  # every block step descends the batch's loss
     assert len(cos_block) == 5 and all(0 < c <= 1 for c in cos_block)
+
+
+def test_layer_motion_probe_names_the_batches_it_lacks(motion):
+    with pytest.raises(ValueRangeError, match="warm, batches: expected at most 20 batches"):
+        motion.probe({}, batches=1, warm=20)
 
 
 def test_layer_motion_larger_multipliers_bring_the_block_gradients_to_backprops(motion):
