@@ -92,18 +92,16 @@ def probe(settings: dict, batches: int, dataset: str = "mnist-small", data_dir: 
 def _block_gradients(bcd, W: list, b: list, X: list, labels) -> list[torch.Tensor]:
     """The gradient in ``W_l`` of each W-block's data term at ``(W, b)`` and the X-variables ``X``: ``lam_l
     B_l(X_{l+1}, A_l(X_l; W_l) + b_l)``, whose gradient in the pre-activation is ``lam_l (phi(U) - X_{l+1})``, and
-    the loss at ``A_L(X_L; W_L) + b_L`` (the proximal terms vanish at the weights before the step)."""
+    the loss at ``A_L(X_L; W_L) + b_L`` (the proximal terms vanish at the weights before the step), sent back
+    through the layer by :meth:`~fenchel_cvx.layers.Layer.weight_gradient`, as the running W-steps do."""
     out = []
-    for l in range(len(W)):
-        Wl = W[l].detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            U = pre_activation(bcd.layers[l], Wl, b[l], X[l])
-            if l < len(W) - 1:
-                R = bcd.lam[l] * (bcd.acts[l].forward(U.detach()) - X[l + 1])
-            else:
-                R = bcd.loss.grad(bcd.loss.targets(torch.as_tensor(labels), U.shape[0], like=U), U.detach())
-            U.backward(R)
-        out.append(Wl.grad)
+    for l, layer in enumerate(bcd.layers):
+        U = pre_activation(layer, W[l], b[l], X[l])
+        if l < len(W) - 1:
+            R = bcd.lam[l] * (bcd.acts[l].forward(U) - X[l + 1])
+        else:
+            R = bcd.loss.grad(bcd.loss.targets(torch.as_tensor(labels), U.shape[0], like=U), U)
+        out.append(layer.weight_gradient(X[l], R).reshape(W[l].shape))
     return out
 
 
